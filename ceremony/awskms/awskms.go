@@ -1,0 +1,226 @@
+// Package awskms is keyceremony's only user of the AWS SDK. It speaks to AWS
+// KMS (or anything that speaks its protocol, such as the loopback test server
+// in cmd/kmslocal) through the real aws-sdk-go-v2 client, configured the
+// standard way: AWS_ENDPOINT_URL_KMS or a profile's endpoint_url, AWS_REGION
+// or the profile's region, and the usual credentials chain.
+package awskms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// Options choose the AWS configuration. Empty fields fall back to the
+// standard AWS environment and shared config files.
+type Options struct {
+	Region  string
+	Profile string
+}
+
+// Client calls KMS.
+type Client struct {
+	kms    *kms.Client
+	region string
+}
+
+// New loads the AWS configuration and returns a client.
+func New(ctx context.Context, o Options) (*Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if o.Region != "" {
+		opts = append(opts, config.WithRegion(o.Region))
+	}
+	if o.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(o.Profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region configured: set kms.region in the config, AWS_REGION, or a profile's region")
+	}
+	return &Client{kms: kms.NewFromConfig(cfg), region: cfg.Region}, nil
+}
+
+// Region is the Region the client talks to.
+func (c *Client) Region() string { return c.region }
+
+// Key is what DescribeKey says about a key.
+type Key struct {
+	ARN             string
+	State           string
+	Origin          string
+	ExpirationModel string
+	ValidTo         *time.Time
+}
+
+// CreateKey creates a symmetric KMS key with Origin EXTERNAL, waiting for
+// imported material, and returns its ARN.
+func (c *Client) CreateKey(ctx context.Context, description string, multiRegion bool) (string, error) {
+	out, err := c.kms.CreateKey(ctx, &kms.CreateKeyInput{
+		Origin:      types.OriginTypeExternal,
+		KeySpec:     types.KeySpecSymmetricDefault,
+		KeyUsage:    types.KeyUsageTypeEncryptDecrypt,
+		Description: aws.String(description),
+		MultiRegion: aws.Bool(multiRegion),
+	})
+	if err != nil {
+		return "", explain("create a KMS key", "", err)
+	}
+	return aws.ToString(out.KeyMetadata.Arn), nil
+}
+
+// Describe returns the state of a key.
+func (c *Client) Describe(ctx context.Context, keyID string) (*Key, error) {
+	out, err := c.kms.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(keyID)})
+	if err != nil {
+		return nil, explain("describe", keyID, err)
+	}
+	m := out.KeyMetadata
+	return &Key{ARN: aws.ToString(m.Arn), State: string(m.KeyState), Origin: string(m.Origin), ExpirationModel: string(m.ExpirationModel), ValidTo: m.ValidTo}, nil
+}
+
+// GetParameters fetches import parameters for keyID.
+func (c *Client) GetParameters(ctx context.Context, keyID string, alg wrap.Algorithm, spec string) (*wrap.Params, error) {
+	out, err := c.kms.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+		KeyId:             aws.String(keyID),
+		WrappingAlgorithm: types.AlgorithmSpec(alg),
+		WrappingKeySpec:   types.WrappingKeySpec(spec),
+	})
+	if err != nil {
+		return nil, explain("get import parameters for", keyID, err)
+	}
+	p := &wrap.Params{
+		Format:      wrap.ParamsFormat,
+		KeyARN:      aws.ToString(out.KeyId),
+		Region:      c.region,
+		Algorithm:   alg,
+		KeySpec:     spec,
+		PublicKey:   out.PublicKey,
+		ImportToken: out.ImportToken,
+		ValidTo:     aws.ToTime(out.ParametersValidTo).UTC(),
+	}
+	if _, err := p.RSAPublicKey(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Import uploads a wrapped bundle. A nil validTo imports with
+// KEY_MATERIAL_DOES_NOT_EXPIRE; otherwise ValidTo is sent in whole seconds.
+func (c *Client) Import(ctx context.Context, b *wrap.Bundle, validTo *time.Time, description string) error {
+	in := &kms.ImportKeyMaterialInput{
+		KeyId:                aws.String(b.KeyARN),
+		ImportToken:          b.ImportToken,
+		EncryptedKeyMaterial: b.EncryptedKeyMaterial,
+		ExpirationModel:      types.ExpirationModelTypeKeyMaterialDoesNotExpire,
+	}
+	if validTo != nil {
+		in.ExpirationModel = types.ExpirationModelTypeKeyMaterialExpires
+		in.ValidTo = aws.Time(validTo.UTC().Truncate(time.Second))
+	}
+	if description != "" {
+		in.KeyMaterialDescription = aws.String(description)
+	}
+	if _, err := c.kms.ImportKeyMaterial(ctx, in); err != nil {
+		return explain("import key material into", b.KeyARN, err)
+	}
+	return nil
+}
+
+// DeleteImportedKeyMaterial deletes the key's material; the key returns to
+// PendingImport until the same material is imported again.
+func (c *Client) DeleteImportedKeyMaterial(ctx context.Context, keyID string) error {
+	if _, err := c.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(keyID)}); err != nil {
+		return explain("delete the imported key material of", keyID, err)
+	}
+	return nil
+}
+
+// Encrypt encrypts plaintext under keyID.
+func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte) ([]byte, error) {
+	out, err := c.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: plaintext})
+	if err != nil {
+		return nil, explain("encrypt with", keyID, err)
+	}
+	return out.CiphertextBlob, nil
+}
+
+// Decrypt decrypts a ciphertext made by Encrypt under keyID.
+func (c *Client) Decrypt(ctx context.Context, keyID string, ciphertext []byte) ([]byte, error) {
+	out, err := c.kms.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(keyID), CiphertextBlob: ciphertext})
+	if err != nil {
+		return nil, explain("decrypt with", keyID, err)
+	}
+	return out.Plaintext, nil
+}
+
+// Error is a KMS error with keyceremony's hint on what to do.
+type Error struct {
+	Op   string
+	Key  string
+	Code string // the AWS error code, e.g. "ExpiredImportTokenException"
+	Msg  string
+	Hint string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	s := "failed to " + e.Op
+	if e.Key != "" {
+		s += " " + e.Key
+	}
+	if e.Code != "" {
+		s += ": " + e.Code
+		if e.Msg != "" {
+			s += ": " + oneLine(e.Msg)
+		}
+	} else {
+		s += ": " + oneLine(e.Err.Error())
+	}
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+var hints = map[string]string{
+	"ExpiredImportTokenException":   "the import token is older than 24 hours: fetch new parameters and wrap again",
+	"InvalidImportTokenException":   "the import token does not belong to this key or was damaged: fetch new parameters for this key and wrap again",
+	"IncorrectKeyMaterialException": "this key already had other material: KMS accepts only the same material again; check you recovered the right escrow",
+	"KMSInvalidStateException":      "the key is in the wrong state for this call: check it with DescribeKey",
+	"NotFoundException":             "no such key in this account and Region: check the key ARN and the Region",
+	"InvalidCiphertextException":    "KMS could not unwrap the material: the wrapping public key or algorithm does not match the import token",
+	"UnsupportedOperationException": "the key must have Origin EXTERNAL to take imported material",
+	"AccessDeniedException":         "the credentials in use lack permission: check the IAM policy",
+	"UnrecognizedClientException":   "the credentials are not valid for this endpoint",
+}
+
+func explain(op, key string, err error) error {
+	e := &Error{Op: op, Key: key, Err: err}
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		e.Code, e.Msg = api.ErrorCode(), api.ErrorMessage()
+		e.Hint = hints[e.Code]
+	} else if strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "no such host") {
+		e.Hint = "KMS is not reachable: check AWS_ENDPOINT_URL_KMS, the network, or use the offline commands"
+	}
+	return e
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,244 @@
+// Package ceremony is keyceremony's engine: it runs a ceremony as an ordered
+// list of steps over the token (package hsm), KMS (package awskms) and the
+// transcript (package transcripts).
+//
+// The engine prints nothing and imports no terminal library. It talks to the
+// people in the room only through a [UI]: the command line's non-interactive
+// runner and the TUI both implement it.
+package ceremony
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// UI is how the engine reaches the people in the room.
+type UI interface {
+	// StepStarted says step i of n (1-based) begins.
+	StepStarted(i, n int, s Step)
+	// StepDone says step i of n finished, with a one-line public summary.
+	StepDone(i, n int, s Step, summary string)
+	// Secret asks for a secret (a PIN, a passphrase) without echo. The
+	// engine zeroes the returned slice after use.
+	Secret(ctx context.Context, prompt string) ([]byte, error)
+	// Confirm asks the operator to confirm a dangerous action by typing
+	// want (usually a key alias). It returns an error if they do not.
+	Confirm(ctx context.Context, prompt, want string) error
+	// Info reports a public fact worth showing (never a secret).
+	Info(msg string)
+}
+
+// Step is one step of a ceremony.
+type Step struct {
+	// ID is stable across versions: it names the step in transcripts.
+	ID string
+	// Title is what the UI shows.
+	Title string
+	run   func(ctx context.Context, s *state) (string, error)
+}
+
+// Steps returns the steps of a full connected ceremony (the "run" command),
+// in order.
+func Steps() []Step {
+	return []Step{
+		{ID: "open-token", Title: "Open the token and log in", run: openToken},
+		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
+		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
+		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
+		{ID: "wrap", Title: "Wrap the key material for KMS", run: wrapKeys},
+		{ID: "import", Title: "Import the wrapped material into KMS", run: importKeys},
+		{ID: "check-import", Title: "Check the keys in KMS", run: checkImport},
+		{ID: "seal", Title: "Seal the transcript on the token", run: seal},
+	}
+}
+
+// Result is what a finished ceremony leaves.
+type Result struct {
+	OutDir     string
+	Transcript string
+	PublicKey  string
+	Keys       []KeyResult
+	// SealHash is the hex SHA-256 of the sealed transcript.
+	SealHash string
+}
+
+// KeyResult describes one generated and imported key.
+type KeyResult struct {
+	Label         string
+	ID            string
+	KeyCheckValue string
+	KMSKeyARN     string
+	ValidTo       *time.Time
+	Bundle        string
+}
+
+type keyState struct {
+	cfg     *KeyConfig
+	id      []byte
+	key     *hsm.Key
+	kcv     string
+	arn     string
+	params  *wrap.Params
+	bundle  *wrap.Bundle
+	validTo *time.Time
+	res     KeyResult
+}
+
+type state struct {
+	cfg  *Config
+	ui   UI
+	tok  *hsm.Token
+	kms  *awskms.Client
+	tr   *transcripts.Writer
+	keys []*keyState
+	res  *Result
+}
+
+// testOnlyNow replaces the clock in tests.
+var testOnlyNow = time.Now
+
+// Run runs a full ceremony. It writes the transcript first and records each
+// step in it; on failure the transcript is left unsealed, as evidence of how
+// far the ceremony got, and the error says which step failed.
+func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
+	out := cfg.OutDir()
+	if err := os.MkdirAll(out, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create output directory: %w", err)
+	}
+	s := &state{cfg: cfg, ui: ui, res: &Result{OutDir: out, Transcript: filepath.Join(out, "transcript.jsonl")}}
+	tr, err := transcripts.Create(s.res.Transcript, transcripts.Header{
+		CeremonyID: cfg.Ceremony.ID,
+		Tool:       ToolVersion(),
+		Operator:   cfg.Ceremony.Operator,
+		ConfigHash: cfg.Hash(),
+		Started:    testOnlyNow().UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: use a new ceremony.out_dir for each ceremony", err)
+	}
+	s.tr = tr
+	defer func() {
+		_ = s.tr.Close()
+		if s.tok != nil {
+			_ = s.tok.Close()
+		}
+	}()
+	for i := range cfg.Keys {
+		s.keys = append(s.keys, &keyState{cfg: &cfg.Keys[i]})
+	}
+	steps := Steps()
+	for i, st := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ui.StepStarted(i+1, len(steps), st)
+		summary, err := st.run(ctx, s)
+		if err != nil {
+			_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
+			return nil, &StepError{Step: st.ID, Err: err}
+		}
+		ui.StepDone(i+1, len(steps), st, summary)
+	}
+	for _, k := range s.keys {
+		s.res.Keys = append(s.res.Keys, k.res)
+	}
+	return s.res, nil
+}
+
+// StepError says which step of a ceremony failed.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return "step " + e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// ToolVersion names this build: module version and VCS revision when known.
+func ToolVersion() string {
+	v := "keyceremony (devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = "keyceremony " + bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+dirty"
+		}
+	}
+	return v
+}
+
+// OpenToken opens the token a config names, asking the UI for the PIN when
+// the config gives no PIN source. The PIN is zeroed before it returns.
+func OpenToken(ctx context.Context, t *TokenConfig, ui UI) (*hsm.Token, error) {
+	module, label, serial, _ := t.selector()
+	pin, err := readPIN(ctx, t, label+serial, ui)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(pin)
+	return hsm.Open(hsm.Config{Module: module, TokenLabel: label, TokenSerial: serial, PIN: pin})
+}
+
+// readPIN takes the PIN from token.pin_file, then token.pin_env, then
+// $KEYCEREMONY_PIN, then asks the UI. Never from a flag or the config itself.
+func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI) ([]byte, error) {
+	_, _, _, pinFile := t.selector()
+	if pinFile != "" {
+		b, err := os.ReadFile(pinFile)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the PIN file named by token.pin_file: %w", err)
+		}
+		n := len(b)
+		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
+			n--
+		}
+		pin := append([]byte(nil), b[:n]...)
+		clear(b)
+		return pin, nil
+	}
+	env := t.PINEnv
+	if env == "" {
+		env = DefaultPINEnv
+	}
+	if v, ok := os.LookupEnv(env); ok {
+		return []byte(v), nil
+	}
+	if t.PINEnv != "" {
+		return nil, fmt.Errorf("token.pin_env names %s but it is not set: export it, or remove pin_env to be asked", t.PINEnv)
+	}
+	return ui.Secret(ctx, fmt.Sprintf("User PIN for token %q", token))
+}
+
+func sha256Hex(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// ErrNoPIN is returned by a UI that cannot ask for a secret.
+var ErrNoPIN = errors.New("no PIN available")
+
+func spkiECDSA(k any) *ecdsa.PublicKey {
+	p, _ := k.(*ecdsa.PublicKey)
+	return p
+}

@@ -1,0 +1,306 @@
+package ceremony
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// DefaultPINEnv is the environment variable the non-interactive runner reads
+// the user PIN from when the config names no other source.
+const DefaultPINEnv = "KEYCEREMONY_PIN"
+
+// Config is a ceremony configuration file (YAML, decoded strictly).
+type Config struct {
+	Ceremony CeremonyConfig `yaml:"ceremony"`
+	Token    TokenConfig    `yaml:"token"`
+	KMS      KMSConfig      `yaml:"kms"`
+	Keys     []KeyConfig    `yaml:"keys"`
+
+	// dir is the directory of the config file; relative paths are resolved
+	// against it.
+	dir  string
+	hash string
+}
+
+// CeremonyConfig names the ceremony and where its evidence goes.
+type CeremonyConfig struct {
+	// ID names the ceremony in the transcript and in every file it writes.
+	ID string `yaml:"id"`
+	// Operator is the person at the keyboard.
+	Operator string `yaml:"operator"`
+	// OutDir receives the transcript, bundles and public keys. It is
+	// created if missing; existing files in it are never overwritten.
+	OutDir string `yaml:"out_dir"`
+}
+
+// TokenConfig chooses the PKCS#11 module, token and PIN source.
+type TokenConfig struct {
+	Module string `yaml:"module"`
+	Label  string `yaml:"label"`
+	Serial string `yaml:"serial"`
+	// URI is an RFC 7512 PKCS#11 URI, an alternative to Label/Serial/Module.
+	URI string `yaml:"uri"`
+	// PINEnv names an environment variable holding the user PIN.
+	PINEnv string `yaml:"pin_env"`
+	// PINFile is a file holding the user PIN (a trailing newline is ignored).
+	PINFile string `yaml:"pin_file"`
+	// SigningKey labels the ECDSA P-256 transcript-signing key on the token;
+	// it is generated on first use.
+	SigningKey string `yaml:"signing_key"`
+}
+
+// KMSConfig chooses the Region, profile and wrapping parameters.
+type KMSConfig struct {
+	Region            string `yaml:"region"`
+	Profile           string `yaml:"profile"`
+	WrappingAlgorithm string `yaml:"wrapping_algorithm"`
+	WrappingKeySpec   string `yaml:"wrapping_key_spec"`
+}
+
+// KeyConfig is one key to generate and import.
+type KeyConfig struct {
+	// Label is the key's CKA_LABEL on the token.
+	Label string `yaml:"label"`
+	// ID is the key's CKA_ID in hex; empty means random.
+	ID string `yaml:"id"`
+	// KMSKeyID is an existing KMS key (ARN or id) with Origin EXTERNAL in
+	// PendingImport. Exactly one of KMSKeyID and Create is set.
+	KMSKeyID string `yaml:"kms_key_id"`
+	// Create makes a new KMS key with Origin EXTERNAL.
+	Create bool `yaml:"create"`
+	// Description is the description of a created KMS key.
+	Description string `yaml:"description"`
+	// ValidTo (RFC 3339), ValidFor (e.g. "90d", "2160h") or DoesNotExpire:
+	// exactly one says when the imported material expires in KMS.
+	ValidTo       string `yaml:"valid_to"`
+	ValidFor      string `yaml:"valid_for"`
+	DoesNotExpire bool   `yaml:"does_not_expire"`
+}
+
+// LoadConfig reads and validates a config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	cfg.dir = abs
+	return cfg, nil
+}
+
+// ParseConfig decodes YAML strictly (unknown fields are errors) and
+// validates it. Errors name the field: "keys[0].valid_for: ...".
+func ParseConfig(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config is empty")
+		}
+		return nil, fmt.Errorf("invalid config: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("invalid config: more than one YAML document")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.hash = sha256Hex(data)
+	cfg.dir = "."
+	return &cfg, nil
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (c *Config) validate() error {
+	if !idRE.MatchString(c.Ceremony.ID) {
+		return fmt.Errorf("ceremony.id %q must be 1-64 letters, digits, '.', '_' or '-'", c.Ceremony.ID)
+	}
+	if c.Ceremony.OutDir == "" {
+		return errors.New("ceremony.out_dir must be set: it receives the transcript and bundles")
+	}
+	if err := c.Token.validate(); err != nil {
+		return err
+	}
+	if err := c.KMS.validate(); err != nil {
+		return err
+	}
+	if len(c.Keys) == 0 {
+		return errors.New("keys must list at least one key")
+	}
+	seen := map[string]bool{}
+	for i := range c.Keys {
+		if err := c.Keys[i].validate(fmt.Sprintf("keys[%d]", i)); err != nil {
+			return err
+		}
+		if seen[c.Keys[i].Label] {
+			return fmt.Errorf("keys[%d].label %q is used twice", i, c.Keys[i].Label)
+		}
+		seen[c.Keys[i].Label] = true
+	}
+	return nil
+}
+
+func (t *TokenConfig) validate() error {
+	if t.URI != "" {
+		u, err := hsm.ParseURI(t.URI)
+		if err != nil {
+			return fmt.Errorf("token.uri: %w", err)
+		}
+		if t.Label != "" || t.Serial != "" {
+			return errors.New("token.uri and token.label/token.serial are exclusive: use one")
+		}
+		if u.Token == "" && u.Serial == "" {
+			return errors.New("token.uri must name the token (token= or serial=)")
+		}
+	} else if t.Label == "" && t.Serial == "" {
+		return errors.New("token: set label, serial or uri to choose the token")
+	}
+	if t.PINEnv != "" && t.PINFile != "" {
+		return errors.New("token.pin_env and token.pin_file are exclusive: use one")
+	}
+	if t.SigningKey == "" {
+		t.SigningKey = "keyceremony-transcript"
+	}
+	return nil
+}
+
+// Selector returns the module path, token label and serial the config names.
+func (t *TokenConfig) selector() (module, label, serial, pinFile string) {
+	module, label, serial, pinFile = t.Module, t.Label, t.Serial, t.PINFile
+	if t.URI != "" {
+		u, _ := hsm.ParseURI(t.URI) // validated
+		label, serial = u.Token, u.Serial
+		if u.ModulePath != "" && module == "" {
+			module = u.ModulePath
+		}
+		if u.PINSource != "" && pinFile == "" {
+			pinFile = u.PINSource
+		}
+	}
+	return
+}
+
+func (k *KMSConfig) validate() error {
+	if k.WrappingAlgorithm == "" {
+		k.WrappingAlgorithm = string(wrap.RSAESOAEPSHA256)
+	}
+	if _, err := wrap.ParseAlgorithm(k.WrappingAlgorithm); err != nil {
+		return fmt.Errorf("kms.wrapping_algorithm: %w", err)
+	}
+	if k.WrappingKeySpec == "" {
+		k.WrappingKeySpec = "RSA_4096"
+	}
+	if !wrap.ValidKeySpec(k.WrappingKeySpec) {
+		return fmt.Errorf("kms.wrapping_key_spec %q must be one of RSA_2048, RSA_3072, RSA_4096", k.WrappingKeySpec)
+	}
+	return nil
+}
+
+func (k *KeyConfig) validate(path string) error {
+	if k.Label == "" || len(k.Label) > 64 {
+		return fmt.Errorf("%s.label must be 1-64 characters", path)
+	}
+	if k.ID != "" {
+		if b, err := hex.DecodeString(k.ID); err != nil || len(b) == 0 || len(b) > 32 {
+			return fmt.Errorf("%s.id %q must be 1-32 bytes of hex", path, k.ID)
+		}
+	}
+	if (k.KMSKeyID == "") == !k.Create {
+		return fmt.Errorf("%s: set exactly one of kms_key_id (an existing EXTERNAL key) and create: true", path)
+	}
+	n := 0
+	if k.ValidTo != "" {
+		n++
+		if _, err := time.Parse(time.RFC3339, k.ValidTo); err != nil {
+			return fmt.Errorf("%s.valid_to %q must be an RFC 3339 time such as 2027-06-30T00:00:00Z", path, k.ValidTo)
+		}
+	}
+	if k.ValidFor != "" {
+		n++
+		d, err := parseDuration(k.ValidFor)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%s.valid_for %q must be a positive duration such as 90d or 2160h", path, k.ValidFor)
+		}
+		if d > 365*24*time.Hour {
+			return fmt.Errorf("%s.valid_for %q is more than 365 days, the most KMS allows", path, k.ValidFor)
+		}
+	}
+	if k.DoesNotExpire {
+		n++
+	}
+	if n != 1 {
+		return fmt.Errorf("%s: set exactly one of valid_to, valid_for and does_not_expire: true", path)
+	}
+	return nil
+}
+
+// validTo returns when the material should expire (nil: never), relative to now.
+func (k *KeyConfig) validTo(now time.Time) (*time.Time, error) {
+	switch {
+	case k.DoesNotExpire:
+		return nil, nil
+	case k.ValidTo != "":
+		t, _ := time.Parse(time.RFC3339, k.ValidTo)
+		t = t.UTC().Truncate(time.Second)
+		if !t.After(now) {
+			return nil, fmt.Errorf("key %q: valid_to %s is in the past: choose a later time", k.Label, k.ValidTo)
+		}
+		if t.After(now.Add(365 * 24 * time.Hour)) {
+			return nil, fmt.Errorf("key %q: valid_to %s is more than 365 days ahead, the most KMS allows", k.Label, k.ValidTo)
+		}
+		return &t, nil
+	default:
+		d, _ := parseDuration(k.ValidFor)
+		t := now.Add(d).UTC().Truncate(time.Second)
+		return &t, nil
+	}
+}
+
+// parseDuration is time.ParseDuration plus a "d" (24 h) suffix.
+func parseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+func (c *Config) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// OutDir is the resolved output directory.
+func (c *Config) OutDir() string { return c.path(c.Ceremony.OutDir) }
+
+// Hash is the hex SHA-256 of the config file's bytes.
+func (c *Config) Hash() string { return c.hash }

@@ -1,0 +1,303 @@
+package ceremony
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+func (s *state) record(step string, data map[string]any) error {
+	return s.tr.Append(step, s.cfg.Ceremony.Operator, data)
+}
+
+// writeFile writes an evidence file into the output directory and returns
+// its name and SHA-256 for the transcript.
+func (s *state) writeFile(name string, data []byte) (string, string, error) {
+	p := filepath.Join(s.res.OutDir, name)
+	if err := evidence.Create(p, data, 0o644); err != nil {
+		return "", "", err
+	}
+	return p, evidence.Hash(data), nil
+}
+
+func openToken(ctx context.Context, s *state) (string, error) {
+	tok, err := OpenToken(ctx, &s.cfg.Token, s.ui)
+	if err != nil {
+		return "", err
+	}
+	s.tok = tok
+	in := tok.Info()
+	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("token %q (serial %s, %s %s)", in.Label, in.Serial, in.Manufacturer, in.Model), nil
+}
+
+func kmsKeys(ctx context.Context, s *state) (string, error) {
+	c, err := awskms.New(ctx, awskms.Options{Region: s.cfg.KMS.Region, Profile: s.cfg.KMS.Profile})
+	if err != nil {
+		return "", err
+	}
+	s.kms = c
+	var names []string
+	for _, k := range s.keys {
+		created := false
+		if k.cfg.Create {
+			desc := k.cfg.Description
+			if desc == "" {
+				desc = fmt.Sprintf("keyceremony %s: %s", s.cfg.Ceremony.ID, k.cfg.Label)
+			}
+			arn, err := c.CreateKey(ctx, desc, false)
+			if err != nil {
+				return "", err
+			}
+			k.arn, created = arn, true
+		} else {
+			d, err := c.Describe(ctx, k.cfg.KMSKeyID)
+			if err != nil {
+				return "", err
+			}
+			if d.Origin != "EXTERNAL" {
+				return "", fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; create one (keys[].create: true)", d.ARN, d.Origin)
+			}
+			if d.State != "PendingImport" {
+				return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), or recover the escrowed material to re-import", d.ARN, d.State)
+			}
+			k.arn = d.ARN
+		}
+		k.res.KMSKeyARN = k.arn
+		if err := s.record("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": created, "region": c.Region()}); err != nil {
+			return "", err
+		}
+		names = append(names, k.arn)
+	}
+	return strings.Join(names, ", "), nil
+}
+
+func generateKeys(ctx context.Context, s *state) (string, error) {
+	var out []string
+	for _, k := range s.keys {
+		if k.cfg.ID != "" {
+			k.id, _ = hex.DecodeString(k.cfg.ID)
+		} else {
+			k.id = make([]byte, 8)
+			if _, err := rand.Read(k.id); err != nil {
+				return "", err
+			}
+		}
+		key, err := s.tok.GenerateAESKey(k.cfg.Label, k.id)
+		if err != nil {
+			return "", err
+		}
+		k.key = key
+		kcv, err := s.tok.CheckValue(key)
+		if err != nil {
+			return "", err
+		}
+		k.kcv = hex.EncodeToString(kcv)
+		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
+		if err := s.record("generate-key", map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}); err != nil {
+			return "", err
+		}
+		s.ui.Info(fmt.Sprintf("key %q generated on the token, key check value %s", k.cfg.Label, k.kcv))
+		out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
+	}
+	return strings.Join(out, ", "), nil
+}
+
+func fetchParams(ctx context.Context, s *state) (string, error) {
+	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
+	for _, k := range s.keys {
+		p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
+		if err != nil {
+			return "", err
+		}
+		if err := p.CheckValid(testOnlyNow()); err != nil {
+			return "", err
+		}
+		k.params = p
+		data, err := p.Marshal()
+		if err != nil {
+			return "", err
+		}
+		name, sum, err := s.writeFile("params-"+k.cfg.Label+".json", data)
+		if err != nil {
+			return "", err
+		}
+		if err := s.record("fetch-params", map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
+			"public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%s with %s, valid until %s", alg, s.cfg.KMS.WrappingKeySpec, s.keys[0].params.ValidTo.Format(time.RFC3339)), nil
+}
+
+// wrapOnToken wraps a key for KMS inside the token.
+func wrapOnToken(tok *hsm.Token, key *hsm.Key, p *wrap.Params) ([]byte, error) {
+	pub, err := p.RSAPublicKey()
+	if err != nil {
+		return nil, err
+	}
+	if p.Algorithm.KeyWrap() {
+		return nil, fmt.Errorf("%w: %s is not supported yet: use RSAES_OAEP_SHA_1 on this token", hsm.ErrMechanism, p.Algorithm)
+	}
+	out, err := tok.WrapOAEP(key, pub, p.Algorithm.Hash())
+	if errors.Is(err, hsm.ErrMechanism) {
+		return nil, fmt.Errorf("token %q cannot wrap with %s inside the HSM (it can do RSAES_OAEP_SHA_1): set kms.wrapping_algorithm: RSAES_OAEP_SHA_1", tok.Info().Label, p.Algorithm)
+	}
+	return out, err
+}
+
+func wrapKeys(ctx context.Context, s *state) (string, error) {
+	for _, k := range s.keys {
+		if err := k.params.CheckValid(testOnlyNow()); err != nil {
+			return "", err
+		}
+		enc, err := wrapOnToken(s.tok, k.key, k.params)
+		if err != nil {
+			return "", err
+		}
+		b := &wrap.Bundle{
+			KeyARN: k.arn, Region: k.params.Region, Algorithm: k.params.Algorithm, KeySpec: k.params.KeySpec,
+			ImportToken: k.params.ImportToken, ParamsValidTo: k.params.ValidTo, EncryptedKeyMaterial: enc,
+			KeyCheckValue: k.kcv, TranscriptHash: s.tr.Hash(),
+		}
+		data, err := b.Marshal()
+		if err != nil {
+			return "", err
+		}
+		name, sum, err := s.writeFile("bundle-"+k.cfg.Label+".json", data)
+		if err != nil {
+			return "", err
+		}
+		k.bundle, k.res.Bundle = b, name
+		if err := s.record("wrap", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "wrapping_algorithm": string(b.Algorithm), "in_hsm": true,
+			"encrypted_key_material_sha256": evidence.Hash(enc), "key_check_value": k.kcv, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%d key(s) wrapped inside the HSM", len(s.keys)), nil
+}
+
+func importKeys(ctx context.Context, s *state) (string, error) {
+	now := testOnlyNow()
+	for _, k := range s.keys {
+		vt, err := k.cfg.validTo(now)
+		if err != nil {
+			return "", err
+		}
+		k.validTo, k.res.ValidTo = vt, vt
+		expiry := "never expires"
+		if vt != nil {
+			expiry = "expires " + vt.Format(time.RFC3339)
+		}
+		if err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.arn, expiry), k.cfg.Label); err != nil {
+			return "", err
+		}
+		if err := k.bundle.CheckValid(now); err != nil {
+			return "", err
+		}
+		desc := "keyceremony " + s.cfg.Ceremony.ID
+		if err := s.kms.Import(ctx, k.bundle, vt, desc); err != nil {
+			return "", err
+		}
+		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE", "key_check_value": k.kcv}
+		if vt != nil {
+			data["expiration_model"], data["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
+		}
+		if err := s.record("import", data); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%d key(s) imported", len(s.keys)), nil
+}
+
+func checkImport(ctx context.Context, s *state) (string, error) {
+	for _, k := range s.keys {
+		d, err := s.kms.Describe(ctx, k.arn)
+		if err != nil {
+			return "", err
+		}
+		if d.State != "Enabled" {
+			return "", fmt.Errorf("KMS key %s is %s after import, not Enabled", k.arn, d.State)
+		}
+		switch {
+		case k.validTo == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
+			return "", fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", k.arn, d.ExpirationModel)
+		case k.validTo != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*k.validTo)):
+			return "", fmt.Errorf("KMS key %s has ValidTo %v, want %s", k.arn, d.ValidTo, k.validTo.Format(time.RFC3339))
+		}
+		// Prove KMS can use the material: encrypt and decrypt a random value.
+		probe := make([]byte, 32)
+		if _, err := rand.Read(probe); err != nil {
+			return "", err
+		}
+		ct, err := s.kms.Encrypt(ctx, k.arn, probe)
+		if err != nil {
+			return "", err
+		}
+		pt, err := s.kms.Decrypt(ctx, k.arn, ct)
+		if err != nil {
+			return "", err
+		}
+		if !bytes.Equal(pt, probe) {
+			return "", fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", k.arn)
+		}
+		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "key_state": d.State, "expiration_model": d.ExpirationModel, "encrypt_decrypt": "ok"}
+		if d.ValidTo != nil {
+			data["valid_to"] = d.ValidTo.UTC()
+		}
+		if err := s.record("check-import", data); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("%d key(s) Enabled, encrypt/decrypt ok", len(s.keys)), nil
+}
+
+func seal(ctx context.Context, s *state) (string, error) {
+	signer, err := s.tok.Signer(s.cfg.Token.SigningKey, true)
+	if err != nil {
+		return "", err
+	}
+	pemBytes, err := hsm.PublicKeyPEM(signer.Public())
+	if err != nil {
+		return "", err
+	}
+	pubPath, pubSum, err := s.writeFile("signing-key.pem", pemBytes)
+	if err != nil {
+		return "", err
+	}
+	if err := s.record("signing-key", map[string]any{"label": s.cfg.Token.SigningKey, "file": filepath.Base(pubPath), "file_sha256": pubSum}); err != nil {
+		return "", err
+	}
+	seal, err := s.tr.Seal(signer)
+	if err != nil {
+		return "", err
+	}
+	// Read back what is on disk and verify it against the token's key.
+	data, err := os.ReadFile(s.res.Transcript)
+	if err != nil {
+		return "", err
+	}
+	spki, _ := x509.ParsePKIXPublicKey(seal.PublicKey)
+	if _, err := transcripts.Verify(bytes.NewReader(data), spkiECDSA(spki)); err != nil {
+		return "", fmt.Errorf("the sealed transcript does not verify: %w", err)
+	}
+	s.res.PublicKey = pubPath
+	s.res.SealHash = evidence.Hash(data)
+	return "sealed by key " + seal.Fingerprint[:16] + "…, verified", nil
+}

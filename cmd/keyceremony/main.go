@@ -1,0 +1,140 @@
+// Command keyceremony runs offline key ceremonies on a PKCS#11 HSM and
+// imports the key material into AWS KMS.
+//
+// Usage:
+//
+//	keyceremony run --config ceremony.yaml
+//	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
+//	keyceremony version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/keyceremony/keyceremony/ceremony"
+)
+
+// Exit codes.
+const (
+	exitOK           = 0
+	exitError        = 1 // operational error: nothing verified or done
+	exitUsage        = 2 // bad command line
+	exitVerifyFailed = 3 // a transcript failed verification
+)
+
+const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the key material into AWS KMS.
+
+Usage:
+  keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
+  keyceremony verify [--pubkey PEM] FILE check a transcript's hash chain and seal
+  keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
+  keyceremony version                    print the version
+
+The user PIN comes from token.pin_file, token.pin_env, $KEYCEREMONY_PIN, or a
+no-echo prompt when stdin is a terminal; never from a flag.
+KMS is configured the standard AWS way: AWS_REGION, AWS_PROFILE,
+AWS_ENDPOINT_URL_KMS, and the usual credentials chain.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
+	case "verify":
+		err = cmdVerify(args[1:], stdout, stderr)
+	case "check-key":
+		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, ceremony.ToolVersion())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = usageError(fmt.Sprintf("unknown command %q: run keyceremony help", args[0]))
+	}
+	if err == nil {
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "keyceremony: error: %s\n", oneLine(err.Error()))
+	var he *hintError
+	if errors.As(err, &he) && he.hint != "" {
+		fmt.Fprintf(stderr, "keyceremony: hint: %s\n", he.hint)
+	}
+	var ue usageError
+	var ve verifyFailure
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.As(err, &ve):
+		return exitVerifyFailed
+	}
+	return exitError
+}
+
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+type verifyFailure struct{ error }
+
+func (e verifyFailure) Unwrap() error { return e.error }
+
+type hintError struct {
+	error
+	hint string
+}
+
+func (e *hintError) Unwrap() error { return e.error }
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them after positional arguments too.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError(err.Error())
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/hsm"
+)
+
+func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := newFlags("run", stderr, "Usage: keyceremony run --config FILE\n\nRuns a whole ceremony from a config file: generate on the token, fetch import\nparameters, wrap, import with expiry, check, and seal the transcript.\n\n")
+	config := fs.String("config", "", "ceremony config `file` (YAML)")
+	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *config == "" || len(pos) > 0 {
+		return usageError("run takes --config FILE and no other arguments")
+	}
+	cfg, err := ceremony.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if *module != "" {
+		cfg.Token.Module = *module
+	}
+	ui := &lineUI{in: stdin, out: stderr}
+	res, err := ceremony.Run(ctx, cfg, ui)
+	if err != nil {
+		switch {
+		case errors.Is(err, hsm.ErrWrongPIN), errors.Is(err, hsm.ErrModuleNotFound), errors.Is(err, hsm.ErrTokenNotFound):
+			return &hintError{error: err, hint: "the ceremony stopped before touching any key; the unsealed transcript in " + cfg.OutDir() + " records the attempt: use a new out_dir for the next try"}
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "ceremony %s complete\n", cfg.Ceremony.ID)
+	fmt.Fprintf(stdout, "transcript:  %s\n", res.Transcript)
+	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)
+	fmt.Fprintf(stdout, "seal sha256: %s\n", res.SealHash)
+	for _, k := range res.Keys {
+		vt := "does not expire"
+		if k.ValidTo != nil {
+			vt = "valid to " + k.ValidTo.Format("2006-01-02T15:04:05Z07:00")
+		}
+		fmt.Fprintf(stdout, "key %s: kcv %s, %s, %s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt)
+	}
+	return nil
+}
+
+// lineUI is the non-interactive runner's UI: progress lines on stderr,
+// secrets from a no-echo prompt only when stdin is a terminal, and
+// confirmations given by the config itself.
+type lineUI struct {
+	in  *os.File
+	out io.Writer
+}
+
+var _ ceremony.UI = (*lineUI)(nil)
+
+func (u *lineUI) StepStarted(i, n int, s ceremony.Step) {
+	fmt.Fprintf(u.out, "[%d/%d] %s\n", i, n, s.Title)
+}
+
+func (u *lineUI) StepDone(i, n int, s ceremony.Step, summary string) {
+	fmt.Fprintf(u.out, "[%d/%d] done: %s\n", i, n, summary)
+}
+
+func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
+
+func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
+	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
+		return nil, fmt.Errorf("%w: stdin is not a terminal: set %s or token.pin_file", ceremony.ErrNoPIN, ceremony.DefaultPINEnv)
+	}
+	fmt.Fprintf(u.out, "%s: ", prompt)
+	b, err := term.ReadPassword(int(u.in.Fd()))
+	fmt.Fprintln(u.out)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read secret: %w", err)
+	}
+	return b, nil
+}
+
+func (u *lineUI) Confirm(ctx context.Context, prompt, want string) error {
+	fmt.Fprintf(u.out, "      %s\n      confirmed by the config (non-interactive run)\n", prompt)
+	return nil
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what keyceremony's build, tests and demo need on Debian, when absent:
+# gcc (cgo for miekg/pkcs11), SoftHSM2 and opensc (the test HSM), openssl and
+# tmux and ssh-keygen (independent checks in tests).
+set -euo pipefail
+need=()
+[ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need+=(opensc)
+command -v gcc >/dev/null || need+=(gcc)
+command -v openssl >/dev/null || need+=(openssl)
+command -v tmux >/dev/null || need+=(tmux)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing: ${need[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/deps.sh: run as root, or install yourself: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
