@@ -98,13 +98,53 @@ type keyState struct {
 }
 
 type state struct {
-	cfg  *Config
-	ui   UI
-	tok  *hsm.Token
-	kms  *awskms.Client
-	tr   *transcripts.Writer
-	keys []*keyState
-	res  *Result
+	// pending holds events recorded before the transcript exists: a
+	// ceremony writes nothing until its first change (see begin).
+	pending []pendingEvent
+	cfg     *Config
+	ui      UI
+	tok     *hsm.Token
+	kms     *awskms.Client
+	tr      *transcripts.Writer
+	keys    []*keyState
+	res     *Result
+}
+
+type pendingEvent struct {
+	step string
+	data map[string]any
+}
+
+// begin creates the output directory and the transcript, and writes the
+// events recorded so far. Steps call it just before their first change (a
+// KMS key created, a key generated), so that a ceremony stopped by bad input
+// (wrong PIN, unknown token, bad key ARN) leaves nothing behind and can
+// simply be run again.
+func (s *state) begin() error {
+	if s.tr != nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.res.OutDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create output directory: %w", err)
+	}
+	tr, err := transcripts.Create(s.res.Transcript, transcripts.Header{
+		CeremonyID: s.cfg.Ceremony.ID,
+		Tool:       ToolVersion(),
+		Operator:   s.cfg.Ceremony.Operator,
+		ConfigHash: s.cfg.Hash(),
+		Started:    testOnlyNow().UTC(),
+	})
+	if err != nil {
+		return fmt.Errorf("%w: use a new ceremony.out_dir for each ceremony", err)
+	}
+	s.tr = tr
+	for _, e := range s.pending {
+		if err := s.tr.Append(e.step, s.cfg.Ceremony.Operator, e.data); err != nil {
+			return err
+		}
+	}
+	s.pending = nil
+	return nil
 }
 
 // testOnlyNow replaces the clock in tests.
@@ -115,23 +155,11 @@ var testOnlyNow = time.Now
 // far the ceremony got, and the error says which step failed.
 func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	out := cfg.OutDir()
-	if err := os.MkdirAll(out, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create output directory: %w", err)
-	}
 	s := &state{cfg: cfg, ui: ui, res: &Result{OutDir: out, Transcript: filepath.Join(out, "transcript.jsonl")}}
-	tr, err := transcripts.Create(s.res.Transcript, transcripts.Header{
-		CeremonyID: cfg.Ceremony.ID,
-		Tool:       ToolVersion(),
-		Operator:   cfg.Ceremony.Operator,
-		ConfigHash: cfg.Hash(),
-		Started:    testOnlyNow().UTC(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: use a new ceremony.out_dir for each ceremony", err)
-	}
-	s.tr = tr
 	defer func() {
-		_ = s.tr.Close()
+		if s.tr != nil {
+			_ = s.tr.Close()
+		}
 		if s.tok != nil {
 			_ = s.tok.Close()
 		}
@@ -147,7 +175,9 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		ui.StepStarted(i+1, len(steps), st)
 		summary, err := st.run(ctx, s)
 		if err != nil {
-			_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
+			if s.tr != nil {
+				_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
+			}
 			return nil, &StepError{Step: st.ID, Err: err}
 		}
 		ui.StepDone(i+1, len(steps), st, summary)

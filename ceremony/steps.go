@@ -20,13 +20,22 @@ import (
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
+// record appends an event to the transcript, or holds it until begin when
+// the ceremony has changed nothing yet.
 func (s *state) record(step string, data map[string]any) error {
+	if s.tr == nil {
+		s.pending = append(s.pending, pendingEvent{step, data})
+		return nil
+	}
 	return s.tr.Append(step, s.cfg.Ceremony.Operator, data)
 }
 
 // writeFile writes an evidence file into the output directory and returns
 // its name and SHA-256 for the transcript.
 func (s *state) writeFile(name string, data []byte) (string, string, error) {
+	if err := s.begin(); err != nil {
+		return "", "", err
+	}
 	p := filepath.Join(s.res.OutDir, name)
 	if err := evidence.Create(p, data, 0o644); err != nil {
 		return "", "", err
@@ -41,6 +50,14 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	}
 	s.tok = tok
 	in := tok.Info()
+	// A ceremony never reuses a key: refuse before anything changes.
+	for _, k := range s.keys {
+		if _, err := tok.FindAESKey(k.cfg.Label, nil); err == nil {
+			return "", fmt.Errorf("%w: token %q already holds a key labelled %q: choose a new label in keys[].label", hsm.ErrKeyExists, in.Label, k.cfg.Label)
+		} else if !errors.Is(err, hsm.ErrKeyNotFound) {
+			return "", err
+		}
+	}
 	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}); err != nil {
 		return "", err
 	}
@@ -53,9 +70,28 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		return "", err
 	}
 	s.kms = c
+	// Check every existing key before changing anything.
+	for _, k := range s.keys {
+		if k.cfg.Create {
+			continue
+		}
+		d, err := c.Describe(ctx, k.cfg.KMSKeyID)
+		if err != nil {
+			return "", err
+		}
+		if d.Origin != "EXTERNAL" {
+			return "", fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; create one (keys[].create: true)", d.ARN, d.Origin)
+		}
+		if d.State != "PendingImport" {
+			return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), or recover the escrowed material to re-import", d.ARN, d.State)
+		}
+		k.arn = d.ARN
+	}
+	if err := s.begin(); err != nil {
+		return "", err
+	}
 	var names []string
 	for _, k := range s.keys {
-		created := false
 		if k.cfg.Create {
 			desc := k.cfg.Description
 			if desc == "" {
@@ -65,22 +101,10 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			if err != nil {
 				return "", err
 			}
-			k.arn, created = arn, true
-		} else {
-			d, err := c.Describe(ctx, k.cfg.KMSKeyID)
-			if err != nil {
-				return "", err
-			}
-			if d.Origin != "EXTERNAL" {
-				return "", fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; create one (keys[].create: true)", d.ARN, d.Origin)
-			}
-			if d.State != "PendingImport" {
-				return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), or recover the escrowed material to re-import", d.ARN, d.State)
-			}
-			k.arn = d.ARN
+			k.arn = arn
 		}
 		k.res.KMSKeyARN = k.arn
-		if err := s.record("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": created, "region": c.Region()}); err != nil {
+		if err := s.record("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region()}); err != nil {
 			return "", err
 		}
 		names = append(names, k.arn)
@@ -89,6 +113,9 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 }
 
 func generateKeys(ctx context.Context, s *state) (string, error) {
+	if err := s.begin(); err != nil {
+		return "", err
+	}
 	var out []string
 	for _, k := range s.keys {
 		if k.cfg.ID != "" {
