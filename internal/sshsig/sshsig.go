@@ -1,0 +1,281 @@
+// Package sshsig makes and checks SSH signatures in OpenSSH's SSHSIG format
+// (PROTOCOL.sshsig), the format of `ssh-keygen -Y sign`, and reads OpenSSH
+// allowed-signers files, so that a signature made here verifies with
+// `ssh-keygen -Y verify` and the other way round.
+//
+// The key and signature algorithms are golang.org/x/crypto/ssh's; this
+// package only frames the signed data and the armoured blob.
+package sshsig
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+const (
+	magic      = "SSHSIG"
+	version    = 1
+	armorBegin = "-----BEGIN SSH SIGNATURE-----"
+	armorEnd   = "-----END SSH SIGNATURE-----"
+)
+
+// ErrVerify is returned (wrapped) when a signature does not verify.
+var ErrVerify = errors.New("ssh signature does not verify")
+
+// Signature is a decoded SSHSIG signature.
+type Signature struct {
+	PublicKey ssh.PublicKey
+	Namespace string
+	HashAlg   string // "sha256" or "sha512"
+	Sig       *ssh.Signature
+}
+
+// signedData is the blob the key signs (PROTOCOL.sshsig, "Signed Data").
+func signedData(namespace, hashAlg string, msg []byte) ([]byte, error) {
+	var h []byte
+	switch hashAlg {
+	case "sha256":
+		s := sha256.Sum256(msg)
+		h = s[:]
+	case "sha512":
+		s := sha512.Sum512(msg)
+		h = s[:]
+	default:
+		return nil, fmt.Errorf("unsupported hash algorithm %q", hashAlg)
+	}
+	return append([]byte(magic), ssh.Marshal(struct {
+		Namespace string
+		Reserved  string
+		HashAlg   string
+		Hash      string
+	}{namespace, "", hashAlg, string(h)})...), nil
+}
+
+type wireSig struct {
+	Version   uint32
+	PublicKey string
+	Namespace string
+	Reserved  string
+	HashAlg   string
+	Signature string
+}
+
+// Sign signs msg under namespace with SHA-512, as `ssh-keygen -Y sign -n
+// namespace` does, and returns the armoured signature. RSA keys sign with
+// rsa-sha2-512.
+func Sign(signer ssh.Signer, namespace string, msg []byte) ([]byte, error) {
+	if namespace == "" {
+		return nil, errors.New("ssh signature namespace must not be empty")
+	}
+	data, err := signedData(namespace, "sha512", msg)
+	if err != nil {
+		return nil, err
+	}
+	var sig *ssh.Signature
+	if as, ok := signer.(ssh.AlgorithmSigner); ok && signer.PublicKey().Type() == ssh.KeyAlgoRSA {
+		sig, err = as.SignWithAlgorithm(rand.Reader, data, ssh.KeyAlgoRSASHA512)
+	} else {
+		sig, err = signer.Sign(rand.Reader, data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to make ssh signature: %w", err)
+	}
+	blob := append([]byte(magic), ssh.Marshal(wireSig{
+		Version: version, PublicKey: string(signer.PublicKey().Marshal()), Namespace: namespace,
+		HashAlg: "sha512", Signature: string(ssh.Marshal(sig)),
+	})...)
+	return armor(blob), nil
+}
+
+func armor(blob []byte) []byte {
+	enc := base64.StdEncoding.EncodeToString(blob)
+	var b bytes.Buffer
+	b.WriteString(armorBegin + "\n")
+	for len(enc) > 70 {
+		b.WriteString(enc[:70] + "\n")
+		enc = enc[70:]
+	}
+	b.WriteString(enc + "\n" + armorEnd + "\n")
+	return b.Bytes()
+}
+
+// Parse decodes an armoured SSHSIG signature.
+func Parse(armored []byte) (*Signature, error) {
+	s := strings.TrimSpace(string(armored))
+	if !strings.HasPrefix(s, armorBegin) || !strings.HasSuffix(s, armorEnd) {
+		return nil, errors.New("not an armoured SSH signature (BEGIN SSH SIGNATURE)")
+	}
+	body := strings.Join(strings.Fields(s[len(armorBegin):len(s)-len(armorEnd)]), "")
+	blob, err := base64.StdEncoding.DecodeString(body)
+	if err != nil {
+		return nil, fmt.Errorf("ssh signature is not valid base64: %w", err)
+	}
+	if !bytes.HasPrefix(blob, []byte(magic)) {
+		return nil, errors.New("ssh signature lacks the SSHSIG preamble")
+	}
+	var w wireSig
+	if err := ssh.Unmarshal(blob[len(magic):], &w); err != nil {
+		return nil, fmt.Errorf("malformed ssh signature: %w", err)
+	}
+	if w.Version != version {
+		return nil, fmt.Errorf("unsupported ssh signature version %d", w.Version)
+	}
+	pub, err := ssh.ParsePublicKey([]byte(w.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("malformed public key in ssh signature: %w", err)
+	}
+	sig := new(ssh.Signature)
+	if err := ssh.Unmarshal([]byte(w.Signature), sig); err != nil {
+		return nil, fmt.Errorf("malformed signature in ssh signature: %w", err)
+	}
+	if w.HashAlg != "sha256" && w.HashAlg != "sha512" {
+		return nil, fmt.Errorf("unsupported ssh signature hash %q", w.HashAlg)
+	}
+	return &Signature{PublicKey: pub, Namespace: w.Namespace, HashAlg: w.HashAlg, Sig: sig}, nil
+}
+
+// Verify checks that s signs msg under namespace with its embedded key.
+// Who that key belongs to is the caller's question (see [AllowedSigners]).
+func (s *Signature) Verify(namespace string, msg []byte) error {
+	if s.Namespace != namespace {
+		return fmt.Errorf("%w: namespace is %q, want %q", ErrVerify, s.Namespace, namespace)
+	}
+	// ssh-keygen refuses SHA-1 RSA signatures in SSHSIG; so do we.
+	if s.Sig.Format == ssh.KeyAlgoRSA {
+		return fmt.Errorf("%w: RSA signature uses SHA-1 (ssh-rsa)", ErrVerify)
+	}
+	data, err := signedData(namespace, s.HashAlg, msg)
+	if err != nil {
+		return err
+	}
+	if err := s.PublicKey.Verify(data, s.Sig); err != nil {
+		return fmt.Errorf("%w: %v", ErrVerify, err)
+	}
+	return nil
+}
+
+// Fingerprint is the key's OpenSSH SHA256 fingerprint ("SHA256:...").
+func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
+
+// AllowedSigner is one line of an OpenSSH allowed-signers file.
+type AllowedSigner struct {
+	Principals []string // patterns, as in the file
+	Namespaces []string // from namespaces="...", nil for any
+	Key        ssh.PublicKey
+}
+
+// AllowedSigners is a parsed allowed-signers file (ssh-keygen(1),
+// "ALLOWED SIGNERS").
+type AllowedSigners []AllowedSigner
+
+// ParseAllowedSigners reads an allowed-signers file. It supports principals
+// (with * and ? patterns) and the namespaces option; it refuses
+// cert-authority and unknown options rather than ignoring them.
+func ParseAllowedSigners(data []byte) (AllowedSigners, error) {
+	var out AllowedSigners
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		fields := splitFields(line)
+		if len(fields) < 3 {
+			return nil, fmt.Errorf("allowed signers line %d: want principals [options] keytype key", n)
+		}
+		a := AllowedSigner{Principals: strings.Split(fields[0], ",")}
+		rest := fields[1:]
+		if !isKeyType(rest[0]) {
+			for _, opt := range strings.Split(rest[0], ",") {
+				name, val, _ := strings.Cut(opt, "=")
+				switch strings.ToLower(name) {
+				case "namespaces":
+					a.Namespaces = strings.Split(strings.Trim(val, `"`), ",")
+				case "valid-after", "valid-before":
+					return nil, fmt.Errorf("allowed signers line %d: option %s is not supported: remove it", n, name)
+				default:
+					return nil, fmt.Errorf("allowed signers line %d: option %q is not supported", n, name)
+				}
+			}
+			rest = rest[1:]
+		}
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("allowed signers line %d: missing key", n)
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(rest[0] + " " + rest[1]))
+		if err != nil {
+			return nil, fmt.Errorf("allowed signers line %d: %w", n, err)
+		}
+		a.Key = k
+		out = append(out, a)
+	}
+	return out, sc.Err()
+}
+
+func isKeyType(s string) bool {
+	switch s {
+	case ssh.KeyAlgoRSA, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+		ssh.KeyAlgoSKED25519, ssh.KeyAlgoSKECDSA256, ssh.KeyAlgoDSA:
+		return true
+	}
+	return false
+}
+
+// splitFields splits on spaces outside double quotes.
+func splitFields(s string) []string {
+	var out []string
+	var cur strings.Builder
+	q := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			q = !q
+			cur.WriteRune(r)
+		case (r == ' ' || r == '\t') && !q:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// Allows reports whether principal may sign with key under namespace.
+func (a AllowedSigners) Allows(principal string, key ssh.PublicKey, namespace string) bool {
+	for _, s := range a {
+		if !bytes.Equal(s.Key.Marshal(), key.Marshal()) || !match(s.Principals, principal) {
+			continue
+		}
+		if s.Namespaces == nil || match(s.Namespaces, namespace) {
+			return true
+		}
+	}
+	return false
+}
+
+func match(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok || p == s {
+			return true
+		}
+	}
+	return false
+}
