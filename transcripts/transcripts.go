@@ -1,23 +1,32 @@
 // Package transcripts writes, seals and verifies ceremony transcripts.
 //
-// # Format (keyceremony/transcript/v0)
+// # Format (keyceremony/transcript/v1)
 //
-// A transcript is UTF-8 text, one JSON object per line. The first line is the
-// header, each following line an event, the last line the seal. Every line
-// carries "prev": the hex SHA-256 of the previous line's bytes (without its
-// newline); the header's prev is 64 zeros. The seal signs, with ECDSA P-256
-// over SHA-256, every byte of the transcript before the seal line, so
+// A transcript is UTF-8 text, one JSON object per line, each line ending in
+// a newline. The first line is the [Header], each following line an [Event],
+// the last line the [Seal]. Every line carries "prev": the hex SHA-256 of the
+// previous line's bytes (without its newline); the header's prev is 64
+// zeros. So each line commits to every line before it, and the last line's
+// hash commits to the whole transcript.
 //
-//	head -n -1 transcript.jsonl > payload
-//	openssl dgst -sha256 -verify signing-key.pem -signature seal.sig payload
+// The seal signs, with ECDSA P-256 over SHA-256 (normally on the token), a
+// short text, the seal payload (see [SealPayload]), that names the
+// ceremony, the number of lines before the seal, the SHA-256 of the last of
+// them and the signer's fingerprint. The ceremony writes that payload and the
+// DER signature beside the transcript, so that
 //
-// checks it without keyceremony. A transcript never holds a secret: key
-// material, PINs and shares appear only as hashes or public values.
+//	openssl dgst -sha256 -verify signing-key.pem -signature seal.sig seal.payload
+//
+// checks the seal without keyceremony, and witnesses co-sign the same payload
+// with their SSH keys (namespace "keyceremony"; see [WitnessNamespace]). The
+// SHA-256 of the payload is also shown as PGP words ([Words]) to read aloud
+// and write down.
+//
+// A transcript never holds a secret: key material, PINs and shares appear
+// only as hashes or public values.
 package transcripts
 
 import (
-	"bufio"
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -29,65 +38,160 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"os"
+	"strconv"
 	"time"
 )
 
 // Format is the format identifier written in the header.
-const Format = "keyceremony/transcript/v0"
+const Format = "keyceremony/transcript/v1"
+
+// WitnessNamespace is the SSH signature namespace witnesses sign the seal
+// payload under (ssh-keygen -Y sign -n keyceremony).
+const WitnessNamespace = "keyceremony"
+
+// SealAlgorithm is the seal's signature algorithm.
+const SealAlgorithm = "ECDSA-P256-SHA256"
 
 var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 
 // Header is the first line of a transcript.
 type Header struct {
-	Type       string    `json:"type"` // "header"
-	Format     string    `json:"format"`
-	CeremonyID string    `json:"ceremony_id"`
-	Tool       string    `json:"tool"`
-	Operator   string    `json:"operator,omitempty"`
-	ConfigHash string    `json:"config_hash,omitempty"`
-	Started    time.Time `json:"started"`
-	Prev       string    `json:"prev"`
+	Type       string `json:"type"` // "header"
+	Format     string `json:"format"`
+	CeremonyID string `json:"ceremony_id"`
+	// Tool names the program that wrote the transcript (name, version,
+	// revision); Build says exactly which binary it was.
+	Tool  string `json:"tool"`
+	Build *Build `json:"build,omitempty"`
+	// ConfigHash is the hex SHA-256 of the ceremony's config file.
+	ConfigHash string `json:"config_sha256,omitempty"`
+	Operator   string `json:"operator,omitempty"`
+	// SigningKey is the key that will seal the transcript. When set, the
+	// seal must be made by it.
+	SigningKey *SigningKey `json:"signing_key,omitempty"`
+	// TimeSource says where event times come from.
+	TimeSource string `json:"time_source,omitempty"`
+	// Script lists the numbered steps of the ceremony script; events carry
+	// these numbers in "step_no", and verification reports any script step
+	// that no event carries. ScriptHash is the hex SHA-256 of the printed
+	// script (keyceremony script).
+	Script     []ScriptStep `json:"script,omitempty"`
+	ScriptHash string       `json:"script_sha256,omitempty"`
+	Started    time.Time    `json:"started"`
+	Prev       string       `json:"prev"`
+}
+
+// Build describes the running binary: Go and module versions from its build
+// info, and the SHA-256 of the executable file.
+type Build struct {
+	GoVersion    string   `json:"go_version"`
+	Main         Module   `json:"main"`
+	Modules      []Module `json:"modules,omitempty"`
+	Settings     []string `json:"settings,omitempty"` // vcs.revision=..., etc.
+	BinarySHA256 string   `json:"binary_sha256,omitempty"`
+}
+
+// Module is one module of a build.
+type Module struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	Sum     string `json:"sum,omitempty"`
+}
+
+// SigningKey is the public key that seals a transcript.
+type SigningKey struct {
+	// Label is the key's label on the token.
+	Label string `json:"label,omitempty"`
+	// PublicKey is the DER SubjectPublicKeyInfo.
+	PublicKey []byte `json:"public_key"`
+	// Fingerprint is the hex SHA-256 of PublicKey.
+	Fingerprint string `json:"fingerprint"`
+}
+
+// NewSigningKey describes an ECDSA P-256 public key for a header.
+func NewSigningKey(label string, pub crypto.PublicKey) (*SigningKey, error) {
+	k, ok := pub.(*ecdsa.PublicKey)
+	if !ok || k.Curve != elliptic.P256() {
+		return nil, errors.New("transcript signing key must be ECDSA P-256")
+	}
+	spki, err := x509.MarshalPKIXPublicKey(k)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode signing key: %w", err)
+	}
+	return &SigningKey{Label: label, PublicKey: spki, Fingerprint: Fingerprint(spki)}, nil
+}
+
+// Fingerprint is the hex SHA-256 of a DER SubjectPublicKeyInfo.
+func Fingerprint(spki []byte) string {
+	h := sha256.Sum256(spki)
+	return hex.EncodeToString(h[:])
+}
+
+// ScriptStep is one numbered step of a ceremony script.
+type ScriptStep struct {
+	No    int    `json:"no"`
+	ID    string `json:"id"`
+	Title string `json:"title"`
 }
 
 // Event is one line of a transcript between header and seal.
 type Event struct {
-	Type  string         `json:"type"` // "event"
-	Seq   int            `json:"seq"`
-	Time  time.Time      `json:"time"`
-	Step  string         `json:"step"`
-	Actor string         `json:"actor,omitempty"`
-	Data  map[string]any `json:"data,omitempty"`
-	Prev  string         `json:"prev"`
+	Type string `json:"type"` // "event"
+	Seq  int    `json:"seq"`
+	// StepNo is the number of the script step the event belongs to, 0 when
+	// none.
+	StepNo int            `json:"step_no,omitempty"`
+	Time   time.Time      `json:"time"`
+	Step   string         `json:"step"`
+	Actor  string         `json:"actor,omitempty"`
+	Data   map[string]any `json:"data,omitempty"`
+	Prev   string         `json:"prev"`
 }
 
-// Seal is the last line: the signature over everything before it.
+// Seal is the last line: the signature over the seal payload.
 type Seal struct {
 	Type string `json:"type"` // "seal"
 	Seq  int    `json:"seq"`
-	// Algorithm is always "ECDSA-P256-SHA256" in v0.
+	// Algorithm is always "ECDSA-P256-SHA256" in v1.
 	Algorithm string `json:"algorithm"`
 	// PublicKey is the signer's DER SubjectPublicKeyInfo.
 	PublicKey []byte `json:"public_key"`
 	// Fingerprint is the hex SHA-256 of PublicKey.
 	Fingerprint string `json:"fingerprint"`
-	// PayloadHash is the hex SHA-256 of the signed bytes.
-	PayloadHash string `json:"payload_hash"`
-	// Signature is the ASN.1 DER ECDSA signature.
+	// PayloadHash is the hex SHA-256 of the seal payload.
+	PayloadHash string `json:"payload_sha256"`
+	// Words is PayloadHash's first 16 bytes as PGP words, to read aloud.
+	Words string `json:"words"`
+	// Signature is the ASN.1 DER ECDSA signature of the seal payload.
 	Signature []byte `json:"signature"`
 	Prev      string `json:"prev"`
+}
+
+// SealPayload returns the text a seal signs, for a transcript of ceremony
+// id whose lines before the seal number lines, the last of them hashing to
+// lastLine (hex SHA-256), sealed by the key with the given fingerprint.
+func SealPayload(ceremonyID string, lines int, lastLine, fingerprint string) []byte {
+	return []byte(Format + " seal\n" +
+		"ceremony_id: " + strconv.Quote(ceremonyID) + "\n" +
+		"lines: " + strconv.Itoa(lines) + "\n" +
+		"last_line_sha256: " + lastLine + "\n" +
+		"signer_fingerprint: " + fingerprint + "\n")
 }
 
 // Writer appends lines to a transcript file. Each line is synced to disk
 // before Append returns, so a crash loses at most the line being written.
 type Writer struct {
 	f       *os.File
+	header  Header
 	payload hash.Hash // SHA-256 of every byte written so far
 	prev    string
+	lines   int
 	seq     int
 	now     func() time.Time
 	sealed  bool
+	// payloadBytes and sig are the seal payload and signature once sealed.
+	sealPayload []byte
 }
 
 // Create creates a new transcript at path (failing if it exists) and writes
@@ -102,6 +206,7 @@ func Create(path string, h Header) (*Writer, error) {
 	if h.Started.IsZero() {
 		h.Started = w.now().UTC()
 	}
+	w.header = h
 	if err := w.writeLine(h); err != nil {
 		f.Close()
 		return nil, err
@@ -124,16 +229,24 @@ func (w *Writer) writeLine(v any) error {
 	w.payload.Write(line)
 	sum := sha256.Sum256(line[:len(line)-1])
 	w.prev = hex.EncodeToString(sum[:])
+	w.lines++
 	return nil
 }
 
-// Append writes one event. Data must hold only public values and hashes.
+// Append writes one event outside any script step. Data must hold only
+// public values and hashes.
 func (w *Writer) Append(step, actor string, data map[string]any) error {
+	return w.AppendStep(0, step, actor, data)
+}
+
+// AppendStep writes one event of script step stepNo (see Header.Script).
+// Data must hold only public values and hashes.
+func (w *Writer) AppendStep(stepNo int, step, actor string, data map[string]any) error {
 	if w.sealed {
 		return errors.New("transcript is already sealed")
 	}
 	w.seq++
-	return w.writeLine(Event{Type: "event", Seq: w.seq, Time: w.now().UTC(), Step: step, Actor: actor, Data: data, Prev: w.prev})
+	return w.writeLine(Event{Type: "event", Seq: w.seq, StepNo: stepNo, Time: w.now().UTC(), Step: step, Actor: actor, Data: data, Prev: w.prev})
 }
 
 // Hash returns the hex SHA-256 of every byte written so far: what a bundle or
@@ -144,39 +257,44 @@ func (w *Writer) Hash() string {
 
 // Seal signs the transcript with signer (an ECDSA P-256 key, normally on
 // the token), writes the seal line and closes the file. The signature is
-// checked against the signer's public key before it is written.
+// checked against the signer's public key before it is written. When the
+// header names a signing key, signer must be that key.
 func (w *Writer) Seal(signer crypto.Signer) (*Seal, error) {
 	if w.sealed {
 		return nil, errors.New("transcript is already sealed")
 	}
-	pub, ok := signer.Public().(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return nil, errors.New("transcript signing key must be ECDSA P-256")
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
+	sk, err := NewSigningKey("", signer.Public())
 	if err != nil {
-		return nil, fmt.Errorf("failed to encode signing key: %w", err)
+		return nil, err
 	}
-	digest := w.payload.Sum(nil)
-	sig, err := signer.Sign(rand.Reader, digest, crypto.SHA256)
+	if w.header.SigningKey != nil && w.header.SigningKey.Fingerprint != sk.Fingerprint {
+		return nil, fmt.Errorf("transcript signer %s is not the signing key %s named in the header", sk.Fingerprint, w.header.SigningKey.Fingerprint)
+	}
+	payload := SealPayload(w.header.CeremonyID, w.lines, w.prev, sk.Fingerprint)
+	digest := sha256.Sum256(payload)
+	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign transcript: %w", err)
 	}
-	if !ecdsa.VerifyASN1(pub, digest, sig) {
+	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
 		return nil, errors.New("transcript signature made by the token does not verify: the token or signing key is faulty")
 	}
-	fp := sha256.Sum256(spki)
-	s := &Seal{Type: "seal", Seq: w.seq + 1, Algorithm: "ECDSA-P256-SHA256", PublicKey: spki,
-		Fingerprint: hex.EncodeToString(fp[:]), PayloadHash: hex.EncodeToString(digest), Signature: sig, Prev: w.prev}
+	s := &Seal{Type: "seal", Seq: w.seq + 1, Algorithm: SealAlgorithm, PublicKey: sk.PublicKey,
+		Fingerprint: sk.Fingerprint, PayloadHash: hex.EncodeToString(digest[:]), Words: Words(digest[:WordCount]),
+		Signature: sig, Prev: w.prev}
 	if err := w.writeLine(s); err != nil {
 		return nil, err
 	}
 	w.sealed = true
+	w.sealPayload = payload
 	if err := w.f.Close(); err != nil {
 		return nil, fmt.Errorf("failed to close transcript: %w", err)
 	}
 	return s, nil
 }
+
+// SealPayload returns the bytes the seal signed, after Seal.
+func (w *Writer) SealPayload() []byte { return w.sealPayload }
 
 // Close closes an unsealed transcript (after a failed ceremony). The file
 // stays, unsealed, as evidence of what happened.
@@ -186,182 +304,4 @@ func (w *Writer) Close() error {
 	}
 	w.sealed = true
 	return w.f.Close()
-}
-
-// VerifyError is a verification failure: the transcript is not what it
-// claims. Line is 1-based; Field names the JSON field that failed.
-type VerifyError struct {
-	Line     int
-	Field    string
-	Expected string
-	Found    string
-	Reason   string
-}
-
-func (e *VerifyError) Error() string {
-	s := fmt.Sprintf("transcript line %d: %s", e.Line, e.Reason)
-	if e.Field != "" {
-		s = fmt.Sprintf("transcript line %d: field %q: %s", e.Line, e.Field, e.Reason)
-	}
-	if e.Expected != "" || e.Found != "" {
-		s += fmt.Sprintf(" (expected %s, found %s)", e.Expected, e.Found)
-	}
-	return s
-}
-
-// Result is what a verified transcript says.
-type Result struct {
-	Header Header
-	Events []Event
-	Seal   Seal
-	// Pinned reports whether the signer was checked against a caller's key.
-	Pinned bool
-}
-
-// Verify checks a transcript: every line's prev hash, the sequence numbers,
-// the seal's signature, and, when pub is not nil, that the signer is pub.
-// Failures are *VerifyError naming the first line that fails.
-func Verify(r io.Reader, pub *ecdsa.PublicKey) (*Result, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read transcript: %w", err)
-	}
-	if len(data) == 0 {
-		return nil, &VerifyError{Line: 1, Reason: "transcript is empty"}
-	}
-	if data[len(data)-1] != '\n' {
-		n := bytes.Count(data, []byte{'\n'}) + 1
-		return nil, &VerifyError{Line: n, Reason: "last line is not terminated by a newline: the transcript is truncated"}
-	}
-	res := &Result{}
-	prev := zeroHash
-	payload := sha256.New()
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 16<<20)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := sc.Bytes()
-		if res.Seal.Type != "" {
-			return nil, &VerifyError{Line: n, Reason: "line after the seal"}
-		}
-		var probe struct {
-			Type string `json:"type"`
-			Prev string `json:"prev"`
-		}
-		if err := json.Unmarshal(line, &probe); err != nil {
-			return nil, &VerifyError{Line: n, Reason: "not a JSON object: " + err.Error()}
-		}
-		if probe.Prev != prev {
-			return nil, &VerifyError{Line: n, Field: "prev", Reason: fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), Expected: short(prev), Found: short(probe.Prev)}
-		}
-		switch {
-		case n == 1:
-			if probe.Type != "header" {
-				return nil, &VerifyError{Line: n, Field: "type", Reason: "first line must be the header", Expected: "header", Found: probe.Type}
-			}
-			if err := strict(line, &res.Header); err != nil {
-				return nil, &VerifyError{Line: n, Reason: "malformed header: " + err.Error()}
-			}
-			if res.Header.Format != Format {
-				return nil, &VerifyError{Line: n, Field: "format", Reason: "unsupported format", Expected: Format, Found: res.Header.Format}
-			}
-		case probe.Type == "event":
-			var e Event
-			if err := strict(line, &e); err != nil {
-				return nil, &VerifyError{Line: n, Reason: "malformed event: " + err.Error()}
-			}
-			if e.Seq != len(res.Events)+1 {
-				return nil, &VerifyError{Line: n, Field: "seq", Reason: "events out of order", Expected: fmt.Sprint(len(res.Events) + 1), Found: fmt.Sprint(e.Seq)}
-			}
-			res.Events = append(res.Events, e)
-		case probe.Type == "seal":
-			if err := strict(line, &res.Seal); err != nil {
-				return nil, &VerifyError{Line: n, Reason: "malformed seal: " + err.Error()}
-			}
-			if err := checkSeal(n, &res.Seal, payload.Sum(nil), pub, len(res.Events)); err != nil {
-				return nil, err
-			}
-			res.Pinned = pub != nil
-		default:
-			return nil, &VerifyError{Line: n, Field: "type", Reason: "unknown line type", Expected: "event or seal", Found: probe.Type}
-		}
-		payload.Write(line)
-		payload.Write([]byte{'\n'})
-		sum := sha256.Sum256(line)
-		prev = hex.EncodeToString(sum[:])
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read transcript: %w", err)
-	}
-	if res.Seal.Type == "" {
-		return nil, &VerifyError{Line: n, Reason: "transcript has no seal: the ceremony did not finish or the seal was removed"}
-	}
-	return res, nil
-}
-
-func checkSeal(n int, s *Seal, digest []byte, pin *ecdsa.PublicKey, events int) error {
-	if s.Seq != events+1 {
-		return &VerifyError{Line: n, Field: "seq", Reason: "seal out of order", Expected: fmt.Sprint(events + 1), Found: fmt.Sprint(s.Seq)}
-	}
-	if s.Algorithm != "ECDSA-P256-SHA256" {
-		return &VerifyError{Line: n, Field: "algorithm", Reason: "unsupported signature algorithm", Expected: "ECDSA-P256-SHA256", Found: s.Algorithm}
-	}
-	k, err := x509.ParsePKIXPublicKey(s.PublicKey)
-	if err != nil {
-		return &VerifyError{Line: n, Field: "public_key", Reason: "not a public key: " + err.Error()}
-	}
-	pub, ok := k.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return &VerifyError{Line: n, Field: "public_key", Reason: "not an ECDSA P-256 key"}
-	}
-	fp := sha256.Sum256(s.PublicKey)
-	if got := hex.EncodeToString(fp[:]); got != s.Fingerprint {
-		return &VerifyError{Line: n, Field: "fingerprint", Reason: "does not match public_key", Expected: short(got), Found: short(s.Fingerprint)}
-	}
-	if pin != nil && !pin.Equal(pub) {
-		want, _ := x509.MarshalPKIXPublicKey(pin)
-		wfp := sha256.Sum256(want)
-		return &VerifyError{Line: n, Field: "public_key", Reason: "signed by another key than the pinned one", Expected: short(hex.EncodeToString(wfp[:])), Found: short(s.Fingerprint)}
-	}
-	if got := hex.EncodeToString(digest); got != s.PayloadHash {
-		return &VerifyError{Line: n, Field: "payload_hash", Reason: "does not match the transcript's content", Expected: short(got), Found: short(s.PayloadHash)}
-	}
-	if !ecdsa.VerifyASN1(pub, digest, s.Signature) {
-		return &VerifyError{Line: n, Field: "signature", Reason: "signature does not verify"}
-	}
-	return nil
-}
-
-func short(h string) string {
-	if len(h) > 12 {
-		return h[:12] + "…"
-	}
-	if h == "" {
-		return "nothing"
-	}
-	return h
-}
-
-func strict(line []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
-}
-
-// SignedPayload returns the bytes the seal signs: everything before the
-// seal line. With the seal's Signature it lets openssl verify the transcript.
-func SignedPayload(transcript []byte) ([]byte, error) {
-	t := bytes.TrimSuffix(transcript, []byte{'\n'})
-	i := bytes.LastIndexByte(t, '\n')
-	if i < 0 {
-		return nil, errors.New("transcript has no seal line")
-	}
-	return transcript[:i+1], nil
 }
