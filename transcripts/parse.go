@@ -1,10 +1,10 @@
 package transcripts
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -346,96 +346,6 @@ func (r *reader) hex4() (uint16, bool) {
 	return v, true
 }
 
-// parseEvent decodes an event line strictly: only Event's fields, each at
-// most once, with their JSON types.
-func parseEvent(line []byte) (*Event, error) {
-	r := &reader{b: line}
-	if err := r.expect('{'); err != nil {
-		return nil, err
-	}
-	e := &Event{}
-	var seen uint8
-	for {
-		r.ws()
-		if r.i >= len(r.b) || r.b[r.i] != '"' {
-			return nil, r.errorf("want a field name")
-		}
-		k, err := r.key()
-		if err != nil {
-			return nil, err
-		}
-		if err := r.expect(':'); err != nil {
-			return nil, err
-		}
-		var bit uint8
-		var ok bool
-		r.ws()
-		switch string(k) {
-		case "type":
-			bit = 1 << 0
-			e.Type, err = r.strField()
-		case "seq":
-			bit = 1 << 1
-			e.Seq, err = r.integer()
-		case "step_no":
-			bit = 1 << 2
-			e.StepNo, err = r.integer()
-		case "time":
-			bit = 1 << 3
-			var s string
-			if s, err = r.strField(); err == nil {
-				if e.Time, err = time.Parse(time.RFC3339Nano, s); err != nil {
-					err = fmt.Errorf("field time: %w", err)
-				}
-			}
-		case "step":
-			bit = 1 << 4
-			e.Step, err = r.strField()
-		case "actor":
-			bit = 1 << 5
-			e.Actor, err = r.strField()
-		case "data":
-			bit = 1 << 6
-			if r.i < len(r.b) && r.b[r.i] == 'n' {
-				err = r.lit("null")
-			} else if r.i < len(r.b) && r.b[r.i] == '{' {
-				e.Data, err = r.object(1)
-			} else {
-				err = r.errorf("field data: want an object")
-			}
-		case "prev":
-			bit = 1 << 7
-			e.Prev, err = r.strField()
-		default:
-			return nil, fmt.Errorf("unknown field %q", k)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if seen&bit != 0 {
-			return nil, fmt.Errorf("%w %q", errDuplicateKey, k)
-		}
-		seen |= bit
-		r.ws()
-		if r.i >= len(r.b) {
-			return nil, r.errorf("unexpected end in object")
-		}
-		if r.b[r.i] == ',' {
-			r.i++
-			continue
-		}
-		if ok = r.b[r.i] == '}'; !ok {
-			return nil, r.errorf("unexpected %q in object", r.b[r.i])
-		}
-		r.i++
-		r.ws()
-		if r.i != len(r.b) {
-			return nil, r.errorf("trailing data")
-		}
-		return e, nil
-	}
-}
-
 func (r *reader) strField() (string, error) {
 	if r.i >= len(r.b) || r.b[r.i] != '"' {
 		return "", r.errorf("want a string")
@@ -460,4 +370,437 @@ func (r *reader) key() ([]byte, error) {
 		r.i++
 	}
 	return nil, r.errorf("unterminated string")
+}
+
+// rawStr reads a string and returns its bytes between the quotes, checked
+// (escapes, control characters, UTF-8) but not unescaped, and whether it
+// holds escapes. It allocates nothing.
+func (r *reader) rawStr() ([]byte, bool, error) {
+	if r.i >= len(r.b) || r.b[r.i] != '"' {
+		return nil, false, r.errorf("want a string")
+	}
+	r.i++
+	start := r.i
+	esc := false
+	for r.i < len(r.b) {
+		// Skip plain ASCII quickly, 8 bytes at a time: this loop is most of
+		// Verify's time.
+		for r.i+8 <= len(r.b) && !special8(binary.LittleEndian.Uint64(r.b[r.i:])) {
+			r.i += 8
+		}
+		for r.i < len(r.b) && plain[r.b[r.i]] {
+			r.i++
+		}
+		if r.i >= len(r.b) {
+			break
+		}
+		c := r.b[r.i]
+		switch {
+		case c == '"':
+			r.i++
+			return r.b[start : r.i-1], esc, nil
+		case c < 0x20:
+			return nil, false, r.errorf("control character in string")
+		case c == '\\':
+			esc = true
+			if r.i+1 >= len(r.b) {
+				return nil, false, r.errorf("unterminated escape")
+			}
+			switch r.b[r.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				r.i += 2
+			case 'u':
+				r.i += 2
+				if _, ok := r.hex4(); !ok {
+					return nil, false, r.errorf("invalid \\u escape")
+				}
+			default:
+				return nil, false, r.errorf("invalid escape")
+			}
+		case c < utf8.RuneSelf:
+			r.i++
+		default:
+			rn, size := utf8.DecodeRune(r.b[r.i:])
+			if rn == utf8.RuneError && size == 1 {
+				return nil, false, r.errorf("invalid UTF-8 in string")
+			}
+			r.i += size
+		}
+	}
+	return nil, false, r.errorf("unterminated string")
+}
+
+// unescape decodes the raw bytes of a string rawStr accepted.
+func unescape(raw []byte, esc bool) string {
+	if !esc {
+		return string(raw)
+	}
+	q := make([]byte, 0, len(raw)+2)
+	q = append(append(append(q, '"'), raw...), '"')
+	s, _ := (&reader{b: q}).str()
+	return s
+}
+
+// keySet detects duplicate keys in an object without allocating for the
+// usual few keys.
+type keySet struct {
+	small [16][]byte
+	n     int
+	big   map[string]bool
+}
+
+func (k *keySet) add(raw []byte, esc bool) bool {
+	key := raw
+	if esc {
+		key = []byte(unescape(raw, true))
+	}
+	if k.big != nil {
+		if k.big[string(key)] {
+			return false
+		}
+		k.big[string(key)] = true
+		return true
+	}
+	for _, x := range k.small[:k.n] {
+		if string(x) == string(key) {
+			return false
+		}
+	}
+	if k.n == len(k.small) {
+		k.big = map[string]bool{}
+		for _, x := range k.small[:k.n] {
+			k.big[string(x)] = true
+		}
+		k.big[string(key)] = true
+		return true
+	}
+	k.small[k.n] = key
+	k.n++
+	return true
+}
+
+// skip checks one JSON value as value does, without decoding it.
+func (r *reader) skip(depth int) error {
+	if depth > maxDepth {
+		return r.errorf("nested too deeply")
+	}
+	r.ws()
+	if r.i >= len(r.b) {
+		return r.errorf("unexpected end of input")
+	}
+	switch c := r.b[r.i]; {
+	case c == '{':
+		r.i++
+		var keys keySet
+		r.ws()
+		if r.i < len(r.b) && r.b[r.i] == '}' {
+			r.i++
+			return nil
+		}
+		for {
+			r.ws()
+			k, esc, err := r.rawStr()
+			if err != nil {
+				return err
+			}
+			if !keys.add(k, esc) {
+				return fmt.Errorf("%w %q", errDuplicateKey, unescape(k, esc))
+			}
+			if err := r.expect(':'); err != nil {
+				return err
+			}
+			if err := r.skip(depth + 1); err != nil {
+				return err
+			}
+			if done, err := r.next('}'); done || err != nil {
+				return err
+			}
+		}
+	case c == '[':
+		r.i++
+		r.ws()
+		if r.i < len(r.b) && r.b[r.i] == ']' {
+			r.i++
+			return nil
+		}
+		for {
+			if err := r.skip(depth + 1); err != nil {
+				return err
+			}
+			if done, err := r.next(']'); done || err != nil {
+				return err
+			}
+		}
+	case c == '"':
+		_, _, err := r.rawStr()
+		return err
+	case c == 't':
+		return r.lit("true")
+	case c == 'f':
+		return r.lit("false")
+	case c == 'n':
+		return r.lit("null")
+	case c == '-' || c >= '0' && c <= '9':
+		_, err := r.number()
+		return err
+	default:
+		return r.errorf("unexpected %q", c)
+	}
+}
+
+// next reads a ',' (more to come) or the closing byte (done).
+func (r *reader) next(closing byte) (bool, error) {
+	r.ws()
+	if r.i >= len(r.b) {
+		return false, r.errorf("unexpected end of input")
+	}
+	switch r.b[r.i] {
+	case ',':
+		r.i++
+		return false, nil
+	case closing:
+		r.i++
+		return true, nil
+	}
+	return false, r.errorf("unexpected %q", r.b[r.i])
+}
+
+// eventInfo is what Verify reads from an event line: the fields it checks,
+// with the data fields the order and file checks use.
+type eventInfo struct {
+	seq, stepNo int
+	step        string
+	time        []byte // RFC 3339, checked for shape
+	prev        []byte
+	line        []byte
+	// From data:
+	label, kcv, validTo, file, fileSHA string
+	labels, files, quorum              any
+	hasQuorum                          bool
+}
+
+// knownSteps avoids allocating the usual step names.
+var knownSteps = []string{"open-token", "kms-key", "generate-key", "fetch-params", "escrow", "wrap", "import",
+	"upload", "check-import", "signing-key", "files", "failed", "step"}
+
+func internStep(b []byte) string {
+	for _, s := range knownSteps {
+		if string(b) == s {
+			return s
+		}
+	}
+	return string(b)
+}
+
+// scanEvent reads an event line strictly: only Event's fields, each at most
+// once, with their JSON types, valid JSON throughout (as encoding/json,
+// plus valid UTF-8 and no duplicate keys). It allocates only for the data
+// values the checks use.
+func scanEvent(line []byte, e *eventInfo) error {
+	r := &reader{b: line}
+	e.line = line
+	if err := r.expect('{'); err != nil {
+		return err
+	}
+	var seen uint8
+	for {
+		r.ws()
+		k, esc, err := r.rawStr()
+		if err != nil {
+			return err
+		}
+		if esc {
+			return fmt.Errorf("unknown field %q", unescape(k, esc))
+		}
+		if err := r.expect(':'); err != nil {
+			return err
+		}
+		r.ws()
+		var bit uint8
+		switch string(k) {
+		case "type":
+			bit = 1 << 0
+			var v []byte
+			if v, _, err = r.rawStr(); err == nil && string(v) != "event" {
+				err = fmt.Errorf("field type: want \"event\", found %q", v)
+			}
+		case "seq":
+			bit = 1 << 1
+			e.seq, err = r.integer()
+		case "step_no":
+			bit = 1 << 2
+			e.stepNo, err = r.integer()
+		case "time":
+			bit = 1 << 3
+			if e.time, _, err = r.rawStr(); err == nil && !rfc3339Shape(e.time) {
+				err = fmt.Errorf("field time: %q is not an RFC 3339 UTC time", e.time)
+			}
+		case "step":
+			bit = 1 << 4
+			var v []byte
+			if v, esc, err = r.rawStr(); err == nil {
+				if esc {
+					e.step = unescape(v, esc)
+				} else {
+					e.step = internStep(v)
+				}
+			}
+		case "actor":
+			bit = 1 << 5
+			_, _, err = r.rawStr()
+		case "data":
+			bit = 1 << 6
+			err = r.scanData(e)
+		case "prev":
+			bit = 1 << 7
+			e.prev, _, err = r.rawStr()
+		default:
+			return fmt.Errorf("unknown field %q", k)
+		}
+		if err != nil {
+			return err
+		}
+		if seen&bit != 0 {
+			return fmt.Errorf("%w %q", errDuplicateKey, k)
+		}
+		seen |= bit
+		done, err := r.next('}')
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	r.ws()
+	if r.i != len(r.b) {
+		return r.errorf("trailing data")
+	}
+	const required = 1<<0 | 1<<1 | 1<<3 | 1<<4 | 1<<7
+	if seen&required != required {
+		return errors.New("missing one of the fields type, seq, time, step, prev")
+	}
+	return nil
+}
+
+func (r *reader) scanData(e *eventInfo) error {
+	if r.i < len(r.b) && r.b[r.i] == 'n' {
+		return r.lit("null")
+	}
+	if r.i >= len(r.b) || r.b[r.i] != '{' {
+		return r.errorf("field data: want an object")
+	}
+	r.i++
+	r.ws()
+	if r.i < len(r.b) && r.b[r.i] == '}' {
+		r.i++
+		return nil
+	}
+	var keys keySet
+	for {
+		r.ws()
+		k, esc, err := r.rawStr()
+		if err != nil {
+			return err
+		}
+		if !keys.add(k, esc) {
+			return fmt.Errorf("%w %q in data", errDuplicateKey, unescape(k, esc))
+		}
+		if err := r.expect(':'); err != nil {
+			return err
+		}
+		r.ws()
+		var dst *string
+		if !esc {
+			switch string(k) {
+			case "label":
+				dst = &e.label
+			case "key_check_value":
+				dst = &e.kcv
+			case "parameters_valid_to":
+				dst = &e.validTo
+			case "file":
+				dst = &e.file
+			case "file_sha256":
+				dst = &e.fileSHA
+			case "labels":
+				e.labels, err = r.value(2)
+			case "files":
+				e.files, err = r.value(2)
+			case "quorum_check":
+				e.quorum, err = r.value(2)
+				e.hasQuorum = true
+			default:
+				err = r.skip(2)
+			}
+		} else {
+			err = r.skip(2)
+		}
+		if dst != nil {
+			if r.i < len(r.b) && r.b[r.i] == '"' {
+				var v []byte
+				if v, esc, err = r.rawStr(); err == nil {
+					*dst = unescape(v, esc)
+				}
+			} else {
+				err = r.skip(2)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if done, err := r.next('}'); done || err != nil {
+			return err
+		}
+	}
+}
+
+// rfc3339Shape reports whether b looks like 2006-01-02T15:04:05[.frac]Z.
+func rfc3339Shape(b []byte) bool {
+	const pat = "dddd-dd-ddTdd:dd:dd"
+	if len(b) < len(pat)+1 || b[len(b)-1] != 'Z' {
+		return false
+	}
+	for i := 0; i < len(pat); i++ {
+		if pat[i] == 'd' {
+			if b[i] < '0' || b[i] > '9' {
+				return false
+			}
+		} else if b[i] != pat[i] {
+			return false
+		}
+	}
+	frac := b[len(pat) : len(b)-1]
+	if len(frac) == 0 {
+		return true
+	}
+	if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+		return false
+	}
+	for _, c := range frac[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// plain marks the bytes a string holds as they are: printable ASCII other
+// than '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// special8 reports whether any of the 8 bytes in x is not plain: below
+// 0x20, at or above 0x80, '"' or '\\' (the "has less" and "has zero" byte
+// tricks from Bit Twiddling Hacks, exact for these constants).
+func special8(x uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	ctl := (x - 0x20*lo) & ^x & hi
+	q := x ^ ('"' * lo)
+	bs := x ^ ('\\' * lo)
+	return (ctl | (q-lo)&^q&hi | (bs-lo)&^bs&hi | x&hi) != 0
 }

@@ -97,8 +97,9 @@ func chainErr(line int, field, reason, expected, found string) *VerifyError {
 // Result is what a verified transcript says.
 type Result struct {
 	Header Header
-	Events []Event
-	Seal   Seal
+	// EventCount is the number of events between header and seal.
+	EventCount int
+	Seal       Seal
 	// Payload is the seal payload the signature covers.
 	Payload []byte
 	// Pinned reports whether the signer was checked against a caller's key.
@@ -109,6 +110,24 @@ type Result struct {
 	FilesChecked bool
 	// Witnesses lists the witness signatures that verified.
 	Witnesses []Witness
+
+	lines []parsedLine
+}
+
+// eventAt returns the i-th event (0-based); line i+2 of the transcript.
+func (r *Result) eventAt(i int) *eventInfo { return &r.lines[i+1].event }
+
+// Events decodes the verified transcript's events. Verify reads only the
+// fields it checks, to stay near the cost of hashing the file; this decodes
+// everything.
+func (r *Result) Events() ([]Event, error) {
+	out := make([]Event, r.EventCount)
+	for i := range out {
+		if err := strict(r.eventAt(i).line, &out[i]); err != nil {
+			return nil, fmt.Errorf("transcript line %d: %w", i+2, err)
+		}
+	}
+	return out, nil
 }
 
 // FileRef is a file an event names with its SHA-256.
@@ -179,13 +198,12 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{}
-	prev := zeroHash
-	for i, p := range parsed {
+	for i := range parsed {
+		p := &parsed[i]
 		n := i + 1
-		if p.prev != prev {
-			return nil, chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), short(prev), short(p.prev))
+		if n > 1 && !p.prevMatches(&parsed[i-1].hash) || n == 1 && string(p.prev) != zeroHash {
+			return nil, prevErr(parsed, i)
 		}
-		prev = p.hash
 		switch {
 		case n == 1:
 			if p.typ != "header" {
@@ -193,17 +211,17 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 			}
 			res.Header = *p.header
 		case p.typ == "event":
-			if p.event.Seq != len(res.Events)+1 {
-				return nil, chainErr(n, "seq", "events out of order", fmt.Sprint(len(res.Events)+1), fmt.Sprint(p.event.Seq))
+			if p.event.seq != res.EventCount+1 {
+				return nil, chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(p.event.seq))
 			}
-			res.Events = append(res.Events, *p.event)
+			res.EventCount++
 		case p.typ == "seal":
 			if n != len(parsed) {
 				return nil, chainErr(n+1, "", "line after the seal", "", "")
 			}
 			res.Seal = *p.seal
-			if res.Seal.Seq != len(res.Events)+1 {
-				return nil, chainErr(n, "seq", "seal out of order", fmt.Sprint(len(res.Events)+1), fmt.Sprint(res.Seal.Seq))
+			if res.Seal.Seq != res.EventCount+1 {
+				return nil, chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(res.Seal.Seq))
 			}
 		case p.typ == "header":
 			return nil, chainErr(n, "type", "second header", "event or seal", p.typ)
@@ -215,8 +233,8 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 		return nil, chainErr(len(parsed), "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
 	}
 	sealLine := len(parsed)
-	last := parsed[sealLine-2].hash
-	if err := checkSeal(sealLine, res, last, &opts); err != nil {
+	res.lines = parsed
+	if err := checkSeal(sealLine, res, hex.EncodeToString(parsed[sealLine-2].hash[:]), &opts); err != nil {
 		return nil, err
 	}
 	if err := checkOrder(res); err != nil {
@@ -252,21 +270,36 @@ func splitLines(data []byte) [][]byte {
 
 type parsedLine struct {
 	typ    string
-	prev   string
-	hash   string
+	prev   []byte
+	hash   [sha256.Size]byte
 	header *Header
-	event  *Event
+	event  eventInfo
 	seal   *Seal
 	err    *VerifyError
 }
 
+func (p *parsedLine) prevMatches(h *[sha256.Size]byte) bool {
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], h[:])
+	return string(hx[:]) == string(p.prev)
+}
+
+// prevErr describes the broken link at parsed[i].
+func prevErr(parsed []parsedLine, i int) error {
+	want := zeroHash
+	if i > 0 {
+		want = hex.EncodeToString(parsed[i-1].hash[:])
+	}
+	return chainErr(i+1, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", i, i), short(want), short(string(parsed[i].prev)))
+}
+
 var eventPrefix = []byte(`{"type":"event",`)
 
-// parseLines hashes and decodes every line. Lines are independent until
-// their hashes are compared, so the work is spread over the CPUs.
+// parseLines hashes and reads every line. Lines are independent until their
+// hashes are compared, so the work is spread over the CPUs.
 func parseLines(lines [][]byte) ([]parsedLine, error) {
 	out := make([]parsedLine, len(lines))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(lines)/256))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(lines)/512))
 	var wg sync.WaitGroup
 	chunk := (len(lines) + workers - 1) / workers
 	for w := 0; w < workers; w++ {
@@ -275,7 +308,7 @@ func parseLines(lines [][]byte) ([]parsedLine, error) {
 		go func() {
 			defer wg.Done()
 			for i := lo; i < hi; i++ {
-				out[i] = parseLine(i+1, lines[i])
+				parseLine(i+1, lines[i], &out[i])
 				if out[i].err != nil {
 					return
 				}
@@ -290,12 +323,8 @@ func parseLines(lines [][]byte) ([]parsedLine, error) {
 			continue
 		}
 		for j := 0; j < i; j++ {
-			p := zeroHash
-			if j > 0 {
-				p = out[j-1].hash
-			}
-			if out[j].prev != p {
-				return nil, chainErr(j+1, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", j, j), short(p), short(out[j].prev))
+			if j > 0 && !out[j].prevMatches(&out[j-1].hash) || j == 0 && string(out[j].prev) != zeroHash {
+				return nil, prevErr(out, j)
 			}
 		}
 		return nil, out[i].err
@@ -303,9 +332,8 @@ func parseLines(lines [][]byte) ([]parsedLine, error) {
 	return out, nil
 }
 
-func parseLine(n int, line []byte) parsedLine {
-	sum := sha256.Sum256(line)
-	p := parsedLine{hash: hex.EncodeToString(sum[:])}
+func parseLine(n int, line []byte, p *parsedLine) {
+	p.hash = sha256.Sum256(line)
 	if bytes.HasPrefix(line, eventPrefix) {
 		p.typ = "event"
 	} else {
@@ -314,7 +342,7 @@ func parseLine(n int, line []byte) parsedLine {
 		}
 		if err := json.Unmarshal(line, &probe); err != nil {
 			p.err = chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
-			return p
+			return
 		}
 		p.typ = probe.Type
 	}
@@ -323,7 +351,7 @@ func parseLine(n int, line []byte) parsedLine {
 	case "header":
 		p.header = new(Header)
 		if err = strict(line, p.header); err == nil {
-			p.prev = p.header.Prev
+			p.prev = []byte(p.header.Prev)
 			if p.header.Format != Format {
 				reason := "unsupported transcript format"
 				if p.header.Format == "keyceremony/transcript/v0" {
@@ -333,28 +361,24 @@ func parseLine(n int, line []byte) parsedLine {
 			}
 		}
 	case "event":
-		if p.event, err = parseEvent(line); err == nil {
-			p.prev = p.event.Prev
-			if p.event.Type != "event" {
-				p.err = chainErr(n, "type", "malformed event", "event", p.event.Type)
-			}
+		if err = scanEvent(line, &p.event); err == nil {
+			p.prev = p.event.prev
 		}
 	case "seal":
 		p.seal = new(Seal)
 		if err = strict(line, p.seal); err == nil {
-			p.prev = p.seal.Prev
+			p.prev = []byte(p.seal.Prev)
 		}
 	default:
 		var probe struct {
 			Prev string `json:"prev"`
 		}
 		_ = json.Unmarshal(line, &probe)
-		p.prev = probe.Prev
+		p.prev = []byte(probe.Prev)
 	}
 	if err != nil {
 		p.err = chainErr(n, "", "malformed "+p.typ+": "+err.Error(), "", "")
 	}
-	return p
 }
 
 func checkSeal(n int, res *Result, last string, opts *Options) error {
@@ -449,16 +473,10 @@ func SignedPayload(transcript []byte) ([]byte, error) {
 
 type labelState struct {
 	generated, escrowed, wrapped, imported bool
-	genLine                                int
 	kcv                                    string
 	kcvLine                                int
 	paramsValidTo                          time.Time
 	paramsLine                             int
-}
-
-func str(m map[string]any, k string) string {
-	s, _ := m[k].(string)
-	return s
 }
 
 // checkOrder checks that events follow the script's order and that what
@@ -479,70 +497,76 @@ func checkOrder(res *Result) error {
 	}
 	escrowAll := false
 	lastNo, lastNoLine := 0, 0
-	for i := range res.Events {
-		e := &res.Events[i]
+	for i := range res.EventCount {
+		e := res.eventAt(i)
 		line := i + 2
-		if e.StepNo != 0 {
-			if e.StepNo < lastNo {
-				return orderErr(line, "step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.StepNo, lastNo, lastNoLine), fmt.Sprintf("%d or more", lastNo), fmt.Sprint(e.StepNo))
+		if e.stepNo != 0 {
+			if e.stepNo < lastNo {
+				return orderErr(line, "step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.stepNo, lastNo, lastNoLine), fmt.Sprintf("%d or more", lastNo), fmt.Sprint(e.stepNo))
 			}
-			lastNo, lastNoLine = e.StepNo, line
+			lastNo, lastNoLine = e.stepNo, line
 		}
-		label := str(e.Data, "label")
-		kcv := str(e.Data, "key_check_value")
+		label := e.label
 		checkKCV := func(ls *labelState) error {
-			if kcv == "" || ls.kcv == "" {
-				if kcv != "" {
-					ls.kcv, ls.kcvLine = kcv, line
-				}
+			if e.kcv == "" {
 				return nil
 			}
-			if kcv != ls.kcv {
-				return orderErr(line, "data.key_check_value", fmt.Sprintf("key check value of %q differs from line %d", label, ls.kcvLine), ls.kcv, kcv)
+			if ls.kcv == "" {
+				ls.kcv, ls.kcvLine = e.kcv, line
+				return nil
+			}
+			if e.kcv != ls.kcv {
+				return orderErr(line, "data.key_check_value", fmt.Sprintf("key check value of %q differs from line %d", label, ls.kcvLine), ls.kcv, e.kcv)
 			}
 			return nil
 		}
-		switch e.Step {
+		switch e.step {
 		case "generate-key":
 			ls := get(label)
 			if ls.wrapped || ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q generated after it was wrapped or imported", label), "generate-key first", e.Step)
+				return orderErr(line, "step", fmt.Sprintf("key %q generated after it was wrapped or imported", label), "generate-key first", e.step)
 			}
-			ls.generated, ls.genLine = true, line
+			ls.generated = true
 			if err := checkKCV(ls); err != nil {
 				return err
 			}
 		case "fetch-params":
 			ls := get(label)
-			vt, err := time.Parse(time.RFC3339Nano, str(e.Data, "parameters_valid_to"))
+			vt, err := time.Parse(time.RFC3339Nano, e.validTo)
 			if err != nil {
-				return orderErr(line, "data.parameters_valid_to", "not an RFC 3339 time", "a time", str(e.Data, "parameters_valid_to"))
+				return orderErr(line, "data.parameters_valid_to", "not an RFC 3339 time", "a time", e.validTo)
 			}
 			ls.paramsValidTo, ls.paramsLine = vt, line
 		case "escrow":
-			if label == "" {
-				if ls, ok := e.Data["labels"].([]any); ok {
-					for _, l := range ls {
-						if s, ok := l.(string); ok {
-							get(s).escrowed = true
-						}
-					}
-				} else {
-					escrowAll = true
-				}
-			} else {
+			switch {
+			case label != "":
 				get(label).escrowed = true
+			case e.labels != nil:
+				ls, _ := e.labels.([]any)
+				for _, l := range ls {
+					if s, ok := l.(string); ok {
+						get(s).escrowed = true
+					}
+				}
+			default:
+				escrowAll = true
 			}
-			if q, ok := e.Data["quorum_check"]; ok && q != true && q != "ok" && q != "passed" {
+			if q := e.quorum; e.hasQuorum && q != true && q != "ok" && q != "passed" {
 				return orderErr(line, "data.quorum_check", "escrow quorum check did not pass", "ok", fmt.Sprint(q))
 			}
 		case "wrap":
 			ls := get(label)
 			if ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.Step)
+				return orderErr(line, "step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
 			}
-			if !ls.paramsValidTo.IsZero() && !e.Time.Before(ls.paramsValidTo) {
-				return orderErr(line, "time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", label, ls.paramsLine), "before "+ls.paramsValidTo.Format(time.RFC3339), e.Time.Format(time.RFC3339))
+			if !ls.paramsValidTo.IsZero() {
+				t, err := time.Parse(time.RFC3339Nano, string(e.time))
+				if err != nil {
+					return orderErr(line, "time", "not an RFC 3339 time", "a time", string(e.time))
+				}
+				if !t.Before(ls.paramsValidTo) {
+					return orderErr(line, "time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", label, ls.paramsLine), "before "+ls.paramsValidTo.Format(time.RFC3339), t.Format(time.RFC3339))
+				}
 			}
 			ls.wrapped = true
 			if err := checkKCV(ls); err != nil {
@@ -551,10 +575,10 @@ func checkOrder(res *Result) error {
 		case "import", "upload":
 			ls := get(label)
 			if escrowInScript && !ls.escrowed && !escrowAll {
-				return orderErr(line, "step", fmt.Sprintf("key %q uploaded before its escrow was proven", label), "escrow event first", e.Step)
+				return orderErr(line, "step", fmt.Sprintf("key %q uploaded before its escrow was proven", label), "escrow event first", e.step)
 			}
 			if ls.generated && !ls.wrapped {
-				return orderErr(line, "step", fmt.Sprintf("key %q imported before it was wrapped", label), "wrap first", e.Step)
+				return orderErr(line, "step", fmt.Sprintf("key %q imported before it was wrapped", label), "wrap first", e.step)
 			}
 			ls.imported = true
 			if err := checkKCV(ls); err != nil {
@@ -562,7 +586,7 @@ func checkOrder(res *Result) error {
 			}
 		case "check-import":
 			if ls := get(label); !ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q checked in KMS before it was imported", label), "import first", e.Step)
+				return orderErr(line, "step", fmt.Sprintf("key %q checked in KMS before it was imported", label), "import first", e.step)
 			}
 		}
 	}
@@ -575,17 +599,18 @@ func checkOrder(res *Result) error {
 // "files": [{"file", "sha256"}, ...].
 func fileRefs(res *Result) []FileRef {
 	var out []FileRef
-	for i := range res.Events {
-		d := res.Events[i].Data
-		if f, h := str(d, "file"), str(d, "file_sha256"); f != "" && h != "" {
-			out = append(out, FileRef{Line: i + 2, Name: f, SHA256: h})
+	for i := range res.EventCount {
+		e := res.eventAt(i)
+		if e.file != "" && e.fileSHA != "" {
+			out = append(out, FileRef{Line: i + 2, Name: e.file, SHA256: e.fileSHA})
 		}
-		if fs, ok := d["files"].([]any); ok {
-			for _, x := range fs {
-				m, _ := x.(map[string]any)
-				if f, h := str(m, "file"), str(m, "sha256"); f != "" && h != "" {
-					out = append(out, FileRef{Line: i + 2, Name: f, SHA256: h})
-				}
+		fs, _ := e.files.([]any)
+		for _, x := range fs {
+			m, _ := x.(map[string]any)
+			f, _ := m["file"].(string)
+			h, _ := m["sha256"].(string)
+			if f != "" && h != "" {
+				out = append(out, FileRef{Line: i + 2, Name: f, SHA256: h})
 			}
 		}
 	}
@@ -609,7 +634,7 @@ func checkFiles(fsys fs.FS, refs []FileRef) error {
 // ---- witnesses ----
 
 func checkWitnesses(res *Result, opts *Options) error {
-	n := len(res.Events) + 2
+	n := res.EventCount + 2
 	seen := map[string]bool{}
 	for _, w := range opts.Witnesses {
 		werr := func(reason string) error {
@@ -643,8 +668,8 @@ func checkWitnesses(res *Result, opts *Options) error {
 
 func checkScript(res *Result) error {
 	have := map[int]bool{}
-	for i := range res.Events {
-		have[res.Events[i].StepNo] = true
+	for i := range res.EventCount {
+		have[res.eventAt(i).stepNo] = true
 	}
 	for _, s := range res.Header.Script {
 		if !have[s.No] {
