@@ -133,6 +133,13 @@ func (m *Model) viewFailure(line func(string, ...any), w int) {
 func (m *Model) viewDone(line func(string, ...any)) {
 	r := m.result
 	line(" %s", doneStyle.Render("Ceremony complete."))
+	for _, k := range r.Keys {
+		expiry := "does not expire"
+		if k.ValidTo != nil {
+			expiry = "valid to " + k.ValidTo.UTC().Format("2006-01-02 15:04Z")
+		}
+		line(" Key %s: kcv %s, %s", k.Label, k.KeyCheckValue, expiry)
+	}
 	line(" Seal: %s", groupHex(r.SealHash))
 	line(" Witnesses: write the seal down and compare it with keyceremony verify later.")
 	line(" Evidence: %s", r.OutDir)
