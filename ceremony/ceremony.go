@@ -9,6 +9,7 @@ package ceremony
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -46,6 +47,9 @@ type UI interface {
 
 // Step is one step of a ceremony.
 type Step struct {
+	// No is the step's number in the ceremony script (keyceremony script)
+	// and in the transcript's events ("step_no").
+	No int
 	// ID is stable across versions: it names the step in transcripts.
 	ID string
 	// Title is what the UI shows.
@@ -56,7 +60,7 @@ type Step struct {
 // Steps returns the steps of a full connected ceremony (the "run" command),
 // in order.
 func Steps() []Step {
-	return []Step{
+	steps := []Step{
 		{ID: "open-token", Title: "Open the token and log in", run: openToken},
 		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
 		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
@@ -66,6 +70,12 @@ func Steps() []Step {
 		{ID: "check-import", Title: "Check the keys in KMS", run: checkImport},
 		{ID: "seal", Title: "Seal the transcript on the token", run: seal},
 	}
+	// Numbered by position: the script and the transcript use the same
+	// numbers.
+	for i := range steps {
+		steps[i].No = i + 1
+	}
+	return steps
 }
 
 // Result is what a finished ceremony leaves.
@@ -76,6 +86,12 @@ type Result struct {
 	Keys       []KeyResult
 	// SealHash is the hex SHA-256 of the sealed transcript.
 	SealHash string
+	// SealWords is the seal payload's SHA-256 as PGP words, to read aloud;
+	// SealPayload and SealSignature are the files openssl and the
+	// witnesses check.
+	SealWords     string
+	SealPayload   string
+	SealSignature string
 }
 
 // KeyResult describes one generated and imported key.
@@ -111,11 +127,17 @@ type state struct {
 	tr      *transcripts.Writer
 	keys    []*keyState
 	res     *Result
+	// stepNo is the script number of the running step; signer seals the
+	// transcript (named in its header); files lists every file written.
+	stepNo int
+	signer crypto.Signer
+	files  []map[string]any
 }
 
 type pendingEvent struct {
-	step string
-	data map[string]any
+	stepNo int
+	step   string
+	data   map[string]any
 }
 
 // begin creates the output directory and the transcript, and writes the
@@ -130,19 +152,17 @@ func (s *state) begin() error {
 	if err := os.MkdirAll(s.res.OutDir, 0o700); err != nil {
 		return fmt.Errorf("failed to create output directory: %w", err)
 	}
-	tr, err := transcripts.Create(s.res.Transcript, transcripts.Header{
-		CeremonyID: s.cfg.Ceremony.ID,
-		Tool:       ToolVersion(),
-		Operator:   s.cfg.Ceremony.Operator,
-		ConfigHash: s.cfg.Hash(),
-		Started:    testOnlyNow().UTC(),
-	})
+	h, err := s.header()
+	if err != nil {
+		return err
+	}
+	tr, err := transcripts.Create(s.res.Transcript, *h)
 	if err != nil {
 		return fmt.Errorf("%w: use a new ceremony.out_dir for each ceremony", err)
 	}
 	s.tr = tr
 	for _, e := range s.pending {
-		if err := s.tr.Append(e.step, s.cfg.Ceremony.Operator, e.data); err != nil {
+		if err := s.tr.AppendStep(e.stepNo, e.step, s.cfg.Ceremony.Operator, e.data); err != nil {
 			return err
 		}
 	}
@@ -176,10 +196,11 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 			return nil, err
 		}
 		ui.StepStarted(i+1, len(steps), st)
+		s.stepNo = st.No
 		summary, err := st.run(ctx, s)
 		if err != nil {
 			if s.tr != nil {
-				_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
+				_ = s.tr.AppendStep(st.No, "failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
 			}
 			return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 		}

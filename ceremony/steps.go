@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,10 +23,10 @@ import (
 // the ceremony has changed nothing yet.
 func (s *state) record(step string, data map[string]any) error {
 	if s.tr == nil {
-		s.pending = append(s.pending, pendingEvent{step, data})
+		s.pending = append(s.pending, pendingEvent{s.stepNo, step, data})
 		return nil
 	}
-	return s.tr.Append(step, s.cfg.Ceremony.Operator, data)
+	return s.tr.AppendStep(s.stepNo, step, s.cfg.Ceremony.Operator, data)
 }
 
 // writeFile writes an evidence file into the output directory and returns
@@ -40,7 +39,9 @@ func (s *state) writeFile(name string, data []byte) (string, string, error) {
 	if err := evidence.Create(p, data, 0o644); err != nil {
 		return "", "", err
 	}
-	return p, evidence.Hash(data), nil
+	sum := evidence.Hash(data)
+	s.files = append(s.files, map[string]any{"file": name, "sha256": sum})
+	return p, sum, nil
 }
 
 func openToken(ctx context.Context, s *state) (string, error) {
@@ -301,10 +302,7 @@ func checkImport(ctx context.Context, s *state) (string, error) {
 }
 
 func seal(ctx context.Context, s *state) (string, error) {
-	signer, err := s.tok.Signer(s.cfg.Token.SigningKey, true)
-	if err != nil {
-		return "", err
-	}
+	signer := s.signer
 	pemBytes, err := hsm.PublicKeyPEM(signer.Public())
 	if err != nil {
 		return "", err
@@ -316,20 +314,40 @@ func seal(ctx context.Context, s *state) (string, error) {
 	if err := s.record("signing-key", map[string]any{"label": s.cfg.Token.SigningKey, "file": filepath.Base(pubPath), "file_sha256": pubSum}); err != nil {
 		return "", err
 	}
+	// Name every file the ceremony wrote, with its SHA-256.
+	files := make([]any, len(s.files))
+	for i, f := range s.files {
+		files[i] = f
+	}
+	if err := s.record("files", map[string]any{"files": files}); err != nil {
+		return "", err
+	}
 	seal, err := s.tr.Seal(signer)
 	if err != nil {
 		return "", err
 	}
-	// Read back what is on disk and verify it against the token's key.
+	// The payload and the DER signature, for openssl and the witnesses.
+	payloadPath := filepath.Join(s.res.OutDir, SealPayloadFile)
+	sigPath := filepath.Join(s.res.OutDir, SealSignatureFile)
+	if err := evidence.Create(payloadPath, s.tr.SealPayload(), 0o644); err != nil {
+		return "", err
+	}
+	if err := evidence.Create(sigPath, seal.Signature, 0o644); err != nil {
+		return "", err
+	}
+	// Read back what is on disk and verify it, and the files it names,
+	// against the token's key.
 	data, err := os.ReadFile(s.res.Transcript)
 	if err != nil {
 		return "", err
 	}
-	spki, _ := x509.ParsePKIXPublicKey(seal.PublicKey)
-	if _, err := transcripts.Verify(bytes.NewReader(data), spkiECDSA(spki)); err != nil {
+	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Fingerprint: seal.Fingerprint, Files: os.DirFS(s.res.OutDir)}); err != nil {
 		return "", fmt.Errorf("the sealed transcript does not verify: %w", err)
 	}
 	s.res.PublicKey = pubPath
 	s.res.SealHash = evidence.Hash(data)
+	s.res.SealWords = seal.Words
+	s.res.SealPayload, s.res.SealSignature = payloadPath, sigPath
+	s.ui.Info("seal words, to read aloud and write down: " + seal.Words)
 	return "sealed by key " + seal.Fingerprint[:16] + "…, verified", nil
 }

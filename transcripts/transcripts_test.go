@@ -51,7 +51,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.EventCount != 4 || !res.Pinned || res.Header.CeremonyID != "c1" {
+	if len(res.Events) != 4 || !res.Pinned || res.Header.CeremonyID != "c1" {
 		t.Fatalf("result %+v", res)
 	}
 	lines := strings.SplitAfter(string(good), "\n")

@@ -99,7 +99,11 @@ type Result struct {
 	Header Header
 	// EventCount is the number of events between header and seal.
 	EventCount int
-	Seal       Seal
+	// Events are the decoded events, when Options.DecodeEvents was set (as
+	// Verify does). VerifyBytes otherwise reads only the fields it checks,
+	// to stay near the cost of hashing the file.
+	Events []Event
+	Seal   Seal
 	// Payload is the seal payload the signature covers.
 	Payload []byte
 	// Pinned reports whether the signer was checked against a caller's key.
@@ -117,17 +121,15 @@ type Result struct {
 // eventAt returns the i-th event (0-based); line i+2 of the transcript.
 func (r *Result) eventAt(i int) *eventInfo { return &r.lines[i+1].event }
 
-// Events decodes the verified transcript's events. Verify reads only the
-// fields it checks, to stay near the cost of hashing the file; this decodes
-// everything.
-func (r *Result) Events() ([]Event, error) {
-	out := make([]Event, r.EventCount)
-	for i := range out {
-		if err := strict(r.eventAt(i).line, &out[i]); err != nil {
-			return nil, fmt.Errorf("transcript line %d: %w", i+2, err)
+// decodeEvents decodes every event line fully.
+func (r *Result) decodeEvents() error {
+	r.Events = make([]Event, r.EventCount)
+	for i := range r.Events {
+		if err := strict(r.eventAt(i).line, &r.Events[i]); err != nil {
+			return chainErr(i+2, "", "malformed event: "+err.Error(), "", "")
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // FileRef is a file an event names with its SHA-256.
@@ -165,16 +167,18 @@ type Options struct {
 	Witnesses      []WitnessSignature
 	// RequireWitnesses lists names that must have signed.
 	RequireWitnesses []string
+	// DecodeEvents fills Result.Events.
+	DecodeEvents bool
 }
 
-// Verify checks a transcript's chain and seal and, when pub is not nil, that
-// the signer is pub. See [VerifyBytes] for the rest.
+// Verify checks a transcript as [VerifyBytes] does and, when pub is not nil,
+// that the signer is pub; it decodes every event into Result.Events.
 func Verify(r io.Reader, pub *ecdsa.PublicKey) (*Result, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
 	}
-	return VerifyBytes(data, Options{PublicKey: pub})
+	return VerifyBytes(data, Options{PublicKey: pub, DecodeEvents: true})
 }
 
 // VerifyBytes checks a transcript, in this order: the format and hash chain
@@ -254,6 +258,11 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 	}
 	if err := checkScript(res); err != nil {
 		return nil, err
+	}
+	if opts.DecodeEvents {
+		if err := res.decodeEvents(); err != nil {
+			return nil, err
+		}
 	}
 	return res, nil
 }

@@ -26,7 +26,7 @@ const (
 	exitOK           = 0
 	exitError        = 1 // operational error: nothing verified or done
 	exitUsage        = 2 // bad command line
-	exitVerifyFailed = 3 // a transcript failed verification
+	exitVerifyFailed = 3 // a transcript failed verification (chain class; see verifyExitCode)
 )
 
 const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the key material into AWS KMS.
@@ -34,7 +34,10 @@ const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the 
 Usage:
   keyceremony [tui --config FILE]        run a ceremony in the terminal UI (default config ./ceremony.yaml)
   keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
-  keyceremony verify [--pubkey PEM] FILE check a transcript's hash chain and seal
+  keyceremony verify [--pubkey PEM] FILE check a transcript: chain, seal, order, files, witnesses
+  keyceremony script --config FILE       print the ceremony as a numbered checklist for witnesses
+  keyceremony witness sign --key KEY --name NAME FILE
+                                         co-sign a sealed transcript with an SSH key
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
   keyceremony version                    print the version
 
@@ -67,6 +70,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":
 		err = cmdVerify(args[1:], stdout, stderr)
+	case "script":
+		err = cmdScript(args[1:], stdout, stderr)
+	case "witness":
+		err = cmdWitness(args[1:], stdin, stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -93,7 +100,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.As(err, &ve):
-		return exitVerifyFailed
+		return verifyExitCode(err)
 	}
 	return exitError
 }

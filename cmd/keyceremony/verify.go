@@ -3,18 +3,72 @@ package main
 import (
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 
+	"github.com/keyceremony/keyceremony/internal/sshsig"
 	"github.com/keyceremony/keyceremony/transcripts"
 )
 
+// Exit codes of keyceremony verify, one per class of failure (README,
+// "Verifying a transcript").
+var verifyExitCodes = map[transcripts.Class]int{
+	transcripts.ClassChain:     3,
+	transcripts.ClassSignature: 4,
+	transcripts.ClassOrder:     5,
+	transcripts.ClassFile:      6,
+	transcripts.ClassWitness:   7,
+	transcripts.ClassScript:    8,
+}
+
+// verifyExitCode maps a verification failure to its exit code.
+func verifyExitCode(err error) int {
+	var ve *transcripts.VerifyError
+	if errors.As(err, &ve) {
+		if c, ok := verifyExitCodes[ve.Class]; ok {
+			return c
+		}
+	}
+	return exitVerifyFailed
+}
+
+const verifyHelp = `Usage: keyceremony verify TRANSCRIPT [--pubkey PEM | --fingerprint HEX] [--files DIR]
+                          [--allowed-signers FILE [--witness NAME]...] [--json]
+
+Checks a transcript: the hash chain of every line, the seal's signature, the
+signer against a pinned key, the order and consistency of the steps, and
+that every step of the ceremony script has an event. With --files, also the
+SHA-256 of every file the transcript names. With --allowed-signers, the
+witness signatures (witness-NAME.sig beside the transcript).
+
+Exit codes: 0 verified, 1 error, 2 usage, 3 chain broken or malformed,
+4 bad signature or wrong signer, 5 steps out of order or inconsistent,
+6 file missing or changed, 7 witness signature missing or bad,
+8 script step missing.
+
+`
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
 func cmdVerify(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", stderr, "Usage: keyceremony verify [--pubkey PEM] TRANSCRIPT\n\nChecks the transcript's hash chain and its seal. With --pubkey, also checks\nthat the seal was made by that key (pin it: a seal alone proves only that\nsomeone with some key signed).\n\n")
+	fs := newFlags("verify", stderr, verifyHelp)
 	pubPath := fs.String("pubkey", "", "signing public key `PEM` the seal must match")
+	fingerprint := fs.String("fingerprint", "", "hex SHA-256 of the signing key's DER public key the seal must match")
+	filesDir := fs.String("files", "", "`DIR` holding the files the transcript names, to check their SHA-256")
+	allowed := fs.String("allowed-signers", "", "OpenSSH allowed-signers `FILE` for the witness signatures")
+	var witnesses multiFlag
+	fs.Var(&witnesses, "witness", "`NAME` of a witness who must have signed (repeatable)")
+	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -22,30 +76,110 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageError("verify takes exactly one transcript file")
 	}
-	var pub *ecdsa.PublicKey
+	if *pubPath != "" && *fingerprint != "" {
+		return usageError("give --pubkey or --fingerprint, not both")
+	}
+	if len(witnesses) > 0 && *allowed == "" {
+		return usageError("--witness needs --allowed-signers to check the witness keys")
+	}
+	path := pos[0]
+	var opts transcripts.Options
 	if *pubPath != "" {
-		if pub, err = readECPublicKey(*pubPath); err != nil {
+		if opts.PublicKey, err = readECPublicKey(*pubPath); err != nil {
 			return err
 		}
 	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return fmt.Errorf("failed to open transcript: %w", err)
+	if *fingerprint != "" {
+		fp := strings.ToLower(strings.ReplaceAll(*fingerprint, ":", ""))
+		if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(fp) {
+			return usageError("--fingerprint must be 64 hex digits (the SHA-256 the seal line shows)")
+		}
+		opts.Fingerprint = fp
 	}
-	defer f.Close()
-	res, err := transcripts.Verify(f, pub)
+	if *filesDir != "" {
+		if st, err := os.Stat(*filesDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("--files %s is not a directory", *filesDir)
+		}
+		opts.Files = os.DirFS(*filesDir)
+	}
+	if *allowed != "" {
+		b, err := os.ReadFile(*allowed)
+		if err != nil {
+			return fmt.Errorf("failed to read the allowed signers file: %w", err)
+		}
+		if opts.AllowedSigners, err = sshsig.ParseAllowedSigners(b); err != nil {
+			return fmt.Errorf("%s: %w", *allowed, err)
+		}
+		if opts.AllowedSigners == nil {
+			opts.AllowedSigners = sshsig.AllowedSigners{}
+		}
+		if opts.Witnesses, err = readWitnessSignatures(path); err != nil {
+			return err
+		}
+		opts.RequireWitnesses = witnesses
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("failed to read transcript: %w", err)
+	}
+	res, err := transcripts.VerifyBytes(data, opts)
 	if err != nil {
 		var ve *transcripts.VerifyError
-		if errors.As(err, &ve) {
-			return verifyFailure{fmt.Errorf("%s: %w", pos[0], err)}
+		if !errors.As(err, &ve) {
+			return err
 		}
-		return err
+		if *asJSON {
+			writeJSON(stdout, map[string]any{"ok": false, "exit_code": verifyExitCode(ve), "class": ve.Class.String(),
+				"line": ve.Line, "field": ve.Field, "expected": ve.Expected, "found": ve.Found, "reason": ve.Reason, "error": ve.Error()})
+		}
+		return verifyFailure{fmt.Errorf("%s: %w", path, err)}
 	}
-	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", res.Header.CeremonyID, len(res.Events), res.Seal.Fingerprint)
+	if *asJSON {
+		writeJSON(stdout, map[string]any{"ok": true, "ceremony_id": res.Header.CeremonyID, "events": res.EventCount,
+			"signer_fingerprint": res.Seal.Fingerprint, "pinned": res.Pinned, "payload_sha256": res.Seal.PayloadHash,
+			"words": res.Seal.Words, "files": res.Files, "files_checked": res.FilesChecked, "witnesses": res.Witnesses})
+		return nil
+	}
+	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", res.Header.CeremonyID, res.EventCount, res.Seal.Fingerprint)
+	fmt.Fprintf(stdout, "seal words: %s\n", res.Seal.Words)
+	if res.FilesChecked {
+		fmt.Fprintf(stdout, "files: %d checked\n", len(res.Files))
+	}
+	for _, w := range res.Witnesses {
+		fmt.Fprintf(stdout, "witness: %s (%s)\n", w.Name, w.Fingerprint)
+	}
 	if !res.Pinned {
-		fmt.Fprintln(stdout, "warning: the signer was not pinned: pass --pubkey with the ceremony's signing key to check who sealed it")
+		fmt.Fprintln(stdout, "warning: the signer was not pinned: pass --pubkey or --fingerprint with the ceremony's signing key to check who sealed it")
 	}
 	return nil
+}
+
+func writeJSON(w io.Writer, v any) {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+// witnessSigPattern names witness signatures beside a transcript.
+const witnessSigPrefix, witnessSigSuffix = "witness-", ".sig"
+
+var witnessName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$`)
+
+// readWitnessSignatures reads witness-NAME.sig files beside the transcript.
+func readWitnessSignatures(transcript string) ([]transcripts.WitnessSignature, error) {
+	matches, err := filepath.Glob(filepath.Join(filepath.Dir(transcript), witnessSigPrefix+"*"+witnessSigSuffix))
+	if err != nil {
+		return nil, err
+	}
+	var out []transcripts.WitnessSignature
+	for _, m := range matches {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), witnessSigPrefix), witnessSigSuffix)
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read witness signature: %w", err)
+		}
+		out = append(out, transcripts.WitnessSignature{Name: name, Signature: b})
+	}
+	return out, nil
 }
 
 func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
