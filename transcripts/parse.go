@@ -1,6 +1,7 @@
 package transcripts
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -541,8 +542,18 @@ func (r *reader) skip(depth int) error {
 	case c == 'n':
 		return r.lit("null")
 	case c == '-' || c >= '0' && c <= '9':
-		_, err := r.number()
-		return err
+		span, err := r.number()
+		if err != nil {
+			return err
+		}
+		// Only an exponent or 300-odd digits can overflow a float64, which
+		// encoding/json (and so value) refuses.
+		if len(span) > 300 || bytes.ContainsAny(span, "eE") {
+			if _, err := strconv.ParseFloat(string(span), 64); err != nil {
+				return r.errorf("number %s out of range", span)
+			}
+		}
+		return nil
 	default:
 		return r.errorf("unexpected %q", c)
 	}

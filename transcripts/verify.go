@@ -278,6 +278,7 @@ func splitLines(data []byte) [][]byte {
 }
 
 type parsedLine struct {
+	raw    []byte
 	typ    string
 	prev   []byte
 	hash   [sha256.Size]byte
@@ -343,6 +344,7 @@ func parseLines(lines [][]byte) ([]parsedLine, error) {
 
 func parseLine(n int, line []byte, p *parsedLine) {
 	p.hash = sha256.Sum256(line)
+	p.raw = line
 	if bytes.HasPrefix(line, eventPrefix) {
 		p.typ = "event"
 	} else {
@@ -394,6 +396,12 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 	s := &res.Seal
 	sigErr := func(field, reason, expected, found string) error {
 		return &VerifyError{Class: ClassSignature, Line: n, Field: field, Reason: reason, Expected: expected, Found: found}
+	}
+	// No later line hashes the seal line, so it must be exactly as the
+	// writer encodes it: otherwise a changed byte that decodes to the same
+	// values (base64 padding bits, spacing) would go unnoticed.
+	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.lines[n-1].raw) {
+		return chainErr(n, "", "seal line is not in canonical form (as keyceremony writes it): it was edited", "", "")
 	}
 	if s.Algorithm != SealAlgorithm {
 		return sigErr("algorithm", "unsupported signature algorithm", SealAlgorithm, s.Algorithm)

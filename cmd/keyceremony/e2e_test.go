@@ -180,7 +180,7 @@ func TestCeremonyEndToEnd(t *testing.T) {
 			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
 		}
 	}
-	wantSteps := "open-token kms-key kms-key generate-key generate-key fetch-params fetch-params wrap wrap import import check-import check-import signing-key"
+	wantSteps := "open-token kms-key kms-key generate-key generate-key fetch-params fetch-params wrap wrap import import check-import check-import signing-key files"
 	if got := strings.Join(steps, " "); got != wantSteps {
 		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
 	}

@@ -1,0 +1,293 @@
+package transcripts
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+	"unicode/utf8"
+)
+
+var (
+	testKey, _  = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+)
+
+type ev struct {
+	no   int
+	step string
+	at   time.Time
+	data map[string]any
+}
+
+var t0 = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+
+var testScript = []ScriptStep{{1, "generate-keys", "Generate"}, {2, "fetch-params", "Fetch"}, {3, "wrap", "Wrap"}, {4, "import", "Import"}}
+
+// ceremonyEvents is a well-formed ceremony for one key.
+func ceremonyEvents() []ev {
+	return []ev{
+		{1, "generate-key", t0, map[string]any{"label": "k", "key_check_value": "aabbcc"}},
+		{2, "fetch-params", t0.Add(time.Minute), map[string]any{"label": "k", "parameters_valid_to": t0.Add(24 * time.Hour), "file": "params-k.json", "file_sha256": sha256Hex([]byte("params"))}},
+		{3, "wrap", t0.Add(2 * time.Minute), map[string]any{"label": "k", "key_check_value": "aabbcc", "file": "bundle-k.json", "file_sha256": sha256Hex([]byte("bundle"))}},
+		{4, "import", t0.Add(3 * time.Minute), map[string]any{"label": "k", "key_check_value": "aabbcc"}},
+		{4, "files", t0.Add(4 * time.Minute), map[string]any{"files": []any{map[string]any{"file": "params-k.json", "sha256": sha256Hex([]byte("params"))}}}},
+	}
+}
+
+func sha256Hex(b []byte) string { return Fingerprint(b) }
+
+// build writes a sealed transcript with the given header script and events.
+func build(t testing.TB, script []ScriptStep, events []ev, signer *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "t.jsonl")
+	sk, err := NewSigningKey("test", &testKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(path, Header{CeremonyID: "c1", Tool: "test", SigningKey: sk, Script: script, TimeSource: "test clock", Started: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		w.now = func() time.Time { return e.at }
+		if err := w.AppendStep(e.no, e.step, "op", e.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.header.SigningKey = nil // let the test seal with another key
+	if _, err := w.Seal(signer); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func wantClass(t *testing.T, err error, class Class, line int, field string) {
+	t.Helper()
+	var ve *VerifyError
+	if !errors.As(err, &ve) {
+		t.Fatalf("got %v, want a %s failure", err, class)
+	}
+	if ve.Class != class || ve.Line != line || ve.Field != field {
+		t.Fatalf("got class %s line %d field %q, want %s line %d field %q: %v", ve.Class, ve.Line, ve.Field, class, line, field, err)
+	}
+}
+
+func TestVerifyOrder(t *testing.T) {
+	good := build(t, testScript, ceremonyEvents(), testKey)
+	if _, err := VerifyBytes(good, Options{PublicKey: &testKey.PublicKey}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		script []ScriptStep
+		edit   func([]ev) []ev
+		class  Class
+		line   int
+		field  string
+	}{
+		{"kcv changes at wrap", testScript, func(e []ev) []ev { e[2].data["key_check_value"] = "000000"; return e }, ClassOrder, 4, "data.key_check_value"},
+		{"kcv changes at import", testScript, func(e []ev) []ev { e[3].data["key_check_value"] = "000000"; return e }, ClassOrder, 5, "data.key_check_value"},
+		{"params expired at wrap", testScript, func(e []ev) []ev { e[2].at = t0.Add(25 * time.Hour); return e }, ClassOrder, 4, "time"},
+		{"import before wrap", testScript, func(e []ev) []ev { e[2], e[3] = e[3], e[2]; e[2].no, e[3].no = 3, 4; return e }, ClassOrder, 4, "step"},
+		{"step numbers go back", testScript, func(e []ev) []ev { e[3].no = 2; return e }, ClassOrder, 5, "step_no"},
+		{"upload before escrow", append(testScript, ScriptStep{5, "escrow", "Escrow"}), func(e []ev) []ev { return e }, ClassOrder, 5, "step"},
+		{"escrow quorum failed", testScript, func(e []ev) []ev {
+			return append(e[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"label": "k", "quorum_check": "failed"}}}, e[3:]...)...)
+		}, ClassOrder, 5, "data.quorum_check"},
+		{"script step missing", append(testScript, ScriptStep{9, "check-import", "Check"}), func(e []ev) []ev { return e }, ClassScript, 1, "script"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := build(t, tt.script, tt.edit(ceremonyEvents()), testKey)
+			_, err := VerifyBytes(b, Options{})
+			wantClass(t, err, tt.class, tt.line, tt.field)
+		})
+	}
+	// Escrow before the upload satisfies the escrow step.
+	withEscrow := append(ceremonyEvents()[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"label": "k", "quorum_check": "ok"}}}, ceremonyEvents()[3:]...)...)
+	b := build(t, append(testScript, ScriptStep{3, "escrow", "Escrow"}), withEscrow, testKey)
+	if _, err := VerifyBytes(b, Options{}); err != nil {
+		t.Fatalf("escrow before upload: %v", err)
+	}
+}
+
+func TestVerifyTamper(t *testing.T) {
+	good := build(t, testScript, ceremonyEvents(), testKey)
+	lines := strings.SplitAfter(string(good), "\n")
+	lines = lines[:len(lines)-1] // header, 5 events, seal: 7 lines
+	join := func(ls ...string) []byte { return []byte(strings.Join(ls, "")) }
+	resealed := build(t, testScript, ceremonyEvents(), otherKey)
+	tests := []struct {
+		name  string
+		data  []byte
+		opts  Options
+		class Class
+		line  int
+		field string
+	}{
+		{"delete event", join(lines[0], lines[1], lines[3], lines[4], lines[5], lines[6]), Options{}, ClassChain, 3, "prev"},
+		{"reorder events", join(lines[0], lines[2], lines[1], lines[3], lines[4], lines[5], lines[6]), Options{}, ClassChain, 2, "prev"},
+		{"insert line", join(lines[0], lines[1], lines[1], lines[2], lines[3], lines[4], lines[5], lines[6]), Options{}, ClassChain, 3, "prev"},
+		{"delete header", join(lines[1:]...), Options{}, ClassChain, 1, "prev"},
+		{"remove seal", join(lines[:6]...), Options{}, ClassChain, 6, ""},
+		{"line after seal", join(append(lines, lines[6])...), Options{}, ClassChain, 8, ""},
+		{"truncated", good[:len(good)-1], Options{}, ClassChain, 7, ""},
+		{"edit last event", join(lines[0], lines[1], lines[2], lines[3], lines[4], strings.Replace(lines[5], "params-k.json", "params-x.json", 1), lines[6]), Options{}, ClassChain, 7, "prev"},
+		{"wrong pinned key", good, Options{PublicKey: &otherKey.PublicKey}, ClassSignature, 7, "public_key"},
+		{"wrong pinned fingerprint", good, Options{Fingerprint: strings.Repeat("ab", 32)}, ClassSignature, 7, "fingerprint"},
+		{"sealed by another key than the header's", resealed, Options{}, ClassSignature, 7, "public_key"},
+		{"signer key swapped in the seal", join(append(lines[:6:6], swapSealKey(t, lines[6]))...), Options{}, ClassSignature, 7, "public_key"},
+		{"v0 transcript", []byte(`{"type":"header","format":"keyceremony/transcript/v0","ceremony_id":"c","tool":"t","started":"2026-01-01T00:00:00Z","prev":"` + zeroHash + "\"}\n"), Options{}, ClassChain, 1, "format"},
+		{"file replaced", good, Options{Files: fstest.MapFS{"params-k.json": {Data: []byte("params")}, "bundle-k.json": {Data: []byte("other")}}}, ClassFile, 4, "sha256"},
+		{"file missing", good, Options{Files: fstest.MapFS{"bundle-k.json": {Data: []byte("bundle")}}}, ClassFile, 3, "file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := VerifyBytes(tt.data, tt.opts)
+			wantClass(t, err, tt.class, tt.line, tt.field)
+		})
+	}
+	if _, err := VerifyBytes(good, Options{Files: fstest.MapFS{"params-k.json": {Data: []byte("params")}, "bundle-k.json": {Data: []byte("bundle")}}}); err != nil {
+		t.Fatalf("files as named: %v", err)
+	}
+}
+
+// swapSealKey replaces the seal's public key and fingerprint with another
+// key's, leaving the signature.
+func swapSealKey(t *testing.T, line string) string {
+	var s Seal
+	if err := json.Unmarshal([]byte(line), &s); err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := NewSigningKey("", &otherKey.PublicKey)
+	s.PublicKey, s.Fingerprint = sk.PublicKey, sk.Fingerprint
+	b, _ := json.Marshal(s)
+	return string(b) + "\n"
+}
+
+// TestFlipEveryByteNamed flips each byte in turn: every change is detected,
+// as a failure naming a line of the transcript.
+func TestFlipEveryByteNamed(t *testing.T) {
+	good := build(t, testScript, ceremonyEvents(), testKey)
+	for i := range good {
+		bad := bytes.Clone(good)
+		bad[i] ^= 0x01
+		_, err := VerifyBytes(bad, Options{})
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.Line < 1 || ve.Line > 8 {
+			t.Fatalf("flipping byte %d (%q): %v", i, good[i], err)
+		}
+	}
+}
+
+func TestWords(t *testing.T) {
+	// The example in Wikipedia's "PGP word list" article.
+	in := []byte{0xE5, 0x82, 0x94, 0xF2, 0xE9, 0xA2, 0x27, 0x48, 0x6E, 0x8B, 0x06, 0x1B, 0x31, 0xCC, 0x52, 0x8F, 0xD7, 0xFA, 0x3F, 0x19}
+	want := "topmost Istanbul Pluto vagabond treadmill Pacific brackish dictator goldfish Medusa afflict bravado chatter revolver Dupont midsummer stopwatch whimsical cowbell bottomless"
+	if got := Words(in); got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	seen := map[string]bool{}
+	for i := range 256 {
+		for _, w := range []string{evenWords[i], oddWords[i]} {
+			if w == "" || seen[strings.ToLower(w)] {
+				t.Fatalf("word %d %q empty or repeated", i, w)
+			}
+			seen[strings.ToLower(w)] = true
+		}
+	}
+}
+
+// TestParseValueMatchesEncodingJSON checks the scanner against
+// encoding/json on the seed corpus; FuzzParseValue explores further.
+func TestParseValueMatchesEncodingJSON(t *testing.T) {
+	for _, s := range parseSeeds {
+		checkParse(t, []byte(s))
+	}
+}
+
+var parseSeeds = []string{
+	`{}`, `[]`, `{"a":1,"b":[true,false,null],"c":{"d":"e\u00e9\n"}}`, `"\ud83d\ude00"`, `"\ud83d"`, `-0.5e+3`, `01`, `1.`,
+	`{"a":1,"a":2}`, `"` + "\x01" + `"`, `[1,]`, `{"a" 1}`, " \t\n[ 1 , 2 ]\r\n", `"\x"`, `"é"`, "\"\xff\"", `1e400`,
+	`{"type":"event","seq":1,"time":"2026-01-01T00:00:00Z","step":"s","prev":"00"}`,
+}
+
+func checkParse(t *testing.T, b []byte) {
+	got, err := parseValue(b)
+	var want any
+	werr := json.Unmarshal(b, &want)
+	switch {
+	case !utf8.Valid(b):
+		if err == nil && bytes.ContainsRune(b, '"') {
+			// Invalid UTF-8 outside strings fails both; inside, only ours.
+			if s, ok := got.(string); ok && !utf8.ValidString(s) {
+				t.Fatalf("%q: accepted invalid UTF-8", b)
+			}
+		}
+	case errors.Is(err, errDuplicateKey):
+		// Refused before the end: encoding/json may accept it (last key
+		// wins) or refuse it for what follows.
+	case (err == nil) != (werr == nil):
+		t.Fatalf("%q: ours %v, encoding/json %v", b, err, werr)
+	case err == nil && !reflect.DeepEqual(got, want):
+		t.Fatalf("%q: ours %#v, encoding/json %#v", b, got, want)
+	}
+	// skip accepts exactly what parseValue accepts.
+	r := &reader{b: b}
+	serr := r.skip(0)
+	if serr == nil {
+		r.ws()
+		if r.i != len(b) {
+			serr = errors.New("trailing")
+		}
+	}
+	if (serr == nil) != (err == nil) {
+		t.Fatalf("%q: skip %v, parseValue %v", b, serr, err)
+	}
+}
+
+func FuzzParseValue(f *testing.F) {
+	for _, s := range parseSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkParse(t, b) })
+}
+
+// FuzzVerifyBytes: any input gives a result or a *VerifyError, never a
+// panic or another error; a mutated line of a sealed transcript never
+// verifies.
+func FuzzVerifyBytes(f *testing.F) {
+	good := build(f, testScript, ceremonyEvents(), testKey)
+	f.Add(good, 3, []byte(`{"type":"event"}`))
+	f.Add(good, 1, []byte(`{}`))
+	f.Add([]byte("{}\n"), 0, []byte(""))
+	f.Fuzz(func(t *testing.T, data []byte, line int, repl []byte) {
+		_, err := VerifyBytes(data, Options{})
+		var ve *VerifyError
+		if err != nil && !errors.As(err, &ve) {
+			t.Fatalf("error of type %T: %v", err, err)
+		}
+		lines := bytes.SplitAfter(good, []byte("\n"))
+		if line < 0 || line >= len(lines)-1 || bytes.Equal(lines[line], append(bytes.Clone(repl), '\n')) {
+			return
+		}
+		lines[line] = append(bytes.Clone(repl), '\n')
+		if _, err := VerifyBytes(bytes.Join(lines, nil), Options{}); err == nil {
+			t.Fatalf("changed line %d verified", line+1)
+		}
+	})
+}
