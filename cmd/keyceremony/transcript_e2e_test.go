@@ -1,0 +1,301 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyceremony/keyceremony/hsm"
+)
+
+// sealedPIN is distinctive so that a leak cannot hide among other bytes.
+const sealedPIN = "pin-9Qx7-Zk42-wV"
+
+// TestTranscriptEvidence runs one ceremony through the binary on a token
+// with its own PIN, then checks its evidence the ways a witness or an
+// auditor would: openssl, ssh-keygen, keyceremony verify with each option,
+// the script, and a scan of everything it wrote for secrets.
+func TestTranscriptEvidence(t *testing.T) {
+	e := newE2E(t)
+	for _, tool := range []string{"softhsm2-util", "openssl", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed: make deps", tool)
+		}
+	}
+	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "sealed", "--pin", sealedPIN, "--so-pin", "so-"+sealedPIN).CombinedOutput(); err != nil {
+		t.Fatalf("softhsm2-util: %v\n%s", err, out)
+	}
+	yaml := strings.Replace(fmt.Sprintf(ceremonyYAML, "ev"), "label: ceremony", "label: sealed", 1)
+	cfg := e.config("ev.yaml", yaml)
+	var outputs []string // every stdout and stderr, for the secret scan
+	run := func(env []string, args ...string) (string, string, int) {
+		o, x, code := e.run(env, args...)
+		outputs = append(outputs, o, x)
+		return o, x, code
+	}
+	stdout, stderr, code := run([]string{"KEYCEREMONY_PIN=" + sealedPIN}, "run", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("run exited %d\n%s\n%s", code, stdout, stderr)
+	}
+	out := filepath.Join(e.dir, "ev")
+	tr := filepath.Join(out, "transcript.jsonl")
+	pub := filepath.Join(out, "signing-key.pem")
+	words := between(stderr, "seal words, to read aloud and write down: ", "\n")
+	if len(strings.Fields(words)) != 16 {
+		t.Fatalf("run did not show 16 seal words: %q\n%s", words, stderr)
+	}
+
+	t.Run("openssl verifies the seal", func(t *testing.T) {
+		o, err := exec.Command("openssl", "dgst", "-sha256", "-verify", pub, "-signature", filepath.Join(out, "seal.sig"), filepath.Join(out, "seal.payload")).CombinedOutput()
+		if err != nil || !strings.Contains(string(o), "Verified OK") {
+			t.Fatalf("openssl: %v: %s", err, o)
+		}
+	})
+
+	t.Run("script", func(t *testing.T) {
+		o, x, code := run(nil, "script", "--config", cfg)
+		if code != 0 || !strings.Contains(o, "## Step 8: Seal the transcript on the token") || !strings.Contains(o, "- [ ] Done. Initials:") {
+			t.Fatalf("script exited %d: %s %s", code, o, x)
+		}
+		var h struct {
+			ScriptSHA256 string `json:"script_sha256"`
+			Script       []struct {
+				No int `json:"no"`
+			} `json:"script"`
+		}
+		data, _ := os.ReadFile(tr)
+		if err := json.Unmarshal(bytes.SplitN(data, []byte("\n"), 2)[0], &h); err != nil {
+			t.Fatal(err)
+		}
+		if sum := sha256.Sum256([]byte(o)); hex.EncodeToString(sum[:]) != h.ScriptSHA256 || len(h.Script) != 8 {
+			t.Fatalf("printed script's sha256 %x is not the header's %s (%d steps)", sum, h.ScriptSHA256, len(h.Script))
+		}
+		if _, x, code := run(nil, "script"); code != 2 || !strings.Contains(x, "--config") {
+			t.Fatalf("script without --config: exit %d %s", code, x)
+		}
+	})
+
+	t.Run("verify json", func(t *testing.T) {
+		o, x, code := run(nil, "verify", "--pubkey", pub, "--files", out, "--json", tr)
+		var r struct {
+			OK           bool   `json:"ok"`
+			Words        string `json:"words"`
+			FilesChecked bool   `json:"files_checked"`
+			Files        []struct {
+				File string `json:"file"`
+			} `json:"files"`
+		}
+		if err := json.Unmarshal([]byte(o), &r); err != nil || code != 0 || !r.OK || !r.FilesChecked || r.Words != words {
+			t.Fatalf("verify exit %d: %v\n%s%s", code, err, o, x)
+		}
+		named := map[string]bool{}
+		for _, f := range r.Files {
+			named[f.File] = true
+		}
+		for _, f := range []string{"params-payments-ev.json", "params-archive-ev.json", "bundle-payments-ev.json", "bundle-archive-ev.json", "signing-key.pem"} {
+			if !named[f] {
+				t.Errorf("transcript does not name %s with its sha256", f)
+			}
+		}
+	})
+
+	t.Run("failures have their exit codes", func(t *testing.T) {
+		copyDir := filepath.Join(e.dir, "copy")
+		if err := os.CopyFS(copyDir, os.DirFS(out)); err != nil {
+			t.Fatal(err)
+		}
+		bundle := filepath.Join(copyDir, "bundle-archive-ev.json")
+		os.Chmod(bundle, 0o644)
+		if err := os.WriteFile(bundle, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, x, code := run(nil, "verify", "--files", copyDir, tr); code != 6 || !strings.Contains(x, "bundle-archive-ev.json") {
+			t.Errorf("replaced bundle: exit %d: %s", code, x)
+		}
+		o, x, code := run(nil, "verify", "--fingerprint", strings.Repeat("0", 64), "--json", tr)
+		var r struct {
+			OK    bool   `json:"ok"`
+			Class string `json:"class"`
+			Line  int    `json:"line"`
+			Field string `json:"field"`
+			Exit  int    `json:"exit_code"`
+		}
+		if err := json.Unmarshal([]byte(o), &r); err != nil || code != 4 || r.OK || r.Class != "signature" || r.Exit != 4 || r.Field != "fingerprint" || r.Line < 2 {
+			t.Errorf("wrong fingerprint: exit %d %+v: %s %s", code, r, o, x)
+		}
+		if _, x, code := run(nil, "verify", "--fingerprint", "xyz", tr); code != 2 {
+			t.Errorf("bad --fingerprint: exit %d: %s", code, x)
+		}
+	})
+
+	t.Run("witnesses", func(t *testing.T) {
+		dir := t.TempDir()
+		alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
+		for _, k := range []struct{ path, typ string }{{alice, "ed25519"}, {bob, "ecdsa"}} {
+			if o, err := exec.Command("ssh-keygen", "-q", "-t", k.typ, "-N", "", "-f", k.path).CombinedOutput(); err != nil {
+				t.Fatalf("ssh-keygen: %v %s", err, o)
+			}
+		}
+		allowed := filepath.Join(dir, "allowed_signers")
+		var as bytes.Buffer
+		for _, w := range []struct{ name, path string }{{"alice", alice}, {"bob", bob}} {
+			k, _ := os.ReadFile(w.path + ".pub")
+			fmt.Fprintf(&as, "%s namespaces=\"keyceremony\" %s", w.name, k)
+		}
+		os.WriteFile(allowed, as.Bytes(), 0o644)
+
+		// Alice signs with keyceremony, Bob with ssh-keygen.
+		o, x, code := run(nil, "witness", "sign", "--key", alice, "--name", "alice", "--pubkey", pub, tr)
+		if code != 0 || !strings.Contains(o, words) {
+			t.Fatalf("witness sign exit %d: %s %s", code, o, x)
+		}
+		if _, x, code := run(nil, "witness", "sign", "--key", alice, "--name", "alice", tr); code != 1 || !strings.Contains(x, "exists") {
+			t.Errorf("second signature by alice: exit %d: %s", code, x)
+		}
+		payload := filepath.Join(out, "seal.payload")
+		if o, err := exec.Command("ssh-keygen", "-Y", "sign", "-n", "keyceremony", "-f", bob, payload).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -Y sign: %v %s", err, o)
+		}
+		if err := os.Rename(payload+".sig", filepath.Join(out, "witness-bob.sig")); err != nil {
+			t.Fatal(err)
+		}
+		o, x, code = run(nil, "verify", "--pubkey", pub, "--allowed-signers", allowed, "--witness", "alice", "--witness", "bob", tr)
+		if code != 0 || !strings.Contains(o, "witness: alice") || !strings.Contains(o, "witness: bob") {
+			t.Fatalf("verify with witnesses: exit %d: %s %s", code, o, x)
+		}
+		// ssh-keygen checks Alice's keyceremony-made signature.
+		cmd := exec.Command("ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "alice", "-n", "keyceremony", "-s", filepath.Join(out, "witness-alice.sig"))
+		cmd.Stdin = bytes.NewReader(mustRead(t, payload))
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen -Y verify: %v %s", err, o)
+		}
+		if _, x, code := run(nil, "verify", "--allowed-signers", allowed, "--witness", "carol", tr); code != 7 || !strings.Contains(x, "carol") {
+			t.Errorf("missing witness: exit %d: %s", code, x)
+		}
+		// A witness whose key is not listed for their name.
+		os.WriteFile(allowed, bytes.Replace(as.Bytes(), []byte("bob "), []byte("robert "), 1), 0o644)
+		if _, x, code := run(nil, "verify", "--allowed-signers", allowed, tr); code != 7 || !strings.Contains(x, "bob") {
+			t.Errorf("unlisted witness: exit %d: %s", code, x)
+		}
+	})
+
+	t.Run("no secret in anything written", func(t *testing.T) {
+		material := keyMaterial(t, "payments-ev")
+		defer clear(material)
+		archive := keyMaterial(t, "archive-ev")
+		defer clear(archive)
+		needles := map[string][]byte{}
+		for name, secret := range map[string][]byte{"PIN": []byte(sealedPIN), "payments key": material, "archive key": archive} {
+			for form, b := range encodings(secret) {
+				needles[name+" ("+form+")"] = b
+			}
+		}
+		scanned := 0
+		err := filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.HasSuffix(p, ".yaml") {
+				return err
+			}
+			if rel, _ := filepath.Rel(e.dir, p); strings.HasPrefix(rel, "softhsm") || strings.Contains(rel, "tokens") {
+				return nil // the token store itself
+			}
+			scanned++
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for what, n := range needles {
+				if bytes.Contains(b, n) {
+					t.Errorf("%s holds the %s", p, what)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, o := range outputs {
+			for what, n := range needles {
+				if bytes.Contains([]byte(o), n) {
+					t.Errorf("output %d holds the %s", i, what)
+				}
+			}
+		}
+		if scanned < 9 {
+			t.Fatalf("scanned only %d files", scanned)
+		}
+		t.Logf("scanned %d files and %d outputs for %d forms of the PIN and key material", scanned, len(outputs), len(needles))
+	})
+}
+
+// keyMaterial recovers a generated key's bytes for comparison, by wrapping
+// it on the token to a throw-away RSA key.
+func keyMaterial(t *testing.T, label string) []byte {
+	t.Helper()
+	tok, err := hsm.Open(hsm.Config{TokenLabel: "sealed", PIN: []byte(sealedPIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	k, err := tok.FindAESKey(label, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := tok.WrapOAEP(k, &rk.PublicKey, crypto.SHA1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := rsa.DecryptOAEP(sha1.New(), nil, rk, ct, nil)
+	if err != nil || len(m) != 32 {
+		t.Fatalf("recovered %d bytes: %v", len(m), err)
+	}
+	return m
+}
+
+func encodings(b []byte) map[string][]byte {
+	return map[string][]byte{
+		"raw":        b,
+		"hex":        []byte(hex.EncodeToString(b)),
+		"HEX":        []byte(strings.ToUpper(hex.EncodeToString(b))),
+		"base64":     []byte(base64.RawStdEncoding.EncodeToString(b)),
+		"base64url":  []byte(base64.RawURLEncoding.EncodeToString(b)),
+		"json bytes": []byte(base64.StdEncoding.EncodeToString(b)),
+	}
+}
+
+func between(s, start, end string) string {
+	i := strings.Index(s, start)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(start):]
+	if j := strings.Index(s, end); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
