@@ -58,7 +58,10 @@ echo "== keyceremony run"
 KEYCEREMONY_PIN=1234 "$root/bin/keyceremony" run --config "$DEMO_DIR/ceremony.yaml"
 
 echo "== keyceremony verify"
-"$root/bin/keyceremony" verify --pubkey "$DEMO_DIR/signing-key.pem" "$DEMO_DIR/transcript.jsonl"
+"$root/bin/keyceremony" verify --pubkey "$DEMO_DIR/signing-key.pem" --files "$DEMO_DIR" "$DEMO_DIR/transcript.jsonl"
+
+echo "== the seal, checked by openssl alone"
+openssl dgst -sha256 -verify "$DEMO_DIR/signing-key.pem" -signature "$DEMO_DIR/seal.sig" "$DEMO_DIR/seal.payload"
 
 echo "== the imported key works: encrypt then decrypt through KMS"
 arn=$(sed -n 's/^  "key_arn": "\(.*\)",$/\1/p' "$DEMO_DIR/bundle-demo-payments.json")

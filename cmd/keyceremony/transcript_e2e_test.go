@@ -63,6 +63,21 @@ func TestTranscriptEvidence(t *testing.T) {
 		if err != nil || !strings.Contains(string(o), "Verified OK") {
 			t.Fatalf("openssl: %v: %s", err, o)
 		}
+		// The README's chain check, with coreutils and jq.
+		if _, err := exec.LookPath("jq"); err != nil {
+			t.Skip("jq not installed")
+		}
+		chain := `cd "$1" && diff <(head -n -1 transcript.jsonl | while IFS= read -r l; do printf %s "$l" | sha256sum | cut -c1-64; done) <(jq -r .prev transcript.jsonl | tail -n +2) && echo chain OK`
+		if o, err := exec.Command("bash", "-c", chain, "chain", out).CombinedOutput(); err != nil || !strings.Contains(string(o), "chain OK") {
+			t.Fatalf("shell chain check: %v: %s", err, o)
+		}
+		broken := filepath.Join(e.dir, "broken")
+		os.MkdirAll(broken, 0o755)
+		data := mustRead(t, tr)
+		os.WriteFile(filepath.Join(broken, "transcript.jsonl"), bytes.Replace(data, []byte(`"created":true`), []byte(`"created":false`), 1), 0o644)
+		if o, err := exec.Command("bash", "-c", chain, "chain", broken).CombinedOutput(); err == nil {
+			t.Fatalf("shell chain check passed a changed transcript: %s", o)
+		}
 	})
 
 	t.Run("script", func(t *testing.T) {
@@ -205,7 +220,7 @@ func TestTranscriptEvidence(t *testing.T) {
 		}
 		scanned := 0
 		err := filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || strings.HasSuffix(p, ".yaml") {
+			if err != nil || d.IsDir() {
 				return err
 			}
 			if rel, _ := filepath.Rel(e.dir, p); strings.HasPrefix(rel, "softhsm") || strings.Contains(rel, "tokens") {
