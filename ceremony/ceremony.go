@@ -10,7 +10,6 @@ package ceremony
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -295,8 +294,3 @@ func sha256Hex(b []byte) string {
 
 // ErrNoPIN is returned by a UI that cannot ask for a secret.
 var ErrNoPIN = errors.New("no PIN available")
-
-func spkiECDSA(k any) *ecdsa.PublicKey {
-	p, _ := k.(*ecdsa.PublicKey)
-	return p
-}

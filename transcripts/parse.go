@@ -347,32 +347,6 @@ func (r *reader) hex4() (uint16, bool) {
 	return v, true
 }
 
-func (r *reader) strField() (string, error) {
-	if r.i >= len(r.b) || r.b[r.i] != '"' {
-		return "", r.errorf("want a string")
-	}
-	return r.str()
-}
-
-// key reads a string without escapes or non-ASCII bytes and returns its
-// bytes without copying: field names of event lines.
-func (r *reader) key() ([]byte, error) {
-	r.i++ // opening quote
-	start := r.i
-	for r.i < len(r.b) {
-		c := r.b[r.i]
-		if c == '"' {
-			r.i++
-			return r.b[start : r.i-1], nil
-		}
-		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
-			return nil, r.errorf("unexpected field name")
-		}
-		r.i++
-	}
-	return nil, r.errorf("unterminated string")
-}
-
 // rawStr reads a string and returns its bytes between the quotes, checked
 // (escapes, control characters, UTF-8) but not unescaped, and whether it
 // holds escapes. It allocates nothing.

@@ -151,8 +151,34 @@ func TestTranscriptEvidence(t *testing.T) {
 		if err := json.Unmarshal([]byte(o), &r); err != nil || code != 4 || r.OK || r.Class != "signature" || r.Exit != 4 || r.Field != "fingerprint" || r.Line < 2 {
 			t.Errorf("wrong fingerprint: exit %d %+v: %s %s", code, r, o, x)
 		}
-		if _, x, code := run(nil, "verify", "--fingerprint", "xyz", tr); code != 2 {
-			t.Errorf("bad --fingerprint: exit %d: %s", code, x)
+		broken := filepath.Join(copyDir, "transcript.jsonl")
+		os.Chmod(broken, 0o644)
+		os.WriteFile(broken, bytes.Replace(mustRead(t, tr), []byte(`"created":true`), []byte(`"created":false`), 1), 0o644)
+		for _, tc := range []struct {
+			args []string
+			code int
+			want string
+		}{
+			{[]string{"verify", "--fingerprint", "xyz", tr}, 2, "64 hex digits"},
+			{[]string{"verify", "--pubkey", pub, "--fingerprint", strings.Repeat("0", 64), tr}, 2, "not both"},
+			{[]string{"verify", "--witness", "alice", tr}, 2, "--allowed-signers"},
+			{[]string{"verify", "--files", filepath.Join(e.dir, "nope"), tr}, 1, "not a directory"},
+			{[]string{"verify", tr, tr}, 2, "exactly one"},
+			{[]string{"verify", "--pubkey", cfg, tr}, 1, "not a PEM PUBLIC KEY"},
+			{[]string{"witness", "sign", "--key", pub, "--name", "../x", tr}, 2, "--name"},
+			{[]string{"witness", "sign", "--key", pub, tr}, 2, "--name"},
+			{[]string{"witness", "verify", tr}, 2, "subcommand"},
+			{[]string{"witness", "sign", "--key", pub, "--name", "mallory", broken}, 3, "refusing to witness"},
+			{[]string{"witness", "sign", "--key", pub, "--name", "mallory", tr}, 1, "SSH key"},
+			{[]string{"verify", broken}, 3, `field "prev"`},
+		} {
+			_, x, code := run(nil, tc.args...)
+			if code != tc.code || !strings.Contains(x, tc.want) || strings.Count(strings.TrimSpace(x), "\n") > 1 {
+				t.Errorf("%v: exit %d, want %d with %q: %s", tc.args, code, tc.code, tc.want, x)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(copyDir, "witness-mallory.sig")); err == nil {
+			t.Error("witness sign wrote a signature for a broken transcript")
 		}
 	})
 

@@ -227,7 +227,7 @@ func ParseAllowedSigners(data []byte) (AllowedSigners, error) {
 func isKeyType(s string) bool {
 	switch s {
 	case ssh.KeyAlgoRSA, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
-		ssh.KeyAlgoSKED25519, ssh.KeyAlgoSKECDSA256, ssh.KeyAlgoDSA:
+		ssh.KeyAlgoSKED25519, ssh.KeyAlgoSKECDSA256:
 		return true
 	}
 	return false
