@@ -23,6 +23,9 @@ var errDuplicateKey = errors.New("duplicate key")
 type reader struct {
 	b []byte
 	i int
+	// plainASCII is set when b holds only printable ASCII and no
+	// backslash: every string then ends at the next '"'.
+	plainASCII bool
 }
 
 func (r *reader) errorf(format string, args ...any) error {
@@ -356,6 +359,14 @@ func (r *reader) rawStr() ([]byte, bool, error) {
 	}
 	r.i++
 	start := r.i
+	if r.plainASCII {
+		n := bytes.IndexByte(r.b[r.i:], '"')
+		if n < 0 {
+			return nil, false, r.errorf("unterminated string")
+		}
+		r.i += n + 1
+		return r.b[start : r.i-1], false, nil
+	}
 	esc := false
 	for r.i < len(r.b) {
 		// Skip plain ASCII quickly, 8 bytes at a time: this loop is most of
@@ -559,7 +570,9 @@ type eventInfo struct {
 	prev        []byte
 	line        []byte
 	// From data:
-	label, kcv, validTo, file, fileSHA string
+	// label ... fileSHA are unescaped string values, sharing the line's
+	// bytes when they hold no escapes.
+	label, kcv, validTo, file, fileSHA []byte
 	labels, files, quorum              any
 	hasQuorum                          bool
 }
@@ -582,7 +595,7 @@ func internStep(b []byte) string {
 // plus valid UTF-8 and no duplicate keys). It allocates only for the data
 // values the checks use.
 func scanEvent(line []byte, e *eventInfo) error {
-	r := &reader{b: line}
+	r := &reader{b: line, plainASCII: bytes.IndexByte(line, '\\') < 0 && printableASCII(line)}
 	e.line = line
 	if err := r.expect('{'); err != nil {
 		return err
@@ -695,7 +708,7 @@ func (r *reader) scanData(e *eventInfo) error {
 			return err
 		}
 		r.ws()
-		var dst *string
+		var dst *[]byte
 		if !esc {
 			switch string(k) {
 			case "label":
@@ -725,7 +738,10 @@ func (r *reader) scanData(e *eventInfo) error {
 			if r.i < len(r.b) && r.b[r.i] == '"' {
 				var v []byte
 				if v, esc, err = r.rawStr(); err == nil {
-					*dst = unescape(v, esc)
+					if esc {
+						v = []byte(unescape(v, esc))
+					}
+					*dst = v
 				}
 			} else {
 				err = r.skip(2)
@@ -788,4 +804,26 @@ func special8(x uint64) bool {
 	q := x ^ ('"' * lo)
 	bs := x ^ ('\\' * lo)
 	return (ctl | (q-lo)&^q&hi | (bs-lo)&^bs&hi | x&hi) != 0
+}
+
+// printableASCII reports whether b holds only bytes 0x20 to 0x7f, 32 bytes
+// at a time (see special8).
+func printableASCII(b []byte) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	var acc uint64
+	for len(b) >= 32 {
+		x0, x1 := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
+		x2, x3 := binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])
+		acc |= (x0-0x20*lo)&^x0 | x0 | (x1-0x20*lo)&^x1 | x1 | (x2-0x20*lo)&^x2 | x2 | (x3-0x20*lo)&^x3 | x3
+		b = b[32:]
+	}
+	if acc&hi != 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < 0x20 || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
@@ -115,17 +113,18 @@ type Result struct {
 	// Witnesses lists the witness signatures that verified.
 	Witnesses []Witness
 
-	lines []parsedLine
+	lines    [][]byte
+	stepNos  map[int]bool
+	orderErr error
 }
 
 // eventAt returns the i-th event (0-based); line i+2 of the transcript.
-func (r *Result) eventAt(i int) *eventInfo { return &r.lines[i+1].event }
 
 // decodeEvents decodes every event line fully.
 func (r *Result) decodeEvents() error {
 	r.Events = make([]Event, r.EventCount)
 	for i := range r.Events {
-		if err := strict(r.eventAt(i).line, &r.Events[i]); err != nil {
+		if err := strict(r.lines[i+1], &r.Events[i]); err != nil {
 			return chainErr(i+2, "", "malformed event: "+err.Error(), "", "")
 		}
 	}
@@ -197,54 +196,78 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 		return nil, chainErr(n, "", "last line is not terminated by a newline: the transcript is truncated", "", "")
 	}
 	lines := splitLines(data)
-	parsed, err := parseLines(lines)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{}
-	for i := range parsed {
-		p := &parsed[i]
+	// Hash the lines on another CPU while this one reads them: the two
+	// together are most of the cost, and neither needs the other until the
+	// links are compared.
+	hashes := make([][sha256.Size]byte, len(lines))
+	hashed := make(chan struct{})
+	go func() {
+		for i, l := range lines {
+			hashes[i] = sha256.Sum256(l)
+		}
+		close(hashed)
+	}()
+	prevs := make([][]byte, len(lines))
+	res := &Result{lines: lines, stepNos: map[int]bool{}}
+	oc := newOrderChecker()
+	var e eventInfo
+	var fail *VerifyError
+	stop := len(lines)
+	for i, line := range lines {
 		n := i + 1
-		if n > 1 && !p.prevMatches(&parsed[i-1].hash) || n == 1 && string(p.prev) != zeroHash {
-			return nil, prevErr(parsed, i)
+		typ, prev, err := readLine(n, line, res, &e)
+		prevs[i] = prev
+		if err == nil {
+			err = structure(n, typ, len(lines), res, &e)
 		}
-		switch {
-		case n == 1:
-			if p.typ != "header" {
-				return nil, chainErr(n, "type", "first line must be the header", "header", p.typ)
-			}
-			res.Header = *p.header
-		case p.typ == "event":
-			if p.event.seq != res.EventCount+1 {
-				return nil, chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(p.event.seq))
-			}
-			res.EventCount++
-		case p.typ == "seal":
-			if n != len(parsed) {
-				return nil, chainErr(n+1, "", "line after the seal", "", "")
-			}
-			res.Seal = *p.seal
-			if res.Seal.Seq != res.EventCount+1 {
-				return nil, chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(res.Seal.Seq))
-			}
-		case p.typ == "header":
-			return nil, chainErr(n, "type", "second header", "event or seal", p.typ)
-		default:
-			return nil, chainErr(n, "type", "unknown line type", "event or seal", p.typ)
+		if err != nil {
+			fail, stop = err, n
+			break
 		}
+		if typ == "event" {
+			if n == 2 {
+				oc.script(res.Header.Script)
+			}
+			if res.orderErr == nil {
+				if err := oc.event(n, &e); err != nil {
+					res.orderErr = err
+				}
+			}
+			res.stepNos[e.stepNo] = true
+			res.Files = appendFileRefs(res.Files, n, &e)
+		}
+	}
+	<-hashed
+	// A broken link before the failing line is the first failure: a
+	// changed line first shows as the next line's prev.
+	for i := 0; i < stop; i++ {
+		if prevs[i] == nil {
+			continue // the failing line, unreadable
+		}
+		var hx [2 * sha256.Size]byte
+		if i > 0 {
+			hex.Encode(hx[:], hashes[i-1][:])
+		} else {
+			copy(hx[:], zeroHash)
+		}
+		if string(prevs[i]) != string(hx[:]) {
+			want := string(hx[:])
+			return nil, chainErr(i+1, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", i, i), short(want), short(string(prevs[i])))
+		}
+	}
+	if fail != nil {
+		return nil, fail
 	}
 	if res.Seal.Type == "" {
-		return nil, chainErr(len(parsed), "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
+		return nil, chainErr(len(lines), "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
 	}
-	sealLine := len(parsed)
-	res.lines = parsed
-	if err := checkSeal(sealLine, res, hex.EncodeToString(parsed[sealLine-2].hash[:]), &opts); err != nil {
+	sealLine := len(lines)
+	if err := checkSeal(sealLine, res, hex.EncodeToString(hashes[sealLine-2][:]), &opts); err != nil {
 		return nil, err
 	}
-	if err := checkOrder(res); err != nil {
-		return nil, err
+	if res.orderErr != nil {
+		return nil, res.orderErr
 	}
-	res.Files = fileRefs(res)
 	if opts.Files != nil {
 		if err := checkFiles(opts.Files, res.Files); err != nil {
 			return nil, err
@@ -277,119 +300,79 @@ func splitLines(data []byte) [][]byte {
 	return lines
 }
 
-type parsedLine struct {
-	raw    []byte
-	typ    string
-	prev   []byte
-	hash   [sha256.Size]byte
-	header *Header
-	event  eventInfo
-	seal   *Seal
-	err    *VerifyError
-}
-
-func (p *parsedLine) prevMatches(h *[sha256.Size]byte) bool {
-	var hx [2 * sha256.Size]byte
-	hex.Encode(hx[:], h[:])
-	return string(hx[:]) == string(p.prev)
-}
-
-// prevErr describes the broken link at parsed[i].
-func prevErr(parsed []parsedLine, i int) error {
-	want := zeroHash
-	if i > 0 {
-		want = hex.EncodeToString(parsed[i-1].hash[:])
-	}
-	return chainErr(i+1, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", i, i), short(want), short(string(parsed[i].prev)))
-}
-
 var eventPrefix = []byte(`{"type":"event",`)
 
-// parseLines hashes and reads every line. Lines are independent until their
-// hashes are compared, so the work is spread over the CPUs.
-func parseLines(lines [][]byte) ([]parsedLine, error) {
-	out := make([]parsedLine, len(lines))
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(lines)/512))
-	var wg sync.WaitGroup
-	chunk := (len(lines) + workers - 1) / workers
-	for w := 0; w < workers; w++ {
-		lo, hi := w*chunk, min((w+1)*chunk, len(lines))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := lo; i < hi; i++ {
-				parseLine(i+1, lines[i], &out[i])
-				if out[i].err != nil {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	// Report the first line that failed, but if the chain breaks before it,
-	// report that: a changed line first shows as the next line's prev.
-	for i := range out {
-		if out[i].err == nil {
-			continue
-		}
-		for j := 0; j < i; j++ {
-			if j > 0 && !out[j].prevMatches(&out[j-1].hash) || j == 0 && string(out[j].prev) != zeroHash {
-				return nil, prevErr(out, j)
-			}
-		}
-		return nil, out[i].err
-	}
-	return out, nil
-}
-
-func parseLine(n int, line []byte, p *parsedLine) {
-	p.hash = sha256.Sum256(line)
-	p.raw = line
-	if bytes.HasPrefix(line, eventPrefix) {
-		p.typ = "event"
-	} else {
+// readLine reads line n: its type and prev, the header and seal into res,
+// an event into e.
+func readLine(n int, line []byte, res *Result, e *eventInfo) (string, []byte, *VerifyError) {
+	typ := "event"
+	if !bytes.HasPrefix(line, eventPrefix) {
 		var probe struct {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(line, &probe); err != nil {
-			p.err = chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
-			return
+			return "", nil, chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
 		}
-		p.typ = probe.Type
+		typ = probe.Type
 	}
 	var err error
-	switch p.typ {
+	var prev []byte
+	switch typ {
 	case "header":
-		p.header = new(Header)
-		if err = strict(line, p.header); err == nil {
-			p.prev = []byte(p.header.Prev)
-			if p.header.Format != Format {
+		if n != 1 {
+			return typ, nil, chainErr(n, "type", "second header", "event or seal", typ)
+		}
+		if err = strict(line, &res.Header); err == nil {
+			prev = []byte(res.Header.Prev)
+			if res.Header.Format != Format {
 				reason := "unsupported transcript format"
-				if p.header.Format == "keyceremony/transcript/v0" {
+				if res.Header.Format == "keyceremony/transcript/v0" {
 					reason = "v0 transcripts are not verified by this version (v0 was never released): check its seal with openssl as its README says"
 				}
-				p.err = chainErr(n, "format", reason, Format, p.header.Format)
+				return typ, prev, chainErr(n, "format", reason, Format, res.Header.Format)
 			}
 		}
 	case "event":
-		if err = scanEvent(line, &p.event); err == nil {
-			p.prev = p.event.prev
+		*e = eventInfo{}
+		if err = scanEvent(line, e); err == nil {
+			prev = e.prev
 		}
 	case "seal":
-		p.seal = new(Seal)
-		if err = strict(line, p.seal); err == nil {
-			p.prev = []byte(p.seal.Prev)
+		if err = strict(line, &res.Seal); err == nil {
+			prev = []byte(res.Seal.Prev)
 		}
 	default:
 		var probe struct {
 			Prev string `json:"prev"`
 		}
 		_ = json.Unmarshal(line, &probe)
-		p.prev = []byte(probe.Prev)
+		return typ, []byte(probe.Prev), chainErr(n, "type", "unknown line type", "event or seal", typ)
 	}
 	if err != nil {
-		p.err = chainErr(n, "", "malformed "+p.typ+": "+err.Error(), "", "")
+		return typ, nil, chainErr(n, "", "malformed "+typ+": "+err.Error(), "", "")
 	}
+	return typ, prev, nil
+}
+
+// structure checks where line n of total may stand.
+func structure(n int, typ string, total int, res *Result, e *eventInfo) *VerifyError {
+	switch {
+	case n == 1 && typ != "header":
+		return chainErr(n, "type", "first line must be the header", "header", typ)
+	case typ == "event":
+		if e.seq != res.EventCount+1 {
+			return chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(e.seq))
+		}
+		res.EventCount++
+	case typ == "seal":
+		if n != total {
+			return chainErr(n+1, "", "line after the seal", "", "")
+		}
+		if res.Seal.Seq != res.EventCount+1 {
+			return chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(res.Seal.Seq))
+		}
+	}
+	return nil
 }
 
 func checkSeal(n int, res *Result, last string, opts *Options) error {
@@ -400,7 +383,7 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 	// No later line hashes the seal line, so it must be exactly as the
 	// writer encodes it: otherwise a changed byte that decodes to the same
 	// values (base64 padding bits, spacing) would go unnoticed.
-	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.lines[n-1].raw) {
+	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.lines[n-1]) {
 		return chainErr(n, "", "seal line is not in canonical form (as keyceremony writes it): it was edited", "", "")
 	}
 	if s.Algorithm != SealAlgorithm {
@@ -496,115 +479,118 @@ type labelState struct {
 	paramsLine                             int
 }
 
-// checkOrder checks that events follow the script's order and that what
-// they say about each key agrees: generate-key, then (escrow), then wrap
-// with unexpired parameters, then import, then check-import, with one key
-// check value throughout.
-func checkOrder(res *Result) error {
-	orderErr := func(line int, field, reason, expected, found string) error {
+// orderChecker checks, event by event, that events follow the script's
+// order and that what they say about each key agrees: generate-key, then
+// (escrow), then wrap with unexpired parameters, then import, then
+// check-import, with one key check value throughout.
+type orderChecker struct {
+	escrowInScript, escrowAll bool
+	labels                    map[string]*labelState
+	lastNo, lastNoLine        int
+}
+
+func newOrderChecker() *orderChecker {
+	return &orderChecker{labels: map[string]*labelState{}}
+}
+
+func (c *orderChecker) script(steps []ScriptStep) {
+	c.escrowInScript = slices.ContainsFunc(steps, func(s ScriptStep) bool { return s.ID == "escrow" })
+}
+
+func (c *orderChecker) get(l []byte) *labelState {
+	ls := c.labels[string(l)]
+	if ls == nil {
+		ls = &labelState{}
+		c.labels[string(l)] = ls
+	}
+	return ls
+}
+
+func (c *orderChecker) event(line int, e *eventInfo) error {
+	orderErr := func(field, reason, expected, found string) error {
 		return &VerifyError{Class: ClassOrder, Line: line, Field: field, Reason: reason, Expected: expected, Found: found}
 	}
-	escrowInScript := slices.ContainsFunc(res.Header.Script, func(s ScriptStep) bool { return s.ID == "escrow" })
-	labels := map[string]*labelState{}
-	get := func(l string) *labelState {
-		if labels[l] == nil {
-			labels[l] = &labelState{}
+	if e.stepNo != 0 {
+		if e.stepNo < c.lastNo {
+			return orderErr("step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.stepNo, c.lastNo, c.lastNoLine), fmt.Sprintf("%d or more", c.lastNo), fmt.Sprint(e.stepNo))
 		}
-		return labels[l]
+		c.lastNo, c.lastNoLine = e.stepNo, line
 	}
-	escrowAll := false
-	lastNo, lastNoLine := 0, 0
-	for i := range res.EventCount {
-		e := res.eventAt(i)
-		line := i + 2
-		if e.stepNo != 0 {
-			if e.stepNo < lastNo {
-				return orderErr(line, "step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.stepNo, lastNo, lastNoLine), fmt.Sprintf("%d or more", lastNo), fmt.Sprint(e.stepNo))
-			}
-			lastNo, lastNoLine = e.stepNo, line
-		}
-		label := e.label
-		checkKCV := func(ls *labelState) error {
-			if e.kcv == "" {
-				return nil
-			}
-			if ls.kcv == "" {
-				ls.kcv, ls.kcvLine = e.kcv, line
-				return nil
-			}
-			if e.kcv != ls.kcv {
-				return orderErr(line, "data.key_check_value", fmt.Sprintf("key check value of %q differs from line %d", label, ls.kcvLine), ls.kcv, e.kcv)
-			}
+	label := e.label
+	checkKCV := func(ls *labelState) error {
+		if len(e.kcv) == 0 {
 			return nil
 		}
-		switch e.step {
-		case "generate-key":
-			ls := get(label)
-			if ls.wrapped || ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q generated after it was wrapped or imported", label), "generate-key first", e.step)
+		if ls.kcv == "" {
+			ls.kcv, ls.kcvLine = string(e.kcv), line
+			return nil
+		}
+		if string(e.kcv) != ls.kcv {
+			return orderErr("data.key_check_value", fmt.Sprintf("key check value of %q differs from line %d", label, ls.kcvLine), ls.kcv, string(e.kcv))
+		}
+		return nil
+	}
+	switch e.step {
+	case "generate-key":
+		ls := c.get(label)
+		if ls.wrapped || ls.imported {
+			return orderErr("step", fmt.Sprintf("key %q generated after it was wrapped or imported", label), "generate-key first", e.step)
+		}
+		ls.generated = true
+		return checkKCV(ls)
+	case "fetch-params":
+		ls := c.get(label)
+		vt, err := time.Parse(time.RFC3339Nano, string(e.validTo))
+		if err != nil {
+			return orderErr("data.parameters_valid_to", "not an RFC 3339 time", "a time", string(e.validTo))
+		}
+		ls.paramsValidTo, ls.paramsLine = vt, line
+	case "escrow":
+		switch {
+		case len(label) > 0:
+			c.get(label).escrowed = true
+		case e.labels != nil:
+			ls, _ := e.labels.([]any)
+			for _, l := range ls {
+				if s, ok := l.(string); ok {
+					c.get([]byte(s)).escrowed = true
+				}
 			}
-			ls.generated = true
-			if err := checkKCV(ls); err != nil {
-				return err
-			}
-		case "fetch-params":
-			ls := get(label)
-			vt, err := time.Parse(time.RFC3339Nano, e.validTo)
+		default:
+			c.escrowAll = true
+		}
+		if q := e.quorum; e.hasQuorum && q != true && q != "ok" && q != "passed" {
+			return orderErr("data.quorum_check", "escrow quorum check did not pass", "ok", fmt.Sprint(q))
+		}
+	case "wrap":
+		ls := c.get(label)
+		if ls.imported {
+			return orderErr("step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
+		}
+		if !ls.paramsValidTo.IsZero() {
+			t, err := time.Parse(time.RFC3339Nano, string(e.time))
 			if err != nil {
-				return orderErr(line, "data.parameters_valid_to", "not an RFC 3339 time", "a time", e.validTo)
+				return orderErr("time", "not an RFC 3339 time", "a time", string(e.time))
 			}
-			ls.paramsValidTo, ls.paramsLine = vt, line
-		case "escrow":
-			switch {
-			case label != "":
-				get(label).escrowed = true
-			case e.labels != nil:
-				ls, _ := e.labels.([]any)
-				for _, l := range ls {
-					if s, ok := l.(string); ok {
-						get(s).escrowed = true
-					}
-				}
-			default:
-				escrowAll = true
+			if !t.Before(ls.paramsValidTo) {
+				return orderErr("time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", label, ls.paramsLine), "before "+ls.paramsValidTo.Format(time.RFC3339), t.Format(time.RFC3339))
 			}
-			if q := e.quorum; e.hasQuorum && q != true && q != "ok" && q != "passed" {
-				return orderErr(line, "data.quorum_check", "escrow quorum check did not pass", "ok", fmt.Sprint(q))
-			}
-		case "wrap":
-			ls := get(label)
-			if ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
-			}
-			if !ls.paramsValidTo.IsZero() {
-				t, err := time.Parse(time.RFC3339Nano, string(e.time))
-				if err != nil {
-					return orderErr(line, "time", "not an RFC 3339 time", "a time", string(e.time))
-				}
-				if !t.Before(ls.paramsValidTo) {
-					return orderErr(line, "time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", label, ls.paramsLine), "before "+ls.paramsValidTo.Format(time.RFC3339), t.Format(time.RFC3339))
-				}
-			}
-			ls.wrapped = true
-			if err := checkKCV(ls); err != nil {
-				return err
-			}
-		case "import", "upload":
-			ls := get(label)
-			if escrowInScript && !ls.escrowed && !escrowAll {
-				return orderErr(line, "step", fmt.Sprintf("key %q uploaded before its escrow was proven", label), "escrow event first", e.step)
-			}
-			if ls.generated && !ls.wrapped {
-				return orderErr(line, "step", fmt.Sprintf("key %q imported before it was wrapped", label), "wrap first", e.step)
-			}
-			ls.imported = true
-			if err := checkKCV(ls); err != nil {
-				return err
-			}
-		case "check-import":
-			if ls := get(label); !ls.imported {
-				return orderErr(line, "step", fmt.Sprintf("key %q checked in KMS before it was imported", label), "import first", e.step)
-			}
+		}
+		ls.wrapped = true
+		return checkKCV(ls)
+	case "import", "upload":
+		ls := c.get(label)
+		if c.escrowInScript && !ls.escrowed && !c.escrowAll {
+			return orderErr("step", fmt.Sprintf("key %q uploaded before its escrow was proven", label), "escrow event first", e.step)
+		}
+		if ls.generated && !ls.wrapped {
+			return orderErr("step", fmt.Sprintf("key %q imported before it was wrapped", label), "wrap first", e.step)
+		}
+		ls.imported = true
+		return checkKCV(ls)
+	case "check-import":
+		if ls := c.get(label); !ls.imported {
+			return orderErr("step", fmt.Sprintf("key %q checked in KMS before it was imported", label), "import first", e.step)
 		}
 	}
 	return nil
@@ -612,23 +598,19 @@ func checkOrder(res *Result) error {
 
 // ---- files ----
 
-// fileRefs collects the files events name: "file" with "file_sha256", and
-// "files": [{"file", "sha256"}, ...].
-func fileRefs(res *Result) []FileRef {
-	var out []FileRef
-	for i := range res.EventCount {
-		e := res.eventAt(i)
-		if e.file != "" && e.fileSHA != "" {
-			out = append(out, FileRef{Line: i + 2, Name: e.file, SHA256: e.fileSHA})
-		}
-		fs, _ := e.files.([]any)
-		for _, x := range fs {
-			m, _ := x.(map[string]any)
-			f, _ := m["file"].(string)
-			h, _ := m["sha256"].(string)
-			if f != "" && h != "" {
-				out = append(out, FileRef{Line: i + 2, Name: f, SHA256: h})
-			}
+// appendFileRefs collects the files an event names: "file" with
+// "file_sha256", and "files": [{"file", "sha256"}, ...].
+func appendFileRefs(out []FileRef, line int, e *eventInfo) []FileRef {
+	if len(e.file) > 0 && len(e.fileSHA) > 0 {
+		out = append(out, FileRef{Line: line, Name: string(e.file), SHA256: string(e.fileSHA)})
+	}
+	fs, _ := e.files.([]any)
+	for _, x := range fs {
+		m, _ := x.(map[string]any)
+		f, _ := m["file"].(string)
+		h, _ := m["sha256"].(string)
+		if f != "" && h != "" {
+			out = append(out, FileRef{Line: line, Name: f, SHA256: h})
 		}
 	}
 	return out
@@ -684,12 +666,8 @@ func checkWitnesses(res *Result, opts *Options) error {
 // ---- script ----
 
 func checkScript(res *Result) error {
-	have := map[int]bool{}
-	for i := range res.EventCount {
-		have[res.eventAt(i).stepNo] = true
-	}
 	for _, s := range res.Header.Script {
-		if !have[s.No] {
+		if !res.stepNos[s.No] {
 			return &VerifyError{Class: ClassScript, Line: 1, Field: "script", Reason: fmt.Sprintf("script step %d (%s: %s) has no event in the transcript", s.No, s.ID, s.Title), Expected: fmt.Sprintf("an event with step_no %d", s.No), Found: ""}
 		}
 	}
