@@ -65,7 +65,7 @@ var witnessChecks = map[string][]string{
 		"The PIN is typed by its holder out of sight of the cameras; it is never spoken or written into the transcript.",
 	},
 	"kms-keys": {
-		"Each KMS key ARN shown is recorded below, and is in state PendingImport with origin EXTERNAL.",
+		"Each KMS key is in state PendingImport with origin EXTERNAL; its ARN is written here: ________",
 	},
 	"generate-keys": {
 		"For each key, the key check value (KCV) is read aloud and written here: ________",
@@ -97,7 +97,11 @@ func Script(cfg *Config) string {
 	fmt.Fprintf(&b, "- Operator: %s\n", cfg.Ceremony.Operator)
 	fmt.Fprintf(&b, "- Token: %s\n", tokenName(&cfg.Token))
 	fmt.Fprintf(&b, "- Transcript signing key label: %s\n", cfg.Token.SigningKey)
-	fmt.Fprintf(&b, "- KMS region: %s, wrapping %s with %s\n", cfg.KMS.Region, cfg.KMS.WrappingAlgorithm, cfg.KMS.WrappingKeySpec)
+	region := cfg.KMS.Region
+	if region == "" {
+		region = "from the AWS environment (AWS_REGION)"
+	}
+	fmt.Fprintf(&b, "- KMS region: %s; wrapping %s with %s\n", region, cfg.KMS.WrappingAlgorithm, cfg.KMS.WrappingKeySpec)
 	b.WriteString("- Keys:\n")
 	for _, k := range cfg.Keys {
 		target := k.KMSKeyID
