@@ -74,7 +74,7 @@ func parseAWSTime(raw json.RawMessage) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%s is neither an ISO 8601 time nor epoch seconds", raw)
 	}
 	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	return time.Unix(int64(sec), int64(math.Round(frac*1e6))*1e3).UTC(), nil
 }
 
 // ParamsFromFiles builds [Params] from the pieces of AWS's documented flow:
