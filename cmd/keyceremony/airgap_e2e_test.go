@@ -384,7 +384,7 @@ func TestAWSCLIInterop(t *testing.T) {
 			// from the same output.
 			var raw struct {
 				KeyId, ImportToken, PublicKey string
-				ParametersValidTo           any
+				ParametersValidTo             any
 			}
 			data, _ := os.ReadFile(paramsJSON)
 			if err := json.Unmarshal(data, &raw); err != nil {
