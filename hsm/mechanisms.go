@@ -76,18 +76,18 @@ func (t *Token) mechanismsLocked() ([]Mechanism, error) {
 	return out, nil
 }
 
-// mechanismLocked returns the token's entry for id, if it lists one.
-func (t *Token) mechanismLocked(id uint) (Mechanism, bool, error) {
-	ms, err := t.mechanismsLocked()
+// mechanismLocked returns the token's C_GetMechanismInfo for id; listed is
+// false when the module answers CKR_MECHANISM_INVALID (it has no such
+// mechanism). One call, not the whole list: this runs once per wrap.
+func (t *Token) mechanismLocked(id uint) (m Mechanism, listed bool, err error) {
+	info, err := t.ctx.GetMechanismInfo(t.slot, []*pkcs11.Mechanism{pkcs11.NewMechanism(id, nil)})
 	if err != nil {
-		return Mechanism{}, false, err
-	}
-	for _, m := range ms {
-		if m.ID == id {
-			return m, true, nil
+		if isCode(err, pkcs11.CKR_MECHANISM_INVALID) {
+			return Mechanism{}, false, nil
 		}
+		return Mechanism{}, false, fmt.Errorf("failed to read mechanism %s of token %q: %w", MechanismName(id), t.info.Label, err)
 	}
-	return Mechanism{}, false, nil
+	return Mechanism{ID: id, Name: MechanismName(id), MinKeySize: info.MinKeySize, MaxKeySize: info.MaxKeySize, Flags: info.Flags}, true, nil
 }
 
 // refused reports whether err is the module declining a mechanism or its
