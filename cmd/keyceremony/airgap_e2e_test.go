@@ -343,6 +343,22 @@ func TestAirGapRefusals(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "already exists") {
 		t.Fatalf("second wrap into the same directory: exit %d: %s", code, errOut)
 	}
+
+	// With --config, the token, PIN file and host permission come from the
+	// ceremony config, and the transcript names kms.allow_host_wrap.
+	pinFile := filepath.Join(work, "pin")
+	os.WriteFile(pinFile, []byte(hsmtest.PIN+"\n"), 0o600)
+	cfg := filepath.Join(work, "ceremony.yaml")
+	os.WriteFile(cfg, []byte("ceremony: {id: cfg-wrap, operator: bob, out_dir: unused}\ntoken: {label: airgap, pin_file: "+pinFile+"}\n"+
+		"kms: {wrapping_algorithm: RSAES_OAEP_SHA_256, allow_host_wrap: true}\nkeys:\n  - {label: k, kms_key_id: "+arn+", does_not_expire: true}\n"), 0o644)
+	cfgOut := filepath.Join(work, "cfg-out")
+	out, errOut, code := a.offline(nil, "wrap", "--config", cfg, "--params", params, "--out-dir", cfgOut)
+	if code != 0 || !strings.Contains(out, "on the host") {
+		t.Fatalf("wrap --config: exit %d: %s%s", code, out, errOut)
+	}
+	if ev := wrapEvent(t, filepath.Join(cfgOut, "transcript.jsonl")); ev["host_wrap_allowed_by"] != "kms.allow_host_wrap" {
+		t.Fatalf("wrap event: %v", ev)
+	}
 }
 
 // TestAWSCLIInterop follows AWS's documented CLI flow around keyceremony
