@@ -61,7 +61,12 @@ func (t *Token) WrapForKMS(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm, allow
 		w, err = t.wrapRSAAES(k, pub, alg.Hash())
 	} else {
 		var out []byte
-		out, err = t.WrapOAEP(k, pub, alg.Hash())
+		t.mu.Lock()
+		err = t.checkWrapLocked(pkcs11.CKM_RSA_PKCS_OAEP)
+		t.mu.Unlock()
+		if err == nil {
+			out, err = t.WrapOAEP(k, pub, alg.Hash())
+		}
 		w = &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_PKCS_OAEP " + hashName(alg.Hash())}
 	}
 	if err == nil {
@@ -166,6 +171,22 @@ func (t *Token) wrapRSAAES(k *Key, pub *rsa.PublicKey, h crypto.Hash) (*Wrapped,
 
 	// Compose it: an ephemeral session AES-256 key, never on the token's
 	// storage, usable only to wrap, destroyed before returning.
+	for _, id := range []uint{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD, pkcs11.CKM_RSA_PKCS_OAEP} {
+		if id == pkcs11.CKM_AES_KEY_GEN {
+			if _, listed, err := t.mechanismLocked(id); err != nil {
+				return nil, err
+			} else if !listed {
+				return nil, fmt.Errorf("%w: %stoken %q does not list CKM_AES_KEY_GEN", ErrMechanism, direct, t.info.Label)
+			}
+			continue
+		}
+		if err := t.checkWrapLocked(id); err != nil {
+			if direct != "" {
+				return nil, fmt.Errorf("%s%w", direct, err)
+			}
+			return nil, err
+		}
+	}
 	eph, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),

@@ -90,6 +90,22 @@ func (t *Token) mechanismLocked(id uint) (m Mechanism, listed bool, err error) {
 	return Mechanism{ID: id, Name: MechanismName(id), MinKeySize: info.MinKeySize, MaxKeySize: info.MaxKeySize, Flags: info.Flags}, true, nil
 }
 
+// checkWrapLocked returns an error wrapping [ErrMechanism] unless the token
+// lists mechanism id with CKF_WRAP.
+func (t *Token) checkWrapLocked(id uint) error {
+	m, listed, err := t.mechanismLocked(id)
+	if err != nil {
+		return err
+	}
+	if !listed {
+		return fmt.Errorf("%w: token %q does not list %s", ErrMechanism, t.info.Label, MechanismName(id))
+	}
+	if !m.CanWrap() {
+		return fmt.Errorf("%w: token %q lists %s without CKF_WRAP", ErrMechanism, t.info.Label, MechanismName(id))
+	}
+	return nil
+}
+
 // refused reports whether err is the module declining a mechanism or its
 // parameters, as opposed to a failure of the call itself.
 func refused(err error) bool {
