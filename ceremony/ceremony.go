@@ -39,6 +39,9 @@ type UI interface {
 	Confirm(ctx context.Context, prompt, want string) error
 	// Info reports a public fact worth showing (never a secret).
 	Info(msg string)
+	// Progress reports done of total items of the current step (keys of
+	// a batch), for a progress bar.
+	Progress(done, total int)
 }
 
 // Step is one step of a ceremony.
@@ -178,7 +181,7 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 			if s.tr != nil {
 				_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
 			}
-			return nil, &StepError{Step: st.ID, Err: err}
+			return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 		}
 		ui.StepDone(i+1, len(steps), st, summary)
 	}
@@ -192,6 +195,10 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 type StepError struct {
 	Step string
 	Err  error
+	// Changed is false when the ceremony failed before changing anything
+	// (no transcript, no key, no KMS call that creates): running it again
+	// with the same config is safe.
+	Changed bool
 }
 
 func (e *StepError) Error() string { return "step " + e.Step + ": " + e.Err.Error() }

@@ -89,7 +89,8 @@ func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy strin
 
 func wrapKeys(ctx context.Context, s *state) (string, error) {
 	inHSM, host := 0, 0
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		if err := k.params.CheckValid(testOnlyNow()); err != nil {
 			return "", err
 		}

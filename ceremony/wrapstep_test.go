@@ -25,6 +25,7 @@ func (u *quietUI) StepDone(i, n int, s Step, summary string)      {}
 func (u *quietUI) Secret(context.Context, string) ([]byte, error) { return nil, ErrNoPIN }
 func (u *quietUI) Confirm(context.Context, string, string) error  { return nil }
 func (u *quietUI) Info(msg string)                                { u.infos = append(u.infos, msg) }
+func (u *quietUI) Progress(done, total int)                       {}
 
 func loopbackKMS(t *testing.T) {
 	t.Helper()

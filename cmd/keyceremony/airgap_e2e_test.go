@@ -1,4 +1,4 @@
-package main
+package main_test
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,12 +16,11 @@ import (
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
-	"github.com/keyceremony/keyceremony/internal/kmslocal"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // airgap is an end-to-end bench for the air-gap commands: the real
-// keyceremony binary, a SoftHSM token "airgap" and the loopback KMS.
+// keyceremony and kmslocal binaries and the SoftHSM token "ceremony".
 type airgap struct {
 	t   *testing.T
 	bin string
@@ -33,30 +31,18 @@ type airgap struct {
 
 func newAirgap(t *testing.T) *airgap {
 	t.Helper()
-	hsmtest.Setup(t, "airgap")
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "keyceremony")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	srv := kmslocal.New(kmslocal.Options{PoolSize: 1})
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
+	// The real binaries, built by TestMain: keyceremony, and kmslocal
+	// started by newE2E with the SoftHSM token "ceremony".
+	e := newE2E(t)
 	home := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_KMS": hs.URL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDAIRGAPTEST", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
-		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
-		"HOME": home, "AWS_PROFILE": "", "KEYCEREMONY_PIN": "",
-	} {
-		t.Setenv(k, v)
-	}
+	t.Setenv("HOME", home)
 	os.Unsetenv("AWS_PROFILE")
 	os.Unsetenv("KEYCEREMONY_PIN")
 	c, err := awskms.New(context.Background(), awskms.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &airgap{t: t, bin: bin, url: hs.URL, dir: dir, kms: c}
+	return &airgap{t: t, bin: filepath.Join(binDir, "keyceremony"), url: os.Getenv("AWS_ENDPOINT_URL_KMS"), dir: e.dir, kms: c}
 }
 
 // run runs the binary online: the test's AWS environment plus extra.
@@ -97,7 +83,7 @@ func (a *airgap) exec(env []string, args ...string) (string, string, int) {
 // tokenKey generates an AES key on the token and returns its check value.
 func (a *airgap) tokenKey(label string) string {
 	a.t.Helper()
-	tok, err := hsm.Open(hsm.Config{Module: hsmtest.Module, TokenLabel: "airgap", PIN: []byte(hsmtest.PIN)})
+	tok, err := hsm.Open(hsm.Config{Module: hsmtest.Module, TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
 	if err != nil {
 		a.t.Fatal(err)
 	}
@@ -172,7 +158,7 @@ func TestAirGapFlow(t *testing.T) {
 				t.Errorf("params fetch output: %s", out)
 			}
 			outDir := filepath.Join(work, "out")
-			args := []string{"wrap", "--params", params, "--key", label, "--token", "airgap", "--out-dir", outDir}
+			args := []string{"wrap", "--params", params, "--key", label, "--token", "ceremony", "--out-dir", outDir}
 			if !tt.inHSM {
 				args = append(args, "--allow-host-wrap")
 			}
@@ -275,15 +261,15 @@ func TestAirGapRefusals(t *testing.T) {
 		code    int
 		want    []string
 	}{
-		{"SHA-256 without host permission", true, pin, []string{"wrap", "--params", params, "--key", "k", "--token", "airgap", "--out-dir", outDir}, 1,
+		{"SHA-256 without host permission", true, pin, []string{"wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1,
 			[]string{"inside the HSM it can do: RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_1", "--allow-host-wrap"}},
 		// No PIN in the environment: the expiry check must come first.
-		{"expired params", true, nil, []string{"wrap", "--params", expiredFile, "--key", "k", "--token", "airgap", "--out-dir", outDir, "--allow-host-wrap"}, 1,
+		{"expired params", true, nil, []string{"wrap", "--params", expiredFile, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
 			[]string{"expired", "hint: fetch new parameters online with: keyceremony params fetch --key " + arn + " --algorithm RSAES_OAEP_SHA_256 --key-spec RSA_2048"}},
-		{"unknown field", true, pin, []string{"wrap", "--params", unknown, "--key", "k", "--token", "airgap", "--out-dir", outDir}, 1, []string{`unknown field "extra"`}},
-		{"unknown key", true, pin, []string{"wrap", "--params", params, "--key", "nope", "--token", "airgap", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no AES key labelled "nope"`}},
-		{"two params sources", true, pin, []string{"wrap", "--params", params, "--aws-params", params, "--key", "k", "--token", "airgap", "--out-dir", outDir}, 2, []string{"exactly one of --params"}},
-		{"aws params without algorithm", true, pin, []string{"wrap", "--aws-params", params, "--key", "k", "--token", "airgap", "--out-dir", outDir}, 2, []string{"--aws-params needs --algorithm"}},
+		{"unknown field", true, pin, []string{"wrap", "--params", unknown, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1, []string{`unknown field "extra"`}},
+		{"unknown key", true, pin, []string{"wrap", "--params", params, "--key", "nope", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no AES key labelled "nope"`}},
+		{"two params sources", true, pin, []string{"wrap", "--params", params, "--aws-params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"exactly one of --params"}},
+		{"aws params without algorithm", true, pin, []string{"wrap", "--aws-params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"--aws-params needs --algorithm"}},
 		{"params out exists", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--out", params}, 1, []string{"already exists"}},
 		{"pkcs1", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_PKCS1_V1_5", "--out", filepath.Join(work, "p2.json")}, 2, []string{"no longer accepted"}},
 		{"upload without expiry", false, nil, []string{"upload", "--bundle", params}, 2, []string{"exactly one of --valid-for"}},
@@ -319,7 +305,7 @@ func TestAirGapRefusals(t *testing.T) {
 	}
 
 	// An expired bundle is refused before KMS is called.
-	if _, errOut, code := a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "airgap", "--out-dir", outDir, "--allow-host-wrap"); code != 0 {
+	if _, errOut, code := a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"); code != 0 {
 		t.Fatalf("wrap: %s", errOut)
 	}
 	bdata, _ := os.ReadFile(filepath.Join(outDir, "bundle-k.json"))
@@ -339,7 +325,7 @@ func TestAirGapRefusals(t *testing.T) {
 		t.Fatalf("key is %s after an expired upload, want PendingImport", s)
 	}
 	// Wrapping again into the same directory never overwrites evidence.
-	_, errOut, code = a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "airgap", "--out-dir", outDir, "--allow-host-wrap")
+	_, errOut, code = a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap")
 	if code != 1 || !strings.Contains(errOut, "already exists") {
 		t.Fatalf("second wrap into the same directory: exit %d: %s", code, errOut)
 	}
@@ -349,7 +335,7 @@ func TestAirGapRefusals(t *testing.T) {
 	pinFile := filepath.Join(work, "pin")
 	os.WriteFile(pinFile, []byte(hsmtest.PIN+"\n"), 0o600)
 	cfg := filepath.Join(work, "ceremony.yaml")
-	os.WriteFile(cfg, []byte("ceremony: {id: cfg-wrap, operator: bob, out_dir: unused}\ntoken: {label: airgap, pin_file: "+pinFile+"}\n"+
+	os.WriteFile(cfg, []byte("ceremony: {id: cfg-wrap, operator: bob, out_dir: unused}\ntoken: {label: ceremony, pin_file: "+pinFile+"}\n"+
 		"kms: {wrapping_algorithm: RSAES_OAEP_SHA_256, allow_host_wrap: true}\nkeys:\n  - {label: k, kms_key_id: "+arn+", does_not_expire: true}\n"), 0o644)
 	cfgOut := filepath.Join(work, "cfg-out")
 	out, errOut, code := a.offline(nil, "wrap", "--config", cfg, "--params", params, "--out-dir", cfgOut)
@@ -426,7 +412,7 @@ func TestAWSCLIInterop(t *testing.T) {
 			args = []string{"wrap", "--public-key", filepath.Join(work, "PublicKey.bin"), "--import-token", filepath.Join(work, "ImportToken.bin"),
 				"--key-arn", raw.KeyId, "--algorithm", string(alg), "--params-valid-to", vt.UTC().Format(time.RFC3339)}
 		}
-		args = append(args, "--key", label, "--token", "airgap", "--out-dir", outDir)
+		args = append(args, "--key", label, "--token", "ceremony", "--out-dir", outDir)
 		if _, errOut, code := a.offline(pin, args...); code != 0 {
 			t.Fatalf("%s: wrap: exit %d: %s", alg, code, errOut)
 		}
