@@ -69,6 +69,13 @@ type KMSConfig struct {
 	Profile           string `yaml:"profile"`
 	WrappingAlgorithm string `yaml:"wrapping_algorithm"`
 	WrappingKeySpec   string `yaml:"wrapping_key_spec"`
+	// AllowHostWrap lets the ceremony wrap on the host when the token cannot
+	// wrap with the chosen algorithm inside the HSM: the key material is
+	// then in host memory for a moment (see hsm.Token.WrapForKMS).
+	AllowHostWrap bool `yaml:"allow_host_wrap"`
+	// HostWrapAllowedBy says who allowed host wrapping, for the transcript:
+	// "kms.allow_host_wrap" or a command-line flag. Not read from the file.
+	HostWrapAllowedBy string `yaml:"-"`
 }
 
 // KeyConfig is one key to generate and import.
@@ -216,6 +223,9 @@ func (k *KMSConfig) validate() error {
 	}
 	if !wrap.ValidKeySpec(k.WrappingKeySpec) {
 		return fmt.Errorf("kms.wrapping_key_spec %q must be one of RSA_2048, RSA_3072, RSA_4096", k.WrappingKeySpec)
+	}
+	if k.AllowHostWrap && k.HostWrapAllowedBy == "" {
+		k.HostWrapAllowedBy = "kms.allow_host_wrap"
 	}
 	return nil
 }

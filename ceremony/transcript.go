@@ -35,7 +35,7 @@ func (s *state) header() (*transcripts.Header, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &transcripts.Header{
+	h := &transcripts.Header{
 		CeremonyID: s.cfg.Ceremony.ID,
 		Tool:       ToolVersion(),
 		Build:      build,
@@ -43,10 +43,15 @@ func (s *state) header() (*transcripts.Header, error) {
 		ConfigHash: s.cfg.Hash(),
 		SigningKey: sk,
 		TimeSource: TimeSource,
-		Script:     ScriptSteps(),
-		ScriptHash: sha256Hex([]byte(Script(s.cfg))),
 		Started:    testOnlyNow().UTC(),
-	}, nil
+	}
+	// A connected ceremony (Run) follows the script, and begins inside one
+	// of its steps; an air-gap command (WrapOffline) has no script.
+	if s.stepNo > 0 {
+		h.Script = ScriptSteps()
+		h.ScriptHash = sha256Hex([]byte(Script(s.cfg)))
+	}
+	return h, nil
 }
 
 // ScriptSteps lists the steps of a connected ceremony with their numbers.

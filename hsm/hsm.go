@@ -7,8 +7,10 @@
 //
 // # Secrets
 //
-// Key material never leaves the token through this package except wrapped
-// under a caller's public key ([Token.WrapOAEP]). PINs are taken as []byte and
+// Key material leaves the token through this package only wrapped under a
+// caller's public key ([Token.WrapOAEP], [Token.WrapForKMS]), except on the
+// host path of [Token.WrapForKMS], which the caller must ask for explicitly
+// and which zeroes every host buffer it used. PINs are taken as []byte and
 // zeroed by the caller; the PKCS#11 bindings need a string copy, which lives
 // only as long as the login call.
 package hsm

@@ -579,7 +579,7 @@ type eventInfo struct {
 
 // knownSteps avoids allocating the usual step names.
 var knownSteps = []string{"open-token", "kms-key", "generate-key", "fetch-params", "escrow", "wrap", "import",
-	"upload", "check-import", "signing-key", "files", "failed", "step"}
+	"upload", "check-import", "signing-key", "files", "failed", "key", "params", "step"}
 
 func internStep(b []byte) string {
 	for _, s := range knownSteps {
