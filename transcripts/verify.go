@@ -672,10 +672,17 @@ func checkWitnesses(res *Result, opts *Options) error {
 // ---- script ----
 
 func checkScript(res *Result) error {
+	var missing []string
+	var nos []string
 	for _, s := range res.Header.Script {
 		if !res.stepNos[s.No] {
-			return &VerifyError{Class: ClassScript, Line: 1, Field: "script", Reason: fmt.Sprintf("script step %d (%s: %s) has no event in the transcript", s.No, s.ID, s.Title), Expected: fmt.Sprintf("an event with step_no %d", s.No), Found: ""}
+			missing = append(missing, fmt.Sprintf("%d (%s: %s)", s.No, s.ID, s.Title))
+			nos = append(nos, fmt.Sprint(s.No))
 		}
 	}
-	return nil
+	if len(missing) == 0 {
+		return nil
+	}
+	return &VerifyError{Class: ClassScript, Line: 1, Field: "script", Reason: "the transcript has no event for script step " + strings.Join(missing, ", "),
+		Expected: "events with step_no " + strings.Join(nos, ", "), Found: ""}
 }
