@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -826,4 +827,37 @@ func printableASCII(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// parseTime reads an RFC 3339 time as the writer writes them (UTC, "Z",
+// up to nine fraction digits) without the generality of time.Parse, and
+// falls back to time.Parse for any other RFC 3339 form.
+func parseTime(b []byte) (time.Time, error) {
+	if !rfc3339Shape(b) {
+		return time.Parse(time.RFC3339Nano, string(b))
+	}
+	num := func(b []byte) int {
+		n := 0
+		for _, c := range b {
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	y, mo, d := num(b[0:4]), num(b[5:7]), num(b[8:10])
+	h, mi, sec := num(b[11:13]), num(b[14:16]), num(b[17:19])
+	if mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, fmt.Errorf("time %q out of range", b)
+	}
+	ns := 0
+	if frac := b[19 : len(b)-1]; len(frac) > 1 {
+		ns = num(frac[1:])
+		for i := len(frac) - 1; i < 9; i++ {
+			ns *= 10
+		}
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
+	if t.Day() != d {
+		return time.Time{}, fmt.Errorf("time %q out of range", b)
+	}
+	return t, nil
 }

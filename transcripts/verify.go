@@ -546,7 +546,7 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 			return nil
 		}
 		ls := c.get(label)
-		vt, err := time.Parse(time.RFC3339Nano, string(e.validTo))
+		vt, err := parseTime(e.validTo)
 		if err != nil {
 			return orderErr("data.parameters_valid_to", "not an RFC 3339 time", "a time", string(e.validTo))
 		}
@@ -574,7 +574,7 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 			return orderErr("step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
 		}
 		if !ls.paramsValidTo.IsZero() {
-			t, err := time.Parse(time.RFC3339Nano, string(e.time))
+			t, err := parseTime(e.time)
 			if err != nil {
 				return orderErr("time", "not an RFC 3339 time", "a time", string(e.time))
 			}

@@ -291,3 +291,21 @@ func FuzzVerifyBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestParseTime(t *testing.T) {
+	for _, s := range []string{"2026-11-23T09:00:00Z", "2026-11-23T09:00:00.5Z", "2026-11-23T09:00:00.123456789Z", "2024-02-29T23:59:59.000000001Z", "2026-11-23T10:00:00+01:00"} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := parseTime([]byte(s))
+		if err != nil || !got.Equal(want) {
+			t.Errorf("%s: got %v %v, want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:00.Z", "yesterday"} {
+		if _, err := parseTime([]byte(s)); err == nil {
+			t.Errorf("%s: accepted", s)
+		}
+	}
+}
