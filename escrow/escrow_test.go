@@ -329,7 +329,9 @@ func TestBlobStrict(t *testing.T) {
 		"unknown field": func(s string) string { return strings.Replace(s, `"threshold"`, `"extra": 1, "threshold"`, 1) },
 		"trailing":      func(s string) string { return s + "{}" },
 		"format":        func(s string) string { return strings.Replace(s, BlobFormat, "keyceremony/escrow/v9", 1) },
-		"commitment":    func(s string) string { return strings.Replace(s, s2(b.Commitments[0]), s2(strings.Repeat("ff", 32)), 1) },
+		"commitment": func(s string) string {
+			return strings.Replace(s, s2(b.Commitments[0]), s2(strings.Repeat("ff", 32)), 1)
+		},
 	} {
 		if _, err := ParseBlob([]byte(mutate(string(data)))); err == nil {
 			t.Errorf("%s: accepted", name)
