@@ -1,0 +1,308 @@
+package kmslocal
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Account is the AWS account ID in every ARN and KeyMetadata the server
+// returns: the documentation example account, so nobody mistakes it for a
+// real one.
+const Account = "111122223333"
+
+// DefaultRegion is used in ARNs when a request's Authorization header names
+// no region.
+const DefaultRegion = "us-east-1"
+
+// Values of the KMS API enums the server handles.
+const (
+	originAWSKMS   = "AWS_KMS"
+	originExternal = "EXTERNAL"
+
+	specSymmetric = "SYMMETRIC_DEFAULT"
+	usageEncrypt  = "ENCRYPT_DECRYPT"
+
+	stateEnabled         = "Enabled"
+	stateDisabled        = "Disabled"
+	statePendingImport   = "PendingImport"
+	statePendingDeletion = "PendingDeletion"
+
+	expires       = "KEY_MATERIAL_EXPIRES"
+	doesNotExpire = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+)
+
+// materialSize is the size of SYMMETRIC_DEFAULT key material: AES-256.
+const materialSize = 32
+
+// key is one KMS key. Its JSON form is the state file's; Material is the raw
+// key material, stored in the clear (see the package documentation).
+type key struct {
+	ID          string    `json:"id"`
+	Region      string    `json:"region"`
+	Created     time.Time `json:"created"`
+	Description string    `json:"description"`
+	Origin      string    `json:"origin"`
+	KeySpec     string    `json:"keySpec"`
+	KeyUsage    string    `json:"keyUsage"`
+	MultiRegion bool      `json:"multiRegion"`
+	// Enabled is the EnableKey/DisableKey switch; the key state also depends
+	// on material and deletion, see state.
+	Enabled bool `json:"enabled"`
+	// Material is nil while the key has none (PendingImport).
+	Material []byte `json:"material,omitempty"`
+	// MaterialID identifies the first material ever imported (or generated);
+	// it is kept forever, so a later import of other material is refused even
+	// after the material expired or was deleted.
+	MaterialID          string     `json:"materialId,omitempty"`
+	MaterialDescription string     `json:"materialDescription,omitempty"`
+	ExpirationModel     string     `json:"expirationModel,omitempty"`
+	ValidTo             *time.Time `json:"validTo,omitempty"`
+	DeletionDate        *time.Time `json:"deletionDate,omitempty"`
+	PendingWindowInDays int        `json:"pendingWindowInDays,omitempty"`
+}
+
+// state returns the key's KeyState.
+func (k *key) state() string {
+	switch {
+	case k.DeletionDate != nil:
+		return statePendingDeletion
+	case k.Material == nil:
+		return statePendingImport
+	case !k.Enabled:
+		return stateDisabled
+	default:
+		return stateEnabled
+	}
+}
+
+func (k *key) arn() string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", k.Region, Account, k.ID)
+}
+
+// materialID derives the KeyMaterialId of material for the key with ID
+// keyID: like AWS, from the key ID and the material, as 64 hex digits. The
+// key ID is in the hash so equal material in two keys gets unrelated IDs.
+func materialID(keyID string, material []byte) string {
+	h := sha256.New()
+	h.Write([]byte("kmslocal key material id v1\x00"))
+	h.Write([]byte(keyID))
+	h.Write([]byte{0})
+	h.Write(material)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// newUUID returns a random (version 4) UUID in the lowercase form KMS key
+// IDs use.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// uuidBytes returns the 16 bytes of a UUID string validated by uuidRE.
+func uuidBytes(id string) []byte {
+	b, _ := hex.DecodeString(strings.ReplaceAll(id, "-", ""))
+	return b
+}
+
+// uuidString is the inverse of uuidBytes.
+func uuidString(b []byte) string {
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+var aliasRE = regexp.MustCompile(`^alias/[a-zA-Z0-9/_-]{1,250}$`)
+
+// keyRef is a parsed KeyId parameter: a key ID or an alias name, and for
+// ARNs the region they name.
+type keyRef struct {
+	id     string // key ID, or "" for an alias
+	alias  string // "alias/..." or ""
+	region string // from an ARN, or ""
+}
+
+// parseKeyRef parses a KeyId parameter: key ID, key ARN, alias name or
+// alias ARN. allowAlias is false for parameters that take keys only.
+func parseKeyRef(member, s string, allowAlias bool) (keyRef, error) {
+	if s == "" {
+		return keyRef{}, requiredError(member)
+	}
+	if len(s) > 2048 {
+		return keyRef{}, validationError("Value at '%s' failed to satisfy constraint: Member must have length less than or equal to 2048", member)
+	}
+	var ref keyRef
+	rest := s
+	if strings.HasPrefix(s, "arn:") {
+		// arn:aws:kms:<region>:<account>:key/<id> or ...:alias/<name>
+		parts := strings.SplitN(s, ":", 6)
+		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" || parts[3] == "" {
+			return keyRef{}, newError(excInvalidArn, "%s is not a valid KMS ARN", s)
+		}
+		if parts[4] != Account {
+			return keyRef{}, newError(excNotFound, "Key '%s' does not exist", s)
+		}
+		ref.region = parts[3]
+		rest = parts[5]
+		switch {
+		case strings.HasPrefix(rest, "key/"):
+			rest = strings.TrimPrefix(rest, "key/")
+			if !uuidRE.MatchString(rest) {
+				return keyRef{}, newError(excInvalidArn, "%s is not a valid KMS key ARN", s)
+			}
+		case strings.HasPrefix(rest, "alias/"):
+		default:
+			return keyRef{}, newError(excInvalidArn, "%s is not a valid KMS ARN", s)
+		}
+	}
+	switch {
+	case strings.HasPrefix(rest, "alias/"):
+		if !allowAlias {
+			return keyRef{}, newError(excValidation, "%s: an alias is not allowed here, use a key ID or key ARN", member)
+		}
+		ref.alias = rest
+	case uuidRE.MatchString(rest):
+		ref.id = rest
+	default:
+		return keyRef{}, newError(excNotFound, "Invalid keyId '%s'", s)
+	}
+	return ref, nil
+}
+
+// lookupKey resolves a KeyId parameter to a key. It applies the clock first:
+// a key whose ValidTo has passed loses its material, and a key whose deletion
+// date has passed is deleted. The caller must hold s.mu.
+func (s *Server) lookupKey(c *call, member, keyID string, allowAlias bool) (*key, error) {
+	ref, err := parseKeyRef(member, keyID, allowAlias)
+	if err != nil {
+		return nil, err
+	}
+	id := ref.id
+	if ref.alias != "" {
+		id = s.st.Aliases[ref.alias]
+		if id == "" {
+			return nil, newError(excNotFound, "Alias %s is not found.", aliasARN(c.region, ref.alias))
+		}
+	}
+	k := s.st.Keys[id]
+	if k != nil {
+		s.applyClock(k, c.now)
+		k = s.st.Keys[id] // applyClock may have deleted it
+	}
+	if k == nil || (ref.region != "" && ref.id != "" && ref.region != k.Region) {
+		return nil, newError(excNotFound, "Key '%s' does not exist", keyID)
+	}
+	c.keyID = k.ID
+	return k, nil
+}
+
+func aliasARN(region, alias string) string {
+	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", region, Account, alias)
+}
+
+// applyClock brings k up to date with now, as KMS does in the background:
+// expired material is deleted (the key returns to PendingImport, and only
+// the same material can be imported again), and a key past its deletion date
+// is deleted with its aliases and import tokens. The caller must hold s.mu.
+func (s *Server) applyClock(k *key, now time.Time) {
+	if k.DeletionDate != nil && !now.Before(*k.DeletionDate) {
+		s.deleteKey(k.ID)
+		return
+	}
+	if k.Material != nil && k.ExpirationModel == expires && k.ValidTo != nil && !now.Before(*k.ValidTo) {
+		clear(k.Material)
+		k.Material = nil
+		k.ExpirationModel = ""
+		k.ValidTo = nil
+		s.dirty = true
+	}
+}
+
+// deleteKey removes a key, its aliases and its import tokens. The caller
+// must hold s.mu.
+func (s *Server) deleteKey(id string) {
+	if k := s.st.Keys[id]; k != nil {
+		clear(k.Material)
+	}
+	delete(s.st.Keys, id)
+	for i, o := range s.st.Order {
+		if o == id {
+			s.st.Order = append(s.st.Order[:i:i], s.st.Order[i+1:]...)
+			break
+		}
+	}
+	for a, target := range s.st.Aliases {
+		if target == id {
+			delete(s.st.Aliases, a)
+		}
+	}
+	for tid, tok := range s.st.Tokens {
+		if tok.KeyID == id {
+			delete(s.st.Tokens, tid)
+		}
+	}
+	s.dirty = true
+}
+
+// keyMetadata is the KeyMetadata structure of CreateKey and DescribeKey.
+type keyMetadata struct {
+	AWSAccountId                string     `json:"AWSAccountId"`
+	KeyId                       string     `json:"KeyId"`
+	Arn                         string     `json:"Arn"`
+	CreationDate                epochTime  `json:"CreationDate"`
+	Enabled                     bool       `json:"Enabled"`
+	Description                 string     `json:"Description"`
+	KeyUsage                    string     `json:"KeyUsage"`
+	KeyState                    string     `json:"KeyState"`
+	Origin                      string     `json:"Origin"`
+	KeyManager                  string     `json:"KeyManager"`
+	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
+	KeySpec                     string     `json:"KeySpec"`
+	EncryptionAlgorithms        []string   `json:"EncryptionAlgorithms"`
+	MultiRegion                 bool       `json:"MultiRegion"`
+	ExpirationModel             string     `json:"ExpirationModel,omitempty"`
+	ValidTo                     *epochTime `json:"ValidTo,omitempty"`
+	DeletionDate                *epochTime `json:"DeletionDate,omitempty"`
+	PendingDeletionWindowInDays int        `json:"PendingDeletionWindowInDays,omitempty"`
+	CurrentKeyMaterialId        string     `json:"CurrentKeyMaterialId,omitempty"`
+}
+
+func (k *key) metadata() *keyMetadata {
+	m := &keyMetadata{
+		AWSAccountId:          Account,
+		KeyId:                 k.ID,
+		Arn:                   k.arn(),
+		CreationDate:          epochTime{k.Created},
+		Enabled:               k.state() == stateEnabled,
+		Description:           k.Description,
+		KeyUsage:              k.KeyUsage,
+		KeyState:              k.state(),
+		Origin:                k.Origin,
+		KeyManager:            "CUSTOMER",
+		CustomerMasterKeySpec: k.KeySpec,
+		KeySpec:               k.KeySpec,
+		EncryptionAlgorithms:  []string{specSymmetric},
+		MultiRegion:           k.MultiRegion,
+		ExpirationModel:       k.ExpirationModel,
+	}
+	if k.ValidTo != nil {
+		m.ValidTo = &epochTime{*k.ValidTo}
+	}
+	if k.DeletionDate != nil {
+		m.DeletionDate = &epochTime{*k.DeletionDate}
+		m.PendingDeletionWindowInDays = k.PendingWindowInDays
+	}
+	if k.Material != nil {
+		m.CurrentKeyMaterialId = k.MaterialID
+	}
+	return m
+}

@@ -1,0 +1,90 @@
+package kmslocal
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"sync"
+)
+
+// wrappingKeyBits maps each WrappingKeySpec to its RSA modulus size.
+var wrappingKeyBits = map[string]int{
+	"RSA_2048": 2048,
+	"RSA_3072": 3072,
+	"RSA_4096": 4096,
+}
+
+// keyPool keeps RSA key pairs ready for GetParametersForImport, because
+// generating one takes from tens of milliseconds (2048 bits) to seconds
+// (4096 bits). One goroutine per size keeps its channel full; get falls
+// back to generating on demand when the channel is empty.
+type keyPool struct {
+	ready map[int]chan *rsa.PrivateKey // nil when the pool is off
+	stop  chan struct{}
+	once  sync.Once
+}
+
+// newKeyPool starts a pool of size key pairs per wrapping key size; size <= 0
+// makes a pool that always generates on demand.
+func newKeyPool(size int) *keyPool {
+	p := &keyPool{stop: make(chan struct{})}
+	if size <= 0 {
+		return p
+	}
+	p.ready = make(map[int]chan *rsa.PrivateKey)
+	for _, bits := range wrappingKeyBits {
+		ch := make(chan *rsa.PrivateKey, size)
+		p.ready[bits] = ch
+		go p.fill(bits, ch)
+	}
+	return p
+}
+
+func (p *keyPool) fill(bits int, ch chan *rsa.PrivateKey) {
+	for {
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			// Only a broken system RNG gets here; get reports it on demand.
+			return
+		}
+		select {
+		case ch <- k:
+		case <-p.stop:
+			return
+		}
+	}
+}
+
+// get returns a key pair of the given size, from the pool if one is ready.
+func (p *keyPool) get(bits int) (*rsa.PrivateKey, error) {
+	select {
+	case k := <-p.ready[bits]: // a nil channel never receives
+		return k, nil
+	default:
+	}
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		return nil, fmt.Errorf("failed to generate an RSA-%d wrapping key: %w", bits, err)
+	}
+	return k, nil
+}
+
+// put returns an unused key pair to the pool, or drops it if the pool is
+// full or off. Only never-published keys may be returned.
+func (p *keyPool) put(k *rsa.PrivateKey) {
+	select {
+	case p.ready[k.N.BitLen()] <- k:
+	default:
+	}
+}
+
+// readyCount returns how many key pairs of the given size are ready.
+func (p *keyPool) readyCount(bits int) int { return len(p.ready[bits]) }
+
+// close stops the refill goroutines without waiting for them.
+func (p *keyPool) close() { p.once.Do(func() { close(p.stop) }) }
