@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
@@ -54,9 +55,11 @@ type Step struct {
 // in order.
 func Steps() []Step {
 	return []Step{
+		{ID: "custodians", Title: "Check the escrow custodians", run: custodians},
 		{ID: "open-token", Title: "Open the token and log in", run: openToken},
 		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
 		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
+		{ID: "escrow", Title: "Escrow the keys to the custodians and check every quorum", run: escrowKeys},
 		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
 		{ID: "wrap", Title: "Wrap the key material for KMS", run: wrapKeys},
 		{ID: "import", Title: "Import the wrapped material into KMS", run: importKeys},
@@ -108,6 +111,8 @@ type state struct {
 	tr      *transcripts.Writer
 	keys    []*keyState
 	res     *Result
+	// recipients are the custodians' age recipients, in config order.
+	recipients []*escrow.Recipient
 }
 
 type pendingEvent struct {

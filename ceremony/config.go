@@ -29,6 +29,8 @@ type Config struct {
 	Token    TokenConfig    `yaml:"token"`
 	KMS      KMSConfig      `yaml:"kms"`
 	Keys     []KeyConfig    `yaml:"keys"`
+	// Escrow is required: a ceremony escrows its keys before any upload.
+	Escrow *EscrowConfig `yaml:"escrow"`
 
 	// dir is the directory of the config file; relative paths are resolved
 	// against it.
@@ -161,7 +163,10 @@ func (c *Config) validate() error {
 		}
 		seen[c.Keys[i].Label] = true
 	}
-	return nil
+	if c.Escrow == nil {
+		return errors.New("escrow must be set: a ceremony escrows its keys with M-of-N custodians before anything is uploaded (see README, Escrow and recovery)")
+	}
+	return c.Escrow.validate()
 }
 
 func (t *TokenConfig) validate() error {

@@ -290,10 +290,12 @@ func describe(sh *Share) string {
 }
 
 // CheckQuorum recombines every M-subset of shares and checks each result
-// against the commitments and against kekCheck (the KEK's check value, hex).
-// It returns the number of subsets checked. Made for the ceremony table: a
-// bad share is caught before anything is uploaded.
-func (c *Commitments) CheckQuorum(shares []*Share, kekCheck string) (int, error) {
+// against the commitments and against kekCheck (the KEK's check value, hex),
+// then, when check is not nil, calls it with the recombined KEK (which it
+// must not keep: it is zeroed afterwards), for example to unwrap the blob on
+// the token. It returns the number of subsets checked. Made for the ceremony
+// table: a bad share is caught before anything is uploaded.
+func (c *Commitments) CheckQuorum(shares []*Share, kekCheck string, check func(kek []byte) error) (int, error) {
 	if len(shares) != c.Shares {
 		return 0, fmt.Errorf("%d shares given for an escrow of %d", len(shares), c.Shares)
 	}
@@ -309,15 +311,23 @@ func (c *Commitments) CheckQuorum(shares []*Share, kekCheck string) (int, error)
 		if err != nil {
 			return false
 		}
+		defer clear(kek)
 		var kcv string
 		kcv, err = CheckValue(kek)
-		clear(kek)
 		if err != nil {
 			return false
 		}
 		if kcv != kekCheck {
 			err = fmt.Errorf("shares %v recombine to a KEK with check value %s, want %s", indexes(sub), kcv, kekCheck)
 			return false
+		}
+		if check != nil {
+			// The callback may hand kek to hsm.Token.ImportKEK, which
+			// zeroes it; give it a copy so the loop's own check stays valid.
+			if err = check(append([]byte(nil), kek...)); err != nil {
+				err = fmt.Errorf("shares %v: %w", indexes(sub), err)
+				return false
+			}
 		}
 		n++
 		return true

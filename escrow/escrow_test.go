@@ -60,7 +60,7 @@ func TestEverySubset(t *testing.T) {
 				s, shares, kek := split(t, "c1", m, n)
 				c := pub(s, "c1")
 				kcv, _ := CheckValue(kek)
-				got, err := c.CheckQuorum(shares, kcv)
+				got, err := c.CheckQuorum(shares, kcv, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -174,10 +174,10 @@ func TestBadShares(t *testing.T) {
 	bad[1] = &corrupted
 	kek, _ := s.KEK("c1")
 	kcv, _ := CheckValue(kek)
-	if _, err := c.CheckQuorum(bad, kcv); err == nil || !strings.Contains(err.Error(), "Feldman") {
+	if _, err := c.CheckQuorum(bad, kcv, nil); err == nil || !strings.Contains(err.Error(), "Feldman") {
 		t.Errorf("CheckQuorum with a corrupted share: %v", err)
 	}
-	if _, err := c.CheckQuorum(shares, "000000"); err == nil || !strings.Contains(err.Error(), "check value") {
+	if _, err := c.CheckQuorum(shares, "000000", nil); err == nil || !strings.Contains(err.Error(), "check value") {
 		t.Errorf("CheckQuorum with a wrong KEK check value: %v", err)
 	}
 }
@@ -346,7 +346,7 @@ func BenchmarkCheckQuorum3of5(b *testing.B) {
 	kcv, _ := CheckValue(kek)
 	c := pub(s, "c1")
 	for b.Loop() {
-		if _, err := c.CheckQuorum(shares, kcv); err != nil {
+		if _, err := c.CheckQuorum(shares, kcv, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
