@@ -351,6 +351,14 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		return nil, err
 	}
 	defer cleanup()
+	// Refuse before writing anything if a key is already on the token.
+	for _, bk := range r.blob.Keys {
+		if _, err := tok.FindAESKey(bk.Label, nil); err == nil {
+			return nil, fmt.Errorf("%w: token %q already holds a key labelled %q: recover into another token, or destroy the old key first", hsm.ErrKeyExists, tok.Info().Label, bk.Label)
+		} else if !errors.Is(err, hsm.ErrKeyNotFound) {
+			return nil, err
+		}
+	}
 	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo}); err != nil {
 		return nil, err
 	}
