@@ -402,4 +402,3 @@ func forgeShare(t *testing.T, id string, commitments []string, recipient string)
 	}
 	return data
 }
-
