@@ -138,7 +138,7 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 		var err error
 		pass, err = ui.Secret(ctx, fmt.Sprintf("Escrow passphrase of custodian %q (at least %d characters)", cu.Name, MinPassphrase))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, fmt.Errorf("%s: cannot ask custodian %q for a passphrase (%w): for a non-interactive run set %s.passphrase_env or passphrase_file", p, cu.Name, err, p)
 		}
 		again, err := ui.Secret(ctx, fmt.Sprintf("Custodian %q: the same passphrase again", cu.Name))
 		if err != nil {

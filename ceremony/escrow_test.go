@@ -51,7 +51,7 @@ func TestCustodianPassphrases(t *testing.T) {
 		{"prompt", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, the same"}, ""},
 		{"prompt differs", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, not same"}, `escrow.custodians[0]: the two passphrases of custodian "c" differ`},
 		{"prompt short", CustodianConfig{Name: "c", Passphrase: true}, []string{"tiny1", "tiny1"}, "shorter than 12 characters"},
-		{"no terminal", CustodianConfig{Name: "c", Passphrase: true}, nil, "escrow.custodians[0]: no secret available"},
+		{"no terminal", CustodianConfig{Name: "c", Passphrase: true}, nil, "escrow.custodians[0]: cannot ask custodian \"c\" for a passphrase (no secret available): for a non-interactive run set escrow.custodians[0].passphrase_env or passphrase_file"},
 		{"env missing", CustodianConfig{Name: "c", Passphrase: true, PassphraseEnv: "NOPE_PASS"}, nil, "escrow.custodians[0].passphrase_env names NOPE_PASS but it is not set"},
 		{"env short", CustodianConfig{Name: "c", Passphrase: true, PassphraseEnv: "SHORT_PASS"}, nil, "shorter than 12"},
 		{"file short", CustodianConfig{Name: "c", Passphrase: true, PassphraseFile: short}, nil, "shorter than 12"},

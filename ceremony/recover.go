@@ -310,7 +310,7 @@ func OpenShareFile(ctx context.Context, data []byte, name string, ids []age.Iden
 		if len(passphrases) > 0 {
 			return nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
 		}
-		return nil, fmt.Errorf("%s is sealed to a passphrase: %w", name, err)
+		return nil, fmt.Errorf("%s is sealed to a passphrase and it cannot be asked for (%w): give it with --passphrase-file", name, err)
 	}
 	defer clear(pass)
 	id, err := escrow.PassphraseIdentity(pass)

@@ -267,6 +267,12 @@ escrow:
 		}
 		var pass bool
 		for _, e := range dres.Events {
+			if e.Step == "shares" {
+				tok, _ := e.Data["token"].(map[string]any)
+				if tok["label"] != "keyceremony-drill" || tok["scratch"] != true {
+					t.Errorf("the drill did not use a scratch token: %v", e.Data)
+				}
+			}
 			if e.Step == "drill" && e.Data["result"] == "pass" {
 				pass = true
 			}
