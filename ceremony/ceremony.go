@@ -40,6 +40,9 @@ type UI interface {
 	Confirm(ctx context.Context, prompt, want string) error
 	// Info reports a public fact worth showing (never a secret).
 	Info(msg string)
+	// Progress reports done of total items of the current step (keys of
+	// a batch), for a progress bar.
+	Progress(done, total int)
 }
 
 // Step is one step of a ceremony.
@@ -59,7 +62,7 @@ func Steps() []Step {
 		{ID: "open-token", Title: "Open the token and log in", run: openToken},
 		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
 		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
-		{ID: "escrow", Title: "Escrow the keys to the custodians and check every quorum", run: escrowKeys},
+		{ID: "escrow", Title: "Escrow the keys to the custodians", run: escrowKeys},
 		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
 		{ID: "wrap", Title: "Wrap the key material for KMS", run: wrapKeys},
 		{ID: "import", Title: "Import the wrapped material into KMS", run: importKeys},
@@ -183,7 +186,7 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 			if s.tr != nil {
 				_ = s.tr.Append("failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
 			}
-			return nil, &StepError{Step: st.ID, Err: err}
+			return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 		}
 		ui.StepDone(i+1, len(steps), st, summary)
 	}
@@ -197,6 +200,10 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 type StepError struct {
 	Step string
 	Err  error
+	// Changed is false when the ceremony failed before changing anything
+	// (no transcript, no key, no KMS call that creates): running it again
+	// with the same config is safe.
+	Changed bool
 }
 
 func (e *StepError) Error() string { return "step " + e.Step + ": " + e.Err.Error() }

@@ -18,6 +18,7 @@ type fakeUI struct {
 func (u *fakeUI) StepStarted(i, n int, s Step)              {}
 func (u *fakeUI) StepDone(i, n int, s Step, summary string) {}
 func (u *fakeUI) Info(msg string)                           {}
+func (u *fakeUI) Progress(done, total int)                  {}
 func (u *fakeUI) Confirm(ctx context.Context, prompt, want string) error {
 	return nil
 }

@@ -117,7 +117,8 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 		return "", err
 	}
 	var out []string
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		if k.cfg.ID != "" {
 			k.id, _ = hex.DecodeString(k.cfg.ID)
 		} else {
@@ -148,7 +149,8 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 
 func fetchParams(ctx context.Context, s *state) (string, error) {
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
 		if err != nil {
 			return "", err
@@ -190,7 +192,8 @@ func wrapOnToken(tok *hsm.Token, key *hsm.Key, p *wrap.Params) ([]byte, error) {
 }
 
 func wrapKeys(ctx context.Context, s *state) (string, error) {
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		if err := k.params.CheckValid(testOnlyNow()); err != nil {
 			return "", err
 		}
@@ -222,7 +225,8 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 
 func importKeys(ctx context.Context, s *state) (string, error) {
 	now := testOnlyNow()
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		vt, err := k.cfg.validTo(now)
 		if err != nil {
 			return "", err
@@ -254,7 +258,8 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 }
 
 func checkImport(ctx context.Context, s *state) (string, error) {
-	for _, k := range s.keys {
+	for n, k := range s.keys {
+		s.ui.Progress(n, len(s.keys))
 		d, err := s.kms.Describe(ctx, k.arn)
 		if err != nil {
 			return "", err

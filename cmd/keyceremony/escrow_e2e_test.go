@@ -1,4 +1,4 @@
-package main
+package main_test
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"filippo.io/age"
 
@@ -22,62 +21,21 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts"
 )
 
-// escrowRig runs the real binaries against SoftHSM and the loopback KMS.
+// escrowRig is the shared end-to-end harness (newE2E: SoftHSM token
+// "ceremony", kmslocal) plus a second token "recovery" and helpers.
 type escrowRig struct {
-	t   *testing.T
-	bin string
-	dir string
+	*e2e
+	t *testing.T
 }
 
 func newEscrowRig(t *testing.T) *escrowRig {
 	t.Helper()
-	hsmtest.Setup(t, "ceremony", "recovery")
-	bin := t.TempDir()
-	for _, p := range []string{".", "../kmslocal"} {
-		out, err := exec.Command("go", "build", "-o", bin, p).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", p, err, out)
-		}
-	}
-	dir := t.TempDir()
-	ready := filepath.Join(dir, "kms.addr")
-	cmd := exec.Command(filepath.Join(bin, "kmslocal"), "--addr", "127.0.0.1:0", "--ready-file", ready, "--pool-size", "1")
-	if err := cmd.Start(); err != nil {
+	e := newE2E(t)
+	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "recovery"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
-	var addr []byte
-	for i := 0; i < 300 && len(addr) == 0; i++ {
-		time.Sleep(100 * time.Millisecond)
-		addr, _ = os.ReadFile(ready)
-	}
-	if len(addr) == 0 {
-		t.Fatal("kmslocal did not start")
-	}
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_KMS": "http://" + strings.TrimSpace(string(addr)), "AWS_REGION": "eu-west-1",
-		"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_CONFIG_FILE": "/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true", "KEYCEREMONY_PIN": hsmtest.PIN,
-	} {
-		t.Setenv(k, v)
-	}
-	return &escrowRig{t: t, bin: filepath.Join(bin, "keyceremony"), dir: dir}
-}
-
-func (r *escrowRig) run(env []string, args ...string) (string, string, int) {
-	r.t.Helper()
-	cmd := exec.Command(r.bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		r.t.Fatal(err)
-	}
-	return out.String(), errb.String(), code
+	e.env = append(e.env, "KEYCEREMONY_PIN="+hsmtest.PIN)
+	return &escrowRig{e2e: e, t: t}
 }
 
 func (r *escrowRig) mustRun(env []string, args ...string) string {
@@ -215,7 +173,11 @@ escrow:
 		if name == "carol" {
 			continue
 		}
-		ids, _ := readIdentities([]string{idFiles[name]})
+		key, _ := os.ReadFile(idFiles[name])
+		ids, err := escrow.ParseIdentities(key)
+		if err != nil {
+			t.Fatal(err)
+		}
 		sh, err := escrow.OpenShare(data, name, ids...)
 		if err != nil {
 			t.Fatal(err)

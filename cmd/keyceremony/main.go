@@ -34,6 +34,7 @@ const (
 const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the key material into AWS KMS.
 
 Usage:
+  keyceremony [tui --config FILE]        run a ceremony in the terminal UI (default config ./ceremony.yaml)
   keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
   keyceremony verify [--pubkey PEM] FILE check a transcript's hash chain and seal
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
@@ -54,14 +55,20 @@ func main() {
 }
 
 func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if len(args) == 0 {
+		// With no arguments in a terminal, open the TUI on ./ceremony.yaml.
+		if _, err := os.Stat(defaultConfig); err != nil {
+			fmt.Fprint(stderr, usage)
+			return exitUsage
+		}
+		args = []string{"tui"}
+	}
 	var err error
 	switch args[0] {
+	case "tui":
+		err = cmdTUI(ctx, args[1:], stdin, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":

@@ -74,6 +74,9 @@ func (u *lineUI) StepDone(i, n int, s ceremony.Step, summary string) {
 
 func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
 
+// Progress is silent: every key's step already gets its own line.
+func (u *lineUI) Progress(done, total int) {}
+
 func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
 		return nil, fmt.Errorf("%w: stdin is not a terminal: set %s or token.pin_file", ceremony.ErrNoPIN, ceremony.DefaultPINEnv)

@@ -370,6 +370,9 @@ func TestImportErrors(t *testing.T) {
 				keyB := createKey(t, c, types.OriginTypeExternal)
 				p := getParams(t, c, keyA, alg, spec)
 				_, err := importMaterial(c, keyB, p, wrap(t, alg, p.PublicKey, newMaterial()), valid)
+				if err != nil && !strings.Contains(err.Error(), "issued for a different KMS key") {
+					t.Errorf("error %q does not say the token is for another key", err)
+				}
 				return err
 			},
 			want: is[*types.InvalidImportTokenException],
@@ -591,7 +594,7 @@ func TestImportErrors(t *testing.T) {
 // 24 hours, and a re-import with the same token works within them.
 func TestImportTokenExpiry(t *testing.T) {
 	clock := newFakeClock()
-	_, c := startServer(t, kmslocal.Options{Clock: clock.Now, PoolSize: 1})
+	_, c := startServer(t, kmslocal.Options{Clock: clock.Now, PoolSize: -1})
 	const alg, spec = types.AlgorithmSpecRsaAesKeyWrapSha1, types.WrappingKeySpecRsa2048
 
 	keyID := createKey(t, c, types.OriginTypeExternal)
@@ -625,7 +628,7 @@ func TestImportTokenExpiry(t *testing.T) {
 // ciphertexts back.
 func TestValidToExpiry(t *testing.T) {
 	clock := newFakeClock()
-	_, c := startServer(t, kmslocal.Options{Clock: clock.Now, PoolSize: 1})
+	_, c := startServer(t, kmslocal.Options{Clock: clock.Now, PoolSize: -1})
 	const alg, spec = types.AlgorithmSpecRsaesOaepSha256, types.WrappingKeySpecRsa2048
 
 	keyID := createKey(t, c, types.OriginTypeExternal)
@@ -821,7 +824,7 @@ func TestEncryptDecrypt(t *testing.T) {
 		}
 	})
 	t.Run("disabled key", func(t *testing.T) {
-		id, _ := importNew(t, c, time.Now())
+		id, material := importNew(t, c, time.Now())
 		b, err := encrypt(c, id, []byte("x"), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -831,6 +834,16 @@ func TestEncryptDecrypt(t *testing.T) {
 		}
 		if _, err := decrypt(c, b, nil); !is[*types.DisabledException](err) {
 			t.Fatalf("Decrypt with disabled key: got %T: %v, want DisabledException", err, err)
+		}
+		// Per the KMS key state table a Disabled EXTERNAL key takes a
+		// re-import of its material, and stays Disabled.
+		p := getParams(t, c, id, types.AlgorithmSpecRsaesOaepSha1, types.WrappingKeySpecRsa2048)
+		validTo := inDays(time.Now(), 60)
+		if _, err := importMaterial(c, id, p, wrap(t, types.AlgorithmSpecRsaesOaepSha1, p.PublicKey, material), importOpts{validTo: validTo}); err != nil {
+			t.Fatalf("re-import into a Disabled key: %v", err)
+		}
+		if md := describe(t, c, id); md.KeyState != types.KeyStateDisabled || !aws.ToTime(md.ValidTo).Equal(*validTo) {
+			t.Fatalf("after re-import into a Disabled key: %s, ValidTo %v; want Disabled with the new ValidTo", md.KeyState, md.ValidTo)
 		}
 		if _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(id)}); err != nil {
 			t.Fatalf("EnableKey: %v", err)

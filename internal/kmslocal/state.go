@@ -58,6 +58,7 @@ type StateError struct {
 	Err  error  // what went wrong
 }
 
+// Error returns the path and the cause.
 func (e *StateError) Error() string { return "kmslocal state file " + e.Path + ": " + e.Err.Error() }
 
 // Unwrap returns e.Err.

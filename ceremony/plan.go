@@ -1,0 +1,59 @@
+package ceremony
+
+import (
+	"fmt"
+	"strings"
+)
+
+// PlanItem is one line of a ceremony's plan, as shown for review before it
+// starts: what will happen, to which token and which KMS keys.
+type PlanItem struct {
+	Label string
+	Value string
+}
+
+// Plan describes what Run will do with cfg, for review by the people in the
+// room before anything happens. It makes no call to the token or KMS.
+func (c *Config) Plan() []PlanItem {
+	module, label, serial, _ := c.Token.selector()
+	tok := fmt.Sprintf("label %q", label)
+	if label == "" {
+		tok = "serial " + serial
+	}
+	if module == "" {
+		module = "default module"
+	}
+	region := c.KMS.Region
+	if region == "" {
+		region = "from the AWS configuration"
+	}
+	items := []PlanItem{
+		{"Ceremony", fmt.Sprintf("%s, operator %s", c.Ceremony.ID, c.Ceremony.Operator)},
+		{"Token", fmt.Sprintf("%s (%s)", tok, module)},
+		{"KMS", fmt.Sprintf("connected, region %s", region)},
+		{"Wrapping", fmt.Sprintf("%s with %s", c.KMS.WrappingAlgorithm, c.KMS.WrappingKeySpec)},
+	}
+	for _, k := range c.Keys {
+		target := "new EXTERNAL key"
+		if !k.Create {
+			target = k.KMSKeyID
+		}
+		expiry := "does not expire"
+		switch {
+		case k.ValidTo != "":
+			expiry = "expires " + k.ValidTo
+		case k.ValidFor != "":
+			expiry = "expires in " + k.ValidFor
+		}
+		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s, %s", target, expiry)})
+	}
+	if e := c.Escrow; e != nil {
+		var names []string
+		for _, cu := range e.Custodians {
+			names = append(names, cu.Name)
+		}
+		items = append(items, PlanItem{"Escrow", fmt.Sprintf("%d of %d custodians: %s", e.Threshold, len(e.Custodians), strings.Join(names, ", "))})
+	}
+	items = append(items, PlanItem{"Evidence", c.OutDir()})
+	return items
+}

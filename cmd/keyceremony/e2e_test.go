@@ -1,0 +1,346 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// The end-to-end tests build the real binaries once and run them against a
+// throw-away SoftHSM token and the loopback KMS server (bin/kmslocal).
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keyceremony-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	for _, p := range []string{"keyceremony", "kmslocal"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p), "../"+p).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", p, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type e2e struct {
+	t   *testing.T
+	dir string
+	env []string
+}
+
+// newE2E makes a SoftHSM token labelled "ceremony" (PIN hsmtest.PIN) and
+// starts kmslocal on a free loopback port. The test process's environment
+// is pointed at both too, so the test can check results through the hsm
+// package and the real AWS SDK.
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	hsmtest.Require(t)
+	dir := t.TempDir()
+	conf := hsmtest.Setup(t, "ceremony")
+	ready := filepath.Join(dir, "kms.addr")
+	kms := exec.Command(filepath.Join(binDir, "kmslocal"), "--addr", "127.0.0.1:0", "--ready-file", ready)
+	var kmsLog bytes.Buffer
+	kms.Stderr = &kmsLog
+	if err := kms.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kms.Process.Kill()
+		_ = kms.Wait()
+		if t.Failed() {
+			t.Logf("kmslocal log:\n%s", kmsLog.String())
+		}
+	})
+	var addr []byte
+	for i := 0; i < 200; i++ {
+		addr, _ = os.ReadFile(ready)
+		if len(addr) > 0 {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if len(addr) == 0 {
+		t.Fatalf("kmslocal did not start: %s", kmsLog.String())
+	}
+	vars := map[string]string{
+		"SOFTHSM2_CONF":               conf,
+		"AWS_ENDPOINT_URL_KMS":        "http://" + strings.TrimSpace(string(addr)),
+		"AWS_REGION":                  "eu-west-1",
+		"AWS_ACCESS_KEY_ID":           "test",
+		"AWS_SECRET_ACCESS_KEY":       "test",
+		"AWS_CONFIG_FILE":             "/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}
+	e := &e2e{t: t, dir: dir}
+	for k, v := range vars {
+		t.Setenv(k, v)
+		e.env = append(e.env, k+"="+v)
+	}
+	return e
+}
+
+func (e *e2e) run(extraEnv []string, args ...string) (stdout, stderr string, code int) {
+	e.t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir}, e.env...), extraEnv...)
+	var o, x bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &x
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		e.t.Fatal(err)
+	}
+	return o.String(), x.String(), code
+}
+
+func (e *e2e) config(name, body string) string {
+	p := filepath.Join(e.dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+const ceremonyYAML = `
+ceremony:
+  id: e2e-%[1]s
+  operator: tester
+  out_dir: %[1]s
+token:
+  label: ceremony
+kms:
+  wrapping_algorithm: RSAES_OAEP_SHA_1
+  wrapping_key_spec: RSA_2048
+keys:
+  - label: payments-%[1]s
+    create: true
+    valid_for: 30d
+  - label: archive-%[1]s
+    create: true
+    does_not_expire: true
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+`
+
+func TestCeremonyEndToEnd(t *testing.T) {
+	e := newE2E(t)
+	cfg := e.config("c.yaml", fmt.Sprintf(ceremonyYAML, "one"))
+	start := time.Now()
+	stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("run exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	out := filepath.Join(e.dir, "one")
+	for _, f := range []string{"transcript.jsonl", "signing-key.pem", "bundle-payments-one.json", "bundle-archive-one.json", "params-payments-one.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+
+	// The binary verifies its own transcript against the pinned key.
+	vout, verr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl"))
+	if code != 0 || !strings.Contains(vout, "OK: transcript of ceremony e2e-one") {
+		t.Fatalf("verify exited %d: %s %s", code, vout, verr)
+	}
+
+	// The transcript's key check values match the token's and the bundles'.
+	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
+	res, err := transcripts.Verify(bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcvs := map[string]string{}
+	var steps []string
+	for _, ev := range res.Events {
+		steps = append(steps, ev.Step)
+		if ev.Step == "generate-key" {
+			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
+		}
+	}
+	wantSteps := "open-token kms-key kms-key generate-key generate-key escrow fetch-params fetch-params wrap wrap import import check-import check-import signing-key"
+	if got := strings.Join(steps, " "); got != wantSteps {
+		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
+	}
+	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	kc, err := awskms.New(context.Background(), awskms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"payments-one", "archive-one"} {
+		k, err := tok.FindAESKey(label, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kcv, _ := tok.CheckValue(k)
+		if fmt.Sprintf("%x", kcv) != kcvs[label] {
+			t.Errorf("%s: token kcv %x, transcript %s", label, kcv, kcvs[label])
+		}
+		bb, _ := os.ReadFile(filepath.Join(out, "bundle-"+label+".json"))
+		b, err := wrap.ParseBundle(bb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.KeyCheckValue != kcvs[label] {
+			t.Errorf("%s: bundle kcv %s, transcript %s", label, b.KeyCheckValue, kcvs[label])
+		}
+		// KMS, asked through the real SDK, agrees on state and expiry.
+		d, err := kc.Describe(context.Background(), b.KeyARN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State != "Enabled" {
+			t.Errorf("%s: KMS state %s", label, d.State)
+		}
+		if label == "payments-one" {
+			want := start.Add(30 * 24 * time.Hour)
+			if d.ValidTo == nil || d.ValidTo.Sub(want).Abs() > time.Minute {
+				t.Errorf("%s: ValidTo %v, want about %v", label, d.ValidTo, want)
+			}
+		} else if d.ValidTo != nil || d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE" {
+			t.Errorf("%s: expiration %s %v", label, d.ExpirationModel, d.ValidTo)
+		}
+		cout, cerr, code := e.run(nil, "check-key", "--key", b.KeyARN)
+		if code != 0 || !strings.Contains(cout, "encrypt then decrypt through KMS: ok") {
+			t.Errorf("check-key exited %d: %s %s", code, cout, cerr)
+		}
+	}
+
+	// No secret in any file the ceremony wrote, nor in its output.
+	entries, _ := os.ReadDir(out)
+	for _, ent := range entries {
+		b, _ := os.ReadFile(filepath.Join(out, ent.Name()))
+		if bytes.Contains(b, []byte(`"`+hsmtest.PIN+`"`)) || bytes.Contains(b, []byte("PIN=")) {
+			t.Errorf("%s contains the PIN", ent.Name())
+		}
+	}
+	if strings.Contains(stdout+stderr, "KEYCEREMONY_PIN="+hsmtest.PIN) {
+		t.Error("output contains the PIN")
+	}
+
+	// Running the same ceremony again refuses to touch the evidence.
+	_, stderr2, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	if code == 0 || !strings.Contains(stderr2, "already holds a key labelled") {
+		t.Errorf("second run exited %d: %s", code, stderr2)
+	}
+	after, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
+	if !bytes.Equal(after, data) {
+		t.Error("second run changed the transcript")
+	}
+}
+
+// TestRunBadInput checks that each kind of bad input gives a one-line
+// error that says what to do, and changes nothing: no file, no token key,
+// no KMS key.
+func TestRunBadInput(t *testing.T) {
+	e := newE2E(t)
+	good := fmt.Sprintf(ceremonyYAML, "bad")
+	tests := []struct {
+		name string
+		cfg  string
+		env  []string
+		args []string
+		want []string
+	}{
+		{"wrong PIN", good, []string{"KEYCEREMONY_PIN=7391"}, nil, []string{"wrong PIN for token \"ceremony\"", "try again with the user PIN"}},
+		{"missing module", good, []string{"KEYCEREMONY_PIN=1234"}, []string{"--module", "/nonexistent/libnothing.so"}, []string{"pkcs11 module not found", "apt-get install softhsm2"}},
+		{"unknown token", strings.Replace(good, "label: ceremony", "label: no-such-token", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"token not found", `tokens present: "ceremony"`}},
+		{"no PIN", good, nil, nil, []string{"no PIN available", "KEYCEREMONY_PIN"}},
+		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"field operater not found"}},
+		{"unknown KMS key", strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\n    valid_for", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"NotFoundException", "check the key ARN"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := e.config(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.cfg)
+			stdout, stderr, code := e.run(tt.env, append([]string{"run", "--config", cfg}, tt.args...)...)
+			if code != 1 {
+				t.Fatalf("exit code %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
+			}
+			var errLines []string
+			for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				if strings.HasPrefix(l, "keyceremony: error:") {
+					errLines = append(errLines, l)
+				}
+			}
+			if len(errLines) != 1 {
+				t.Fatalf("want exactly one error line, got:\n%s", stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(errLines[0], w) {
+					t.Errorf("error %q lacks %q", errLines[0], w)
+				}
+			}
+			if strings.Contains(stderr, "7391") {
+				t.Errorf("stderr contains the PIN: %s", stderr)
+			}
+			if _, err := os.Stat(filepath.Join(e.dir, "bad")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a failed run left the output directory behind (%v)", err)
+			}
+		})
+	}
+	// Nothing was generated on the token.
+	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if _, err := tok.FindAESKey("payments-bad", nil); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("a failed run left a key on the token: %v", err)
+	}
+}
+
+func TestVerifyTampered(t *testing.T) {
+	e := newE2E(t)
+	cfg := e.config("c.yaml", fmt.Sprintf(ceremonyYAML, "tamper"))
+	if _, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg); code != 0 {
+		t.Fatalf("run: %s", stderr)
+	}
+	out := filepath.Join(e.dir, "tamper")
+	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
+	bad := bytes.Replace(data, []byte(`"created":true`), []byte(`"created":false`), 1)
+	if bytes.Equal(bad, data) {
+		t.Fatal("test did not change the transcript")
+	}
+	p := filepath.Join(e.dir, "tampered.jsonl")
+	os.WriteFile(p, bad, 0o644)
+	_, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), p)
+	if code != 3 || !strings.Contains(stderr, "transcript line 4: field \"prev\"") {
+		t.Errorf("tampered transcript: exit %d: %s", code, stderr)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(bytes.Split(data, []byte("\n"))[0], &m)
+	if m["ceremony_id"] != "e2e-tamper" {
+		t.Errorf("header %v", m)
+	}
+}

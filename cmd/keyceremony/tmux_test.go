@@ -1,0 +1,90 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+)
+
+// TestTUITmux runs the real binary's TUI in tmux at 80×24 with NO_COLOR,
+// types the PIN and the confirmation with send-keys, and reads the screen
+// with capture-pane.
+func TestTUITmux(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed: apt-get install -y tmux")
+		}
+		t.Skip("tmux is not installed: apt-get install -y tmux")
+	}
+	e := newE2E(t)
+	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "tmux"))
+	sock := "keyceremony-test-" + filepath.Base(e.dir)
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	// The PIN is typed, not in the environment.
+	script := fmt.Sprintf("cd %s && env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s; echo EXIT=$?; sleep 60",
+		e.dir, os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
+	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
+	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+
+	screen := func() string { return tmux("capture-pane", "-p", "-t", "c") }
+	waitFor := func(s string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sc := screen()
+			if strings.Contains(sc, s) {
+				return sc
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("screen never showed %q; last screen:\n%s", s, sc)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	plan := waitFor("Review the plan")
+	for _, want := range []string{"Key payments-tmux", "Key archive-tmux", "RSAES_OAEP_SHA_1 with RSA_2048"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan screen lacks %q:\n%s", want, plan)
+		}
+	}
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("User PIN")
+	tmux("send-keys", "-t", "c", hsmtest.PIN)
+	typed := waitFor("> ****")
+	if strings.Contains(typed, hsmtest.PIN) {
+		t.Fatalf("the PIN is visible:\n%s", typed)
+	}
+	tmux("send-keys", "-t", "c", "Enter")
+	for _, alias := range []string{"payments-tmux", "archive-tmux"} {
+		waitFor(fmt.Sprintf("Type %q to confirm", alias))
+		tmux("send-keys", "-t", "c", alias, "Enter")
+	}
+	done := waitFor("Ceremony complete.")
+	for _, want := range []string{"✓ 10 Seal the transcript", "Seal: ", "Key payments-tmux: kcv "} {
+		if !strings.Contains(done, want) {
+			t.Errorf("final screen lacks %q:\n%s", want, done)
+		}
+	}
+	if strings.Contains(done, "\x1b[") {
+		t.Error("escape sequences on screen with NO_COLOR")
+	}
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("EXIT=0")
+	out, serr, code := e.run(nil, "verify", "--pubkey", filepath.Join(e.dir, "tmux", "signing-key.pem"), filepath.Join(e.dir, "tmux", "transcript.jsonl"))
+	if code != 0 {
+		t.Fatalf("verify: %s %s", out, serr)
+	}
+}

@@ -1,0 +1,242 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/muesli/termenv"
+
+	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/hsm"
+)
+
+func TestMain(m *testing.M) {
+	// Golden screens are plain text: no colour, as with NO_COLOR.
+	lipgloss.SetColorProfile(termenv.Ascii)
+	os.Exit(m.Run())
+}
+
+const testConfig = `
+ceremony:
+  id: payments-2026
+  operator: alice
+  out_dir: /ceremony/out
+token:
+  label: ceremony
+kms:
+  region: eu-west-1
+  wrapping_algorithm: RSAES_OAEP_SHA_1
+  wrapping_key_spec: RSA_2048
+keys:
+  - label: payments
+    create: true
+    valid_for: 90d
+  - label: archive
+    kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
+    does_not_expire: true
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+`
+
+func newModel(t *testing.T, run RunFunc) *Model {
+	t.Helper()
+	cfg, err := ceremony.ParseConfig([]byte(testConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run == nil {
+		run = func(context.Context, *ceremony.Config, ceremony.UI) (*ceremony.Result, error) { return nil, nil }
+	}
+	m := New(context.Background(), cfg, run)
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	return m
+}
+
+func send(m *Model, msgs ...tea.Msg) {
+	for _, msg := range msgs {
+		m.Update(msg)
+	}
+}
+
+func typeText(m *Model, s string) {
+	for _, r := range s {
+		m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
+	}
+}
+
+func enter(m *Model) { m.Update(tea.KeyMsg{Type: tea.KeyEnter}) }
+
+// checkScreen compares the view with its golden file and checks it fits
+// 80×24.
+func checkScreen(t *testing.T, m *Model) string {
+	t.Helper()
+	v := m.View()
+	lines := strings.Split(strings.TrimSuffix(v, "\n"), "\n")
+	if len(lines) > 24 {
+		t.Errorf("screen has %d lines, more than 24", len(lines))
+	}
+	for i, l := range lines {
+		if w := lipgloss.Width(l); w > 80 {
+			t.Errorf("line %d is %d columns wide: %q", i+1, w, l)
+		}
+	}
+	if strings.Contains(v, "\x1b[") {
+		t.Error("screen has escape sequences with colour off")
+	}
+	golden.RequireEqual(t, []byte(v))
+	return v
+}
+
+func TestPlanScreen(t *testing.T) {
+	m := newModel(t, nil)
+	checkScreen(t, m)
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("q")})
+	if cmd == nil || cmd() != tea.Quit() {
+		t.Error("q at the plan does not quit")
+	}
+}
+
+func TestPINScreen(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	if m.phase != phaseRunning {
+		t.Fatalf("enter at the plan: phase %v", m.phase)
+	}
+	req := &request{prompt: `User PIN for token "ceremony"`, secret: true, reply: make(chan reply, 1)}
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "1 of 1 custodians will be needed to recover"}, stepStartedMsg{1}, req)
+	enter(m) // nothing typed: refused
+	if len(req.reply) != 0 || !strings.Contains(m.View(), "nothing typed") {
+		t.Fatal("an empty PIN was accepted")
+	}
+	typeText(m, "8642")
+	v := checkScreen(t, m)
+	if strings.Contains(v, "8642") {
+		t.Fatal("the screen shows the PIN")
+	}
+	enter(m)
+	got := <-req.reply
+	if string(got.secret) != "8642" || got.err != nil {
+		t.Fatalf("reply %q %v", got.secret, got.err)
+	}
+	if m.prompt != nil || m.input.Value() != "" || strings.Contains(m.View(), "8642") {
+		t.Error("the PIN stays in the model after it was submitted")
+	}
+}
+
+func TestConfirmScreen(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "1 of 1 custodians will be needed to recover"},
+		stepStartedMsg{1}, stepDoneMsg{1, `token "ceremony" (serial 4a98c93aebfc4f1b)`}, stepStartedMsg{2},
+		stepDoneMsg{2, "arn:aws:kms:eu-west-1:111122223333:key/bc418427"}, stepStartedMsg{3},
+		infoMsg(`key "payments" generated on the token, key check value 06437a`), progressMsg{1, 2},
+		stepDoneMsg{3, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{4}, stepDoneMsg{4, "2 key(s) escrowed 1-of-1, all 1 subsets checked"},
+		stepStartedMsg{5}, stepDoneMsg{5, "ok"},
+		stepStartedMsg{6}, stepDoneMsg{6, "2 key(s) wrapped inside the HSM"}, stepStartedMsg{7}, progressMsg{0, 2})
+	req := &request{prompt: `Import the material of "payments" into arn:aws:kms:eu-west-1:111122223333:key/bc418427 (expires 2027-02-21T04:08:35Z). KMS will accept only this material for the key from now on.`, want: "payments", reply: make(chan reply, 1)}
+	send(m, req)
+	typeText(m, "paymnts")
+	enter(m)
+	if len(req.reply) != 0 {
+		t.Fatal("a wrong alias confirmed the import")
+	}
+	checkScreen(t, m)
+	typeText(m, "payments")
+	enter(m)
+	if got := <-req.reply; got.err != nil {
+		t.Fatalf("confirm: %v", got.err)
+	}
+}
+
+func TestEscCancels(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	req := &request{prompt: "confirm", want: "x", reply: make(chan reply, 1)}
+	send(m, req)
+	m.Update(tea.KeyMsg{Type: tea.KeyEsc})
+	if got := <-req.reply; got.err == nil {
+		t.Fatal("esc did not cancel")
+	}
+}
+
+func TestFailedRetryable(t *testing.T) {
+	calls := 0
+	m := newModel(t, func(context.Context, *ceremony.Config, ceremony.UI) (*ceremony.Result, error) {
+		calls++
+		return nil, nil
+	})
+	enter(m)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, doneMsg{err: &ceremony.StepError{Step: "open-token", Err: errors.New("wrong PIN for token \"ceremony\": nothing was changed; try again with the user PIN"), Changed: false}})
+	checkScreen(t, m)
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
+	if cmd == nil || m.phase != phaseRunning {
+		t.Fatal("r did not retry a failure that changed nothing")
+	}
+}
+
+func TestFailedNotRetryable(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2}, stepDoneMsg{2, "ok"}, stepStartedMsg{3},
+		doneMsg{err: &ceremony.StepError{Step: "generate-keys", Err: hsm.ErrMechanism, Changed: true}})
+	checkScreen(t, m)
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
+	if cmd != nil || m.phase != phaseFailed {
+		t.Fatal("r retried a ceremony that had changed something")
+	}
+}
+
+func TestDoneScreen(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	for i := range m.steps {
+		send(m, stepStartedMsg{i}, stepDoneMsg{i, "ok"})
+	}
+	vt := time.Date(2027, 2, 21, 4, 8, 35, 0, time.UTC)
+	send(m, doneMsg{res: &ceremony.Result{OutDir: "/ceremony/out", Transcript: "/ceremony/out/transcript.jsonl", PublicKey: "/ceremony/out/signing-key.pem",
+		SealHash: "4c1fab130e4df772367649d83c049e83aa5b7c5d1e2f3a4b5c6d7e8f90a1b2c3", Keys: []ceremony.KeyResult{{Label: "payments", KeyCheckValue: "06437a", ValidTo: &vt}}}})
+	checkScreen(t, m)
+}
+
+// TestNarrow checks that nothing overflows a narrow terminal.
+func TestNarrow(t *testing.T) {
+	m := newModel(t, nil)
+	m.Update(tea.WindowSizeMsg{Width: 50, Height: 24})
+	for _, l := range strings.Split(m.View(), "\n") {
+		if w := lipgloss.Width(l); w > 50 {
+			t.Errorf("line is %d wide at 50 columns: %q", w, l)
+		}
+	}
+}
+
+// BenchmarkFirstFrame measures the time from loading the config to the
+// first rendered frame (the issue's target: under 100 ms).
+func BenchmarkFirstFrame(b *testing.B) {
+	dir := b.TempDir()
+	p := dir + "/ceremony.yaml"
+	if err := os.WriteFile(p, []byte(testConfig), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		cfg, err := ceremony.LoadConfig(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		m := New(context.Background(), cfg, ceremony.Run)
+		m.Init()
+		m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		if m.View() == "" {
+			b.Fatal("empty frame")
+		}
+	}
+}
