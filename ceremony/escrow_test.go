@@ -1,12 +1,21 @@
 package ceremony
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/escrow"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
 
 // fakeUI answers Secret from a list and records prompts.
@@ -81,5 +90,134 @@ func TestCustodianPassphrases(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkEscrowStep measures the escrow step on SoftHSM for one key and a
+// 3-of-5 escrow to X25519 recipients: split, KEK import, wrap, in-token
+// check, blob and five sealed shares written, and all ten quorums
+// recombined and unwrapped on the token.
+func BenchmarkEscrowStep(b *testing.B) {
+	hsmtest.Setup(b, "bench")
+	tok, err := hsm.Open(hsm.Config{Module: hsmtest.Module, TokenLabel: "bench", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.GenerateAESKey("k", []byte{1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	kcv, _ := tok.CheckValue(key)
+	var custodians []CustodianConfig
+	var recips []*escrow.Recipient
+	for i := range 5 {
+		id, _ := age.GenerateX25519Identity()
+		r, _ := escrow.ParseRecipient(id.Recipient().String())
+		recips = append(recips, r)
+		custodians = append(custodians, CustodianConfig{Name: fmt.Sprintf("c%d", i), Recipient: r.Public})
+	}
+	for b.Loop() {
+		cfg := &Config{Ceremony: CeremonyConfig{ID: "bench", Operator: "b"}, Escrow: &EscrowConfig{Threshold: 3, Custodians: custodians}}
+		out := b.TempDir()
+		s := &state{cfg: cfg, ui: &fakeUI{}, tok: tok, recipients: recips, res: &Result{OutDir: out, Transcript: filepath.Join(out, "t.jsonl")},
+			keys: []*keyState{{cfg: &KeyConfig{Label: "k"}, id: []byte{1}, key: key, kcv: hex.EncodeToString(kcv), arn: "arn:x"}}}
+		if _, err := escrowKeys(context.Background(), s); err != nil {
+			b.Fatal(err)
+		}
+		_ = s.tr.Close()
+	}
+}
+
+func TestEscrowStep(t *testing.T) {
+	hsmtest.Setup(t, "esc")
+	tok, err := hsm.Open(hsm.Config{Module: hsmtest.Module, TokenLabel: "esc", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	key, err := tok.GenerateAESKey("k", []byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcv, _ := tok.CheckValue(key)
+	var custodians []CustodianConfig
+	var recips []*escrow.Recipient
+	var ids []age.Identity
+	for i := range 4 {
+		id, _ := age.GenerateX25519Identity()
+		ids = append(ids, id)
+		r, _ := escrow.ParseRecipient(id.Recipient().String())
+		recips = append(recips, r)
+		custodians = append(custodians, CustodianConfig{Name: fmt.Sprintf("c%d", i+1), Recipient: r.Public})
+	}
+	newState := func(kcv string) *state {
+		cfg := &Config{Ceremony: CeremonyConfig{ID: "esc", Operator: "t"}, Escrow: &EscrowConfig{Threshold: 2, Custodians: custodians}}
+		out := t.TempDir()
+		return &state{cfg: cfg, ui: &fakeUI{}, tok: tok, recipients: recips, res: &Result{OutDir: out, Transcript: filepath.Join(out, "transcript.jsonl")},
+			keys: []*keyState{{cfg: &KeyConfig{Label: "k"}, id: []byte{1}, key: key, kcv: kcv, arn: "arn:x"}}}
+	}
+
+	// A key whose recorded check value is not what the escrow unwraps to
+	// stops the step before the blob or any share is written.
+	bad := newState("000000")
+	if _, err := escrowKeys(context.Background(), bad); err == nil || !strings.Contains(err.Error(), `the escrowed copy of key "k" has check value`) {
+		t.Fatalf("wrong key check value: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(bad.res.OutDir, "escrow.json")); err == nil {
+		t.Error("escrow.json written for a failed escrow")
+	}
+
+	s := newState(hex.EncodeToString(kcv))
+	sum, err := escrowKeys(context.Background(), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sum, "1 key(s) escrowed 2-of-4, all 6 subsets checked") {
+		t.Errorf("summary %q", sum)
+	}
+	_ = s.tr.Close()
+	trData, _ := os.ReadFile(s.res.Transcript)
+	blobData, err := os.ReadFile(filepath.Join(s.res.OutDir, "escrow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := escrow.ParseBlob(blobData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened []*escrow.Share
+	for i := range 4 {
+		data, err := os.ReadFile(filepath.Join(s.res.OutDir, fmt.Sprintf("share-%d-c%d.age", i+1, i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := escrow.OpenShare(data, "s", ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(trData, []byte(sh.Value)) || bytes.Contains(blobData, []byte(sh.Value)) {
+			t.Fatal("a share value is in the transcript or the blob")
+		}
+		if sh.EscrowSHA256 != sha256Hex(blobData) {
+			t.Error("the share does not name the blob's hash")
+		}
+		opened = append(opened, sh)
+	}
+	// Two shares give the KEK that unwraps the blob's key on the token.
+	kek, err := blob.Public().Recover(opened[2:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := tok.ImportKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cv, err := tok.KWPCheckValue(h, blob.Keys[0].WrappedKey)
+	if err != nil || !bytes.Equal(cv, kcv) {
+		t.Errorf("recovered check value %x, %v; want %x", cv, err, kcv)
+	}
+	if !bytes.Contains(trData, []byte(`"step":"escrow"`)) || !bytes.Contains(trData, []byte(`"subsets_checked":6`)) {
+		t.Errorf("transcript lacks the escrow event: %s", trData)
 	}
 }
