@@ -263,7 +263,7 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 		for _, k := range blob.Keys {
 			cv, err := s.tok.KWPCheckValue(h, k.WrappedKey)
 			if err != nil {
-				return err
+				return fmt.Errorf("key %q: %w", k.Label, err)
 			}
 			if hex.EncodeToString(cv) != k.KeyCheckValue {
 				return fmt.Errorf("key %q unwraps to check value %x, want %s", k.Label, cv, k.KeyCheckValue)

@@ -480,7 +480,7 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 	id, _ := hex.DecodeString(bk.ID) // validated by ParseBlob
 	cv, err := tok.KWPCheckValue(kekKey, bk.WrappedKey)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("key %q: %w", bk.Label, err)
 	}
 	got := hex.EncodeToString(cv)
 	if got != bk.KeyCheckValue {

@@ -108,7 +108,7 @@ func (t *Token) UnwrapKWP(kek *Key, wrapped []byte, label string, id []byte, tok
 			}
 		}
 	}
-	h, err := t.unwrap(kek, wrapped, label, unwrapTemplate(label, id, token))
+	h, err := t.unwrap(kek, wrapped, fmt.Sprintf("key %q", label), unwrapTemplate(label, id, token))
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +130,7 @@ func unwrapTemplate(label string, id []byte, token bool) []*pkcs11.Attribute {
 	return tmpl
 }
 
-func (t *Token) unwrap(kek *Key, wrapped []byte, label string, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+func (t *Token) unwrap(kek *Key, wrapped []byte, what string, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
 	h, err := t.ctx.UnwrapKey(t.session, kwp, kek.handle, wrapped, tmpl)
 	if err != nil {
 		switch {
@@ -139,9 +139,9 @@ func (t *Token) unwrap(kek *Key, wrapped []byte, label string, tmpl []*pkcs11.At
 		// SoftHSM 2.6.1 reports a failed RFC 5649 integrity check as
 		// CKR_GENERAL_ERROR; other modules use the WRAPPED_KEY codes.
 		case isCode(err, pkcs11.CKR_WRAPPED_KEY_INVALID), isCode(err, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE), isCode(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID), isCode(err, pkcs11.CKR_GENERAL_ERROR):
-			return 0, fmt.Errorf("%w: key %q: the escrow key-encryption key is not the one it was wrapped under, or the escrow file was changed (%v)", ErrUnwrap, label, err)
+			return 0, fmt.Errorf("%w: %s: the escrow key-encryption key is not the one it was wrapped under, or the escrow file was changed (%v)", ErrUnwrap, what, err)
 		}
-		return 0, fmt.Errorf("failed to unwrap key %q into token %q: %w", label, t.info.Label, err)
+		return 0, fmt.Errorf("failed to unwrap %s into token %q: %w", what, t.info.Label, err)
 	}
 	return h, nil
 }
@@ -171,7 +171,7 @@ func (t *Token) KWPCheckValue(kek *Key, wrapped []byte) ([]byte, error) {
 		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
 		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-escrow-check"),
 	}
-	h, err := t.unwrap(kek, wrapped, "keyceremony-escrow-check", tmpl)
+	h, err := t.unwrap(kek, wrapped, "the wrapped key", tmpl)
 	if err != nil {
 		return nil, err
 	}

@@ -245,6 +245,17 @@ escrow:
 		if !pass {
 			t.Error("drill transcript has no passing drill event")
 		}
+		// A changed escrow blob fails the drill at the unwrap, naming the key.
+		tb, _ := escrow.ParseBlob(blobData)
+		tb.Keys[0].WrappedKey[5] ^= 1
+		tampered, _ := tb.Marshal()
+		r.wantFail(3, []string{"recovery drill FAILED", "wrapped key does not unwrap", `key "payments"`}, env,
+			"recover", "--drill", "--escrow", r.write("tampered.json", string(tampered)), "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(4, "dave"),
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"], "--out", filepath.Join(r.dir, "drill-tampered"))
+		// With the original transcript, the changed blob is refused up front.
+		r.wantFail(1, []string{"is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
+			"recover", "--drill", "--escrow", filepath.Join(r.dir, "tampered.json"), "--share", share(1, "alice"), "--identity", idFiles["alice"],
+			"--transcript", tr, "--out", filepath.Join(r.dir, "drill-tampered2"))
 		// A failing drill (too few shares) is recorded as a failure.
 		failOut := filepath.Join(r.dir, "drill-fail")
 		r.wantFail(3, []string{"recovery drill FAILED", "too few shares", "needs 3 of 5"}, env,
