@@ -19,6 +19,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
@@ -116,6 +118,9 @@ type state struct {
 	res     *Result
 	// recipients are the custodians' age recipients, in config order.
 	recipients []*escrow.Recipient
+	// openers open the passphrase custodians' shares once at the table
+	// (nil for the other custodians); dropped after the escrow step.
+	openers []age.Identity
 }
 
 type pendingEvent struct {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"filippo.io/age"
+
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 )
@@ -89,29 +91,43 @@ func (e *EscrowConfig) validate() error {
 // passphrases. It runs before anything changes, so a missing passphrase or a
 // bad recipient stops the ceremony with nothing done.
 func recipients(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, error) {
+	rs, _, err := resolveCustodians(ctx, c, ui)
+	return rs, err
+}
+
+// resolveCustodians returns each custodian's recipient and, for passphrase
+// custodians, the identity that opens their share (nil for the others), so
+// that the ceremony can open each passphrase share once at the table.
+func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, []age.Identity, error) {
 	var out []*escrow.Recipient
+	var ids []age.Identity
 	for i, cu := range c.Escrow.Custodians {
 		p := fmt.Sprintf("escrow.custodians[%d]", i)
 		if !cu.Passphrase {
 			r, err := escrow.ParseRecipient(cu.Recipient)
 			if err != nil {
-				return nil, fmt.Errorf("%s.recipient: %w", p, err)
+				return nil, nil, fmt.Errorf("%s.recipient: %w", p, err)
 			}
-			out = append(out, r)
+			out, ids = append(out, r), append(ids, nil)
 			continue
 		}
 		pass, err := custodianPassphrase(ctx, c, &cu, p, ui)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r, err := escrow.PassphraseRecipient(pass)
+		if err != nil {
+			clear(pass)
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
+		}
+		id, err := escrow.PassphraseIdentity(pass)
 		clear(pass)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
 		}
-		out = append(out, r)
+		out, ids = append(out, r), append(ids, id)
 	}
-	return out, nil
+	return out, ids, nil
 }
 
 func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p string, ui UI) ([]byte, error) {
@@ -160,11 +176,11 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 }
 
 func custodians(ctx context.Context, s *state) (string, error) {
-	rs, err := recipients(ctx, s.cfg, s.ui)
+	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui)
 	if err != nil {
 		return "", err
 	}
-	s.recipients = rs
+	s.recipients, s.openers = rs, ids
 	e := s.cfg.Escrow
 	return fmt.Sprintf("%d of %d custodians will be needed to recover", e.Threshold, len(e.Custodians)), nil
 }
@@ -177,6 +193,7 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 	e := s.cfg.Escrow
 	id := s.cfg.Ceremony.ID
 	n := len(e.Custodians)
+	defer func() { s.openers = nil }()
 	sharing, err := escrow.Split(rand.Reader, e.Threshold, n)
 	if err != nil {
 		return "", err
@@ -241,11 +258,24 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		// Check what is written, not only what is in memory: one stanza of
+		// the custodian's kind, and a passphrase share opens to this share.
+		if err := escrow.CheckSealed(sealed, s.recipients[i]); err != nil {
+			return "", fmt.Errorf("share of custodian %q: %w", c.Name, err)
+		}
+		check := "one " + s.recipients[i].Kind + " recipient stanza"
+		if i < len(s.openers) && s.openers[i] != nil {
+			check += ", opened back with the passphrase"
+			back, err := escrow.OpenShare(sealed, c.Name, s.openers[i])
+			if err != nil || back.Value != sh.Value || back.Index != sh.Index {
+				return "", fmt.Errorf("the sealed share of custodian %q does not open back to its share with the passphrase: %v", c.Name, err)
+			}
+		}
 		path, sum, err := s.writeFile(fmt.Sprintf("share-%d-%s.age", i+1, c.Name), sealed)
 		if err != nil {
 			return "", err
 		}
-		d := map[string]any{"name": c.Name, "index": i + 1, "recipient_type": s.recipients[i].Kind, "file": filepath.Base(path), "file_sha256": sum}
+		d := map[string]any{"name": c.Name, "index": i + 1, "recipient_type": s.recipients[i].Kind, "file": filepath.Base(path), "file_sha256": sum, "sealed_check": check}
 		if s.recipients[i].Public != "" {
 			d["recipient"] = s.recipients[i].Public
 		}

@@ -272,6 +272,16 @@ func TestSealOpen(t *testing.T) {
 				if bytes.Contains(data, []byte(sh.Value)) {
 					t.Fatal("sealed file holds the share value in clear")
 				}
+				if err := CheckSealed(data, tc.r); err != nil {
+					t.Errorf("CheckSealed: %v", err)
+				}
+				other := xr
+				if tc.r == xr {
+					other = sr
+				}
+				if err := CheckSealed(data, other); err == nil || !strings.Contains(err.Error(), "want one") {
+					t.Errorf("CheckSealed with another kind of recipient: %v", err)
+				}
 				if NeedsPassphrase(data) != tc.pass {
 					t.Errorf("NeedsPassphrase = %v", !tc.pass)
 				}

@@ -199,6 +199,29 @@ func dearmor(data []byte) io.Reader {
 	return bytes.NewReader(data)
 }
 
+// stanzaTypes maps a recipient kind to the age stanza type it writes.
+var stanzaTypes = map[string]string{"x25519": "X25519", "ssh-ed25519": "ssh-ed25519", "ssh-rsa": "ssh-rsa", "passphrase": "scrypt"}
+
+// CheckSealed checks that a sealed share is an age file with exactly one
+// recipient stanza, of the kind r writes: a share meant for one custodian
+// opens for that custodian only.
+func CheckSealed(data []byte, r *Recipient) error {
+	hdr, err := age.ExtractHeader(dearmor(data))
+	if err != nil {
+		return fmt.Errorf("the sealed share is not a readable age file: %w", err)
+	}
+	var types []string
+	for _, l := range strings.Split(string(hdr), "\n") {
+		if rest, ok := strings.CutPrefix(l, "-> "); ok {
+			types = append(types, strings.Fields(rest)[0])
+		}
+	}
+	if len(types) != 1 || types[0] != stanzaTypes[r.Kind] {
+		return fmt.Errorf("the sealed share has recipient stanzas %v, want one %s", types, stanzaTypes[r.Kind])
+	}
+	return nil
+}
+
 // NeedsPassphrase reports whether a sealed share is passphrase-protected
 // (its age header has an scrypt stanza), so that the caller knows to ask.
 func NeedsPassphrase(data []byte) bool {
