@@ -29,7 +29,8 @@ type Config struct {
 	Token    TokenConfig    `yaml:"token"`
 	KMS      KMSConfig      `yaml:"kms"`
 	Keys     []KeyConfig    `yaml:"keys"`
-	// Escrow is required: a ceremony escrows its keys before any upload.
+	// Escrow is required by Run: a ceremony escrows its keys before any
+	// upload (ErrNoEscrow otherwise).
 	Escrow *EscrowConfig `yaml:"escrow"`
 
 	// dir is the directory of the config file; relative paths are resolved
@@ -71,6 +72,13 @@ type KMSConfig struct {
 	Profile           string `yaml:"profile"`
 	WrappingAlgorithm string `yaml:"wrapping_algorithm"`
 	WrappingKeySpec   string `yaml:"wrapping_key_spec"`
+	// AllowHostWrap lets the ceremony wrap on the host when the token cannot
+	// wrap with the chosen algorithm inside the HSM: the key material is
+	// then in host memory for a moment (see hsm.Token.WrapForKMS).
+	AllowHostWrap bool `yaml:"allow_host_wrap"`
+	// HostWrapAllowedBy says who allowed host wrapping, for the transcript:
+	// "kms.allow_host_wrap" or a command-line flag. Not read from the file.
+	HostWrapAllowedBy string `yaml:"-"`
 }
 
 // KeyConfig is one key to generate and import.
@@ -163,10 +171,12 @@ func (c *Config) validate() error {
 		}
 		seen[c.Keys[i].Label] = true
 	}
-	if c.Escrow == nil {
-		return errors.New("escrow must be set: a ceremony escrows its keys with M-of-N custodians before anything is uploaded (see README, Escrow and recovery)")
+	// A ceremony (Run) requires the escrow section; commands that read a
+	// config only for its token section (wrap --config) do not.
+	if c.Escrow != nil {
+		return c.Escrow.validate()
 	}
-	return c.Escrow.validate()
+	return nil
 }
 
 func (t *TokenConfig) validate() error {
@@ -221,6 +231,9 @@ func (k *KMSConfig) validate() error {
 	}
 	if !wrap.ValidKeySpec(k.WrappingKeySpec) {
 		return fmt.Errorf("kms.wrapping_key_spec %q must be one of RSA_2048, RSA_3072, RSA_4096", k.WrappingKeySpec)
+	}
+	if k.AllowHostWrap && k.HostWrapAllowedBy == "" {
+		k.HostWrapAllowedBy = "kms.allow_host_wrap"
 	}
 	return nil
 }

@@ -175,7 +175,13 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 	return pass, nil
 }
 
+// ErrNoEscrow is returned by Run for a config without an escrow section.
+var ErrNoEscrow = errors.New("escrow must be set: a ceremony escrows its keys with M-of-N custodians before anything is uploaded; add an escrow section (see README, Escrow and recovery)")
+
 func custodians(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Escrow == nil {
+		return "", ErrNoEscrow
+	}
 	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui)
 	if err != nil {
 		return "", err

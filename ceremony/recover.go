@@ -525,10 +525,16 @@ func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.To
 	if err := p.CheckValid(now); err != nil {
 		return err
 	}
-	enc, err := wrapOnToken(tok, key, p)
+	pub, err := p.RSAPublicKey()
 	if err != nil {
 		return err
 	}
+	// In the HSM only: a recovery never takes the material to the host.
+	w, err := tok.WrapForKMS(key, pub, p.Algorithm, false)
+	if err != nil {
+		return err
+	}
+	enc := w.Ciphertext
 	b := &wrap.Bundle{KeyARN: arn, Region: p.Region, Algorithm: p.Algorithm, KeySpec: p.KeySpec, ImportToken: p.ImportToken,
 		ParamsValidTo: p.ValidTo, EncryptedKeyMaterial: enc, KeyCheckValue: bk.KeyCheckValue, TranscriptHash: r.tr.Hash()}
 	data, err := b.Marshal()
@@ -554,7 +560,7 @@ func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.To
 	if desc.State != "Enabled" {
 		return fmt.Errorf("KMS key %s is %s after the re-import, not Enabled", arn, desc.State)
 	}
-	d := map[string]any{"label": bk.Label, "kms_key_arn": arn, "wrapping_algorithm": string(p.Algorithm), "in_hsm": true, "key_check_value": bk.KeyCheckValue,
+	d := map[string]any{"label": bk.Label, "kms_key_arn": arn, "wrapping_algorithm": string(p.Algorithm), "in_hsm": w.InHSM, "method": w.Method, "key_check_value": bk.KeyCheckValue,
 		"file": filepath.Base(name), "file_sha256": evidence.Hash(data), "key_state": desc.State, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
 	if vt != nil {
 		d["expiration_model"], d["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt

@@ -58,6 +58,9 @@ func openToken(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 	}
+	if err := checkWrapAlgorithm(s); err != nil {
+		return "", err
+	}
 	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}); err != nil {
 		return "", err
 	}
@@ -173,54 +176,6 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		}
 	}
 	return fmt.Sprintf("%s with %s, valid until %s", alg, s.cfg.KMS.WrappingKeySpec, s.keys[0].params.ValidTo.Format(time.RFC3339)), nil
-}
-
-// wrapOnToken wraps a key for KMS inside the token.
-func wrapOnToken(tok *hsm.Token, key *hsm.Key, p *wrap.Params) ([]byte, error) {
-	pub, err := p.RSAPublicKey()
-	if err != nil {
-		return nil, err
-	}
-	if p.Algorithm.KeyWrap() {
-		return nil, fmt.Errorf("%w: %s is not supported yet: use RSAES_OAEP_SHA_1 on this token", hsm.ErrMechanism, p.Algorithm)
-	}
-	out, err := tok.WrapOAEP(key, pub, p.Algorithm.Hash())
-	if errors.Is(err, hsm.ErrMechanism) {
-		return nil, fmt.Errorf("token %q cannot wrap with %s inside the HSM (it can do RSAES_OAEP_SHA_1): set kms.wrapping_algorithm: RSAES_OAEP_SHA_1", tok.Info().Label, p.Algorithm)
-	}
-	return out, err
-}
-
-func wrapKeys(ctx context.Context, s *state) (string, error) {
-	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
-		if err := k.params.CheckValid(testOnlyNow()); err != nil {
-			return "", err
-		}
-		enc, err := wrapOnToken(s.tok, k.key, k.params)
-		if err != nil {
-			return "", err
-		}
-		b := &wrap.Bundle{
-			KeyARN: k.arn, Region: k.params.Region, Algorithm: k.params.Algorithm, KeySpec: k.params.KeySpec,
-			ImportToken: k.params.ImportToken, ParamsValidTo: k.params.ValidTo, EncryptedKeyMaterial: enc,
-			KeyCheckValue: k.kcv, TranscriptHash: s.tr.Hash(),
-		}
-		data, err := b.Marshal()
-		if err != nil {
-			return "", err
-		}
-		name, sum, err := s.writeFile("bundle-"+k.cfg.Label+".json", data)
-		if err != nil {
-			return "", err
-		}
-		k.bundle, k.res.Bundle = b, name
-		if err := s.record("wrap", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "wrapping_algorithm": string(b.Algorithm), "in_hsm": true,
-			"encrypted_key_material_sha256": evidence.Hash(enc), "key_check_value": k.kcv, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
-			return "", err
-		}
-	}
-	return fmt.Sprintf("%d key(s) wrapped inside the HSM", len(s.keys)), nil
 }
 
 func importKeys(ctx context.Context, s *state) (string, error) {

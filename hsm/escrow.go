@@ -108,7 +108,7 @@ func (t *Token) UnwrapKWP(kek *Key, wrapped []byte, label string, id []byte, tok
 			}
 		}
 	}
-	h, err := t.unwrap(kek, wrapped, fmt.Sprintf("key %q", label), unwrapTemplate(label, id, token))
+	h, err := t.unwrap(kek.handle, wrapped, fmt.Sprintf("key %q", label), unwrapTemplate(label, id, token))
 	if err != nil {
 		return nil, err
 	}
@@ -130,8 +130,8 @@ func unwrapTemplate(label string, id []byte, token bool) []*pkcs11.Attribute {
 	return tmpl
 }
 
-func (t *Token) unwrap(kek *Key, wrapped []byte, what string, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
-	h, err := t.ctx.UnwrapKey(t.session, kwp, kek.handle, wrapped, tmpl)
+func (t *Token) unwrap(kek pkcs11.ObjectHandle, wrapped []byte, what string, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	h, err := t.ctx.UnwrapKey(t.session, kwp, kek, wrapped, tmpl)
 	if err != nil {
 		switch {
 		case isCode(err, pkcs11.CKR_MECHANISM_INVALID), isCode(err, pkcs11.CKR_MECHANISM_PARAM_INVALID):
@@ -146,6 +146,36 @@ func (t *Token) unwrap(kek *Key, wrapped []byte, what string, tmpl []*pkcs11.Att
 	return h, nil
 }
 
+// derivedCheckValue computes k's check value inside the token, for modules
+// that report none: k is wrapped under a fresh session AES key and unwrapped
+// as an encrypt-only session copy whose encryption of a zero block gives the
+// check value. Both session objects are destroyed. t.mu must be held.
+func (t *Token) derivedCheckValue(k *Key) ([]byte, error) {
+	tmp, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-kcv-transport"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to make a session key: %w", err)
+	}
+	defer func() { _ = t.ctx.DestroyObject(t.session, tmp) }()
+	wrapped, err := t.ctx.WrapKey(t.session, kwp, tmp, k.handle)
+	if err != nil {
+		return nil, fmt.Errorf("failed to wrap the key under a session key: %w", err)
+	}
+	return t.kwpCheckValue(tmp, wrapped)
+}
+
 // KWPCheckValue returns the key check value (first 3 bytes of AES-ECB of a
 // zero block, as in CKA_CHECK_VALUE) of the AES key wrapped under kek,
 // computed inside the token: the key is unwrapped as a session object usable
@@ -155,6 +185,10 @@ func (t *Token) unwrap(kek *Key, wrapped []byte, what string, tmpl []*pkcs11.Att
 func (t *Token) KWPCheckValue(kek *Key, wrapped []byte) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.kwpCheckValue(kek.handle, wrapped)
+}
+
+func (t *Token) kwpCheckValue(kek pkcs11.ObjectHandle, wrapped []byte) ([]byte, error) {
 	tmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),

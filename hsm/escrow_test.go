@@ -93,6 +93,11 @@ func TestEscrowWrapUnwrap(t *testing.T) {
 	if again, err := tok.WrapKWP(kek, rk); err != nil || !bytes.Equal(again, wrapped) {
 		t.Errorf("re-wrapping the recovered key gave %x, %v; want %x", again, err, wrapped)
 	}
+	// SoftHSM reports no CKA_CHECK_VALUE for unwrapped keys; CheckValue
+	// computes it on the token instead.
+	if got, err := tok.CheckValue(rk); err != nil || !bytes.Equal(got, kcv) {
+		t.Errorf("recovered key CheckValue = %x, %v; want %x", got, err, kcv)
+	}
 	found, err := tok.FindAESKey("k1", []byte{1})
 	if err != nil {
 		t.Fatalf("recovered key is not a findable token key: %v", err)

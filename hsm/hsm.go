@@ -7,8 +7,10 @@
 //
 // # Secrets
 //
-// Key material never leaves the token through this package except wrapped
-// under a caller's public key ([Token.WrapOAEP]). PINs are taken as []byte and
+// Key material leaves the token through this package only wrapped under a
+// caller's public key ([Token.WrapOAEP], [Token.WrapForKMS]), except on the
+// host path of [Token.WrapForKMS], which the caller must ask for explicitly
+// and which zeroes every host buffer it used. PINs are taken as []byte and
 // zeroed by the caller; the PKCS#11 bindings need a string copy, which lives
 // only as long as the login call.
 package hsm
@@ -369,7 +371,13 @@ func (t *Token) CheckValue(k *Key) ([]byte, error) {
 		return nil, fmt.Errorf("failed to read the check value of key %q: %w", k.Label, err)
 	}
 	if len(attrs) == 0 || len(attrs[0].Value) == 0 {
-		return nil, fmt.Errorf("token %q reports no check value for key %q", t.info.Label, k.Label)
+		// SoftHSM 2.6.1 leaves CKA_CHECK_VALUE empty on keys made by
+		// C_UnwrapKey (recovered from escrow): compute it on the token.
+		kcv, err := t.derivedCheckValue(k)
+		if err != nil {
+			return nil, fmt.Errorf("token %q reports no check value for key %q, and computing it failed: %w", t.info.Label, k.Label, err)
+		}
+		return kcv, nil
 	}
 	return attrs[0].Value, nil
 }

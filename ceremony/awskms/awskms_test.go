@@ -77,7 +77,7 @@ func TestErrorsExplained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.KeyARN != arn || p.ValidTo.Sub(time.Now()) < 23*time.Hour {
+	if p.KeyARN != arn || time.Until(p.ValidTo) < 23*time.Hour {
 		t.Fatalf("params %s valid to %v", p.KeyARN, p.ValidTo)
 	}
 	material := make([]byte, 32)

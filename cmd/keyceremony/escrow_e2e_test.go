@@ -109,7 +109,7 @@ func TestEscrowEndToEnd(t *testing.T) {
 	carolPass := r.write("carol.pass", "carol's long passphrase\n")
 
 	out := filepath.Join(r.dir, "ceremony")
-	cfg := r.write("ceremony.yaml", fmt.Sprintf(`
+	cfgText := fmt.Sprintf(`
 ceremony:
   id: escrow-e2e
   operator: tester
@@ -133,7 +133,14 @@ escrow:
     - {name: carol, passphrase: true, passphrase_file: %s}
     - {name: dave, recipient: %s}
     - {name: erin, recipient: %s}
-`, out, recips[0], strings.TrimSpace(string(sshPub)), carolPass, recips[1], recips[2]))
+`, out, recips[0], strings.TrimSpace(string(sshPub)), carolPass, recips[1], recips[2])
+	cfg := r.write("ceremony.yaml", cfgText)
+	// Without an escrow section a ceremony refuses to start, changing nothing.
+	noEscrow := r.write("no-escrow.yaml", cfgText[:strings.Index(cfgText, "escrow:")])
+	r.wantFail(1, []string{"escrow must be set", "add an escrow section"}, nil, "run", "--config", noEscrow)
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("a ceremony without escrow wrote its output directory")
+	}
 	_, stderr, code := r.run(nil, "run", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("ceremony failed: %s", stderr)

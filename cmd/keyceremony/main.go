@@ -3,7 +3,10 @@
 //
 // Usage:
 //
-//	keyceremony run --config ceremony.yaml
+//	keyceremony run --config ceremony.yaml [--allow-host-wrap]
+//	keyceremony params fetch --key ARN --algorithm ALG --out params.json
+//	keyceremony wrap --params params.json --key LABEL --token LABEL --out-dir DIR
+//	keyceremony upload --bundle DIR/bundle-LABEL.json --valid-for 90d
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
 //	keyceremony escrow verify-share --share FILE --transcript FILE
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
@@ -36,6 +39,12 @@ const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the 
 Usage:
   keyceremony [tui --config FILE]        run a ceremony in the terminal UI (default config ./ceremony.yaml)
   keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
+  keyceremony params fetch --key ARN --algorithm ALG --out FILE
+                                         (online) fetch KMS import parameters into a params file
+  keyceremony wrap --params FILE --key LABEL --token LABEL --out-dir DIR
+                                         (offline) wrap a token key for KMS into a bundle
+  keyceremony upload --bundle FILE --valid-for 90d
+                                         (online) import a bundle into KMS and check the key
   keyceremony verify [--pubkey PEM] FILE check a transcript's hash chain and seal
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
   keyceremony escrow verify-share --share FILE --transcript FILE
@@ -73,6 +82,12 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":
 		err = cmdVerify(args[1:], stdout, stderr)
+	case "params":
+		err = cmdParams(ctx, args[1:], stdout, stderr)
+	case "wrap":
+		err = cmdWrap(ctx, args[1:], stdin, stdout, stderr)
+	case "upload":
+		err = cmdUpload(ctx, args[1:], stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
 	case "escrow":

@@ -14,9 +14,10 @@ import (
 )
 
 func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
-	fs := newFlags("run", stderr, "Usage: keyceremony run --config FILE\n\nRuns a whole ceremony from a config file: generate on the token, fetch import\nparameters, wrap, import with expiry, check, and seal the transcript.\n\n")
+	fs := newFlags("run", stderr, "Usage: keyceremony run --config FILE [--allow-host-wrap]\n\nRuns a whole ceremony from a config file: generate on the token, fetch import\nparameters, wrap, import with expiry, check, and seal the transcript.\n\n")
 	config := fs.String("config", "", "ceremony config `file` (YAML)")
 	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
+	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM (the key material is in host memory for a moment)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -30,6 +31,9 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	}
 	if *module != "" {
 		cfg.Token.Module = *module
+	}
+	if *allowHost {
+		cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy = true, "--allow-host-wrap"
 	}
 	ui := &lineUI{in: stdin, out: stderr}
 	res, err := ceremony.Run(ctx, cfg, ui)

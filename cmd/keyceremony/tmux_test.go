@@ -24,10 +24,16 @@ func TestTUITmux(t *testing.T) {
 	}
 	e := newE2E(t)
 	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "tmux"))
-	sock := "keyceremony-test-" + filepath.Base(e.dir)
+	// A socket of its own: concurrent test runs must not share a server.
+	sockDir, err := os.MkdirTemp("", "kc-tmux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "sock")
 	tmux := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("tmux %v: %v: %s", args, err, out)
 		}
@@ -37,7 +43,7 @@ func TestTUITmux(t *testing.T) {
 	script := fmt.Sprintf("cd %s && env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s; echo EXIT=$?; sleep 60",
 		e.dir, os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
 	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
-	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
 
 	screen := func() string { return tmux("capture-pane", "-p", "-t", "c") }
 	waitFor := func(s string) string {

@@ -1,0 +1,274 @@
+package ceremony
+
+// The air-gap flow splits a ceremony over three commands: FetchParams
+// (online) writes a params file, WrapOffline (offline: it never loads an AWS
+// configuration nor opens a connection) turns it into a bundle with the
+// token, and Upload (online) imports the bundle.
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// FetchParams asks KMS for import parameters for keyID (online) and checks
+// them: an RSA public key of the asked size and a ParametersValidTo in the
+// future.
+func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.Algorithm, spec string) (*wrap.Params, error) {
+	if !wrap.ValidKeySpec(spec) {
+		return nil, fmt.Errorf("wrapping key spec %q must be one of RSA_2048, RSA_3072, RSA_4096", spec)
+	}
+	c, err := awskms.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.GetParameters(ctx, keyID, alg, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// WrapPlan is an offline wrap of one existing token key for KMS.
+type WrapPlan struct {
+	// CeremonyID names the wrap in its transcript; empty means
+	// "wrap-" + KeyLabel.
+	CeremonyID string
+	// Operator is the person at the keyboard.
+	Operator string
+	// Token chooses the token and the PIN source (never a flag).
+	Token TokenConfig
+	// KeyLabel is the CKA_LABEL of the AES key to wrap.
+	KeyLabel string
+	// Params are the import parameters carried in, and ParamsFile the bytes
+	// they were read from (its hash goes into the transcript header).
+	Params     *wrap.Params
+	ParamsFile []byte
+	// ParamsSource describes where Params came from, for the transcript
+	// ("keyceremony params file", "aws kms get-parameters-for-import
+	// output", "PublicKey.bin + ImportToken.bin").
+	ParamsSource string
+	// OutDir receives transcript.jsonl, bundle-LABEL.json,
+	// EncryptedKeyMaterial.bin, ImportToken.bin and signing-key.pem. It is
+	// created if missing; existing files are never overwritten.
+	OutDir string
+	// AllowHostWrap and HostWrapAllowedBy: see KMSConfig.
+	AllowHostWrap     bool
+	HostWrapAllowedBy string
+}
+
+// WrapResult is what an offline wrap leaves.
+type WrapResult struct {
+	Transcript           string
+	Bundle               string
+	EncryptedKeyMaterial string
+	ImportToken          string
+	PublicKey            string
+	SealHash             string
+	KeyCheckValue        string
+	InHSM                bool
+	Method               string
+	HostReason           string
+}
+
+// WrapOffline wraps an existing token key under the KMS public key of
+// plan.Params, writes the bundle and AWS CLI files, and seals a transcript
+// of it on the token. It uses no network and reads no AWS configuration.
+//
+// Expired parameters are refused (an error wrapping [wrap.ErrParamsExpired])
+// before the token is opened. Nothing is written until the wrap succeeded.
+func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error) {
+	p := plan.Params
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return nil, err
+	}
+	pub, err := p.RSAPublicKey()
+	if err != nil {
+		return nil, err
+	}
+	if plan.KeyLabel == "" {
+		return nil, errors.New("no key label given: name the token key to wrap")
+	}
+	if plan.OutDir == "" {
+		return nil, errors.New("no output directory given")
+	}
+	id := plan.CeremonyID
+	if id == "" {
+		id = "wrap-" + plan.KeyLabel
+	}
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("ceremony id %q must be 1-64 letters, digits, '.', '_' or '-'", id)
+	}
+	if err := plan.Token.validate(); err != nil {
+		return nil, err
+	}
+	cfg := &Config{
+		Ceremony: CeremonyConfig{ID: id, Operator: plan.Operator, OutDir: plan.OutDir},
+		Token:    plan.Token,
+		KMS:      KMSConfig{WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec, AllowHostWrap: plan.AllowHostWrap, HostWrapAllowedBy: plan.HostWrapAllowedBy},
+		dir:      ".",
+		hash:     evidence.Hash(plan.ParamsFile),
+	}
+	s := &state{cfg: cfg, ui: ui, res: &Result{OutDir: cfg.OutDir(), Transcript: filepath.Join(cfg.OutDir(), "transcript.jsonl")}}
+	defer func() {
+		if s.tr != nil {
+			_ = s.tr.Close()
+		}
+		if s.tok != nil {
+			_ = s.tok.Close()
+		}
+	}()
+
+	tok, err := OpenToken(ctx, &cfg.Token, ui)
+	if err != nil {
+		return nil, err
+	}
+	s.tok = tok
+	in := tok.Info()
+	key, err := tok.FindAESKey(plan.KeyLabel, nil)
+	if err != nil {
+		return nil, err
+	}
+	kcvBytes, err := tok.CheckValue(key)
+	if err != nil {
+		return nil, err
+	}
+	kcv := hex.EncodeToString(kcvBytes)
+	// Check again right before wrapping: the PIN prompt may have taken a while.
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return nil, err
+	}
+	w, err := tok.WrapForKMS(key, pub, p.Algorithm, plan.AllowHostWrap)
+	if err != nil {
+		return nil, err
+	}
+	if !w.InHSM {
+		ui.Info(fmt.Sprintf("key %q wrapped on the host (allowed by %s): %s", plan.KeyLabel, plan.HostWrapAllowedBy, w.HostReason))
+	}
+
+	// The wrap worked: from here on, everything is evidence.
+	for _, e := range []struct {
+		step string
+		data map[string]any
+	}{
+		{"open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}},
+		{"key", map[string]any{"label": key.Label, "id": hex.EncodeToString(key.ID), "key_check_value": kcv}},
+		{"params", map[string]any{"source": plan.ParamsSource, "file_sha256": cfg.hash, "kms_key_arn": p.KeyARN, "region": p.Region, "wrapping_algorithm": string(p.Algorithm),
+			"wrapping_key_spec": p.KeySpec, "public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo}},
+	} {
+		if err := s.record(e.step, e.data); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	b := &wrap.Bundle{
+		KeyARN: p.KeyARN, Region: p.Region, Algorithm: p.Algorithm, KeySpec: p.KeySpec,
+		ImportToken: p.ImportToken, ParamsValidTo: p.ValidTo, EncryptedKeyMaterial: w.Ciphertext,
+		KeyCheckValue: kcv, TranscriptHash: s.tr.Hash(),
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	res := &WrapResult{KeyCheckValue: kcv, InHSM: w.InHSM, Method: w.Method, HostReason: w.HostReason, Transcript: s.res.Transcript}
+	bundlePath, bundleSum, err := s.writeFile("bundle-"+plan.KeyLabel+".json", data)
+	if err != nil {
+		return nil, err
+	}
+	ekmPath, ekmSum, err := s.writeFile("EncryptedKeyMaterial.bin", w.Ciphertext)
+	if err != nil {
+		return nil, err
+	}
+	itPath, itSum, err := s.writeFile("ImportToken.bin", p.ImportToken)
+	if err != nil {
+		return nil, err
+	}
+	res.Bundle, res.EncryptedKeyMaterial, res.ImportToken = bundlePath, ekmPath, itPath
+	ev := wrapData(plan.KeyLabel, p.KeyARN, b, w, plan.HostWrapAllowedBy)
+	ev["file"], ev["file_sha256"] = filepath.Base(bundlePath), bundleSum
+	ev["encrypted_key_material_file"], ev["encrypted_key_material_file_sha256"] = filepath.Base(ekmPath), ekmSum
+	ev["import_token_file"], ev["import_token_file_sha256"] = filepath.Base(itPath), itSum
+	if err := s.record("wrap", ev); err != nil {
+		return nil, err
+	}
+	if _, err := seal(ctx, s); err != nil {
+		return nil, err
+	}
+	res.PublicKey, res.SealHash = s.res.PublicKey, s.res.SealHash
+	return res, nil
+}
+
+// Expiry says when imported material expires: exactly one field is set.
+type Expiry struct {
+	// ValidTo is an RFC 3339 time.
+	ValidTo string
+	// ValidFor is a duration such as "90d" or "2160h".
+	ValidFor string
+	// DoesNotExpire imports with KEY_MATERIAL_DOES_NOT_EXPIRE.
+	DoesNotExpire bool
+}
+
+// UploadResult is what Upload did.
+type UploadResult struct {
+	KeyARN  string
+	ValidTo *time.Time
+	Check   *KeyCheck
+}
+
+// Upload imports a bundle into KMS (online) and then checks the key: state
+// Enabled, expiry as asked, encrypt and decrypt. An expired import token is
+// refused (an error wrapping [wrap.ErrParamsExpired]) before any call to KMS.
+func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry) (*UploadResult, error) {
+	now := testOnlyNow()
+	if err := b.CheckValid(now); err != nil {
+		return nil, err
+	}
+	kc := KeyConfig{Label: "bundle", KMSKeyID: b.KeyARN, ValidTo: e.ValidTo, ValidFor: e.ValidFor, DoesNotExpire: e.DoesNotExpire}
+	if err := kc.validate("expiry"); err != nil {
+		return nil, fmt.Errorf("%w (flags --valid-to, --valid-for, --does-not-expire)", err)
+	}
+	vt, err := kc.validTo(now)
+	if err != nil {
+		return nil, err
+	}
+	if o.Region == "" {
+		o.Region = b.Region
+	}
+	c, err := awskms.New(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	desc := "keyceremony kcv " + b.KeyCheckValue
+	if b.TranscriptHash != "" {
+		desc += " transcript sha256:" + b.TranscriptHash
+	}
+	if err := c.Import(ctx, b, vt, desc); err != nil {
+		return nil, err
+	}
+	chk, err := CheckKey(ctx, o, b.KeyARN)
+	if err != nil {
+		return nil, err
+	}
+	d := chk.Key
+	switch {
+	case !chk.EncryptDecrypt:
+		return nil, fmt.Errorf("KMS key %s is %s after import, not Enabled", d.ARN, d.State)
+	case vt == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
+		return nil, fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", d.ARN, d.ExpirationModel)
+	case vt != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
+		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
+	}
+	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk}, nil
+}

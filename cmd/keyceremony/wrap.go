@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+const wrapHelp = `Usage: keyceremony wrap PARAMS --key LABEL (--token LABEL | --config FILE) --out-dir DIR [--allow-host-wrap]
+
+Offline: wraps an existing AES key on the token for a KMS import. It opens no
+network connection and reads no AWS configuration. PARAMS is one of
+  --params FILE                       a keyceremony params file (keyceremony params fetch)
+  --aws-params FILE --algorithm ALG   the JSON output of aws kms get-parameters-for-import
+  --public-key PublicKey.bin --import-token ImportToken.bin --key-arn ARN
+      --algorithm ALG --params-valid-to TIME
+                                      the files of AWS's import guide
+DIR receives bundle-LABEL.json (for keyceremony upload), EncryptedKeyMaterial.bin
+and ImportToken.bin (for aws kms import-key-material), signing-key.pem and a
+transcript sealed on the token. Expired parameters are refused.
+
+The user PIN comes from token.pin_file, token.pin_env (with --config),
+$KEYCEREMONY_PIN, or a no-echo prompt; never from a flag.
+
+`
+
+func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := newFlags("wrap", stderr, wrapHelp)
+	paramsFile := fs.String("params", "", "keyceremony params `file`")
+	awsParams := fs.String("aws-params", "", "JSON output `file` of aws kms get-parameters-for-import")
+	pubFile := fs.String("public-key", "", "PublicKey.bin `file` (DER) of AWS's guide")
+	tokFile := fs.String("import-token", "", "ImportToken.bin `file` of AWS's guide")
+	keyARN := fs.String("key-arn", "", "KMS key `ARN` (with --public-key)")
+	alg := fs.String("algorithm", "", "wrapping `algorithm` the AWS parameters were fetched for")
+	validTo := fs.String("params-valid-to", "", "ParametersValidTo (RFC 3339 `time`) of the AWS parameters (with --public-key)")
+	key := fs.String("key", "", "`label` of the AES key on the token")
+	token := fs.String("token", "", "token `label`")
+	config := fs.String("config", "", "ceremony config `file` (its token and kms.allow_host_wrap; its key if it lists one)")
+	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
+	outDir := fs.String("out-dir", "", "output `directory` (files in it are never overwritten)")
+	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM")
+	id := fs.String("id", "", "ceremony `id` for the transcript (default wrap-LABEL)")
+	operator := fs.String("operator", "", "operator `name` for the transcript")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError(fmt.Sprintf("wrap takes no positional arguments (got %q): see keyceremony wrap --help", pos[0]))
+	}
+	if *outDir == "" {
+		return usageError("wrap needs --out-dir DIR for the bundle, the AWS CLI files and the transcript")
+	}
+	if (*token == "") == (*config == "") {
+		return usageError("wrap needs exactly one of --token LABEL and --config FILE to choose the token")
+	}
+
+	// Parameters first: expired or malformed ones stop us before the token.
+	plan := &ceremony.WrapPlan{KeyLabel: *key, OutDir: *outDir, CeremonyID: *id, Operator: *operator}
+	n := 0
+	for _, s := range []string{*paramsFile, *awsParams, *pubFile} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return usageError("wrap needs exactly one of --params FILE, --aws-params FILE, or --public-key FILE with --import-token, --key-arn, --algorithm and --params-valid-to")
+	}
+	switch {
+	case *paramsFile != "":
+		if *alg != "" || *keyARN != "" || *tokFile != "" || *validTo != "" {
+			return usageError("--params files carry the algorithm, key ARN, token and validity: drop --algorithm, --key-arn, --import-token and --params-valid-to")
+		}
+		data, err := os.ReadFile(*paramsFile)
+		if err != nil {
+			return fmt.Errorf("failed to read params file: %w", err)
+		}
+		p, err := wrap.ParseParams(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *paramsFile, err)
+		}
+		plan.Params, plan.ParamsFile, plan.ParamsSource = p, data, "keyceremony params file"
+	case *awsParams != "":
+		if *alg == "" {
+			return usageError("--aws-params needs --algorithm: the output of get-parameters-for-import does not say which wrapping algorithm was asked for")
+		}
+		a, err := wrap.ParseAlgorithm(*alg)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		data, err := os.ReadFile(*awsParams)
+		if err != nil {
+			return fmt.Errorf("failed to read the aws kms get-parameters-for-import output: %w", err)
+		}
+		p, err := wrap.ParseAWSCLIParams(data, a)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *awsParams, err)
+		}
+		plan.Params, plan.ParamsFile, plan.ParamsSource = p, data, "aws kms get-parameters-for-import output"
+	default:
+		if *tokFile == "" || *keyARN == "" || *alg == "" || *validTo == "" {
+			return usageError("--public-key needs --import-token ImportToken.bin, --key-arn ARN, --algorithm ALG and --params-valid-to TIME (the ParametersValidTo that get-parameters-for-import printed)")
+		}
+		a, err := wrap.ParseAlgorithm(*alg)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		vt, err := time.Parse(time.RFC3339, *validTo)
+		if err != nil {
+			return usageError(fmt.Sprintf("--params-valid-to %q must be an RFC 3339 time such as 2026-11-24T18:35:16Z", *validTo))
+		}
+		pub, err := os.ReadFile(*pubFile)
+		if err != nil {
+			return fmt.Errorf("failed to read the public key: %w", err)
+		}
+		tok, err := os.ReadFile(*tokFile)
+		if err != nil {
+			return fmt.Errorf("failed to read the import token: %w", err)
+		}
+		p, err := wrap.ParamsFromFiles(*keyARN, pub, tok, a, vt)
+		if err != nil {
+			return fmt.Errorf("%s, %s: %w", *pubFile, *tokFile, err)
+		}
+		plan.Params, plan.ParamsFile, plan.ParamsSource = p, append(append([]byte(nil), pub...), tok...), "PublicKey.bin + ImportToken.bin"
+	}
+	p := plan.Params
+	if err := p.CheckValid(time.Now()); err != nil {
+		return &hintError{error: err, hint: fetchHint(p.KeyARN, p.Algorithm, p.KeySpec)}
+	}
+
+	if *config != "" {
+		cfg, err := ceremony.LoadConfig(*config)
+		if err != nil {
+			return err
+		}
+		plan.Token = cfg.Token
+		plan.AllowHostWrap, plan.HostWrapAllowedBy = cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy
+		if plan.Operator == "" {
+			plan.Operator = cfg.Ceremony.Operator
+		}
+		if plan.KeyLabel == "" {
+			if len(cfg.Keys) != 1 {
+				return usageError(fmt.Sprintf("%s lists %d keys: choose one with --key LABEL", *config, len(cfg.Keys)))
+			}
+			plan.KeyLabel = cfg.Keys[0].Label
+		}
+	} else {
+		plan.Token = ceremony.TokenConfig{Label: *token}
+	}
+	if plan.KeyLabel == "" {
+		return usageError("wrap needs --key LABEL: the label of the AES key on the token")
+	}
+	if *module != "" {
+		plan.Token.Module = *module
+	}
+	if *allowHost {
+		plan.AllowHostWrap, plan.HostWrapAllowedBy = true, "--allow-host-wrap"
+	}
+	for _, name := range []string{"transcript.jsonl", "bundle-" + plan.KeyLabel + ".json", "EncryptedKeyMaterial.bin", "ImportToken.bin"} {
+		if err := checkNew(*outDir + "/" + name); err != nil {
+			return err
+		}
+	}
+
+	ui := &lineUI{in: stdin, out: stderr}
+	res, err := ceremony.WrapOffline(ctx, plan, ui)
+	if err != nil {
+		if errors.Is(err, wrap.ErrParamsExpired) {
+			return &hintError{error: err, hint: fetchHint(p.KeyARN, p.Algorithm, p.KeySpec)}
+		}
+		return err
+	}
+	where := "inside the HSM (" + res.Method + ")"
+	if !res.InHSM {
+		where = "on the host (" + res.HostReason + ")"
+	}
+	fmt.Fprintf(stdout, "key %s (kcv %s) wrapped for %s with %s %s\n", plan.KeyLabel, res.KeyCheckValue, p.KeyARN, p.Algorithm, where)
+	fmt.Fprintf(stdout, "bundle:                 %s\n", res.Bundle)
+	fmt.Fprintf(stdout, "EncryptedKeyMaterial:   %s\n", res.EncryptedKeyMaterial)
+	fmt.Fprintf(stdout, "ImportToken:            %s\n", res.ImportToken)
+	fmt.Fprintf(stdout, "transcript:             %s (sealed, sha256 %s)\n", res.Transcript, res.SealHash)
+	fmt.Fprintf(stdout, "parameters valid until: %s\n", p.ValidTo.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "next: carry the bundle online and run keyceremony upload --bundle %s --valid-for 365d (or --valid-to T, --does-not-expire)\n", res.Bundle)
+	return nil
+}
+
+// checkNew refuses a path that already exists, before any work is done.
+func checkNew(path string) error {
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s already exists: keyceremony never overwrites evidence; choose a new path or output directory", path)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("failed to check %s: %w", path, err)
+	}
+	return nil
+}
