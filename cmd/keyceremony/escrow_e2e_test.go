@@ -84,7 +84,9 @@ func (r *escrowRig) wantFail(code int, wants []string, env []string, args ...str
 // check their shares alone; a drill passes without KMS; something is
 // encrypted through KMS; the material is deleted in KMS and the token key
 // destroyed; three custodians recover into a new token, the material is
-// imported again, and the old ciphertext decrypts.
+// imported again with params fetch, wrap and upload, and the old ciphertext
+// decrypts; then, lost once more, three others recover into a third token
+// with recover --reimport, and it decrypts again.
 func TestEscrowEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -332,26 +334,52 @@ escrow:
 		}
 	})
 
-	// Three custodians (bob, carol, erin) recover into a new token, and the
-	// material goes back into KMS.
+	decrypts := func(when string) {
+		t.Helper()
+		pt, err := kc.Decrypt(ctx, arn, ct)
+		if err != nil {
+			t.Fatalf("%s: the old ciphertext does not decrypt: %v", when, err)
+		}
+		if !bytes.Equal(pt, secret) {
+			t.Fatalf("%s: the old ciphertext decrypts to something else", when)
+		}
+	}
+
+	// Three custodians (bob, carol, erin) recover into a new token; the
+	// material goes back into KMS with the air-gap commands.
 	recOut := filepath.Join(r.dir, "recovery")
 	got := r.mustRun(nil, "recover", "--escrow", blob, "--share", share(2, "bob"), "--share", share(3, "carol"), "--share", share(5, "erin"),
 		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass,
-		"--token-label", "recovery", "--transcript", tr, "--pubkey", pub, "--out", recOut,
-		"--reimport", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--valid-for", "30d")
-	if !strings.Contains(got, "imported again into "+arn) || !strings.Contains(got, "shares used: bob, carol, erin") {
+		"--token-label", "recovery", "--transcript", tr, "--pubkey", pub, "--out", recOut)
+	if !strings.Contains(got, "key payments (id 0a0b): recovered into the token, kcv") || !strings.Contains(got, "shares used: bob, carol, erin") {
 		t.Errorf("recover: %s", got)
-	}
-	pt, err := kc.Decrypt(ctx, arn, ct)
-	if err != nil {
-		t.Fatalf("the old ciphertext does not decrypt after recovery: %v", err)
-	}
-	if !bytes.Equal(pt, secret) {
-		t.Fatal("the old ciphertext decrypts to something else")
 	}
 	if got := r.mustRun(nil, "verify", "--pubkey", filepath.Join(recOut, "signing-key.pem"), filepath.Join(recOut, "transcript.jsonl")); !strings.Contains(got, "OK") {
 		t.Errorf("recovery transcript: %s", got)
 	}
+	params := filepath.Join(r.dir, "params.json")
+	wrapDir := filepath.Join(r.dir, "rewrap")
+	r.mustRun(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", params)
+	r.mustRun(nil, "wrap", "--params", params, "--key", "payments", "--token", "recovery", "--out-dir", wrapDir)
+	r.mustRun(nil, "upload", "--bundle", filepath.Join(wrapDir, "bundle-payments.json"), "--valid-for", "30d")
+	decrypts("after recover + params fetch + wrap + upload")
+
+	// Lost again: alice, carol and dave recover into a third token and
+	// re-import in one command.
+	if err := kc.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+		t.Fatal(err)
+	}
+	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "recovery2"); err != nil {
+		t.Fatal(err)
+	}
+	got = r.mustRun(nil, "recover", "--escrow", blob, "--share", share(1, "alice"), "--share", share(3, "carol"), "--share", share(4, "dave"),
+		"--identity", idFiles["alice"], "--identity", idFiles["dave"], "--passphrase-file", carolPass,
+		"--token-label", "recovery2", "--transcript", tr, "--pubkey", pub, "--out", filepath.Join(r.dir, "recovery2"),
+		"--reimport", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--valid-for", "30d")
+	if !strings.Contains(got, "imported again into "+arn) {
+		t.Errorf("recover --reimport: %s", got)
+	}
+	decrypts("after recover --reimport")
 	// The recovered key is a token key with the original label and id; a
 	// second recovery into the same token refuses to overwrite it.
 	r.wantFail(1, []string{"already holds a key labelled \"payments\""}, nil,
