@@ -10,6 +10,7 @@ package ceremony
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -19,7 +20,10 @@ import (
 	"runtime/debug"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
@@ -60,9 +64,11 @@ type Step struct {
 // in order.
 func Steps() []Step {
 	steps := []Step{
+		{ID: "custodians", Title: "Check the escrow custodians", run: custodians},
 		{ID: "open-token", Title: "Open the token and log in", run: openToken},
 		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
 		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
+		{ID: "escrow", Title: "Escrow the keys to the custodians", run: escrowKeys},
 		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
 		{ID: "wrap", Title: "Wrap the key material for KMS", run: wrapKeys},
 		{ID: "import", Title: "Import the wrapped material into KMS", run: importKeys},
@@ -126,11 +132,18 @@ type state struct {
 	tr      *transcripts.Writer
 	keys    []*keyState
 	res     *Result
-	// stepNo is the script number of the running step; signer seals the
-	// transcript (named in its header); files lists every file written.
-	stepNo int
-	signer crypto.Signer
-	files  []map[string]any
+	// recipients are the custodians' age recipients, in config order.
+	recipients []*escrow.Recipient
+	// openers open the passphrase custodians' shares once at the table
+	// (nil for the other custodians); dropped after the escrow step.
+	openers []age.Identity
+	// stepNo is the script number of the running step and recorded the
+	// number of events so far; signer seals the transcript (named in its
+	// header); files lists every file written.
+	stepNo   int
+	recorded int
+	signer   crypto.Signer
+	files    []map[string]any
 }
 
 type pendingEvent struct {
@@ -196,12 +209,20 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		}
 		ui.StepStarted(i+1, len(steps), st)
 		s.stepNo = st.No
+		recorded := s.recorded
 		summary, err := st.run(ctx, s)
 		if err != nil {
 			if s.tr != nil {
 				_ = s.tr.AppendStep(st.No, "failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
 			}
 			return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
+		}
+		// Every script step leaves an event bearing its number: one that
+		// recorded nothing else records that it was done.
+		if s.recorded == recorded {
+			if err := s.record("step-done", map[string]any{"id": st.ID, "summary": summary}); err != nil {
+				return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
+			}
 		}
 		ui.StepDone(i+1, len(steps), st, summary)
 	}
@@ -294,3 +315,8 @@ func sha256Hex(b []byte) string {
 
 // ErrNoPIN is returned by a UI that cannot ask for a secret.
 var ErrNoPIN = errors.New("no PIN available")
+
+func spkiECDSA(k any) *ecdsa.PublicKey {
+	p, _ := k.(*ecdsa.PublicKey)
+	return p
+}

@@ -29,6 +29,9 @@ type Config struct {
 	Token    TokenConfig    `yaml:"token"`
 	KMS      KMSConfig      `yaml:"kms"`
 	Keys     []KeyConfig    `yaml:"keys"`
+	// Escrow is required by Run: a ceremony escrows its keys before any
+	// upload (ErrNoEscrow otherwise).
+	Escrow *EscrowConfig `yaml:"escrow"`
 
 	// dir is the directory of the config file; relative paths are resolved
 	// against it.
@@ -167,6 +170,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("keys[%d].label %q is used twice", i, c.Keys[i].Label)
 		}
 		seen[c.Keys[i].Label] = true
+	}
+	// A ceremony (Run) requires the escrow section; commands that read a
+	// config only for its token section (wrap --config) do not.
+	if c.Escrow != nil {
+		return c.Escrow.validate()
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,16 @@ keys:
   - label: payments-2026
     create: true
     valid_for: 90d
+escrow:
+  threshold: 2
+  custodians:
+    - name: carol
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
+    - name: dave
+      recipient: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH0qHy1yNkNuGk2sFzDa8VPR8ukY8uD0WSVWOCcW1VCk dave@example
+    - name: erin
+      passphrase: true
+      passphrase_env: ERIN_PASSPHRASE
 `
 
 func TestParseConfig(t *testing.T) {
@@ -58,7 +70,19 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no kms key", "create: true", "description: x", "keys[0]: set exactly one of kms_key_id"},
 		{"both kms key", "create: true", "create: true\n    kms_key_id: abc", "keys[0]: set exactly one of kms_key_id"},
 		{"bad key id", "create: true", "create: true\n    id: xyz", "keys[0].id"},
-		{"two docs", "valid_for: 90d", "valid_for: 90d\n---\nfoo: 1", "more than one YAML document"},
+		{"two docs", "passphrase_env: ERIN_PASSPHRASE", "passphrase_env: ERIN_PASSPHRASE\n---\nfoo: 1", "more than one YAML document"},
+		{"no escrow", "escrow:", "escrow_:", "field escrow_ not found"},
+		{"threshold 0", "threshold: 2", "threshold: 0", "escrow.threshold 0 must be between 1 and the number of custodians (3)"},
+		{"threshold > n", "threshold: 2", "threshold: 4", "escrow.threshold 4 must be between 1"},
+		{"bad name", "name: carol", "name: 'carol smith'", "escrow.custodians[0].name"},
+		{"same name", "name: dave", "name: carol", `escrow.custodians[1].name "carol" is used twice`},
+		{"bad age recipient", "recipient: age1ql3z", "recipient: age1xl3z", "escrow.custodians[0].recipient: invalid age recipient"},
+		{"secret key as recipient", "recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "recipient: AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX", "escrow.custodians[0].recipient: recipient must be"},
+		{"bad ssh", "AAAAC3NzaC1lZDI1NTE5AAAAIH0q", "AAAAC3NzaC1lZDI1NTE5AAAAIH1q", "escrow.custodians[1].recipient: invalid SSH recipient"},
+		{"both", "passphrase: true", "passphrase: true\n      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "escrow.custodians[2]: set exactly one of recipient"},
+		{"neither", "passphrase: true", "passphrase: false", "escrow.custodians[2]: set exactly one of recipient"},
+		{"env and file", "passphrase_env: ERIN_PASSPHRASE", "passphrase_env: ERIN_PASSPHRASE\n      passphrase_file: erin.txt", "escrow.custodians[2]: passphrase_env and passphrase_file are exclusive"},
+		{"env without passphrase", "dave@example", "dave@example\n      passphrase_env: X", "escrow.custodians[1]: passphrase_env and passphrase_file need passphrase: true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,10 +96,23 @@ func TestParseConfigErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
+			if strings.Contains(err.Error(), "AGE-SECRET-KEY") {
+				t.Errorf("error repeats a secret key: %q", err)
+			}
 			if strings.Contains(err.Error(), "1234") {
 				t.Errorf("error leaks a PIN: %q", err)
 			}
 		})
+	}
+	// Without an escrow section the config parses (wrap --config reads only
+	// its token section), but a ceremony refuses to start.
+	noEscrow := goodConfig[:strings.Index(goodConfig, "escrow:")]
+	cfg, err := ParseConfig([]byte(noEscrow))
+	if err != nil {
+		t.Fatalf("config without escrow: %v", err)
+	}
+	if _, err := custodians(context.Background(), &state{cfg: cfg}); !errors.Is(err, ErrNoEscrow) {
+		t.Errorf("ceremony without escrow: %v", err)
 	}
 	if _, err := ParseConfig(nil); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("empty config: %v", err)

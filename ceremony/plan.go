@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"fmt"
+	"strings"
 )
 
 // PlanItem is one line of a ceremony's plan, as shown for review before it
@@ -45,6 +46,13 @@ func (c *Config) Plan() []PlanItem {
 			expiry = "expires in " + k.ValidFor
 		}
 		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s, %s", target, expiry)})
+	}
+	if e := c.Escrow; e != nil {
+		var names []string
+		for _, cu := range e.Custodians {
+			names = append(names, cu.Name)
+		}
+		items = append(items, PlanItem{"Escrow", fmt.Sprintf("%d of %d custodians: %s", e.Threshold, len(e.Custodians), strings.Join(names, ", "))})
 	}
 	items = append(items, PlanItem{"Evidence", c.OutDir()})
 	return items

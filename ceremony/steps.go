@@ -22,6 +22,7 @@ import (
 // record appends an event to the transcript, or holds it until begin when
 // the ceremony has changed nothing yet.
 func (s *state) record(step string, data map[string]any) error {
+	s.recorded++
 	if s.tr == nil {
 		s.pending = append(s.pending, pendingEvent{s.stepNo, step, data})
 		return nil

@@ -65,6 +65,13 @@ func ScriptSteps() []transcripts.ScriptStep {
 
 // witnessChecks says, per step, what the witnesses watch for and write down.
 var witnessChecks = map[string][]string{
+	"custodians": {
+		"Each custodian present confirms their name and the fingerprint of their age recipient (or types their passphrase, masked); the quorum M of N is read aloud: ________",
+	},
+	"escrow": {
+		"Every M-subset of the shares was recombined and checked (quorum check ok); each custodian receives their sealed share file and checks it: keyceremony escrow verify-share.",
+		"The escrow blob's file name and SHA-256 are read aloud and written here: ________",
+	},
 	"open-token": {
 		"The token's label and serial shown match the token taken out of its tamper-evident bag; bag number: ________",
 		"The PIN is typed by its holder out of sight of the cameras; it is never spoken or written into the transcript.",

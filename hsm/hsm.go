@@ -371,7 +371,13 @@ func (t *Token) CheckValue(k *Key) ([]byte, error) {
 		return nil, fmt.Errorf("failed to read the check value of key %q: %w", k.Label, err)
 	}
 	if len(attrs) == 0 || len(attrs[0].Value) == 0 {
-		return nil, fmt.Errorf("token %q reports no check value for key %q", t.info.Label, k.Label)
+		// SoftHSM 2.6.1 leaves CKA_CHECK_VALUE empty on keys made by
+		// C_UnwrapKey (recovered from escrow): compute it on the token.
+		kcv, err := t.derivedCheckValue(k)
+		if err != nil {
+			return nil, fmt.Errorf("token %q reports no check value for key %q, and computing it failed: %w", t.info.Label, k.Label, err)
+		}
+		return kcv, nil
 	}
 	return attrs[0].Value, nil
 }

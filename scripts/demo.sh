@@ -35,6 +35,13 @@ export AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
 echo "   $AWS_ENDPOINT_URL_KMS"
 
+echo "== escrow custodians: two SSH keys and a passphrase, any 2 of 3 recover"
+mkdir -p "$hsmdir/custodians"
+for c in alice bob; do
+  ssh-keygen -q -t ed25519 -N "" -C "$c" -f "$hsmdir/custodians/$c"
+done
+export DEMO_CAROL_PASSPHRASE="carol demo passphrase, not for production"
+
 cat >"$DEMO_DIR/ceremony.yaml" <<YAML
 ceremony:
   id: demo-$(date -u +%Y%m%dT%H%M%SZ)
@@ -52,6 +59,17 @@ keys:
     create: true
     description: keyceremony demo key
     valid_for: 90d
+escrow:
+  threshold: 2
+  armor: true
+  custodians:
+    - name: alice
+      recipient: $(cat "$hsmdir/custodians/alice.pub")
+    - name: bob
+      recipient: $(cat "$hsmdir/custodians/bob.pub")
+    - name: carol
+      passphrase: true
+      passphrase_env: DEMO_CAROL_PASSPHRASE
 YAML
 
 echo "== keyceremony run"
@@ -62,6 +80,16 @@ echo "== keyceremony verify"
 
 echo "== the seal, checked by openssl alone"
 openssl dgst -sha256 -verify "$DEMO_DIR/signing-key.pem" -signature "$DEMO_DIR/seal.sig" "$DEMO_DIR/seal.payload"
+
+echo "== a custodian checks their share alone"
+"$root/bin/keyceremony" escrow verify-share --share "$DEMO_DIR/share-1-alice.age" --identity "$hsmdir/custodians/alice" \
+  --transcript "$DEMO_DIR/transcript.jsonl" --pubkey "$DEMO_DIR/signing-key.pem"
+
+echo "== recovery drill: alice and bob recover into a scratch SoftHSM token, no KMS"
+"$root/bin/keyceremony" recover --drill --escrow "$DEMO_DIR/escrow.json" \
+  --share "$DEMO_DIR/share-1-alice.age" --share "$DEMO_DIR/share-2-bob.age" \
+  --identity "$hsmdir/custodians/alice" --identity "$hsmdir/custodians/bob" \
+  --transcript "$DEMO_DIR/transcript.jsonl" --pubkey "$DEMO_DIR/signing-key.pem" --out "$DEMO_DIR/drill"
 
 echo "== the imported key works: encrypt then decrypt through KMS"
 arn=$(sed -n 's/^  "key_arn": "\(.*\)",$/\1/p' "$DEMO_DIR/bundle-demo-payments.json")

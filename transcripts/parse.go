@@ -574,13 +574,13 @@ type eventInfo struct {
 	// label ... fileSHA are unescaped string values, sharing the line's
 	// bytes when they hold no escapes.
 	label, kcv, validTo, file, fileSHA []byte
-	labels, files, quorum              any
+	labels, files, keys, quorum        any
 	hasQuorum                          bool
 }
 
 // knownSteps avoids allocating the usual step names.
 var knownSteps = []string{"open-token", "kms-key", "generate-key", "fetch-params", "escrow", "wrap", "import",
-	"upload", "check-import", "signing-key", "files", "failed", "key", "params", "step"}
+	"upload", "check-import", "signing-key", "files", "failed", "key", "params", "step-done", "step"}
 
 func internStep(b []byte) string {
 	for _, s := range knownSteps {
@@ -726,6 +726,8 @@ func (r *reader) scanData(e *eventInfo) error {
 				e.labels, err = r.value(2)
 			case "files":
 				e.files, err = r.value(2)
+			case "keys":
+				e.keys, err = r.value(2)
 			case "quorum_check":
 				e.quorum, err = r.value(2)
 				e.hasQuorum = true

@@ -562,6 +562,20 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 					c.get([]byte(s)).escrowed = true
 				}
 			}
+		case e.keys != nil:
+			// "keys": [{"label", "key_check_value", ...}]: each key escrowed
+			// must be the key generated.
+			ks, _ := e.keys.([]any)
+			for _, k := range ks {
+				m, _ := k.(map[string]any)
+				l, _ := m["label"].(string)
+				kcv, _ := m["key_check_value"].(string)
+				ls := c.get([]byte(l))
+				ls.escrowed = true
+				if kcv != "" && ls.kcv != "" && kcv != ls.kcv {
+					return orderErr("data.keys.key_check_value", fmt.Sprintf("escrowed key %q has another key check value than line %d", l, ls.kcvLine), ls.kcv, kcv)
+				}
+			}
 		default:
 			c.escrowAll = true
 		}

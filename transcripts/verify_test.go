@@ -108,6 +108,9 @@ func TestVerifyOrder(t *testing.T) {
 		{"escrow quorum failed", testScript, func(e []ev) []ev {
 			return append(e[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"label": "k", "quorum_check": "failed"}}}, e[3:]...)...)
 		}, ClassOrder, 5, "data.quorum_check"},
+		{"escrowed key is another key", testScript, func(e []ev) []ev {
+			return append(e[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"keys": []any{map[string]any{"label": "k", "key_check_value": "ffffff"}}, "quorum_check": "ok"}}}, e[3:]...)...)
+		}, ClassOrder, 5, "data.keys.key_check_value"},
 		{"script step missing", append(testScript, ScriptStep{9, "check-import", "Check"}), func(e []ev) []ev { return e }, ClassScript, 1, "script"},
 	}
 	for _, tt := range tests {
@@ -118,7 +121,7 @@ func TestVerifyOrder(t *testing.T) {
 		})
 	}
 	// Escrow before the upload satisfies the escrow step.
-	withEscrow := append(ceremonyEvents()[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"label": "k", "quorum_check": "ok"}}}, ceremonyEvents()[3:]...)...)
+	withEscrow := append(ceremonyEvents()[:3], append([]ev{{3, "escrow", t0.Add(150 * time.Second), map[string]any{"keys": []any{map[string]any{"label": "k", "key_check_value": "aabbcc"}}, "quorum_check": "ok"}}}, ceremonyEvents()[3:]...)...)
 	b := build(t, append(testScript, ScriptStep{3, "escrow", "Escrow"}), withEscrow, testKey)
 	if _, err := VerifyBytes(b, Options{}); err != nil {
 		t.Fatalf("escrow before upload: %v", err)

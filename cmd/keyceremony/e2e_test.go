@@ -143,6 +143,11 @@ keys:
   - label: archive-%[1]s
     create: true
     does_not_expire: true
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 `
 
 func TestCeremonyEndToEnd(t *testing.T) {
@@ -175,12 +180,15 @@ func TestCeremonyEndToEnd(t *testing.T) {
 	kcvs := map[string]string{}
 	var steps []string
 	for _, ev := range res.Events {
+		if ev.Step == "step-done" {
+			continue // one per script step; TestTranscriptEvidence checks them
+		}
 		steps = append(steps, ev.Step)
 		if ev.Step == "generate-key" {
 			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
 		}
 	}
-	wantSteps := "open-token kms-key kms-key generate-key generate-key fetch-params fetch-params wrap wrap import import check-import check-import signing-key files"
+	wantSteps := "open-token kms-key kms-key generate-key generate-key escrow fetch-params fetch-params wrap wrap import import check-import check-import signing-key files"
 	if got := strings.Join(steps, " "); got != wantSteps {
 		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
 	}
@@ -330,7 +338,7 @@ func TestVerifyTampered(t *testing.T) {
 	p := filepath.Join(e.dir, "tampered.jsonl")
 	os.WriteFile(p, bad, 0o644)
 	_, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), p)
-	if code != 3 || !strings.Contains(stderr, "transcript line 4: field \"prev\"") {
+	if code != 3 || !strings.Contains(stderr, "transcript line 5: field \"prev\"") {
 		t.Errorf("tampered transcript: exit %d: %s", code, stderr)
 	}
 	var m map[string]any

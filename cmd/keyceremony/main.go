@@ -8,6 +8,8 @@
 //	keyceremony wrap --params params.json --key LABEL --token LABEL --out-dir DIR
 //	keyceremony upload --bundle DIR/bundle-LABEL.json --valid-for 90d
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
+//	keyceremony escrow verify-share --share FILE --transcript FILE
+//	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
 //	keyceremony version
 package main
 
@@ -29,7 +31,7 @@ const (
 	exitOK           = 0
 	exitError        = 1 // operational error: nothing verified or done
 	exitUsage        = 2 // bad command line
-	exitVerifyFailed = 3 // a transcript failed verification (chain class; see verifyExitCode)
+	exitVerifyFailed = 3 // a transcript, share or escrow failed verification; a drill failed (transcript failures: see verifyExitCode)
 )
 
 const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the key material into AWS KMS.
@@ -48,6 +50,10 @@ Usage:
   keyceremony witness sign --key KEY --name NAME FILE
                                          co-sign a sealed transcript with an SSH key
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
+  keyceremony escrow verify-share --share FILE --transcript FILE
+                                         a custodian checks their escrow share alone
+  keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
+                                         recover keys from M escrow shares, or drill it
   keyceremony version                    print the version
 
 The user PIN comes from token.pin_file, token.pin_env, $KEYCEREMONY_PIN, or a
@@ -91,6 +97,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdUpload(ctx, args[1:], stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
+	case "escrow":
+		err = cmdEscrow(ctx, args[1:], stdin, stdout, stderr)
+	case "recover":
+		err = cmdRecover(ctx, args[1:], stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, ceremony.ToolVersion())
 	case "help", "-h", "--help":

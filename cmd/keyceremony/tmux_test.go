@@ -79,7 +79,7 @@ func TestTUITmux(t *testing.T) {
 		tmux("send-keys", "-t", "c", alias, "Enter")
 	}
 	done := waitFor("Ceremony complete.")
-	for _, want := range []string{"✓ 8 Seal the transcript", "Seal: ", "Key payments-tmux: kcv "} {
+	for _, want := range []string{"✓ 10 Seal the transcript", "Seal: ", "Key payments-tmux: kcv "} {
 		if !strings.Contains(done, want) {
 			t.Errorf("final screen lacks %q:\n%s", want, done)
 		}

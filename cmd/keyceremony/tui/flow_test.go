@@ -51,6 +51,11 @@ keys:
   - label: payments
     create: true
     valid_for: 90d
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 `), 0o600)
 	cfg, err := ceremony.LoadConfig(cfgPath)
 	if err != nil {

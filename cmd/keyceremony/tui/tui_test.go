@@ -41,6 +41,11 @@ keys:
   - label: archive
     kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab
     does_not_expire: true
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
 `
 
 func newModel(t *testing.T, run RunFunc) *Model {
@@ -108,7 +113,7 @@ func TestPINScreen(t *testing.T) {
 		t.Fatalf("enter at the plan: phase %v", m.phase)
 	}
 	req := &request{prompt: `User PIN for token "ceremony"`, secret: true, reply: make(chan reply, 1)}
-	send(m, stepStartedMsg{0}, req)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "1 of 1 custodians will be needed to recover"}, stepStartedMsg{1}, req)
 	enter(m) // nothing typed: refused
 	if len(req.reply) != 0 || !strings.Contains(m.View(), "nothing typed") {
 		t.Fatal("an empty PIN was accepted")
@@ -131,11 +136,13 @@ func TestPINScreen(t *testing.T) {
 func TestConfirmScreen(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
-	send(m, stepStartedMsg{0}, stepDoneMsg{0, `token "ceremony" (serial 4a98c93aebfc4f1b)`}, stepStartedMsg{1},
-		stepDoneMsg{1, "arn:aws:kms:eu-west-1:111122223333:key/bc418427"}, stepStartedMsg{2},
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "1 of 1 custodians will be needed to recover"},
+		stepStartedMsg{1}, stepDoneMsg{1, `token "ceremony" (serial 4a98c93aebfc4f1b)`}, stepStartedMsg{2},
+		stepDoneMsg{2, "arn:aws:kms:eu-west-1:111122223333:key/bc418427"}, stepStartedMsg{3},
 		infoMsg(`key "payments" generated on the token, key check value 06437a`), progressMsg{1, 2},
-		stepDoneMsg{2, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{3}, stepDoneMsg{3, "ok"},
-		stepStartedMsg{4}, stepDoneMsg{4, "2 key(s) wrapped inside the HSM"}, stepStartedMsg{5}, progressMsg{0, 2})
+		stepDoneMsg{3, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{4}, stepDoneMsg{4, "2 key(s) escrowed 1-of-1, all 1 subsets checked"},
+		stepStartedMsg{5}, stepDoneMsg{5, "ok"},
+		stepStartedMsg{6}, stepDoneMsg{6, "2 key(s) wrapped inside the HSM"}, stepStartedMsg{7}, progressMsg{0, 2})
 	req := &request{prompt: `Import the material of "payments" into arn:aws:kms:eu-west-1:111122223333:key/bc418427 (expires 2027-02-21T04:08:35Z). KMS will accept only this material for the key from now on.`, want: "payments", reply: make(chan reply, 1)}
 	send(m, req)
 	typeText(m, "paymnts")
@@ -169,7 +176,7 @@ func TestFailedRetryable(t *testing.T) {
 		return nil, nil
 	})
 	enter(m)
-	send(m, stepStartedMsg{0}, doneMsg{err: &ceremony.StepError{Step: "open-token", Err: errors.New("wrong PIN for token \"ceremony\": nothing was changed; try again with the user PIN"), Changed: false}})
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, doneMsg{err: &ceremony.StepError{Step: "open-token", Err: errors.New("wrong PIN for token \"ceremony\": nothing was changed; try again with the user PIN"), Changed: false}})
 	checkScreen(t, m)
 	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
 	if cmd == nil || m.phase != phaseRunning {
@@ -180,7 +187,7 @@ func TestFailedRetryable(t *testing.T) {
 func TestFailedNotRetryable(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
-	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2},
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2}, stepDoneMsg{2, "ok"}, stepStartedMsg{3},
 		doneMsg{err: &ceremony.StepError{Step: "generate-keys", Err: hsm.ErrMechanism, Changed: true}})
 	checkScreen(t, m)
 	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})

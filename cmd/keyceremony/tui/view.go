@@ -61,6 +61,8 @@ func (m *Model) View() string {
 		return b.String()
 	}
 
+	// Step numbers are right-aligned so that titles line up past step 9.
+	width := len(fmt.Sprint(len(m.steps)))
 	for i, s := range m.steps {
 		mark, text := " ", faintStyle.Render(s.Title)
 		switch m.state[i] {
@@ -74,7 +76,7 @@ func (m *Model) View() string {
 		if m.summary[i] != "" {
 			text = fmt.Sprintf("%-36s %s", s.Title, faintStyle.Render(m.summary[i]))
 		}
-		line(" %s %d %s", mark, i+1, text)
+		line(" %s %*d %s", mark, width, i+1, text)
 	}
 	line("")
 	for _, in := range m.infos {

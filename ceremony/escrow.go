@@ -1,0 +1,324 @@
+package ceremony
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/escrow"
+	"github.com/keyceremony/keyceremony/internal/evidence"
+)
+
+// EscrowConfig is the escrow section: who holds the shares of the escrow
+// key-encryption key, and how many of them it takes to recover.
+type EscrowConfig struct {
+	// Threshold is M: any M custodians together recover the keys.
+	Threshold int `yaml:"threshold"`
+	// Custodians are the N share holders, in share-index order.
+	Custodians []CustodianConfig `yaml:"custodians"`
+	// Armor writes the share files in age's armored text form, for printing.
+	Armor bool `yaml:"armor"`
+}
+
+// CustodianConfig is one share holder. Exactly one of Recipient and
+// Passphrase is set.
+type CustodianConfig struct {
+	// Name names the custodian in files and the transcript.
+	Name string `yaml:"name"`
+	// Recipient is an age X25519 recipient (age1…) or an SSH public key
+	// (ssh-ed25519 …, ssh-rsa …).
+	Recipient string `yaml:"recipient"`
+	// Passphrase seals the share to a passphrase the custodian types.
+	Passphrase bool `yaml:"passphrase"`
+	// PassphraseEnv and PassphraseFile give the passphrase to a
+	// non-interactive run; without them the UI asks.
+	PassphraseEnv  string `yaml:"passphrase_env"`
+	PassphraseFile string `yaml:"passphrase_file"`
+}
+
+var custodianRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
+
+// MinPassphrase is the shortest passphrase a custodian may choose.
+const MinPassphrase = 12
+
+func (e *EscrowConfig) validate() error {
+	n := len(e.Custodians)
+	if n == 0 {
+		return errors.New("escrow.custodians must list at least one custodian")
+	}
+	if n > escrow.MaxShares {
+		return fmt.Errorf("escrow.custodians lists %d custodians, at most %d are supported", n, escrow.MaxShares)
+	}
+	if e.Threshold < 1 || e.Threshold > n {
+		return fmt.Errorf("escrow.threshold %d must be between 1 and the number of custodians (%d)", e.Threshold, n)
+	}
+	seen := map[string]bool{}
+	for i, c := range e.Custodians {
+		p := fmt.Sprintf("escrow.custodians[%d]", i)
+		if !custodianRE.MatchString(c.Name) {
+			return fmt.Errorf("%s.name %q must be 1-32 letters, digits, '.', '_' or '-'", p, c.Name)
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("%s.name %q is used twice", p, c.Name)
+		}
+		seen[c.Name] = true
+		if (c.Recipient == "") == !c.Passphrase {
+			return fmt.Errorf("%s: set exactly one of recipient (age1… or an SSH public key) and passphrase: true", p)
+		}
+		if c.Recipient != "" {
+			if _, err := escrow.ParseRecipient(c.Recipient); err != nil {
+				return fmt.Errorf("%s.recipient: %w", p, err)
+			}
+			if c.PassphraseEnv != "" || c.PassphraseFile != "" {
+				return fmt.Errorf("%s: passphrase_env and passphrase_file need passphrase: true", p)
+			}
+		}
+		if c.PassphraseEnv != "" && c.PassphraseFile != "" {
+			return fmt.Errorf("%s: passphrase_env and passphrase_file are exclusive: use one", p)
+		}
+	}
+	return nil
+}
+
+// recipients resolves every custodian's age recipient, reading or asking for
+// passphrases. It runs before anything changes, so a missing passphrase or a
+// bad recipient stops the ceremony with nothing done.
+func recipients(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, error) {
+	rs, _, err := resolveCustodians(ctx, c, ui)
+	return rs, err
+}
+
+// resolveCustodians returns each custodian's recipient and, for passphrase
+// custodians, the identity that opens their share (nil for the others), so
+// that the ceremony can open each passphrase share once at the table.
+func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, []age.Identity, error) {
+	var out []*escrow.Recipient
+	var ids []age.Identity
+	for i, cu := range c.Escrow.Custodians {
+		p := fmt.Sprintf("escrow.custodians[%d]", i)
+		if !cu.Passphrase {
+			r, err := escrow.ParseRecipient(cu.Recipient)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s.recipient: %w", p, err)
+			}
+			out, ids = append(out, r), append(ids, nil)
+			continue
+		}
+		pass, err := custodianPassphrase(ctx, c, &cu, p, ui)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, err := escrow.PassphraseRecipient(pass)
+		if err != nil {
+			clear(pass)
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
+		}
+		id, err := escrow.PassphraseIdentity(pass)
+		clear(pass)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p, err)
+		}
+		out, ids = append(out, r), append(ids, id)
+	}
+	return out, ids, nil
+}
+
+func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p string, ui UI) ([]byte, error) {
+	var pass []byte
+	switch {
+	case cu.PassphraseFile != "":
+		b, err := os.ReadFile(c.path(cu.PassphraseFile))
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the passphrase file named by %s.passphrase_file: %w", p, err)
+		}
+		n := len(b)
+		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
+			n--
+		}
+		pass = append([]byte(nil), b[:n]...)
+		clear(b)
+	case cu.PassphraseEnv != "":
+		v, ok := os.LookupEnv(cu.PassphraseEnv)
+		if !ok {
+			return nil, fmt.Errorf("%s.passphrase_env names %s but it is not set: export it, or remove passphrase_env to be asked", p, cu.PassphraseEnv)
+		}
+		pass = []byte(v)
+	default:
+		var err error
+		pass, err = ui.Secret(ctx, fmt.Sprintf("Escrow passphrase of custodian %q (at least %d characters)", cu.Name, MinPassphrase))
+		if err != nil {
+			return nil, fmt.Errorf("%s: cannot ask custodian %q for a passphrase (%w): for a non-interactive run set %s.passphrase_env or passphrase_file", p, cu.Name, err, p)
+		}
+		again, err := ui.Secret(ctx, fmt.Sprintf("Custodian %q: the same passphrase again", cu.Name))
+		if err != nil {
+			clear(pass)
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		same := string(again) == string(pass)
+		clear(again)
+		if !same {
+			clear(pass)
+			return nil, fmt.Errorf("%s: the two passphrases of custodian %q differ: nothing was changed; run again", p, cu.Name)
+		}
+	}
+	if len(pass) < MinPassphrase {
+		clear(pass)
+		return nil, fmt.Errorf("%s: the passphrase of custodian %q is shorter than %d characters: choose a longer one", p, cu.Name, MinPassphrase)
+	}
+	return pass, nil
+}
+
+// ErrNoEscrow is returned by Run for a config without an escrow section.
+var ErrNoEscrow = errors.New("escrow must be set: a ceremony escrows its keys with M-of-N custodians before anything is uploaded; add an escrow section (see README, Escrow and recovery)")
+
+func custodians(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Escrow == nil {
+		return "", ErrNoEscrow
+	}
+	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui)
+	if err != nil {
+		return "", err
+	}
+	s.recipients, s.openers = rs, ids
+	e := s.cfg.Escrow
+	return fmt.Sprintf("%d of %d custodians will be needed to recover", e.Threshold, len(e.Custodians)), nil
+}
+
+// escrowKeys makes the escrow before anything is uploaded: a fresh KEK split
+// among the custodians, every key wrapped under it on the token, the blob
+// and the sealed shares written, and every M-subset of the shares recombined
+// and checked against the commitments and, on the token, against the blob.
+func escrowKeys(ctx context.Context, s *state) (string, error) {
+	e := s.cfg.Escrow
+	id := s.cfg.Ceremony.ID
+	n := len(e.Custodians)
+	defer func() { s.openers = nil }()
+	sharing, err := escrow.Split(rand.Reader, e.Threshold, n)
+	if err != nil {
+		return "", err
+	}
+	defer sharing.Destroy()
+	kek, err := sharing.KEK(id)
+	if err != nil {
+		return "", err
+	}
+	kekCheck, err := escrow.CheckValue(kek)
+	if err != nil {
+		clear(kek)
+		return "", err
+	}
+	kekKey, err := s.tok.ImportKEK(kek) // zeroes kek
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = s.tok.DestroyKey(kekKey) }()
+
+	blob := &escrow.Blob{CeremonyID: id, Created: testOnlyNow().UTC(), Threshold: e.Threshold, Shares: n,
+		Commitments: sharing.Commitments, KEKCheckValue: kekCheck}
+	var keyData []map[string]any
+	for _, k := range s.keys {
+		wrapped, err := s.tok.WrapKWP(kekKey, k.key)
+		if err != nil {
+			return "", err
+		}
+		// Unwrap on the token at once: the escrow must give back this key.
+		cv, err := s.tok.KWPCheckValue(kekKey, wrapped)
+		if err != nil {
+			return "", fmt.Errorf("the escrowed copy of key %q does not unwrap: %w", k.cfg.Label, err)
+		}
+		if hex.EncodeToString(cv) != k.kcv {
+			return "", fmt.Errorf("the escrowed copy of key %q has check value %x, the key has %s", k.cfg.Label, cv, k.kcv)
+		}
+		blob.Keys = append(blob.Keys, escrow.BlobKey{Label: k.cfg.Label, ID: hex.EncodeToString(k.id), KeyType: "AES-256",
+			KMSKeyARNs: []string{k.arn}, WrappedKey: wrapped, KeyCheckValue: k.kcv})
+		keyData = append(keyData, map[string]any{"label": k.cfg.Label, "id": hex.EncodeToString(k.id), "key_check_value": k.kcv, "wrapped_key_sha256": evidence.Hash(wrapped)})
+	}
+	for i, c := range e.Custodians {
+		blob.Custodians = append(blob.Custodians, escrow.BlobCustodian{Name: c.Name, Index: i + 1, RecipientType: s.recipients[i].Kind})
+	}
+	blobData, err := blob.Marshal()
+	if err != nil {
+		return "", err
+	}
+	blobPath, blobSum, err := s.writeFile("escrow.json", blobData)
+	if err != nil {
+		return "", err
+	}
+
+	var shares []*escrow.Share
+	var custData []map[string]any
+	for i, c := range e.Custodians {
+		sh, err := sharing.Share(i+1, id, c.Name, blobSum)
+		if err != nil {
+			return "", err
+		}
+		shares = append(shares, sh)
+		sealed, err := escrow.SealShare(sh, s.recipients[i], e.Armor)
+		if err != nil {
+			return "", err
+		}
+		// Check what is written, not only what is in memory: one stanza of
+		// the custodian's kind, and a passphrase share opens to this share.
+		if err := escrow.CheckSealed(sealed, s.recipients[i]); err != nil {
+			return "", fmt.Errorf("share of custodian %q: %w", c.Name, err)
+		}
+		check := "one " + s.recipients[i].Kind + " recipient stanza"
+		if i < len(s.openers) && s.openers[i] != nil {
+			check += ", opened back with the passphrase"
+			back, err := escrow.OpenShare(sealed, c.Name, s.openers[i])
+			if err != nil || back.Value != sh.Value || back.Index != sh.Index {
+				return "", fmt.Errorf("the sealed share of custodian %q does not open back to its share with the passphrase: %v", c.Name, err)
+			}
+		}
+		path, sum, err := s.writeFile(fmt.Sprintf("share-%d-%s.age", i+1, c.Name), sealed)
+		if err != nil {
+			return "", err
+		}
+		d := map[string]any{"name": c.Name, "index": i + 1, "recipient_type": s.recipients[i].Kind, "file": filepath.Base(path), "file_sha256": sum, "sealed_check": check}
+		if s.recipients[i].Public != "" {
+			d["recipient"] = s.recipients[i].Public
+		}
+		custData = append(custData, d)
+	}
+
+	// Recombine every M-subset: against the commitments and the KEK's check
+	// value in escrow, and on the token against every wrapped key.
+	subsets, err := blob.Public().CheckQuorum(shares, kekCheck, func(kek []byte) error {
+		h, err := s.tok.ImportKEK(kek)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = s.tok.DestroyKey(h) }()
+		for _, k := range blob.Keys {
+			cv, err := s.tok.KWPCheckValue(h, k.WrappedKey)
+			if err != nil {
+				return fmt.Errorf("key %q: %w", k.Label, err)
+			}
+			if hex.EncodeToString(cv) != k.KeyCheckValue {
+				return fmt.Errorf("key %q unwraps to check value %x, want %s", k.Label, cv, k.KeyCheckValue)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("the quorum check failed, nothing was uploaded: %w", err)
+	}
+	if err := s.record("escrow", map[string]any{
+		"threshold": e.Threshold, "shares": n, "custodians": custData,
+		"group": escrow.Group, "kdf": escrow.KDF, "wrap_mechanism": escrow.Mechanism,
+		"commitments": sharing.Commitments, "kek_check_value": kekCheck,
+		"file": filepath.Base(blobPath), "file_sha256": blobSum, "keys": keyData,
+		"armor": e.Armor, "quorum_check": "ok", "subsets_checked": subsets,
+	}); err != nil {
+		return "", err
+	}
+	s.ui.Info(fmt.Sprintf("escrow %s: %d of %d, %d subsets recombined and checked; hand each custodian their share file, then run keyceremony recover --drill", filepath.Base(blobPath), e.Threshold, n, subsets))
+	return fmt.Sprintf("%d key(s) escrowed %d-of-%d, all %d subsets checked", len(blob.Keys), e.Threshold, n, subsets), nil
+}

@@ -1,0 +1,602 @@
+package ceremony
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/escrow"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// DrillToken is the label of the scratch SoftHSM token a drill recovers into.
+const DrillToken = "keyceremony-drill"
+
+// RecoverOptions describe a recovery from escrow, or a drill.
+type RecoverOptions struct {
+	// EscrowFile is the escrow blob (escrow.json) of the ceremony.
+	EscrowFile string
+	// ShareFiles are the sealed shares brought by the custodians: at least
+	// the threshold, each of a different custodian.
+	ShareFiles []string
+	// Identities open shares sealed to age X25519 or SSH keys.
+	Identities []age.Identity
+	// Passphrases are tried on passphrase-sealed shares before the UI is
+	// asked. Recover zeroes them.
+	Passphrases [][]byte
+	// Token is the target token. Ignored for a drill.
+	Token *TokenConfig
+	// Drill recovers into a scratch SoftHSM token made for the occasion and
+	// destroyed afterwards; it touches no production token and no KMS.
+	Drill bool
+	// OriginalTranscript, when set, is the ceremony's transcript: it is
+	// verified (against OriginalPublicKey when set), and the blob's hash,
+	// commitments and key check values must match what it recorded.
+	OriginalTranscript string
+	OriginalPublicKey  *ecdsa.PublicKey
+	// OutDir receives the recovery transcript and files; existing files are
+	// never overwritten.
+	OutDir   string
+	Operator string
+	// Reimport, when set, wraps each recovered key for KMS and imports it
+	// again into its KMS keys. Not allowed with Drill.
+	Reimport *ReimportOptions
+}
+
+// ReimportOptions say how recovered keys go back into KMS.
+type ReimportOptions struct {
+	KMS       awskms.Options
+	Algorithm wrap.Algorithm
+	KeySpec   string
+	// ValidFor is how long the re-imported material stays valid; 0 means it
+	// does not expire.
+	ValidFor time.Duration
+}
+
+// RecoverResult is what a recovery or drill leaves.
+type RecoverResult struct {
+	Drill      bool
+	Transcript string
+	PublicKey  string
+	SealHash   string
+	// Custodians are the custodians whose shares were used.
+	Custodians []string
+	Keys       []RecoveredKey
+}
+
+// RecoveredKey is one key unwrapped from escrow.
+type RecoveredKey struct {
+	Label         string
+	ID            string
+	KeyCheckValue string
+	KMSKeyARNs    []string
+	// Reimported lists the KMS keys the material was imported into again.
+	Reimported []string
+}
+
+// ErrDrillFailed wraps every error of a failed drill.
+var ErrDrillFailed = errors.New("recovery drill FAILED")
+
+type recovery struct {
+	o       *RecoverOptions
+	ui      UI
+	blob    *escrow.Blob
+	blobSum string
+	orig    *origTranscript
+	tr      *transcripts.Writer
+	trPath  string
+	ceremID string
+}
+
+type origTranscript struct {
+	sum  string
+	kcvs map[string]string
+}
+
+// Recover recovers the keys of an escrow blob from M custodians' shares into
+// a token: the shares are opened and each checked against the blob's
+// commitments (a bad share is named), recombined into the KEK, the KEK is
+// imported as a session key, and each key is unwrapped as a sensitive token
+// key with its original label and CKA_ID, its check value compared with the
+// blob's (and the original transcript's). With Reimport it then goes back
+// into KMS. The recovery writes and seals its own transcript, which refers to
+// the blob and the original transcript by hash.
+//
+// A drill (o.Drill) does the same into a scratch SoftHSM token and reports
+// pass or fail; its errors wrap [ErrDrillFailed]. A drill sets SOFTHSM2_CONF
+// for the process: run it where no other PKCS#11 module is loaded (the
+// command line's recover --drill is its own process).
+func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult, err error) {
+	if o.Drill && o.Reimport != nil {
+		return nil, errors.New("a drill touches no KMS: drop the re-import, or recover into a real token")
+	}
+	if !o.Drill && o.Token == nil {
+		return nil, errors.New("recover needs a target token, or a drill")
+	}
+	defer func() {
+		for _, p := range o.Passphrases {
+			clear(p)
+		}
+	}()
+	r := &recovery{o: o, ui: ui}
+	data, err := os.ReadFile(o.EscrowFile)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the escrow blob: %w", err)
+	}
+	if r.blob, err = escrow.ParseBlob(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.EscrowFile, err)
+	}
+	r.blobSum = evidence.Hash(data)
+	r.ceremID = r.blob.CeremonyID
+	if o.OriginalTranscript != "" {
+		if r.orig, err = r.checkOriginal(); err != nil {
+			return nil, err
+		}
+	}
+	if o.Drill {
+		// A drill records its outcome, pass or fail, from the start.
+		if err := r.begin(); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if r.tr == nil {
+				return
+			}
+			if err != nil {
+				_ = r.tr.Append("drill", o.Operator, map[string]any{"result": "fail", "error": err.Error()})
+				_ = r.tr.Close()
+				err = fmt.Errorf("%w: %w", ErrDrillFailed, err)
+			}
+		}()
+	}
+	res, err = r.run(ctx)
+	if err != nil && r.tr != nil && !o.Drill {
+		_ = r.tr.Append("failed", o.Operator, map[string]any{"step": "recover", "error": err.Error()})
+		_ = r.tr.Close()
+	}
+	return res, err
+}
+
+func (r *recovery) begin() error {
+	if r.tr != nil {
+		return nil
+	}
+	if err := os.MkdirAll(r.o.OutDir, 0o700); err != nil {
+		return fmt.Errorf("failed to create output directory: %w", err)
+	}
+	r.trPath = filepath.Join(r.o.OutDir, "transcript.jsonl")
+	tr, err := transcripts.Create(r.trPath, transcripts.Header{CeremonyID: r.ceremID, Tool: ToolVersion(), Operator: r.o.Operator, Started: testOnlyNow().UTC()})
+	if err != nil {
+		return fmt.Errorf("%w: use a new --out directory for each recovery", err)
+	}
+	r.tr = tr
+	mode := "recover"
+	if r.o.Drill {
+		mode = "drill"
+	}
+	d := map[string]any{"mode": mode, "escrow_file": filepath.Base(r.o.EscrowFile), "escrow_sha256": r.blobSum, "original_ceremony_id": r.blob.CeremonyID,
+		"threshold": r.blob.Threshold, "shares": r.blob.Shares, "commitments": r.blob.Commitments}
+	if r.orig != nil {
+		d["original_transcript"] = filepath.Base(r.o.OriginalTranscript)
+		d["original_transcript_sha256"] = r.orig.sum
+		d["original_transcript_pinned"] = r.o.OriginalPublicKey != nil
+	}
+	return r.tr.Append("recovery", r.o.Operator, d)
+}
+
+func (r *recovery) record(step string, data map[string]any) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	return r.tr.Append(step, r.o.Operator, data)
+}
+
+// checkOriginal verifies the original transcript and checks that the blob is
+// the one it recorded.
+func (r *recovery) checkOriginal() (*origTranscript, error) {
+	data, err := os.ReadFile(r.o.OriginalTranscript)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the original transcript: %w", err)
+	}
+	res, err := transcripts.Verify(bytes.NewReader(data), r.o.OriginalPublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.o.OriginalTranscript, err)
+	}
+	com, err := EscrowCommitments(res)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.o.OriginalTranscript, err)
+	}
+	o := &origTranscript{sum: evidence.Hash(data), kcvs: map[string]string{}}
+	var blobSum string
+	for _, e := range res.Events {
+		switch e.Step {
+		case "generate-key":
+			l, _ := e.Data["label"].(string)
+			o.kcvs[l], _ = e.Data["key_check_value"].(string)
+		case "escrow":
+			blobSum, _ = e.Data["file_sha256"].(string)
+		}
+	}
+	if blobSum != r.blobSum {
+		return nil, fmt.Errorf("%s is not the escrow blob the transcript of ceremony %s recorded (sha256 %s, transcript says %s): use that ceremony's escrow.json", r.o.EscrowFile, com.CeremonyID, short(r.blobSum), short(blobSum))
+	}
+	if com.CeremonyID != r.blob.CeremonyID || !equalStrings(com.Commitments, r.blob.Commitments) {
+		return nil, fmt.Errorf("the commitments of %s differ from the transcript's", r.o.EscrowFile)
+	}
+	return o, nil
+}
+
+// EscrowCommitments returns the escrow commitments a verified transcript
+// recorded in its "escrow" event, for checking shares against.
+func EscrowCommitments(res *transcripts.Result) (*escrow.Commitments, error) {
+	for _, e := range res.Events {
+		if e.Step != "escrow" {
+			continue
+		}
+		c := &escrow.Commitments{CeremonyID: res.Header.CeremonyID}
+		m, _ := e.Data["threshold"].(float64)
+		n, _ := e.Data["shares"].(float64)
+		c.Threshold, c.Shares = int(m), int(n)
+		list, _ := e.Data["commitments"].([]any)
+		for _, v := range list {
+			s, _ := v.(string)
+			c.Commitments = append(c.Commitments, s)
+		}
+		if c.Threshold < 1 || len(c.Commitments) != c.Threshold {
+			return nil, errors.New("the transcript's escrow event is malformed")
+		}
+		return c, nil
+	}
+	return nil, errors.New("the transcript has no escrow event: this ceremony made no escrow")
+}
+
+func (r *recovery) openShares(ctx context.Context) ([]*escrow.Share, error) {
+	var shares []*escrow.Share
+	for _, f := range r.o.ShareFiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read share file: %w", err)
+		}
+		sh, err := OpenShareFile(ctx, data, f, r.o.Identities, r.o.Passphrases, r.ui)
+		if err != nil {
+			return nil, err
+		}
+		shares = append(shares, sh)
+	}
+	return shares, nil
+}
+
+// OpenShareFile opens one sealed share: with the passphrases given, then
+// with the UI's Secret when it is passphrase-sealed, else with ids. name
+// names it in errors.
+func OpenShareFile(ctx context.Context, data []byte, name string, ids []age.Identity, passphrases [][]byte, ui UI) (*escrow.Share, error) {
+	if !escrow.NeedsPassphrase(data) {
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("%s is sealed to an age or SSH key: give the custodian's identity file with --identity", name)
+		}
+		return escrow.OpenShare(data, name, ids...)
+	}
+	for _, p := range passphrases {
+		id, err := escrow.PassphraseIdentity(p)
+		if err != nil {
+			continue
+		}
+		if sh, err := escrow.OpenShare(data, name, id); err == nil {
+			return sh, nil
+		} else if !errors.Is(err, escrow.ErrWrongIdentity) {
+			return nil, err
+		}
+	}
+	if ui == nil {
+		return nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
+	}
+	pass, err := ui.Secret(ctx, fmt.Sprintf("Passphrase of share %s", filepath.Base(name)))
+	if err != nil {
+		if len(passphrases) > 0 {
+			return nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
+		}
+		return nil, fmt.Errorf("%s is sealed to a passphrase and it cannot be asked for (%w): give it with --passphrase-file", name, err)
+	}
+	defer clear(pass)
+	id, err := escrow.PassphraseIdentity(pass)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return escrow.OpenShare(data, name, id)
+}
+
+func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
+	o := r.o
+	res := &RecoverResult{Drill: o.Drill}
+	shares, err := r.openShares(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var used []map[string]any
+	for _, sh := range shares {
+		res.Custodians = append(res.Custodians, sh.Custodian)
+		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File)})
+	}
+	kek, err := r.blob.Public().Recover(shares)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kek)
+	kcv, err := escrow.CheckValue(kek)
+	if err != nil {
+		return nil, err
+	}
+	if kcv != r.blob.KEKCheckValue {
+		return nil, fmt.Errorf("the shares recombine to a KEK with check value %s, but %s was made under %s: the blob and the shares do not belong together", kcv, o.EscrowFile, r.blob.KEKCheckValue)
+	}
+	r.ui.Info(fmt.Sprintf("%d share(s) of %s verified against the commitments; KEK check value %s matches the escrow", len(shares), strings.Join(res.Custodians, ", "), kcv))
+
+	tok, tokInfo, cleanup, err := r.openTarget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	// Refuse before writing anything if a key is already on the token.
+	for _, bk := range r.blob.Keys {
+		if _, err := tok.FindAESKey(bk.Label, nil); err == nil {
+			return nil, fmt.Errorf("%w: token %q already holds a key labelled %q: recover into another token, or destroy the old key first", hsm.ErrKeyExists, tok.Info().Label, bk.Label)
+		} else if !errors.Is(err, hsm.ErrKeyNotFound) {
+			return nil, err
+		}
+	}
+	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo}); err != nil {
+		return nil, err
+	}
+	kekKey, err := tok.ImportKEK(kek)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tok.DestroyKey(kekKey) }()
+
+	var kms *awskms.Client
+	if o.Reimport != nil {
+		if kms, err = awskms.New(ctx, o.Reimport.KMS); err != nil {
+			return nil, err
+		}
+	}
+	for _, bk := range r.blob.Keys {
+		rk, key, err := r.recoverKey(tok, kekKey, bk)
+		if err != nil {
+			return nil, err
+		}
+		if kms != nil {
+			for _, arn := range bk.KMSKeyARNs {
+				if err := r.reimport(ctx, kms, tok, key, bk, arn); err != nil {
+					return nil, err
+				}
+				rk.Reimported = append(rk.Reimported, arn)
+			}
+		}
+		res.Keys = append(res.Keys, *rk)
+	}
+	if o.Drill {
+		if err := r.record("drill", map[string]any{"result": "pass", "keys": len(res.Keys)}); err != nil {
+			return nil, err
+		}
+	}
+	signer, err := tok.Signer(r.signingKey(), true)
+	if err != nil {
+		return nil, err
+	}
+	pemBytes, err := hsm.PublicKeyPEM(signer.Public())
+	if err != nil {
+		return nil, err
+	}
+	pubPath := filepath.Join(o.OutDir, "signing-key.pem")
+	if err := evidence.Create(pubPath, pemBytes, 0o644); err != nil {
+		return nil, err
+	}
+	if err := r.record("signing-key", map[string]any{"label": r.signingKey(), "file": filepath.Base(pubPath), "file_sha256": evidence.Hash(pemBytes), "scratch": o.Drill}); err != nil {
+		return nil, err
+	}
+	seal, err := r.tr.Seal(signer)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(r.trPath)
+	if err != nil {
+		return nil, err
+	}
+	spki, _ := x509.ParsePKIXPublicKey(seal.PublicKey)
+	if _, err := transcripts.Verify(bytes.NewReader(data), spkiECDSA(spki)); err != nil {
+		return nil, fmt.Errorf("the sealed recovery transcript does not verify: %w", err)
+	}
+	res.Transcript, res.PublicKey, res.SealHash = r.trPath, pubPath, evidence.Hash(data)
+	return res, nil
+}
+
+func (r *recovery) signingKey() string {
+	if r.o.Drill || r.o.Token == nil || r.o.Token.SigningKey == "" {
+		return "keyceremony-transcript"
+	}
+	return r.o.Token.SigningKey
+}
+
+// openTarget opens the target token, or makes and opens a scratch one.
+func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, func(), error) {
+	if !r.o.Drill {
+		tok, err := OpenToken(ctx, r.o.Token, r.ui)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		in := tok.Info()
+		return tok, map[string]any{"label": in.Label, "serial": in.Serial, "model": in.Model, "scratch": false}, func() { _ = tok.Close() }, nil
+	}
+	dir, err := os.MkdirTemp("", "keyceremony-drill-")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("failed to make a scratch directory: %w", err)
+	}
+	pinBytes := make([]byte, 16)
+	_, _ = rand.Read(pinBytes)
+	pin := []byte(hex.EncodeToString(pinBytes))
+	clear(pinBytes)
+	conf, err := hsm.ScratchSoftHSM(dir, DrillToken, string(pin))
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	old, had := os.LookupEnv("SOFTHSM2_CONF")
+	os.Setenv("SOFTHSM2_CONF", conf)
+	tok, err := hsm.Open(hsm.Config{Module: hsm.DefaultModule, TokenLabel: DrillToken, PIN: pin})
+	clear(pin)
+	restore := func() {
+		if had {
+			os.Setenv("SOFTHSM2_CONF", old)
+		} else {
+			os.Unsetenv("SOFTHSM2_CONF")
+		}
+		os.RemoveAll(dir)
+	}
+	if err != nil {
+		restore()
+		return nil, nil, nil, err
+	}
+	in := tok.Info()
+	return tok, map[string]any{"label": in.Label, "serial": in.Serial, "model": in.Model, "scratch": true},
+		func() { _ = tok.Close(); restore() }, nil
+}
+
+func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey) (*RecoveredKey, *hsm.Key, error) {
+	id, _ := hex.DecodeString(bk.ID) // validated by ParseBlob
+	cv, err := tok.KWPCheckValue(kekKey, bk.WrappedKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("key %q: %w", bk.Label, err)
+	}
+	got := hex.EncodeToString(cv)
+	if got != bk.KeyCheckValue {
+		return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	}
+	d := map[string]any{"label": bk.Label, "id": bk.ID, "key_check_value": got, "kms_key_arns": bk.KMSKeyARNs, "matches_escrow": true}
+	if r.orig != nil {
+		want, ok := r.orig.kcvs[bk.Label]
+		if !ok || want != got {
+			return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, want)
+		}
+		d["matches_transcript"] = true
+	}
+	key, err := tok.UnwrapKWP(kekKey, bk.WrappedKey, bk.Label, id, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Key wrap with padding is deterministic: the token key holds exactly
+	// the escrowed material if wrapping it again gives the escrowed bytes.
+	again, err := tok.WrapKWP(kekKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !bytes.Equal(again, bk.WrappedKey) {
+		return nil, nil, fmt.Errorf("the recovered token key %q does not wrap back to the escrowed bytes", bk.Label)
+	}
+	d["token_key"] = "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
+	if err := r.record("recover-key", d); err != nil {
+		return nil, nil, err
+	}
+	r.ui.Info(fmt.Sprintf("key %q recovered onto the token, key check value %s matches", bk.Label, got))
+	return &RecoveredKey{Label: bk.Label, ID: bk.ID, KeyCheckValue: got, KMSKeyARNs: bk.KMSKeyARNs}, key, nil
+}
+
+func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.Token, key *hsm.Key, bk escrow.BlobKey, arn string) error {
+	ro := r.o.Reimport
+	p, err := kms.GetParameters(ctx, arn, ro.Algorithm, ro.KeySpec)
+	if err != nil {
+		return err
+	}
+	now := testOnlyNow()
+	if err := p.CheckValid(now); err != nil {
+		return err
+	}
+	pub, err := p.RSAPublicKey()
+	if err != nil {
+		return err
+	}
+	// In the HSM only: a recovery never takes the material to the host.
+	w, err := tok.WrapForKMS(key, pub, p.Algorithm, false)
+	if err != nil {
+		return err
+	}
+	enc := w.Ciphertext
+	b := &wrap.Bundle{KeyARN: arn, Region: p.Region, Algorithm: p.Algorithm, KeySpec: p.KeySpec, ImportToken: p.ImportToken,
+		ParamsValidTo: p.ValidTo, EncryptedKeyMaterial: enc, KeyCheckValue: bk.KeyCheckValue, TranscriptHash: r.tr.Hash()}
+	data, err := b.Marshal()
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(r.o.OutDir, "bundle-"+bk.Label+"-"+lastPart(arn)+".json")
+	if err := evidence.Create(name, data, 0o644); err != nil {
+		return err
+	}
+	var vt *time.Time
+	if ro.ValidFor > 0 {
+		t := now.Add(ro.ValidFor).UTC().Truncate(time.Second)
+		vt = &t
+	}
+	if err := kms.Import(ctx, b, vt, "keyceremony recovery "+r.ceremID); err != nil {
+		return err
+	}
+	desc, err := kms.Describe(ctx, arn)
+	if err != nil {
+		return err
+	}
+	if desc.State != "Enabled" {
+		return fmt.Errorf("KMS key %s is %s after the re-import, not Enabled", arn, desc.State)
+	}
+	d := map[string]any{"label": bk.Label, "kms_key_arn": arn, "wrapping_algorithm": string(p.Algorithm), "in_hsm": w.InHSM, "method": w.Method, "key_check_value": bk.KeyCheckValue,
+		"file": filepath.Base(name), "file_sha256": evidence.Hash(data), "key_state": desc.State, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+	if vt != nil {
+		d["expiration_model"], d["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
+	}
+	if err := r.record("reimport", d); err != nil {
+		return err
+	}
+	r.ui.Info(fmt.Sprintf("key %q imported again into %s, now %s", bk.Label, arn, desc.State))
+	return nil
+}
+
+func lastPart(arn string) string {
+	if i := strings.LastIndexAny(arn, "/:"); i >= 0 {
+		return arn[i+1:]
+	}
+	return arn
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	if h == "" {
+		return "nothing"
+	}
+	return h
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

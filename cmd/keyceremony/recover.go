@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/escrow"
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+const recoverHelp = `Usage: keyceremony recover --escrow FILE --share FILE... --out DIR
+                           (--token-label LABEL | --token-uri URI | --drill)
+                           [--identity FILE]... [--passphrase-file FILE]...
+                           [--transcript ORIGINAL [--pubkey PEM]]
+                           [--reimport (--valid-for DUR | --does-not-expire)]
+
+Recovers the keys of an escrow blob from the shares of M custodians: each share
+is opened and checked against the commitments (a bad share is named), the
+shares give the escrow key-encryption key, which enters the token only as a
+session key; each key is unwrapped as a sensitive token key with its original
+label and CKA_ID and its key check value compared with the escrow's (and the
+original transcript's with --transcript). The recovery writes its own sealed
+transcript in --out DIR.
+
+--drill does the same into a scratch SoftHSM token made and destroyed for the
+occasion: it touches no production token and no KMS. Drill after every
+ceremony. Exit 0: recovered / drill passed; 3: a share or the escrow failed a
+check, or the drill failed; 1: another error.
+
+--reimport then imports each recovered key again into its KMS keys (wrapped on
+the token), configured the standard AWS way (AWS_REGION, AWS_ENDPOINT_URL_KMS...).
+The user PIN comes from --pin-file, $KEYCEREMONY_PIN or a prompt; passphrases
+from --passphrase-file or a prompt; never from a flag.
+
+`
+
+func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
+	fs := newFlags("recover", stderr, recoverHelp)
+	blob := fs.String("escrow", "", "the ceremony's escrow blob `file` (escrow.json)")
+	var shares, ids, passFiles multi
+	fs.Var(&shares, "share", "a sealed share `file` (repeat for each custodian)")
+	fs.Var(&ids, "identity", "age identity `file` or unencrypted SSH private key (repeatable)")
+	fs.Var(&passFiles, "passphrase-file", "`file` holding a custodian's passphrase (repeatable; else asked)")
+	out := fs.String("out", "", "new output `directory` for the recovery transcript")
+	drill := fs.Bool("drill", false, "recover into a scratch SoftHSM token and compare key check values; touches no production token and no KMS")
+	label := fs.String("token-label", "", "target token `label`")
+	uri := fs.String("token-uri", "", "target token as an RFC 7512 PKCS#11 `URI`")
+	module := fs.String("module", "", "PKCS#11 module `path` of the target token")
+	pinFile := fs.String("pin-file", "", "`file` holding the target token's user PIN")
+	signingKey := fs.String("signing-key", "keyceremony-transcript", "`label` of the token key that seals the recovery transcript (made if missing)")
+	orig := fs.String("transcript", "", "the original ceremony `transcript`: verified, and its key check values and escrow hash must match")
+	pubPath := fs.String("pubkey", "", "signing public key `PEM` the original transcript's seal must match")
+	operator := fs.String("operator", os.Getenv("USER"), "operator `name` recorded in the transcript")
+	reimport := fs.Bool("reimport", false, "import each recovered key again into its KMS keys")
+	region := fs.String("region", "", "KMS `region` for --reimport (else AWS_REGION)")
+	profile := fs.String("profile", "", "AWS `profile` for --reimport")
+	alg := fs.String("wrapping-algorithm", string(wrap.RSAESOAEPSHA256), "KMS wrapping `algorithm` for --reimport")
+	spec := fs.String("wrapping-key-spec", "RSA_4096", "KMS wrapping key `spec` for --reimport")
+	validFor := fs.String("valid-for", "", "with --reimport: the material expires after this `duration` (e.g. 90d)")
+	noExpiry := fs.Bool("does-not-expire", false, "with --reimport: the material does not expire")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return usageError(fmt.Sprintf("recover takes no positional arguments, got %q", pos[0]))
+	case *blob == "" || len(shares) == 0 || *out == "":
+		return usageError("recover needs --escrow FILE, at least one --share FILE and --out DIR")
+	case *drill && (*label != "" || *uri != "" || *module != "" || *pinFile != ""):
+		return usageError("--drill makes its own scratch token: drop --token-label, --token-uri, --module and --pin-file")
+	case *drill && *reimport:
+		return usageError("--drill touches no KMS: drop --reimport")
+	case !*drill && (*label == "") == (*uri == ""):
+		return usageError("recover needs exactly one of --token-label, --token-uri or --drill")
+	case *pubPath != "" && *orig == "":
+		return usageError("--pubkey pins the signer of --transcript: give the transcript too")
+	case !*reimport && (*validFor != "" || *noExpiry):
+		return usageError("--valid-for and --does-not-expire go with --reimport")
+	case *reimport && (*validFor == "") == !*noExpiry:
+		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
+	}
+	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, OriginalTranscript: *orig, OutDir: *out, Operator: *operator}
+	if !*drill {
+		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, PINFile: *pinFile, SigningKey: *signingKey}
+	}
+	if *pubPath != "" {
+		var pub *ecdsa.PublicKey
+		if pub, err = readECPublicKey(*pubPath); err != nil {
+			return err
+		}
+		o.OriginalPublicKey = pub
+	}
+	if *reimport {
+		a, err := wrap.ParseAlgorithm(*alg)
+		if err != nil {
+			return usageError("--wrapping-algorithm: " + err.Error())
+		}
+		if !wrap.ValidKeySpec(*spec) {
+			return usageError("--wrapping-key-spec must be one of RSA_2048, RSA_3072, RSA_4096")
+		}
+		ro := &ceremony.ReimportOptions{KMS: awskms.Options{Region: *region, Profile: *profile}, Algorithm: a, KeySpec: *spec}
+		if *validFor != "" {
+			d, err := parseDays(*validFor)
+			if err != nil || d <= 0 || d > 365*24*time.Hour {
+				return usageError(fmt.Sprintf("--valid-for %q must be a positive duration of at most 365 days, such as 90d or 2160h", *validFor))
+			}
+			ro.ValidFor = d
+		}
+		o.Reimport = ro
+	}
+	if o.Identities, err = readIdentities(ids); err != nil {
+		return err
+	}
+	if o.Passphrases, err = readPassphrases(passFiles); err != nil {
+		return err
+	}
+	ui := &lineUI{in: stdin, out: stderr}
+	res, err := ceremony.Recover(ctx, o, ui)
+	if err != nil {
+		var se *escrow.ShareError
+		switch {
+		case errors.Is(err, ceremony.ErrDrillFailed), errors.As(err, &se), errors.Is(err, hsm.ErrUnwrap):
+			return verifyFailure{err}
+		case errors.Is(err, escrow.ErrWrongIdentity):
+			return shareError(err)
+		case errors.Is(err, escrow.ErrTooFewShares):
+			return &hintError{error: err, hint: "bring the shares of more custodians (one --share each)"}
+		}
+		return err
+	}
+	what := "recovered into the token"
+	if res.Drill {
+		what = "recovered into a scratch SoftHSM token (destroyed)"
+		fmt.Fprintf(stdout, "drill PASSED: the escrow recovers every key\n")
+	}
+	fmt.Fprintf(stdout, "shares used: %s\n", strings.Join(res.Custodians, ", "))
+	for _, k := range res.Keys {
+		fmt.Fprintf(stdout, "key %s (id %s): %s, kcv %s matches", k.Label, k.ID, what, k.KeyCheckValue)
+		if len(k.Reimported) > 0 {
+			fmt.Fprintf(stdout, ", imported again into %s", strings.Join(k.Reimported, ", "))
+		}
+		fmt.Fprintln(stdout)
+	}
+	fmt.Fprintf(stdout, "transcript:  %s\n", res.Transcript)
+	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)
+	fmt.Fprintf(stdout, "seal sha256: %s\n", res.SealHash)
+	return nil
+}
+
+// parseDays is time.ParseDuration plus a "d" (24 h) suffix.
+func parseDays(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}

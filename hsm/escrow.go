@@ -1,0 +1,265 @@
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/miekg/pkcs11"
+)
+
+// KEKLabel is the CKA_LABEL of an escrow key-encryption key while it lives
+// on the token (always as a session object).
+const KEKLabel = "keyceremony-escrow-kek"
+
+// ImportKEK imports a 256-bit escrow key-encryption key as a session object
+// (CKA_TOKEN false): private, sensitive, not extractable, usable only to wrap
+// and unwrap. It zeroes kek before returning, whatever happens, so the host
+// copy lives no longer than the import. Destroy the returned key with
+// [Token.DestroyKey] when done; closing the token destroys it too.
+func (t *Token) ImportKEK(kek []byte) (*Key, error) {
+	defer clear(kek)
+	if len(kek) != 32 {
+		return nil, fmt.Errorf("an escrow key-encryption key must be 32 bytes, got %d", len(kek))
+	}
+	id := []byte("escrow-kek")
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, KEKLabel),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, kek),
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, err := t.ctx.CreateObject(t.session, tmpl)
+	// The binding copied kek into the attribute; clear that copy too.
+	for _, a := range tmpl {
+		if a.Type == pkcs11.CKA_VALUE {
+			clear(a.Value)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to import the escrow key-encryption key into token %q: %w", t.info.Label, err)
+	}
+	return &Key{handle: h, Label: KEKLabel, ID: id}, nil
+}
+
+var kwp = []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}
+
+// WrapKWP wraps key under kek with AES key wrap with padding (RFC 5649,
+// CKM_AES_KEY_WRAP_PAD) by C_WrapKey: the material never reaches host
+// memory. The error wraps [ErrMechanism] when the token lacks the mechanism.
+func (t *Token) WrapKWP(kek, key *Key) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out, err := t.ctx.WrapKey(t.session, kwp, kek.handle, key.handle)
+	if err != nil {
+		if isCode(err, pkcs11.CKR_MECHANISM_INVALID) || isCode(err, pkcs11.CKR_MECHANISM_PARAM_INVALID) {
+			return nil, fmt.Errorf("%w: token %q cannot wrap with CKM_AES_KEY_WRAP_PAD: %v", ErrMechanism, t.info.Label, err)
+		}
+		return nil, fmt.Errorf("failed to wrap key %q under the escrow key-encryption key: %w", key.Label, err)
+	}
+	return out, nil
+}
+
+// ErrUnwrap is wrapped by [Token.UnwrapKWP] when the token rejects the
+// wrapped material: the key-encryption key is not the one it was wrapped
+// under, or the wrapped bytes were changed.
+var ErrUnwrap = errors.New("wrapped key does not unwrap")
+
+// UnwrapKWP unwraps wrapped (made by [Token.WrapKWP]) under kek into a new AES
+// key with the one attribute set keyceremony uses for key material: private,
+// sensitive, extractable, no usage. With token true it is a persistent token
+// key (a recovery) and the call fails with [ErrKeyExists] if the token
+// already holds a secret key with the same label or id; with token false it
+// is a session object (a check that is destroyed right after).
+func (t *Token) UnwrapKWP(kek *Key, wrapped []byte, label string, id []byte, token bool) (*Key, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if label == "" || len(id) == 0 {
+		return nil, errors.New("a key needs a label and an id")
+	}
+	if token {
+		for _, tmpl := range [][]*pkcs11.Attribute{
+			{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)},
+			{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id)},
+		} {
+			hs, err := t.find(tmpl, 1)
+			if err != nil {
+				return nil, err
+			}
+			if len(hs) > 0 {
+				return nil, fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: recover into another token, or destroy the old key first", ErrKeyExists, t.info.Label, label, id)
+			}
+		}
+	}
+	h, err := t.unwrap(kek.handle, wrapped, fmt.Sprintf("key %q", label), unwrapTemplate(label, id, token))
+	if err != nil {
+		return nil, err
+	}
+	return &Key{handle: h, Label: label, ID: append([]byte(nil), id...)}, nil
+}
+
+// unwrapTemplate is secretKeyTemplate without the two attributes an unwrap
+// template cannot carry: CKA_VALUE_LEN is implied by the wrapped material
+// (some modules refuse it), and SoftHSM 2.6.1 refuses CKA_MODIFIABLE in
+// C_UnwrapKey (CKR_ATTRIBUTE_READ_ONLY). Neither weakens the key: sensitive
+// and no-usage stay set, and PKCS#11 never lets CKA_SENSITIVE be cleared.
+func unwrapTemplate(label string, id []byte, token bool) []*pkcs11.Attribute {
+	var tmpl []*pkcs11.Attribute
+	for _, a := range secretKeyTemplate(label, id, token) {
+		if a.Type != pkcs11.CKA_VALUE_LEN && a.Type != pkcs11.CKA_MODIFIABLE {
+			tmpl = append(tmpl, a)
+		}
+	}
+	return tmpl
+}
+
+func (t *Token) unwrap(kek pkcs11.ObjectHandle, wrapped []byte, what string, tmpl []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	h, err := t.ctx.UnwrapKey(t.session, kwp, kek, wrapped, tmpl)
+	if err != nil {
+		switch {
+		case isCode(err, pkcs11.CKR_MECHANISM_INVALID), isCode(err, pkcs11.CKR_MECHANISM_PARAM_INVALID):
+			return 0, fmt.Errorf("%w: token %q cannot unwrap with CKM_AES_KEY_WRAP_PAD: %v", ErrMechanism, t.info.Label, err)
+		// SoftHSM 2.6.1 reports a failed RFC 5649 integrity check as
+		// CKR_GENERAL_ERROR; other modules use the WRAPPED_KEY codes.
+		case isCode(err, pkcs11.CKR_WRAPPED_KEY_INVALID), isCode(err, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE), isCode(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID), isCode(err, pkcs11.CKR_GENERAL_ERROR):
+			return 0, fmt.Errorf("%w: %s: the escrow key-encryption key is not the one it was wrapped under, or the escrow file was changed (%v)", ErrUnwrap, what, err)
+		}
+		return 0, fmt.Errorf("failed to unwrap %s into token %q: %w", what, t.info.Label, err)
+	}
+	return h, nil
+}
+
+// derivedCheckValue computes k's check value inside the token, for modules
+// that report none: k is wrapped under a fresh session AES key and unwrapped
+// as an encrypt-only session copy whose encryption of a zero block gives the
+// check value. Both session objects are destroyed. t.mu must be held.
+func (t *Token) derivedCheckValue(k *Key) ([]byte, error) {
+	tmp, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-kcv-transport"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to make a session key: %w", err)
+	}
+	defer func() { _ = t.ctx.DestroyObject(t.session, tmp) }()
+	wrapped, err := t.ctx.WrapKey(t.session, kwp, tmp, k.handle)
+	if err != nil {
+		return nil, fmt.Errorf("failed to wrap the key under a session key: %w", err)
+	}
+	return t.kwpCheckValue(tmp, wrapped)
+}
+
+// KWPCheckValue returns the key check value (first 3 bytes of AES-ECB of a
+// zero block, as in CKA_CHECK_VALUE) of the AES key wrapped under kek,
+// computed inside the token: the key is unwrapped as a session object usable
+// only to encrypt, the zero block encrypted, and the object destroyed. It
+// exists because SoftHSM 2.6.1 leaves CKA_CHECK_VALUE empty on unwrapped
+// keys. Errors wrap [ErrUnwrap] as [Token.UnwrapKWP]'s do.
+func (t *Token) KWPCheckValue(kek *Key, wrapped []byte) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.kwpCheckValue(kek.handle, wrapped)
+}
+
+func (t *Token) kwpCheckValue(kek pkcs11.ObjectHandle, wrapped []byte) ([]byte, error) {
+	tmpl := []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
+		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
+		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
+		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
+		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-escrow-check"),
+	}
+	h, err := t.unwrap(kek, wrapped, "the wrapped key", tmpl)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = t.ctx.DestroyObject(t.session, h) }()
+	if err := t.ctx.EncryptInit(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_ECB, nil)}, h); err != nil {
+		return nil, fmt.Errorf("failed to compute a key check value on token %q: %w", t.info.Label, err)
+	}
+	out, err := t.ctx.Encrypt(t.session, make([]byte, 16))
+	if err != nil {
+		return nil, fmt.Errorf("failed to compute a key check value on token %q: %w", t.info.Label, err)
+	}
+	if len(out) < 3 {
+		return nil, fmt.Errorf("token %q returned %d bytes for one AES block", t.info.Label, len(out))
+	}
+	return out[:3], nil
+}
+
+// ScratchSoftHSM makes a throw-away SoftHSM2 token store in dir (which must
+// exist and be private) with one token labelled label whose user and SO PIN
+// are both pin: nothing in it outlives dir. It returns the
+// path of the SoftHSM2 config to export as SOFTHSM2_CONF before the module is
+// first loaded in the process. It needs softhsm2-util.
+func ScratchSoftHSM(dir, label, pin string) (string, error) {
+	if _, err := exec.LookPath("softhsm2-util"); err != nil {
+		return "", errors.New("softhsm2-util is not installed: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)")
+	}
+	if _, err := os.Stat(DefaultModule); err != nil {
+		return "", fmt.Errorf("%w: %s does not exist: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)", ErrModuleNotFound, DefaultModule)
+	}
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.MkdirAll(tokens, 0o700); err != nil {
+		return "", fmt.Errorf("failed to make a scratch token store: %w", err)
+	}
+	conf := filepath.Join(dir, "softhsm2.conf")
+	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return "", fmt.Errorf("failed to write the scratch SoftHSM2 config: %w", err)
+	}
+	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin)
+	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("softhsm2-util --init-token failed: %v: %s", err, oneLine(string(out)))
+	}
+	return conf, nil
+}
+
+func oneLine(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' || s[i] == '\r' {
+			out = append(out, ' ')
+			continue
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
