@@ -18,6 +18,9 @@ import (
 	"strings"
 	"testing"
 
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
 )
 
@@ -38,7 +41,17 @@ func TestTranscriptEvidence(t *testing.T) {
 	if out, err := exec.Command("softhsm2-util", "--init-token", "--free", "--label", "sealed", "--pin", sealedPIN, "--so-pin", "so-"+sealedPIN).CombinedOutput(); err != nil {
 		t.Fatalf("softhsm2-util: %v\n%s", err, out)
 	}
+	// Alice, the custodian, has an identity of the test's own, so that the
+	// secret scan can open her share.
+	alice, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
 	yaml := strings.Replace(fmt.Sprintf(ceremonyYAML, "ev"), "label: ceremony", "label: sealed", 1)
+	yaml = strings.Replace(yaml, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", alice.Recipient().String(), 1)
+	if !strings.Contains(yaml, alice.Recipient().String()) {
+		t.Fatal("the e2e config's custodian changed: update this test")
+	}
 	cfg := e.config("ev.yaml", yaml)
 	var outputs []string // every stdout and stderr, for the secret scan
 	run := func(env []string, args ...string) (string, string, int) {
@@ -264,18 +277,38 @@ func TestTranscriptEvidence(t *testing.T) {
 	})
 
 	t.Run("no secret in anything written", func(t *testing.T) {
+		// share-N-NAME.age files hold shares sealed to their custodians:
+		// the scan below proves no share is there in clear.
 		material := keyMaterial(t, "payments-ev")
 		defer clear(material)
 		archive := keyMaterial(t, "archive-ev")
 		defer clear(archive)
+		// Alice's share and, with threshold 1, the escrow KEK it recovers.
+		sh, err := escrow.OpenShare(mustRead(t, filepath.Join(out, "share-1-alice.age")), "alice", alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shareValue, err := hex.DecodeString(sh.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob, err := escrow.ParseBlob(mustRead(t, filepath.Join(out, "escrow.json")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kek, err := blob.Public().Recover([]*escrow.Share{sh})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer clear(kek)
 		needles := map[string][]byte{}
-		for name, secret := range map[string][]byte{"PIN": []byte(sealedPIN), "payments key": material, "archive key": archive} {
+		for name, secret := range map[string][]byte{"PIN": []byte(sealedPIN), "payments key": material, "archive key": archive, "share": shareValue, "escrow KEK": kek} {
 			for form, b := range encodings(secret) {
 				needles[name+" ("+form+")"] = b
 			}
 		}
 		scanned := 0
-		err := filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
+		err = filepath.WalkDir(e.dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err
 			}
@@ -307,7 +340,7 @@ func TestTranscriptEvidence(t *testing.T) {
 		if scanned < 9 {
 			t.Fatalf("scanned only %d files", scanned)
 		}
-		t.Logf("scanned %d files and %d outputs for %d forms of the PIN and key material", scanned, len(outputs), len(needles))
+		t.Logf("scanned %d files and %d outputs for %d forms of the PIN, the key material, the share and the escrow KEK", scanned, len(outputs), len(needles))
 	})
 }
 
