@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
@@ -196,73 +198,59 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 		return nil, chainErr(n, "", "last line is not terminated by a newline: the transcript is truncated", "", "")
 	}
 	lines := splitLines(data)
-	// Hash the lines on another CPU while this one reads them: the two
-	// together are most of the cost, and neither needs the other until the
-	// links are compared.
-	hashes := make([][sha256.Size]byte, len(lines))
-	hashed := make(chan struct{})
-	go func() {
-		for i, l := range lines {
-			hashes[i] = sha256.Sum256(l)
-		}
-		close(hashed)
-	}()
-	prevs := make([][]byte, len(lines))
 	res := &Result{lines: lines, stepNos: map[int]bool{}}
+	p := startReaders(lines)
+	defer p.stop()
 	oc := newOrderChecker()
-	var e eventInfo
-	var fail *VerifyError
-	stop := len(lines)
-	for i, line := range lines {
-		n := i + 1
-		typ, prev, err := readLine(n, line, res, &e)
-		prevs[i] = prev
-		if err == nil {
-			err = structure(n, typ, len(lines), res, &e)
-		}
-		if err != nil {
-			fail, stop = err, n
-			break
-		}
-		if typ == "event" {
-			if n == 2 {
-				oc.script(res.Header.Script)
-			}
-			if res.orderErr == nil {
-				if err := oc.event(n, &e); err != nil {
-					res.orderErr = err
+	var prevHash, lastHash [sha256.Size]byte
+	for c := range p.chunks {
+		buf := p.next(c)
+		lo := c * chunkLines
+		for j := range min(chunkLines, len(lines)-lo) {
+			lr := &buf[j]
+			n := lo + j + 1
+			if lr.err == nil {
+				// A broken link is the first failure: a changed line first
+				// shows as the next line's prev.
+				var hx [2 * sha256.Size]byte
+				if n > 1 {
+					hex.Encode(hx[:], prevHash[:])
+				} else {
+					copy(hx[:], zeroHash)
 				}
+				if string(lr.prev) != string(hx[:]) {
+					return nil, chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), short(string(hx[:])), short(string(lr.prev)))
+				}
+				lr.err = structure(n, lr, len(lines), res)
 			}
-			res.stepNos[e.stepNo] = true
-			res.Files = appendFileRefs(res.Files, n, &e)
+			if lr.err != nil {
+				return nil, lr.err
+			}
+			lastHash, prevHash = prevHash, lr.hash
+			switch lr.typ {
+			case "header":
+				res.Header = *lr.hdr
+				oc.script(res.Header.Script)
+			case "seal":
+				res.Seal = *lr.seal
+			case "event":
+				e := &lr.ev
+				if res.orderErr == nil {
+					if err := oc.event(n, e); err != nil {
+						res.orderErr = err
+					}
+				}
+				res.stepNos[e.stepNo] = true
+				res.Files = appendFileRefs(res.Files, n, e)
+			}
 		}
-	}
-	<-hashed
-	// A broken link before the failing line is the first failure: a
-	// changed line first shows as the next line's prev.
-	for i := 0; i < stop; i++ {
-		if prevs[i] == nil {
-			continue // the failing line, unreadable
-		}
-		var hx [2 * sha256.Size]byte
-		if i > 0 {
-			hex.Encode(hx[:], hashes[i-1][:])
-		} else {
-			copy(hx[:], zeroHash)
-		}
-		if string(prevs[i]) != string(hx[:]) {
-			want := string(hx[:])
-			return nil, chainErr(i+1, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", i, i), short(want), short(string(prevs[i])))
-		}
-	}
-	if fail != nil {
-		return nil, fail
+		p.done(c, buf)
 	}
 	if res.Seal.Type == "" {
 		return nil, chainErr(len(lines), "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
 	}
 	sealLine := len(lines)
-	if err := checkSeal(sealLine, res, hex.EncodeToString(hashes[sealLine-2][:]), &opts); err != nil {
+	if err := checkSeal(sealLine, res, hex.EncodeToString(lastHash[:]), &opts); err != nil {
 		return nil, err
 	}
 	if res.orderErr != nil {
@@ -291,7 +279,7 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 }
 
 func splitLines(data []byte) [][]byte {
-	lines := make([][]byte, 0, bytes.Count(data, []byte{'\n'}))
+	lines := make([][]byte, 0, len(data)/128+1)
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		lines = append(lines, data[:i])
@@ -302,75 +290,148 @@ func splitLines(data []byte) [][]byte {
 
 var eventPrefix = []byte(`{"type":"event",`)
 
-// readLine reads line n: its type and prev, the header and seal into res,
-// an event into e.
-func readLine(n int, line []byte, res *Result, e *eventInfo) (string, []byte, *VerifyError) {
+// chunkLines is how many lines a reader hashes and reads at a time.
+const chunkLines = 256
+
+// lineResult is what a reader learns from one line.
+type lineResult struct {
+	typ  string
+	prev []byte
+	hash [sha256.Size]byte
+	ev   eventInfo
+	hdr  *Header
+	seal *Seal
+	err  *VerifyError
+}
+
+// readers hash and read the lines in chunks on every CPU: chunk c goes to
+// reader c % len(out), which hands its results over in order. Each reader
+// cycles through a few buffers, so memory stays small however long the
+// transcript.
+type readers struct {
+	chunks int
+	out    []chan []lineResult
+	free   []chan []lineResult
+	quit   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func startReaders(lines [][]byte) *readers {
+	p := &readers{chunks: (len(lines) + chunkLines - 1) / chunkLines, quit: make(chan struct{})}
+	workers := max(1, min(runtime.GOMAXPROCS(0), p.chunks))
+	for w := range workers {
+		out, free := make(chan []lineResult, 2), make(chan []lineResult, 3)
+		for range cap(free) {
+			free <- make([]lineResult, chunkLines)
+		}
+		p.out, p.free = append(p.out, out), append(p.free, free)
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for c := w; c < p.chunks; c += workers {
+				var buf []lineResult
+				select {
+				case buf = <-free:
+				case <-p.quit:
+					return
+				}
+				lo := c * chunkLines
+				for j := range min(chunkLines, len(lines)-lo) {
+					readLine(lo+j+1, lines[lo+j], &buf[j])
+				}
+				select {
+				case out <- buf:
+				case <-p.quit:
+					return
+				}
+			}
+		}()
+	}
+	return p
+}
+
+func (p *readers) next(c int) []lineResult { return <-p.out[c%len(p.out)] }
+
+func (p *readers) done(c int, buf []lineResult) { p.free[c%len(p.out)] <- buf }
+
+func (p *readers) stop() {
+	close(p.quit)
+	p.wg.Wait()
+}
+
+// readLine hashes and reads line n into lr.
+func readLine(n int, line []byte, lr *lineResult) {
+	*lr = lineResult{hash: sha256.Sum256(line)}
 	typ := "event"
 	if !bytes.HasPrefix(line, eventPrefix) {
 		var probe struct {
 			Type string `json:"type"`
 		}
 		if err := json.Unmarshal(line, &probe); err != nil {
-			return "", nil, chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
+			lr.err = chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
+			return
 		}
 		typ = probe.Type
 	}
+	lr.typ = typ
 	var err error
-	var prev []byte
 	switch typ {
 	case "header":
-		if n != 1 {
-			return typ, nil, chainErr(n, "type", "second header", "event or seal", typ)
-		}
-		if err = strict(line, &res.Header); err == nil {
-			prev = []byte(res.Header.Prev)
-			if res.Header.Format != Format {
-				reason := "unsupported transcript format"
-				if res.Header.Format == "keyceremony/transcript/v0" {
-					reason = "v0 transcripts are not verified by this version (v0 was never released): check its seal with openssl as its README says"
-				}
-				return typ, prev, chainErr(n, "format", reason, Format, res.Header.Format)
-			}
+		lr.hdr = new(Header)
+		if err = strict(line, lr.hdr); err == nil {
+			lr.prev = []byte(lr.hdr.Prev)
 		}
 	case "event":
-		*e = eventInfo{}
-		if err = scanEvent(line, e); err == nil {
-			prev = e.prev
+		if err = scanEvent(line, &lr.ev); err == nil {
+			lr.prev = lr.ev.prev
 		}
 	case "seal":
-		if err = strict(line, &res.Seal); err == nil {
-			prev = []byte(res.Seal.Prev)
+		lr.seal = new(Seal)
+		if err = strict(line, lr.seal); err == nil {
+			lr.prev = []byte(lr.seal.Prev)
 		}
 	default:
 		var probe struct {
 			Prev string `json:"prev"`
 		}
 		_ = json.Unmarshal(line, &probe)
-		return typ, []byte(probe.Prev), chainErr(n, "type", "unknown line type", "event or seal", typ)
+		lr.prev = []byte(probe.Prev)
 	}
 	if err != nil {
-		return typ, nil, chainErr(n, "", "malformed "+typ+": "+err.Error(), "", "")
+		lr.err = chainErr(n, "", "malformed "+typ+": "+err.Error(), "", "")
 	}
-	return typ, prev, nil
 }
 
-// structure checks where line n of total may stand.
-func structure(n int, typ string, total int, res *Result, e *eventInfo) *VerifyError {
+// structure checks what line n of total says and where it stands.
+func structure(n int, lr *lineResult, total int, res *Result) *VerifyError {
 	switch {
-	case n == 1 && typ != "header":
-		return chainErr(n, "type", "first line must be the header", "header", typ)
-	case typ == "event":
-		if e.seq != res.EventCount+1 {
-			return chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(e.seq))
+	case n == 1 && lr.typ != "header":
+		return chainErr(n, "type", "first line must be the header", "header", lr.typ)
+	case lr.typ == "header":
+		if n != 1 {
+			return chainErr(n, "type", "second header", "event or seal", lr.typ)
+		}
+		if lr.hdr.Format != Format {
+			reason := "unsupported transcript format"
+			if lr.hdr.Format == "keyceremony/transcript/v0" {
+				reason = "v0 transcripts are not verified by this version (v0 was never released): check its seal with openssl as its README says"
+			}
+			return chainErr(n, "format", reason, Format, lr.hdr.Format)
+		}
+	case lr.typ == "event":
+		if lr.ev.seq != res.EventCount+1 {
+			return chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(lr.ev.seq))
 		}
 		res.EventCount++
-	case typ == "seal":
+	case lr.typ == "seal":
 		if n != total {
 			return chainErr(n+1, "", "line after the seal", "", "")
 		}
-		if res.Seal.Seq != res.EventCount+1 {
-			return chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(res.Seal.Seq))
+		if lr.seal.Seq != res.EventCount+1 {
+			return chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(lr.seal.Seq))
 		}
+	default:
+		return chainErr(n, "type", "unknown line type", "event or seal", lr.typ)
 	}
 	return nil
 }
