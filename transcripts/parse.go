@@ -576,6 +576,22 @@ type eventInfo struct {
 	label, kcv, validTo, file, fileSHA []byte
 	labels, files, keys, quorum        any
 	hasQuorum                          bool
+	// validAt and at are validTo and time parsed, for the steps whose
+	// order checks use them (see parseTimes).
+	validAt, at     time.Time
+	validErr, atErr error
+}
+
+// parseTimes parses the times the order checks of e's step use.
+func (e *eventInfo) parseTimes() {
+	switch e.step {
+	case "fetch-params", "params":
+		if len(e.validTo) > 0 || e.step == "fetch-params" {
+			e.validAt, e.validErr = parseTime(e.validTo)
+		}
+	case "wrap":
+		e.at, e.atErr = parseTime(e.time)
+	}
 }
 
 // knownSteps avoids allocating the usual step names.

@@ -241,7 +241,7 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 					}
 				}
 				res.stepNos[e.stepNo] = true
-				res.Files = appendFileRefs(res.Files, n, e)
+				res.Files = append(res.Files, lr.refs...)
 			}
 		}
 		p.done(c, buf)
@@ -301,6 +301,7 @@ type lineResult struct {
 	ev   eventInfo
 	hdr  *Header
 	seal *Seal
+	refs []FileRef
 	err  *VerifyError
 }
 
@@ -384,6 +385,8 @@ func readLine(n int, line []byte, lr *lineResult) {
 	case "event":
 		if err = scanEvent(line, &lr.ev); err == nil {
 			lr.prev = lr.ev.prev
+			lr.ev.parseTimes()
+			lr.refs = appendFileRefs(nil, n, &lr.ev)
 		}
 	case "seal":
 		lr.seal = new(Seal)
@@ -607,7 +610,7 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 			return nil
 		}
 		ls := c.get(label)
-		vt, err := parseTime(e.validTo)
+		vt, err := e.validAt, e.validErr
 		if err != nil {
 			return orderErr("data.parameters_valid_to", "not an RFC 3339 time", "a time", string(e.validTo))
 		}
@@ -649,7 +652,7 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 			return orderErr("step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
 		}
 		if !ls.paramsValidTo.IsZero() {
-			t, err := parseTime(e.time)
+			t, err := e.at, e.atErr
 			if err != nil {
 				return orderErr("time", "not an RFC 3339 time", "a time", string(e.time))
 			}
