@@ -775,7 +775,7 @@ func (r *reader) scanData(e *eventInfo) error {
 	}
 }
 
-// rfc3339Shape reports whether b looks like 2006-01-02T15:04:05[.frac]Z.
+// rfc3339Shape reports whether b is a valid 2006-01-02T15:04:05[.frac]Z.
 func rfc3339Shape(b []byte) bool {
 	const pat = "dddd-dd-ddTdd:dd:dd"
 	if len(b) < len(pat)+1 || b[len(b)-1] != 'Z' {
@@ -789,6 +789,9 @@ func rfc3339Shape(b []byte) bool {
 		} else if b[i] != pat[i] {
 			return false
 		}
+	}
+	if !validDate(b) {
+		return false
 	}
 	frac := b[len(pat) : len(b)-1]
 	if len(frac) == 0 {
@@ -878,4 +881,20 @@ func parseTime(b []byte) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("time %q out of range", b)
 	}
 	return t, nil
+}
+
+// validDate checks the ranges of a time rfc3339Shape has checked digit by
+// digit: month, day of that month, hour, minute, second.
+func validDate(b []byte) bool {
+	d2 := func(i int) int { return int(b[i]-'0')*10 + int(b[i+1]-'0') }
+	y := d2(0)*100 + d2(2)
+	mo, d, h, mi, sec := d2(5), d2(8), d2(11), d2(14), d2(17)
+	if mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return false
+	}
+	days := [13]int{0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[mo]
+	if mo == 2 && y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+		days = 29
+	}
+	return d <= days
 }

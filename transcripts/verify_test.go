@@ -312,3 +312,31 @@ func TestParseTime(t *testing.T) {
 		}
 	}
 }
+
+// FuzzScanEvent checks the event scanner against encoding/json: a line it
+// accepts decodes strictly with encoding/json to the same values.
+func FuzzScanEvent(f *testing.F) {
+	good := build(f, testScript, ceremonyEvents(), testKey)
+	for _, l := range bytes.Split(good, []byte("\n")) {
+		f.Add(l)
+	}
+	f.Add([]byte(`{"type":"event","seq":1,"time":"2026-02-30T00:00:00Z","step":"s","prev":"00"}`))
+	f.Add([]byte(`{"type":"event","seq":1,"time":"2026-01-01T00:00:00Z","step":"s\u00e9","data":{"label":"a\"b","x":[1,{"y":null}]},"prev":"00"}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var e eventInfo
+		if err := scanEvent(line, &e); err != nil {
+			return
+		}
+		var ev Event
+		if err := strict(line, &ev); err != nil {
+			t.Fatalf("%q: scanned, but encoding/json refuses it: %v", line, err)
+		}
+		label, _ := ev.Data["label"].(string)
+		if ev.Seq != e.seq || ev.StepNo != e.stepNo || ev.Step != e.step || ev.Prev != string(e.prev) || label != string(e.label) {
+			t.Fatalf("%q: scanned %+v, encoding/json %+v", line, e, ev)
+		}
+		if ts, err := parseTime(e.time); err != nil || !ts.Equal(ev.Time) {
+			t.Fatalf("%q: time %v %v, encoding/json %v", line, ts, err, ev.Time)
+		}
+	})
+}
