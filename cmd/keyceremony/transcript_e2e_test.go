@@ -80,7 +80,7 @@ func TestTranscriptEvidence(t *testing.T) {
 		if _, err := exec.LookPath("jq"); err != nil {
 			t.Skip("jq not installed")
 		}
-		chain := `cd "$1" && diff <(head -n -1 transcript.jsonl | while IFS= read -r l; do printf %s "$l" | sha256sum | cut -c1-64; done) <(jq -r .prev transcript.jsonl | tail -n +2) && echo chain OK`
+		chain := `cd "$1" && diff <(head -n -1 transcript.jsonl | while IFS= read -r l; do printf %s "$l" | sha256sum | cut -c1-64; done) <(jq -r .prev transcript.jsonl | tail -n +2) && grep -qx "last_line_sha256: $(tail -n 1 transcript.jsonl | jq -r .prev)" seal.payload && echo chain OK`
 		if o, err := exec.Command("bash", "-c", chain, "chain", out).CombinedOutput(); err != nil || !strings.Contains(string(o), "chain OK") {
 			t.Fatalf("shell chain check: %v: %s", err, o)
 		}
@@ -88,6 +88,7 @@ func TestTranscriptEvidence(t *testing.T) {
 		os.MkdirAll(broken, 0o755)
 		data := mustRead(t, tr)
 		os.WriteFile(filepath.Join(broken, "transcript.jsonl"), bytes.Replace(data, []byte(`"created":true`), []byte(`"created":false`), 1), 0o644)
+		os.WriteFile(filepath.Join(broken, "seal.payload"), mustRead(t, filepath.Join(out, "seal.payload")), 0o644)
 		if o, err := exec.Command("bash", "-c", chain, "chain", broken).CombinedOutput(); err == nil {
 			t.Fatalf("shell chain check passed a changed transcript: %s", o)
 		}

@@ -159,7 +159,7 @@ func writeJSON(w io.Writer, v any) {
 	fmt.Fprintf(w, "%s\n", b)
 }
 
-// witnessSigPattern names witness signatures beside a transcript.
+// Witness signatures lie beside the transcript as witness-NAME.sig.
 const witnessSigPrefix, witnessSigSuffix = "witness-", ".sig"
 
 var witnessName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$`)
