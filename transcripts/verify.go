@@ -279,7 +279,7 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 }
 
 func splitLines(data []byte) [][]byte {
-	lines := make([][]byte, 0, len(data)/128+1)
+	lines := make([][]byte, 0, bytes.Count(data, []byte{'\n'}))
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
 		lines = append(lines, data[:i])
@@ -291,7 +291,7 @@ func splitLines(data []byte) [][]byte {
 var eventPrefix = []byte(`{"type":"event",`)
 
 // chunkLines is how many lines a reader hashes and reads at a time.
-const chunkLines = 256
+const chunkLines = 128
 
 // lineResult is what a reader learns from one line.
 type lineResult struct {
