@@ -110,15 +110,18 @@ type KeyResult struct {
 }
 
 type keyState struct {
-	cfg     *KeyConfig
-	id      []byte
-	key     *hsm.Key
-	kcv     string
-	arn     string
-	params  *wrap.Params
-	bundle  *wrap.Bundle
-	validTo *time.Time
-	res     KeyResult
+	// generated, imported and checked are what the transcript of a
+	// resumed ceremony shows done.
+	kmsRecorded, generated, imported, checked bool
+	cfg                                       *KeyConfig
+	id                                        []byte
+	key                                       *hsm.Key
+	kcv                                       string
+	arn                                       string
+	params                                    *wrap.Params
+	bundle                                    *wrap.Bundle
+	validTo                                   *time.Time
+	res                                       KeyResult
 }
 
 type state struct {
@@ -144,6 +147,11 @@ type state struct {
 	recorded int
 	signer   crypto.Signer
 	files    []map[string]any
+	// A resumed ceremony (see resume.go): the files its transcript names,
+	// the script steps that have events, and what was done.
+	resumed, escrowed, signingKeyWritten bool
+	referenced                           map[string]bool
+	stepHadEvents                        map[int]bool
 }
 
 type pendingEvent struct {
@@ -202,6 +210,12 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	for i := range cfg.Keys {
 		s.keys = append(s.keys, &keyState{cfg: &cfg.Keys[i]})
 	}
+	// An unsealed transcript in out_dir is a ceremony to resume.
+	if _, err := os.Stat(s.res.Transcript); err == nil {
+		if err := s.resume(); err != nil {
+			return nil, &StepError{Step: "resume", Err: err}
+		}
+	}
 	steps := Steps()
 	for i, st := range steps {
 		if err := ctx.Err(); err != nil {
@@ -219,7 +233,7 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		}
 		// Every script step leaves an event bearing its number: one that
 		// recorded nothing else records that it was done.
-		if s.recorded == recorded {
+		if s.recorded == recorded && !s.stepHadEvents[st.No] {
 			if err := s.record("step-done", map[string]any{"id": st.ID, "summary": summary}); err != nil {
 				return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 			}

@@ -182,6 +182,9 @@ func custodians(ctx context.Context, s *state) (string, error) {
 	if s.cfg.Escrow == nil {
 		return "", ErrNoEscrow
 	}
+	if s.escrowed {
+		return "the escrow was made before the restart", nil
+	}
 	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui)
 	if err != nil {
 		return "", err
@@ -197,6 +200,9 @@ func custodians(ctx context.Context, s *state) (string, error) {
 // and checked against the commitments and, on the token, against the blob.
 func escrowKeys(ctx context.Context, s *state) (string, error) {
 	e := s.cfg.Escrow
+	if s.escrowed {
+		return "the escrow was made and checked before the restart", nil
+	}
 	id := s.cfg.Ceremony.ID
 	n := len(e.Custodians)
 	defer func() { s.openers = nil }()

@@ -2,6 +2,8 @@ package ceremony
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -55,5 +57,8 @@ func (c *Config) Plan() []PlanItem {
 		items = append(items, PlanItem{"Escrow", fmt.Sprintf("%d of %d custodians: %s", e.Threshold, len(e.Custodians), strings.Join(names, ", "))})
 	}
 	items = append(items, PlanItem{"Evidence", c.OutDir()})
+	if _, err := os.Stat(filepath.Join(c.OutDir(), "transcript.jsonl")); err == nil {
+		items = append(items, PlanItem{"Resume", "a transcript is already there: the ceremony goes on where it stopped"})
+	}
 	return items
 }

@@ -37,6 +37,13 @@ func (s *state) writeFile(name string, data []byte) (string, string, error) {
 		return "", "", err
 	}
 	p := filepath.Join(s.res.OutDir, name)
+	if s.resumed && !s.referenced[name] {
+		if _, err := os.Stat(p); err == nil {
+			if err := s.setAside(name); err != nil {
+				return "", "", err
+			}
+		}
+	}
 	if err := evidence.Create(p, data, 0o644); err != nil {
 		return "", "", err
 	}
@@ -52,9 +59,19 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	}
 	s.tok = tok
 	in := tok.Info()
-	// A ceremony never reuses a key: refuse before anything changes.
+	// A ceremony never reuses a key: refuse before anything changes. A
+	// resumed ceremony finds the keys its transcript shows generated.
 	for _, k := range s.keys {
+		if k.generated {
+			if err := s.findGenerated(k); err != nil {
+				return "", err
+			}
+			continue
+		}
 		if _, err := tok.FindAESKey(k.cfg.Label, nil); err == nil {
+			if s.resumed {
+				return "", fmt.Errorf("%w: token %q holds a key labelled %q that the transcript does not record (the process died while generating it): it never left the token; destroy it (pkcs11-tool --delete-object --type secrkey --label %s) and resume", hsm.ErrKeyExists, in.Label, k.cfg.Label, k.cfg.Label)
+			}
 			return "", fmt.Errorf("%w: token %q already holds a key labelled %q: choose a new label in keys[].label", hsm.ErrKeyExists, in.Label, k.cfg.Label)
 		} else if !errors.Is(err, hsm.ErrKeyNotFound) {
 			return "", err
@@ -77,7 +94,7 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 	s.kms = c
 	// Check every existing key before changing anything.
 	for _, k := range s.keys {
-		if k.cfg.Create {
+		if k.cfg.Create || k.kmsRecorded {
 			continue
 		}
 		d, err := c.Describe(ctx, k.cfg.KMSKeyID)
@@ -97,6 +114,11 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 	}
 	var names []string
 	for _, k := range s.keys {
+		k.res.KMSKeyARN = k.arn
+		if k.kmsRecorded {
+			names = append(names, k.arn)
+			continue
+		}
 		if k.cfg.Create {
 			desc := k.cfg.Description
 			if desc == "" {
@@ -124,6 +146,10 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	var out []string
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
+		if k.generated {
+			out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
+			continue
+		}
 		if k.cfg.ID != "" {
 			k.id, _ = hex.DecodeString(k.cfg.ID)
 		} else {
@@ -156,6 +182,12 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
+		// Parameters fetched before a restart serve while they are valid
+		// for another hour; an imported key needs none.
+		if k.imported || k.params != nil && k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
+			continue
+		}
+		k.bundle = nil
 		p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
 		if err != nil {
 			return "", err
@@ -168,7 +200,7 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		name, sum, err := s.writeFile("params-"+k.cfg.Label+".json", data)
+		name, sum, err := s.writeFile(s.freshName("params-"+k.cfg.Label+".json"), data)
 		if err != nil {
 			return "", err
 		}
@@ -177,13 +209,21 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 	}
-	return fmt.Sprintf("%s with %s, valid until %s", alg, s.cfg.KMS.WrappingKeySpec, s.keys[0].params.ValidTo.Format(time.RFC3339)), nil
+	until := "already imported"
+	if p := s.keys[0].params; p != nil {
+		until = "valid until " + p.ValidTo.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s with %s, %s", alg, s.cfg.KMS.WrappingKeySpec, until), nil
 }
 
 func importKeys(ctx context.Context, s *state) (string, error) {
 	now := testOnlyNow()
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
+		if k.imported {
+			k.res.ValidTo = k.validTo
+			continue
+		}
 		vt, err := k.cfg.validTo(now)
 		if err != nil {
 			return "", err
@@ -217,6 +257,9 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 func checkImport(ctx context.Context, s *state) (string, error) {
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
+		if k.checked {
+			continue
+		}
 		d, err := s.kms.Describe(ctx, k.arn)
 		if err != nil {
 			return "", err
@@ -258,17 +301,28 @@ func checkImport(ctx context.Context, s *state) (string, error) {
 }
 
 func seal(ctx context.Context, s *state) (string, error) {
+	if s.signer == nil {
+		// A resumed ceremony: the header names the key; Seal checks it.
+		signer, err := s.tok.Signer(s.cfg.Token.SigningKey, false)
+		if err != nil {
+			return "", err
+		}
+		s.signer = signer
+	}
 	signer := s.signer
-	pemBytes, err := hsm.PublicKeyPEM(signer.Public())
-	if err != nil {
-		return "", err
-	}
-	pubPath, pubSum, err := s.writeFile("signing-key.pem", pemBytes)
-	if err != nil {
-		return "", err
-	}
-	if err := s.record("signing-key", map[string]any{"label": s.cfg.Token.SigningKey, "file": filepath.Base(pubPath), "file_sha256": pubSum}); err != nil {
-		return "", err
+	pubPath := filepath.Join(s.res.OutDir, "signing-key.pem")
+	if !s.signingKeyWritten {
+		pemBytes, err := hsm.PublicKeyPEM(signer.Public())
+		if err != nil {
+			return "", err
+		}
+		_, pubSum, err := s.writeFile("signing-key.pem", pemBytes)
+		if err != nil {
+			return "", err
+		}
+		if err := s.record("signing-key", map[string]any{"label": s.cfg.Token.SigningKey, "file": "signing-key.pem", "file_sha256": pubSum}); err != nil {
+			return "", err
+		}
 	}
 	// Name every file the ceremony wrote, with its SHA-256.
 	files := make([]any, len(s.files))
@@ -306,4 +360,23 @@ func seal(ctx context.Context, s *state) (string, error) {
 	s.res.SealPayload, s.res.SealSignature = payloadPath, sigPath
 	s.ui.Info("seal words, to read aloud and write down: " + seal.Words)
 	return "sealed by key " + seal.Fingerprint[:16] + "…, verified", nil
+}
+
+// findGenerated finds on the token a key the transcript of a resumed
+// ceremony shows generated, and checks it is that key.
+func (s *state) findGenerated(k *keyState) error {
+	key, err := s.tok.FindAESKey(k.cfg.Label, k.id)
+	if err != nil {
+		return fmt.Errorf("the transcript shows key %q generated, but the token does not hold it: %w", k.cfg.Label, err)
+	}
+	kcv, err := s.tok.CheckValue(key)
+	if err != nil {
+		return err
+	}
+	if hex.EncodeToString(kcv) != k.kcv {
+		return fmt.Errorf("key %q on the token has check value %x, but the transcript recorded %s: this is not the key the ceremony generated", k.cfg.Label, kcv, k.kcv)
+	}
+	k.key = key
+	k.res.Label, k.res.ID, k.res.KeyCheckValue, k.res.KMSKeyARN = k.cfg.Label, hex.EncodeToString(k.id), k.kcv, k.arn
+	return nil
 }

@@ -91,6 +91,9 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 	inHSM, host := 0, 0
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
+		if k.imported || k.bundle != nil && k.bundle.ParamsValidTo.Equal(k.params.ValidTo) {
+			continue
+		}
 		if err := k.params.CheckValid(testOnlyNow()); err != nil {
 			return "", err
 		}
@@ -120,7 +123,7 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		name, sum, err := s.writeFile("bundle-"+k.cfg.Label+".json", data)
+		name, sum, err := s.writeFile(s.freshName("bundle-"+k.cfg.Label+".json"), data)
 		if err != nil {
 			return "", err
 		}

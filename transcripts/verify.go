@@ -574,6 +574,11 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 	orderErr := func(field, reason, expected, found string) error {
 		return &VerifyError{Class: ClassOrder, Line: line, Field: field, Reason: reason, Expected: expected, Found: found}
 	}
+	if e.step == "resume" {
+		// A ceremony resumed after its process died runs its steps again
+		// from the first, skipping what the transcript shows done.
+		c.lastNo = 0
+	}
 	if e.stepNo != 0 {
 		if e.stepNo < c.lastNo {
 			return orderErr("step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.stepNo, c.lastNo, c.lastNoLine), fmt.Sprintf("%d or more", c.lastNo), fmt.Sprint(e.stepNo))

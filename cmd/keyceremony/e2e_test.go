@@ -254,12 +254,22 @@ func TestCeremonyEndToEnd(t *testing.T) {
 
 	// Running the same ceremony again refuses to touch the evidence.
 	_, stderr2, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
-	if code == 0 || !strings.Contains(stderr2, "already holds a key labelled") {
+	if code == 0 || !strings.Contains(stderr2, "is complete (its transcript is sealed)") {
 		t.Errorf("second run exited %d: %s", code, stderr2)
 	}
 	after, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
 	if !bytes.Equal(after, data) {
 		t.Error("second run changed the transcript")
+	}
+	// The same keys in a new ceremony: refused, a ceremony never reuses a key.
+	body, _ := os.ReadFile(cfg)
+	again := e.config("again.yaml", strings.Replace(string(body), "out_dir: one", "out_dir: again", 1))
+	_, stderr3, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", again)
+	if code != 1 || !strings.Contains(stderr3, `already holds a key labelled "payments-one"`) {
+		t.Errorf("run with an existing label exited %d: %s", code, stderr3)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "again")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("a refused run left an output directory")
 	}
 }
 

@@ -38,9 +38,9 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	ui := &lineUI{in: stdin, out: stderr}
 	res, err := ceremony.Run(ctx, cfg, ui)
 	if err != nil {
-		switch {
-		case errors.Is(err, hsm.ErrWrongPIN), errors.Is(err, hsm.ErrModuleNotFound), errors.Is(err, hsm.ErrTokenNotFound):
-			return &hintError{error: err, hint: "the ceremony stopped before touching any key; the unsealed transcript in " + cfg.OutDir() + " records the attempt: use a new out_dir for the next try"}
+		var se *ceremony.StepError
+		if errors.As(err, &se) && se.Changed {
+			return &hintError{error: err, hint: "the transcript in " + cfg.OutDir() + " records what was done: fix the cause and run the same command again to resume where it stopped"}
 		}
 		return err
 	}

@@ -287,7 +287,15 @@ func (m *Model) start() tea.Cmd {
 	return tea.Batch(engine, m.spin.Tick)
 }
 
+// retryable reports whether running the ceremony again is safe: always,
+// since a ceremony that changed something resumes from its transcript,
+// except when the failure was the resume itself.
 func (m *Model) retryable() bool {
 	var se *ceremony.StepError
-	return errors.As(m.err, &se) && !se.Changed
+	return errors.As(m.err, &se) && se.Step != "resume"
+}
+
+func (m *Model) changed() bool {
+	var se *ceremony.StepError
+	return errors.As(m.err, &se) && se.Changed
 }

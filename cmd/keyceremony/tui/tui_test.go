@@ -184,15 +184,25 @@ func TestFailedRetryable(t *testing.T) {
 	}
 }
 
-func TestFailedNotRetryable(t *testing.T) {
+func TestFailedResumable(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
-	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2}, stepDoneMsg{2, "ok"}, stepStartedMsg{3},
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2},
 		doneMsg{err: &ceremony.StepError{Step: "generate-keys", Err: hsm.ErrMechanism, Changed: true}})
 	checkScreen(t, m)
 	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
-	if cmd != nil || m.phase != phaseFailed {
-		t.Fatal("r retried a ceremony that had changed something")
+	if cmd == nil || m.phase != phaseRunning {
+		t.Fatal("r did not resume a ceremony that had changed something")
+	}
+}
+
+func TestFailedResume(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	send(m, doneMsg{err: &ceremony.StepError{Step: "resume", Err: errors.New("cannot resume: bundle-one.json changed since it was recorded")}})
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
+	if cmd != nil || m.phase != phaseFailed || !strings.Contains(m.View(), "q: quit") {
+		t.Fatal("r retried a failed resume")
 	}
 }
 

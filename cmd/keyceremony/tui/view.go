@@ -122,12 +122,15 @@ func (m *Model) viewFailure(line func(string, ...any), w int) {
 		line(" %s", l)
 	}
 	line("")
-	if m.retryable() {
+	switch {
+	case m.retryable() && !m.changed():
 		line(" Nothing was changed: fix the cause and retry.")
 		line(" %s", faintStyle.Render("r: retry · q: quit"))
-	} else {
-		line(" The unsealed transcript in %s records what happened.", m.cfg.OutDir())
-		line(" Keep it as evidence; fix the cause and start again with a new out_dir.")
+	case m.retryable():
+		line(" The transcript in %s records what was done.", m.cfg.OutDir())
+		line(" Fix the cause, then resume: the ceremony goes on where it stopped.")
+		line(" %s", faintStyle.Render("r: resume · q: quit (keyceremony resumes it later too)"))
+	default:
 		line(" %s", faintStyle.Render("q: quit"))
 	}
 }

@@ -1,0 +1,189 @@
+package ceremony
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+	"github.com/keyceremony/keyceremony/transcripts"
+)
+
+// dyingUI fails the confirmation numbered failAt (1-based), as an operator
+// who walks away or a process that dies at that point would.
+type dyingUI struct {
+	quietUI
+	confirms, failAt int
+}
+
+func (u *dyingUI) Confirm(ctx context.Context, prompt, want string) error {
+	u.confirms++
+	if u.confirms == u.failAt {
+		return errors.New("the process died here")
+	}
+	return nil
+}
+
+func resumeConfig(t *testing.T, out string) *Config {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(fmt.Sprintf(`
+ceremony: {id: resume-test, operator: test, out_dir: %s}
+token: {label: ceremony}
+kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
+keys:
+  - {label: one, create: true, valid_for: 30d}
+  - {label: two, create: true, does_not_expire: true}
+escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+`, out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func steps(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if i := strings.Index(l, `"step":"`); i >= 0 {
+			out = append(out, strings.SplitN(l[i+8:], `"`, 2)[0])
+		}
+	}
+	return out
+}
+
+func count(ss []string, s string) int {
+	n := 0
+	for _, x := range ss {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+// TestResume stops a ceremony after the first key is imported and runs it
+// again with the same config: it must go on where it stopped, generating,
+// escrowing and importing nothing twice, and seal a transcript that verifies
+// with every file it names.
+func TestResume(t *testing.T) {
+	hsmtest.Setup(t, "ceremony")
+	loopbackKMS(t)
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := resumeConfig(t, out)
+
+	_, err := Run(context.Background(), cfg, &dyingUI{failAt: 2})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "import" || !se.Changed {
+		t.Fatalf("first run: %v", err)
+	}
+	before := steps(t, filepath.Join(out, "transcript.jsonl"))
+	if count(before, "import") != 1 {
+		t.Fatalf("first run imported %d keys", count(before, "import"))
+	}
+
+	// A stray file the transcript does not name, as if the process died
+	// right after writing it: moved aside, never overwritten.
+	stray := filepath.Join(out, "signing-key.pem")
+	if err := os.WriteFile(stray, []byte("half-written\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ui := &dyingUI{}
+	res, err := Run(context.Background(), cfg, ui)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if ui.confirms != 1 {
+		t.Errorf("resume asked %d confirmations, want 1 (key two only)", ui.confirms)
+	}
+	after := steps(t, res.Transcript)
+	for step, want := range map[string]int{"generate-key": 2, "kms-key": 2, "escrow": 1, "wrap": 2, "import": 2, "check-import": 2, "resume": 1, "set-aside": 1, "failed": 1} {
+		if got := count(after, step); got != want {
+			t.Errorf("%d %q events, want %d: %v", got, step, want, after)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "unrecorded-1-signing-key.pem")); string(b) != "half-written\n" {
+		t.Errorf("the stray file was not kept aside: %q", b)
+	}
+	data, _ := os.ReadFile(res.Transcript)
+	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Files: os.DirFS(out)}); err != nil {
+		t.Fatalf("resumed transcript does not verify: %v", err)
+	}
+	if len(res.Keys) != 2 || res.Keys[0].KeyCheckValue == "" || res.Keys[1].KMSKeyARN == "" {
+		t.Errorf("result keys %+v", res.Keys)
+	}
+	c, err := awskms.New(context.Background(), awskms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range res.Keys {
+		d, err := c.Describe(context.Background(), k.KMSKeyARN)
+		if err != nil || d.State != "Enabled" {
+			t.Errorf("key %s: %+v %v", k.Label, d, err)
+		}
+	}
+
+	// Sealed: nothing to resume.
+	if _, err := Run(context.Background(), cfg, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "is complete") {
+		t.Errorf("run of a sealed ceremony: %v", err)
+	}
+}
+
+// TestResumeRefusals checks that a resume refuses, changing nothing, when
+// the config changed, a recorded file changed, or the chain is broken; and
+// that it cuts a torn last line.
+func TestResumeRefusals(t *testing.T) {
+	hsmtest.Setup(t, "ceremony")
+	loopbackKMS(t)
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := resumeConfig(t, out)
+	if _, err := Run(context.Background(), cfg, &dyingUI{failAt: 1}); err == nil {
+		t.Fatal("first run did not stop")
+	}
+	tpath := filepath.Join(out, "transcript.jsonl")
+	orig, _ := os.ReadFile(tpath)
+
+	other := resumeConfig(t, out)
+	other.hash = "0000"
+	if _, err := Run(context.Background(), other, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "the config changed") {
+		t.Errorf("changed config: %v", err)
+	}
+	bundle := filepath.Join(out, "bundle-one.json")
+	b, _ := os.ReadFile(bundle)
+	os.WriteFile(bundle, append(b, ' '), 0o644)
+	if _, err := Run(context.Background(), cfg, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "bundle-one.json changed since it was recorded") {
+		t.Errorf("changed bundle: %v", err)
+	}
+	os.WriteFile(bundle, b, 0o644)
+	broken := strings.Replace(string(orig), `"label":"two"`, `"label":"tw0"`, 1)
+	os.WriteFile(tpath, []byte(broken), 0o644)
+	var ve *transcripts.VerifyError
+	if _, err := Run(context.Background(), cfg, &dyingUI{}); !errors.As(err, &ve) {
+		t.Errorf("broken chain: %v", err)
+	}
+	if now, _ := os.ReadFile(tpath); string(now) != broken {
+		t.Error("a refused resume changed the transcript")
+	}
+	// A torn last line (the process died mid-write) is cut and recorded.
+	os.WriteFile(tpath, append(orig, []byte(`{"type":"event","seq":`)...), 0o644)
+	res, err := Run(context.Background(), cfg, &dyingUI{})
+	if err != nil {
+		t.Fatalf("resume after a torn line: %v", err)
+	}
+	data, _ := os.ReadFile(res.Transcript)
+	if !strings.Contains(string(data), `"torn_line_bytes":22`) {
+		t.Error("the torn line was not recorded")
+	}
+	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Files: os.DirFS(out)}); err != nil {
+		t.Fatal(err)
+	}
+}
