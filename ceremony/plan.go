@@ -58,7 +58,7 @@ func (c *Config) Plan() []PlanItem {
 	}
 	items = append(items, PlanItem{"Evidence", c.OutDir()})
 	if _, err := os.Stat(filepath.Join(c.OutDir(), "transcript.jsonl")); err == nil {
-		items = append(items, PlanItem{"Resume", "a transcript is already there: the ceremony goes on where it stopped"})
+		items = append(items, PlanItem{"Resume", "unsealed transcript found: resumes where it stopped"})
 	}
 	return items
 }

@@ -94,3 +94,93 @@ func TestTUITmux(t *testing.T) {
 		t.Fatalf("verify: %s %s", out, serr)
 	}
 }
+
+// TestTUIResumeAfterKill kills the TUI's process with SIGKILL at the second
+// import confirmation, starts it again on the same config, and checks that
+// it resumes: the plan says so, the first key is not imported twice, and the
+// transcript verifies.
+func TestTUIResumeAfterKill(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed: apt-get install -y tmux")
+		}
+		t.Skip("tmux is not installed: apt-get install -y tmux")
+	}
+	e := newE2E(t)
+	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "kill"))
+	sockDir, err := os.MkdirTemp("", "kc-tmux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "sock")
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	run := fmt.Sprintf("env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s", os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
+	script := fmt.Sprintf("cd %s && %s; echo FIRST=$?; %s; echo SECOND=$?; sleep 60", e.dir, run, run)
+	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
+	t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
+	waitFor := func(s string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sc := tmux("capture-pane", "-p", "-t", "c")
+			if strings.Contains(sc, s) {
+				return sc
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("screen never showed %q; last screen:\n%s", s, sc)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("Review the plan")
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("User PIN")
+	tmux("send-keys", "-t", "c", hsmtest.PIN, "Enter")
+	waitFor(`Type "payments-kill" to confirm`)
+	tmux("send-keys", "-t", "c", "payments-kill", "Enter")
+	waitFor(`Type "archive-kill" to confirm`)
+
+	// The process dies without a chance to clean up.
+	shell := strings.TrimSpace(tmux("display-message", "-p", "-t", "c", "#{pane_pid}"))
+	pid, err := exec.Command("pgrep", "-P", shell, "keyceremony").Output()
+	if err != nil {
+		t.Fatalf("pgrep: %v", err)
+	}
+	if err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).Run(); err != nil {
+		t.Fatal(err)
+	}
+	plan := waitFor("Review the plan")
+	if !strings.Contains(plan, "Resume") || !strings.Contains(plan, "resumes where it stopped") {
+		t.Fatalf("the plan does not say it resumes:\n%s", plan)
+	}
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("User PIN")
+	tmux("send-keys", "-t", "c", hsmtest.PIN, "Enter")
+	// Only the key not imported before the kill asks for confirmation.
+	waitFor(`Type "archive-kill" to confirm`)
+	tmux("send-keys", "-t", "c", "archive-kill", "Enter")
+	waitFor("Ceremony complete.")
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("SECOND=0")
+
+	out := filepath.Join(e.dir, "kill")
+	stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl"))
+	if code != 0 {
+		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
+	}
+	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
+	if n := strings.Count(string(data), `"step":"import"`); n != 2 {
+		t.Errorf("%d import events, want 2 (one per key)", n)
+	}
+	if n := strings.Count(string(data), `"step":"resume"`); n != 1 {
+		t.Errorf("%d resume events, want 1", n)
+	}
+}
