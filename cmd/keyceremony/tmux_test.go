@@ -74,15 +74,21 @@ func TestTUITmux(t *testing.T) {
 		t.Fatalf("the PIN is visible:\n%s", typed)
 	}
 	tmux("send-keys", "-t", "c", "Enter")
-	for _, alias := range []string{"payments-tmux", "archive-tmux"} {
+	for _, alias := range []string{"alice", "payments-tmux", "archive-tmux"} {
 		waitFor(fmt.Sprintf("Type %q to confirm", alias))
 		tmux("send-keys", "-t", "c", alias, "Enter")
 	}
 	done := waitFor("Ceremony complete.")
-	for _, want := range []string{"✓ 10 Seal the transcript", "Seal: ", "Key payments-tmux: kcv "} {
+	for _, want := range []string{"✓ 10 Seal the transcript", "Seal words: ", "Key payments-tmux: kcv "} {
 		if !strings.Contains(done, want) {
 			t.Errorf("final screen lacks %q:\n%s", want, done)
 		}
+	}
+	if n := len(strings.Split(strings.TrimRight(done, "\n"), "\n")); n > 24 {
+		t.Errorf("the final screen has %d lines", n)
+	}
+	if !strings.Contains(done, "keyceremony · ceremony") {
+		t.Errorf("the title scrolled off the 24-line screen:\n%s", done)
 	}
 	if strings.Contains(done, "\x1b[") {
 		t.Error("escape sequences on screen with NO_COLOR")
@@ -144,6 +150,8 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("User PIN")
 	tmux("send-keys", "-t", "c", hsmtest.PIN, "Enter")
+	waitFor(`Type "alice" to confirm`)
+	tmux("send-keys", "-t", "c", "alice", "Enter")
 	waitFor(`Type "payments-kill" to confirm`)
 	tmux("send-keys", "-t", "c", "payments-kill", "Enter")
 	waitFor(`Type "archive-kill" to confirm`)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/transcripts"
 )
 
 func TestMain(m *testing.M) {
@@ -214,7 +215,8 @@ func TestDoneScreen(t *testing.T) {
 	}
 	vt := time.Date(2027, 2, 21, 4, 8, 35, 0, time.UTC)
 	send(m, doneMsg{res: &ceremony.Result{OutDir: "/ceremony/out", Transcript: "/ceremony/out/transcript.jsonl", PublicKey: "/ceremony/out/signing-key.pem",
-		SealHash: "4c1fab130e4df772367649d83c049e83aa5b7c5d1e2f3a4b5c6d7e8f90a1b2c3", Keys: []ceremony.KeyResult{{Label: "payments", KeyCheckValue: "06437a", ValidTo: &vt}}}})
+		SealHash:  "4c1fab130e4df772367649d83c049e83aa5b7c5d1e2f3a4b5c6d7e8f90a1b2c3",
+		SealWords: transcripts.Words([]byte{0x4c, 0x1f, 0xab, 0x13, 0x0e, 0x4d, 0xf7, 0x72, 0x36, 0x76, 0x49, 0xd8, 0x3c, 0x04, 0x9e, 0x83}), Keys: []ceremony.KeyResult{{Label: "payments", KeyCheckValue: "06437a", ValidTo: &vt}}}})
 	checkScreen(t, m)
 }
 

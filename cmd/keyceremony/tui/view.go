@@ -79,7 +79,16 @@ func (m *Model) View() string {
 		line(" %s %*d %s", mark, width, i+1, text)
 	}
 	line("")
-	for _, in := range m.infos {
+	// Keep to 24 lines: fewer info lines while a question is shown, none
+	// on the summary.
+	infos := m.infos
+	if m.prompt != nil && len(infos) > 2 {
+		infos = infos[len(infos)-2:]
+	}
+	if m.phase == phaseDone {
+		infos = nil
+	}
+	for _, in := range infos {
 		line(" %s", in)
 	}
 	if m.progAll > 1 {
@@ -138,15 +147,29 @@ func (m *Model) viewFailure(line func(string, ...any), w int) {
 func (m *Model) viewDone(line func(string, ...any)) {
 	r := m.result
 	line(" %s", doneStyle.Render("Ceremony complete."))
-	for _, k := range r.Keys {
+	for i, k := range r.Keys {
+		if i == 3 && len(r.Keys) > 4 {
+			line(" … and %d more keys (see the transcript)", len(r.Keys)-3)
+			break
+		}
 		expiry := "does not expire"
 		if k.ValidTo != nil {
 			expiry = "valid to " + k.ValidTo.UTC().Format("2006-01-02 15:04Z")
 		}
 		line(" Key %s: kcv %s, %s", k.Label, k.KeyCheckValue, expiry)
 	}
-	line(" Seal: %s", groupHex(r.SealHash))
-	line(" Witnesses: write the seal down and compare it with keyceremony verify later.")
+	if r.SealWords != "" {
+		for i, l := range wrapText("Seal words: "+r.SealWords, m.width-2) {
+			if i == 0 {
+				l = strings.Replace(l, "Seal words:", titleStyle.Render("Seal words:"), 1)
+			}
+			line(" %s", l)
+		}
+	} else {
+		line(" Seal: %s", groupHex(r.SealHash))
+	}
+	line(" Witnesses: write the words down and compare them with keyceremony verify.")
+	line(" Drill now: keyceremony recover --drill --escrow escrow.json --share … (README)")
 	line(" Evidence: %s", r.OutDir)
 	line(" Next: keyceremony verify --pubkey %s %s", r.PublicKey, r.Transcript)
 	line(" %s", faintStyle.Render("enter: exit"))
