@@ -91,6 +91,9 @@ type Result struct {
 	Keys       []KeyResult
 	// SealHash is the hex SHA-256 of the sealed transcript.
 	SealHash string
+	// Offline is true when the ceremony ran without KMS: the bundles are
+	// to be uploaded with keyceremony upload.
+	Offline bool
 	// SealWords is the seal payload's SHA-256 as PGP words, to read aloud;
 	// SealPayload and SealSignature are the files openssl and the
 	// witnesses check.
@@ -114,6 +117,9 @@ type keyState struct {
 	// resumed ceremony shows done.
 	kmsRecorded, generated, imported, checked bool
 	cfg                                       *KeyConfig
+	// offline and offlineData are the params file of an offline ceremony.
+	offline     *wrap.Params
+	offlineData []byte
 	id                                        []byte
 	key                                       *hsm.Key
 	kcv                                       string
@@ -215,6 +221,15 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		if err := s.resume(); err != nil {
 			return nil, &StepError{Step: "resume", Err: err}
 		}
+	}
+	if cfg.Offline() {
+		if err := s.loadOfflineParams(); err != nil {
+			if s.tr != nil {
+				_ = s.tr.Close()
+			}
+			return nil, &StepError{Step: "params", Err: err, Changed: s.tr != nil}
+		}
+		s.res.Offline = true
 	}
 	steps := Steps()
 	for i, st := range steps {

@@ -92,6 +92,10 @@ type KeyConfig struct {
 	KMSKeyID string `yaml:"kms_key_id"`
 	// Create makes a new KMS key with Origin EXTERNAL.
 	Create bool `yaml:"create"`
+	// ParamsFile is a params file (keyceremony params fetch) carried into
+	// the room: the key is then wrapped for the KMS key it names, and the
+	// ceremony runs offline. Either every key has one or none.
+	ParamsFile string `yaml:"params_file"`
 	// Description is the description of a created KMS key.
 	Description string `yaml:"description"`
 	// ValidTo (RFC 3339), ValidFor (e.g. "90d", "2160h") or DoesNotExpire:
@@ -162,7 +166,11 @@ func (c *Config) validate() error {
 		return errors.New("keys must list at least one key")
 	}
 	seen := map[string]bool{}
+	offline := 0
 	for i := range c.Keys {
+		if c.Keys[i].ParamsFile != "" {
+			offline++
+		}
 		if err := c.Keys[i].validate(fmt.Sprintf("keys[%d]", i)); err != nil {
 			return err
 		}
@@ -170,6 +178,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("keys[%d].label %q is used twice", i, c.Keys[i].Label)
 		}
 		seen[c.Keys[i].Label] = true
+	}
+	if offline != 0 && offline != len(c.Keys) {
+		return errors.New("keys: either every key has a params_file (an offline ceremony) or none does")
 	}
 	// A ceremony (Run) requires the escrow section; commands that read a
 	// config only for its token section (wrap --config) do not.
@@ -247,8 +258,11 @@ func (k *KeyConfig) validate(path string) error {
 			return fmt.Errorf("%s.id %q must be 1-32 bytes of hex", path, k.ID)
 		}
 	}
-	if (k.KMSKeyID == "") == !k.Create {
-		return fmt.Errorf("%s: set exactly one of kms_key_id (an existing EXTERNAL key) and create: true", path)
+	switch {
+	case k.ParamsFile != "" && (k.KMSKeyID != "" || k.Create):
+		return fmt.Errorf("%s: params_file names the KMS key; remove kms_key_id and create", path)
+	case k.ParamsFile == "" && (k.KMSKeyID == "") == !k.Create:
+		return fmt.Errorf("%s: set exactly one of kms_key_id (an existing EXTERNAL key), create: true, or params_file (offline)", path)
 	}
 	n := 0
 	if k.ValidTo != "" {
@@ -322,3 +336,9 @@ func (c *Config) OutDir() string { return c.path(c.Ceremony.OutDir) }
 
 // Hash is the hex SHA-256 of the config file's bytes.
 func (c *Config) Hash() string { return c.hash }
+
+// Offline reports whether the ceremony runs without KMS: every key's import
+// parameters come in as a params file and the bundles go out as files.
+func (c *Config) Offline() bool {
+	return len(c.Keys) > 0 && c.Keys[0].ParamsFile != ""
+}

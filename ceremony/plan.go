@@ -29,15 +29,22 @@ func (c *Config) Plan() []PlanItem {
 	if region == "" {
 		region = "from the AWS configuration"
 	}
+	kms := fmt.Sprintf("connected, region %s", region)
+	if c.Offline() {
+		kms = "offline (air gap): params files in, bundle files out"
+	}
 	items := []PlanItem{
 		{"Ceremony", fmt.Sprintf("%s, operator %s", c.Ceremony.ID, c.Ceremony.Operator)},
 		{"Token", fmt.Sprintf("%s (%s)", tok, module)},
-		{"KMS", fmt.Sprintf("connected, region %s", region)},
+		{"KMS", kms},
 		{"Wrapping", fmt.Sprintf("%s with %s", c.KMS.WrappingAlgorithm, c.KMS.WrappingKeySpec)},
 	}
 	for _, k := range c.Keys {
 		target := "new EXTERNAL key"
-		if !k.Create {
+		switch {
+		case k.ParamsFile != "":
+			target = "key of " + filepath.Base(k.ParamsFile)
+		case !k.Create:
 			target = k.KMSKeyID
 		}
 		expiry := "does not expire"
@@ -61,4 +68,17 @@ func (c *Config) Plan() []PlanItem {
 		items = append(items, PlanItem{"Resume", "unsealed transcript found: resumes where it stopped"})
 	}
 	return items
+}
+
+// UploadCommand is the command that imports the bundle of key k (made by
+// an offline ceremony) with the expiry its config asks for.
+func (k *KeyConfig) UploadCommand(bundle string) string {
+	expiry := "--does-not-expire"
+	switch {
+	case k.ValidTo != "":
+		expiry = "--valid-to " + k.ValidTo
+	case k.ValidFor != "":
+		expiry = "--valid-for " + k.ValidFor
+	}
+	return fmt.Sprintf("keyceremony upload --bundle %s %s", bundle, expiry)
 }

@@ -81,7 +81,7 @@ func TestResume(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
 	cfg := resumeConfig(t, out)
 
-	_, err := Run(context.Background(), cfg, &dyingUI{failAt: 2})
+	_, err := Run(context.Background(), cfg, &dyingUI{failAt: 3})
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "import" || !se.Changed {
 		t.Fatalf("first run: %v", err)
@@ -146,7 +146,7 @@ func TestResumeRefusals(t *testing.T) {
 	loopbackKMS(t)
 	out := filepath.Join(t.TempDir(), "out")
 	cfg := resumeConfig(t, out)
-	if _, err := Run(context.Background(), cfg, &dyingUI{failAt: 1}); err == nil {
+	if _, err := Run(context.Background(), cfg, &dyingUI{failAt: 2}); err == nil {
 		t.Fatal("first run did not stop")
 	}
 	tpath := filepath.Join(out, "transcript.jsonl")

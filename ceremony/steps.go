@@ -87,6 +87,9 @@ func openToken(ctx context.Context, s *state) (string, error) {
 }
 
 func kmsKeys(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Offline() {
+		return offlineKMSKeys(s)
+	}
 	c, err := awskms.New(ctx, awskms.Options{Region: s.cfg.KMS.Region, Profile: s.cfg.KMS.Profile})
 	if err != nil {
 		return "", err
@@ -179,6 +182,9 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 }
 
 func fetchParams(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Offline() {
+		return offlineParams(s)
+	}
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
@@ -217,6 +223,9 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 }
 
 func importKeys(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Offline() {
+		return "offline: carry the bundle files out of the room and import them with keyceremony upload", nil
+	}
 	now := testOnlyNow()
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
@@ -255,6 +264,9 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 }
 
 func checkImport(ctx context.Context, s *state) (string, error) {
+	if s.cfg.Offline() {
+		return "offline: keyceremony upload checks each key in KMS after importing it", nil
+	}
 	for n, k := range s.keys {
 		s.ui.Progress(n, len(s.keys))
 		if k.checked {

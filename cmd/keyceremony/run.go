@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/term"
 
@@ -48,9 +49,17 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	fmt.Fprintf(stdout, "transcript:  %s\n", res.Transcript)
 	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)
 	fmt.Fprintf(stdout, "seal sha256: %s\n", res.SealHash)
+	if res.Offline {
+		fmt.Fprintln(stdout, "offline ceremony: carry the bundles out of the room, then on a connected machine:")
+		for i, k := range res.Keys {
+			fmt.Fprintf(stdout, "  %s\n", cfg.Keys[i].UploadCommand(filepath.Base(k.Bundle)))
+		}
+	}
 	for _, k := range res.Keys {
 		vt := "does not expire"
-		if k.ValidTo != nil {
+		if res.Offline {
+			vt = "not imported yet"
+		} else if k.ValidTo != nil {
 			vt = "valid to " + k.ValidTo.Format("2006-01-02T15:04:05Z07:00")
 		}
 		fmt.Fprintf(stdout, "key %s: kcv %s, %s, %s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt)

@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
@@ -153,7 +154,9 @@ func (m *Model) viewDone(line func(string, ...any)) {
 			break
 		}
 		expiry := "does not expire"
-		if k.ValidTo != nil {
+		if r.Offline {
+			expiry = "to upload: " + m.cfg.Keys[i].UploadCommand(filepath.Base(k.Bundle))
+		} else if k.ValidTo != nil {
 			expiry = "valid to " + k.ValidTo.UTC().Format("2006-01-02 15:04Z")
 		}
 		line(" Key %s: kcv %s, %s", k.Label, k.KeyCheckValue, expiry)

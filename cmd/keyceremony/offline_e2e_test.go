@@ -1,0 +1,75 @@
+package main_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+)
+
+// TestOfflineCeremony runs the air-gapped ceremony through the real binary:
+// params fetched online, then a whole ceremony (generate, escrow, wrap,
+// seal) with no AWS configuration and KMS unreachable, then the bundles
+// uploaded online and checked in KMS.
+func TestOfflineCeremony(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	var keys strings.Builder
+	for _, label := range []string{"pay", "arc"} {
+		arn := a.createKey()
+		p := filepath.Join(work, "params-in-"+label+".json")
+		if out, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", p); code != 0 {
+			t.Fatalf("params fetch: %s%s", out, errOut)
+		}
+		fmt.Fprintf(&keys, "  - {label: off-%s, params_file: %s, valid_for: 60d}\n", label, p)
+	}
+	cfg := filepath.Join(work, "offline.yaml")
+	os.WriteFile(cfg, []byte(`
+ceremony: {id: offline-1, operator: tester, out_dir: out}
+token: {label: ceremony}
+escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+keys:
+`+keys.String()), 0o600)
+
+	stdout, stderr, code := a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("offline run exited %d:\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "keyceremony upload --bundle bundle-off-pay.json --valid-for 60d") {
+		t.Errorf("the run does not say how to upload:\n%s", stdout)
+	}
+	out := filepath.Join(work, "out")
+	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
+	if strings.Contains(string(data), `"step":"import"`) {
+		t.Error("an offline ceremony recorded an import")
+	}
+	if vout, verr, code := a.offline(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
+		t.Fatalf("verify: %s%s", vout, verr)
+	}
+	for _, label := range []string{"pay", "arc"} {
+		b := filepath.Join(out, "bundle-off-"+label+".json")
+		if uout, uerr, code := a.run(nil, "upload", "--bundle", b, "--valid-for", "60d"); code != 0 {
+			t.Fatalf("upload %s: %s%s", label, uout, uerr)
+		}
+	}
+	arn := strings.Split(strings.Split(string(data), `"kms_key_arn":"`)[1], `"`)[0]
+	if st := a.keyState(arn); st != "Enabled" {
+		t.Errorf("after upload the key is %s", st)
+	}
+
+	// An expired or missing params file is refused before anything changes.
+	bad := strings.Replace(string(mustRead(t, cfg)), "out_dir: out", "out_dir: out2", 1)
+	bad = strings.Replace(bad, "params-in-pay.json", "missing.json", 1)
+	os.WriteFile(cfg, []byte(bad), 0o600)
+	_, stderr, code = a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "keys[0].params_file") {
+		t.Errorf("missing params file: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "out2")); err == nil {
+		t.Error("a refused offline run left an output directory")
+	}
+}
+
