@@ -120,14 +120,14 @@ type keyState struct {
 	// offline and offlineData are the params file of an offline ceremony.
 	offline     *wrap.Params
 	offlineData []byte
-	id                                        []byte
-	key                                       *hsm.Key
-	kcv                                       string
-	arn                                       string
-	params                                    *wrap.Params
-	bundle                                    *wrap.Bundle
-	validTo                                   *time.Time
-	res                                       KeyResult
+	id          []byte
+	key         *hsm.Key
+	kcv         string
+	arn         string
+	params      *wrap.Params
+	bundle      *wrap.Bundle
+	validTo     *time.Time
+	res         KeyResult
 }
 
 type state struct {

@@ -72,4 +72,3 @@ keys:
 		t.Error("a refused offline run left an output directory")
 	}
 }
-

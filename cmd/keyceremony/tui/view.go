@@ -171,10 +171,9 @@ func (m *Model) viewDone(line func(string, ...any)) {
 	} else {
 		line(" Seal: %s", groupHex(r.SealHash))
 	}
-	line(" Witnesses: write the words down and compare them with keyceremony verify.")
-	line(" Drill now: keyceremony recover --drill --escrow escrow.json --share … (README)")
+	line(" Witnesses: write the words down; keyceremony verify shows them again.")
 	line(" Evidence: %s", r.OutDir)
-	line(" Next: keyceremony verify --pubkey %s %s", r.PublicKey, r.Transcript)
+	line(" Next: keyceremony verify, then a recovery drill (README: Escrow and recovery)")
 	line(" %s", faintStyle.Render("enter: exit"))
 }
 
