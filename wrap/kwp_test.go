@@ -183,3 +183,128 @@ func FuzzKeyUnwrapPad(f *testing.F) {
 		}
 	})
 }
+
+// The tests below came with kmslocal, which now unwraps with this package.
+
+func TestKeyUnwrapPadRejects(t *testing.T) {
+	kek := unhex(t, kek256)
+	kw3394, err := KeyWrap(kek, unhex(t, data32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		kek     []byte
+		c       []byte
+		wantErr error // nil means any error
+	}{
+		{"RFC 3394 ciphertext (wrong initial value)", kek, kw3394, ErrKeyUnwrap},
+		{"wrong KEK", unhex(t, kek128), mustWrapPad(t, kek, unhex(t, data32)), nil},
+		{"wrong KEK same size", unhex(t, strings.Repeat("11", 32)), mustWrapPad(t, kek, unhex(t, data32)), ErrKeyUnwrap},
+		{"empty", kek, nil, nil},
+		{"8 bytes", kek, make([]byte, 8), nil},
+		{"not a multiple of 8", kek, make([]byte, 41), nil},
+		{"bad KEK length", make([]byte, 15), make([]byte, 40), nil},
+		{"truncated", kek, mustWrapPad(t, kek, unhex(t, data32))[:32], ErrKeyUnwrap},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := KeyUnwrapPad(tt.kek, tt.c)
+			if err == nil {
+				t.Fatalf("KeyUnwrapPad succeeded with %x, want an error", p)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestKeyUnwrapPadLengthField forges ciphertexts whose message length
+// indicator is out of range or whose padding is not zero, by wrapping with
+// the raw RFC 3394 core and a chosen initial value.
+func TestKeyUnwrapPadLengthField(t *testing.T) {
+	kek := unhex(t, kek256)
+	b, err := newKEK(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iv := func(mli uint32) [8]byte {
+		return [8]byte{0xA6, 0x59, 0x59, 0xA6, byte(mli >> 24), byte(mli >> 16), byte(mli >> 8), byte(mli)}
+	}
+	block24 := make([]byte, 24)
+	padded := append(bytes.Repeat([]byte{0x42}, 20), 0, 0, 0, 1) // 20 bytes of data, bad padding
+	tests := []struct {
+		name string
+		c    []byte
+		want int // -1: must fail; else expected plaintext length
+	}{
+		{"MLI = 24 (full)", wrapBlocks(b, iv(24), block24), 24},
+		{"MLI = 17 (smallest)", wrapBlocks(b, iv(17), block24), 17},
+		{"MLI = 16 (too small)", wrapBlocks(b, iv(16), block24), -1},
+		{"MLI = 25 (too large)", wrapBlocks(b, iv(25), block24), -1},
+		{"MLI = 0", wrapBlocks(b, iv(0), block24), -1},
+		{"MLI = 2^32-1", wrapBlocks(b, iv(0xFFFFFFFF), block24), -1},
+		{"non-zero padding", wrapBlocks(b, iv(20), append(padded, 0)[:24]), -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := KeyUnwrapPad(kek, tt.c)
+			switch {
+			case tt.want < 0 && err == nil:
+				t.Fatalf("KeyUnwrapPad succeeded with %x, want ErrKeyUnwrap", p)
+			case tt.want < 0 && !errors.Is(err, ErrKeyUnwrap):
+				t.Fatalf("err = %v, want ErrKeyUnwrap", err)
+			case tt.want >= 0 && err != nil:
+				t.Fatalf("KeyUnwrapPad: %v", err)
+			case tt.want >= 0 && len(p) != tt.want:
+				t.Fatalf("len = %d, want %d", len(p), tt.want)
+			}
+		})
+	}
+}
+
+func mustWrapPad(t testing.TB, kek, p []byte) []byte {
+	t.Helper()
+	c, err := KeyWrapPad(kek, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestKeyWrapPadRoundTrip covers every length from 1 to 72 bytes (the ECB
+// path, exact multiples of 8 and every padding length) with all KEK sizes.
+func TestKeyWrapPadRoundTrip(t *testing.T) {
+	for _, kekLen := range []int{16, 24, 32} {
+		kek := make([]byte, kekLen)
+		rand.Read(kek)
+		for n := 1; n <= 72; n++ {
+			p := make([]byte, n)
+			rand.Read(p)
+			c := mustWrapPad(t, kek, p)
+			if want := (n+7)/8*8 + 8; len(c) != want {
+				t.Fatalf("kek %d, len %d: ciphertext is %d bytes, want %d", kekLen, n, len(c), want)
+			}
+			back, err := KeyUnwrapPad(kek, c)
+			if err != nil {
+				t.Fatalf("kek %d, len %d: KeyUnwrapPad: %v", kekLen, n, err)
+			}
+			if !bytes.Equal(back, p) {
+				t.Fatalf("kek %d, len %d: round trip gave %x, want %x", kekLen, n, back, p)
+			}
+		}
+	}
+	if _, err := KeyWrapPad(make([]byte, 32), nil); err == nil {
+		t.Fatal("KeyWrapPad of empty input succeeded, want an error")
+	}
+}
+
+// TestKeyWrapPadOpenSSL cross-checks against the openssl command line in
+// both directions, for the 32-byte keys kmslocal imports and a few odd sizes.
+
+const (
+	kek128 = "000102030405060708090A0B0C0D0E0F"
+	kek256 = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F"
+	data32 = "00112233445566778899AABBCCDDEEFF000102030405060708090A0B0C0D0E0F"
+)

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"regexp"
 	"time"
+
+	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // Wrapping algorithms (AlgorithmSpec) accepted for imports.
@@ -423,7 +425,7 @@ func unwrapMaterial(alg string, priv *rsa.PrivateKey, ct []byte) ([]byte, error)
 		if len(aesKey) != 32 {
 			return nil, fmt.Errorf("the RSA-OAEP part holds a %d-byte AES key, want 32", len(aesKey))
 		}
-		m, err := keyUnwrapPad(aesKey, ct[priv.Size():])
+		m, err := wrap.KeyUnwrapPad(aesKey, ct[priv.Size():])
 		if err != nil {
 			return nil, fmt.Errorf("AES key unwrap with padding (RFC 5649) failed: %w", err)
 		}
