@@ -95,17 +95,8 @@ func (t *Token) UnwrapKWP(kek *Key, wrapped []byte, label string, id []byte, tok
 		return nil, errors.New("a key needs a label and an id")
 	}
 	if token {
-		for _, tmpl := range [][]*pkcs11.Attribute{
-			{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)},
-			{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id)},
-		} {
-			hs, err := t.find(tmpl, 1)
-			if err != nil {
-				return nil, err
-			}
-			if len(hs) > 0 {
-				return nil, fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: recover into another token, or destroy the old key first", ErrKeyExists, t.info.Label, label, id)
-			}
+		if err := t.checkFreeLocked(label, id, "recover into another token, or destroy the old key first"); err != nil {
+			return nil, err
 		}
 	}
 	h, err := t.unwrap(kek.handle, wrapped, fmt.Sprintf("key %q", label), unwrapTemplate(label, id, token))

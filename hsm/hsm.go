@@ -270,17 +270,8 @@ func (t *Token) GenerateAESKey(label string, id []byte) (*Key, error) {
 	if label == "" || len(id) == 0 {
 		return nil, errors.New("a key needs a label and an id")
 	}
-	for _, tmpl := range [][]*pkcs11.Attribute{
-		{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)},
-		{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id)},
-	} {
-		hs, err := t.find(tmpl, 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(hs) > 0 {
-			return nil, fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: choose a new label and id, or destroy the old key first", ErrKeyExists, t.info.Label, label, id)
-		}
+	if err := t.checkFreeLocked(label, id, "choose a new label and id, or destroy the old key first"); err != nil {
+		return nil, err
 	}
 	tmpl := secretKeyTemplate(label, id, true)
 	h, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, tmpl)
@@ -288,6 +279,25 @@ func (t *Token) GenerateAESKey(label string, id []byte) (*Key, error) {
 		return nil, fmt.Errorf("failed to generate AES-256 key %q on token %q: %w", label, t.info.Label, err)
 	}
 	return &Key{handle: h, Label: label, ID: append([]byte(nil), id...)}, nil
+}
+
+// checkFreeLocked returns an error wrapping [ErrKeyExists], ending with
+// fix, when a secret key with the label or the id is on the token. t.mu is
+// held.
+func (t *Token) checkFreeLocked(label string, id []byte, fix string) error {
+	for _, tmpl := range [][]*pkcs11.Attribute{
+		{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)},
+		{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, id)},
+	} {
+		hs, err := t.find(tmpl, 1)
+		if err != nil {
+			return err
+		}
+		if len(hs) > 0 {
+			return fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: %s", ErrKeyExists, t.info.Label, label, id, fix)
+		}
+	}
+	return nil
 }
 
 // secretKeyTemplate is the one attribute set for key material keyceremony

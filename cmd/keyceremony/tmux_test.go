@@ -16,50 +16,10 @@ import (
 // types the PIN and the confirmation with send-keys, and reads the screen
 // with capture-pane.
 func TestTUITmux(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux is not installed: apt-get install -y tmux")
-		}
-		t.Skip("tmux is not installed: apt-get install -y tmux")
-	}
 	e := newE2E(t)
 	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "tmux"))
-	// A socket of its own: concurrent test runs must not share a server.
-	sockDir, err := os.MkdirTemp("", "kc-tmux")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "sock")
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
 	// The PIN is typed, not in the environment.
-	script := fmt.Sprintf("cd %s && env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s; echo EXIT=$?; sleep 60",
-		e.dir, os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
-	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
-	t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
-
-	screen := func() string { return tmux("capture-pane", "-p", "-t", "c") }
-	waitFor := func(s string) string {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			sc := screen()
-			if strings.Contains(sc, s) {
-				return sc
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("screen never showed %q; last screen:\n%s", s, sc)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	tmux, waitFor := startTmux(t, e, fmt.Sprintf("cd %s && %s; echo EXIT=$?; sleep 60", e.dir, tuiCommand(e)))
 	plan := waitFor("Review the plan")
 	for _, want := range []string{"Key payments-tmux", "Key archive-tmux", "RSAES_OAEP_SHA_1 with RSA_2048"} {
 		if !strings.Contains(plan, want) {
@@ -106,46 +66,10 @@ func TestTUITmux(t *testing.T) {
 // it resumes: the plan says so, the first key is not imported twice, and the
 // transcript verifies.
 func TestTUIResumeAfterKill(t *testing.T) {
-	if _, err := exec.LookPath("tmux"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("tmux is not installed: apt-get install -y tmux")
-		}
-		t.Skip("tmux is not installed: apt-get install -y tmux")
-	}
 	e := newE2E(t)
 	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "kill"))
-	sockDir, err := os.MkdirTemp("", "kc-tmux")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock := filepath.Join(sockDir, "sock")
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v: %s", args, err, out)
-		}
-		return string(out)
-	}
-	run := fmt.Sprintf("env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s", os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
-	script := fmt.Sprintf("cd %s && %s; echo FIRST=$?; %s; echo SECOND=$?; sleep 60", e.dir, run, run)
-	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
-	t.Cleanup(func() { exec.Command("tmux", "-S", sock, "kill-server").Run() })
-	waitFor := func(s string) string {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			sc := tmux("capture-pane", "-p", "-t", "c")
-			if strings.Contains(sc, s) {
-				return sc
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("screen never showed %q; last screen:\n%s", s, sc)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	run := tuiCommand(e)
+	tmux, waitFor := startTmux(t, e, fmt.Sprintf("cd %s && %s; echo FIRST=$?; %s; echo SECOND=$?; sleep 60", e.dir, run, run))
 	waitFor("Review the plan")
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("User PIN")
@@ -191,4 +115,56 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	if n := strings.Count(string(data), `"step":"resume"`); n != 1 {
 		t.Errorf("%d resume events, want 1", n)
 	}
+}
+
+// tuiCommand is the shell command that starts the real binary's TUI with
+// the test's environment and no PIN in it: the PIN is typed.
+func tuiCommand(e *e2e) string {
+	return fmt.Sprintf("env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s %s", os.Getenv("PATH"), e.dir, strings.Join(e.env, " "), filepath.Join(binDir, "keyceremony"))
+}
+
+// startTmux runs script in a detached 80x24 tmux session on a socket of its
+// own (concurrent test runs must not share a server). It returns a tmux
+// runner and a function that waits until the screen shows a string.
+func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) string, waitFor func(s string) string) {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is not installed: apt-get install -y tmux")
+		}
+		t.Skip("tmux is not installed: apt-get install -y tmux")
+	}
+	sockDir, err := os.MkdirTemp("", "kc-tmux")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(sockDir, "sock")
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", sock, "kill-server").Run()
+		os.RemoveAll(sockDir)
+	})
+	tmux = func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	waitFor = func(s string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sc := tmux("capture-pane", "-p", "-t", "c")
+			if strings.Contains(sc, s) {
+				return sc
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("screen never showed %q; last screen:\n%s", s, sc)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
+	return tmux, waitFor
 }
