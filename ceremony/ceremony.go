@@ -46,6 +46,9 @@ type UI interface {
 	// Progress reports done of total items of the current step (keys of
 	// a batch), for a progress bar.
 	Progress(done, total int)
+	// Ask asks a person at the keyboard for a public value, shown as typed
+	// (a custodian's recipient). A UI without a person returns an error.
+	Ask(ctx context.Context, prompt string) (string, error)
 }
 
 // Step is one step of a ceremony.

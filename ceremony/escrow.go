@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"filippo.io/age"
 
@@ -27,13 +28,18 @@ type EscrowConfig struct {
 	Armor bool `yaml:"armor"`
 }
 
+// AskRecipient is the recipient value that has the custodian give their
+// recipient at the keyboard during the ceremony.
+const AskRecipient = "ask"
+
 // CustodianConfig is one share holder. Exactly one of Recipient and
 // Passphrase is set.
 type CustodianConfig struct {
 	// Name names the custodian in files and the transcript.
 	Name string `yaml:"name"`
 	// Recipient is an age X25519 recipient (age1…) or an SSH public key
-	// (ssh-ed25519 …, ssh-rsa …).
+	// (ssh-ed25519 …, ssh-rsa …), or "ask": the custodian types or pastes
+	// it at the keyboard during the ceremony.
 	Recipient string `yaml:"recipient"`
 	// Passphrase seals the share to a passphrase the custodian types.
 	Passphrase bool `yaml:"passphrase"`
@@ -72,7 +78,7 @@ func (e *EscrowConfig) validate() error {
 		if (c.Recipient == "") == !c.Passphrase {
 			return fmt.Errorf("%s: set exactly one of recipient (age1… or an SSH public key) and passphrase: true", p)
 		}
-		if c.Recipient != "" {
+		if c.Recipient != "" && c.Recipient != AskRecipient {
 			if _, err := escrow.ParseRecipient(c.Recipient); err != nil {
 				return fmt.Errorf("%s.recipient: %w", p, err)
 			}
@@ -104,7 +110,14 @@ func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipie
 	for i, cu := range c.Escrow.Custodians {
 		p := fmt.Sprintf("escrow.custodians[%d]", i)
 		if !cu.Passphrase {
-			r, err := escrow.ParseRecipient(cu.Recipient)
+			rec := cu.Recipient
+			if rec == AskRecipient {
+				var err error
+				if rec, err = askRecipient(ctx, cu.Name, ui); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", p, err)
+				}
+			}
+			r, err := escrow.ParseRecipient(rec)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s.recipient: %w", p, err)
 			}
@@ -336,4 +349,23 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 	}
 	s.ui.Info(fmt.Sprintf("escrow %s: %d of %d, %d subsets recombined and checked; hand each custodian their share file, then run keyceremony recover --drill", filepath.Base(blobPath), e.Threshold, n, subsets))
 	return fmt.Sprintf("%d key(s) escrowed %d-of-%d, all %d subsets checked", len(blob.Keys), e.Threshold, n, subsets), nil
+}
+
+// askRecipient has custodian name give their recipient at the keyboard,
+// asking again (three tries) while it does not parse.
+func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
+	var last error
+	for try := 0; try < 3; try++ {
+		r, err := ui.Ask(ctx, fmt.Sprintf("Custodian %s: type or paste your age recipient (age1…) or SSH public key (ssh-ed25519 …)", name))
+		if err != nil {
+			return "", err
+		}
+		if _, err := escrow.ParseRecipient(strings.TrimSpace(r)); err != nil {
+			last = err
+			ui.Info(fmt.Sprintf("custodian %s: that is not a recipient: %v", name, err))
+			continue
+		}
+		return strings.TrimSpace(r), nil
+	}
+	return "", fmt.Errorf("custodian %s gave no valid recipient in three tries: %w", name, last)
 }

@@ -18,9 +18,10 @@ import (
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
 
-// fakeUI answers Secret from a list and records prompts.
+// fakeUI answers Secret and Ask from lists and records prompts.
 type fakeUI struct {
 	secrets [][]byte
+	answers []string
 	prompts []string
 }
 
@@ -28,6 +29,15 @@ func (u *fakeUI) StepStarted(i, n int, s Step)              {}
 func (u *fakeUI) StepDone(i, n int, s Step, summary string) {}
 func (u *fakeUI) Info(msg string)                           {}
 func (u *fakeUI) Progress(done, total int)                  {}
+func (u *fakeUI) Ask(ctx context.Context, prompt string) (string, error) {
+	u.prompts = append(u.prompts, prompt)
+	if len(u.answers) == 0 {
+		return "", errors.New("no answer")
+	}
+	a := u.answers[0]
+	u.answers = u.answers[1:]
+	return a, nil
+}
 func (u *fakeUI) Confirm(ctx context.Context, prompt, want string) error {
 	return nil
 }
@@ -219,5 +229,32 @@ func TestEscrowStep(t *testing.T) {
 	}
 	if !bytes.Contains(trData, []byte(`"step":"escrow"`)) || !bytes.Contains(trData, []byte(`"subsets_checked":6`)) {
 		t.Errorf("transcript lacks the escrow event: %s", trData)
+	}
+}
+
+// TestAskRecipient checks "recipient: ask": the custodian types their
+// recipient; a bad one is asked again, three bad ones stop the ceremony.
+func TestAskRecipient(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+ceremony: {id: ask, operator: t, out_dir: out}
+token: {label: ceremony}
+keys: [{label: k, create: true, does_not_expire: true}]
+escrow: {threshold: 1, custodians: [{name: alice, recipient: ask}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rec = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	ui := &fakeUI{answers: []string{"not-a-recipient", "  " + rec + "  "}}
+	rs, err := recipients(context.Background(), cfg, ui)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Public != rec || len(ui.prompts) != 2 || !strings.Contains(ui.prompts[0], "Custodian alice") {
+		t.Errorf("recipients %+v, prompts %q", rs, ui.prompts)
+	}
+	ui = &fakeUI{answers: []string{"x", "y", "z"}}
+	if _, err := recipients(context.Background(), cfg, ui); err == nil || !strings.Contains(err.Error(), "no valid recipient in three tries") {
+		t.Errorf("three bad answers: %v", err)
 	}
 }

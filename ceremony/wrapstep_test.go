@@ -26,6 +26,7 @@ func (u *quietUI) Secret(context.Context, string) ([]byte, error) { return nil, 
 func (u *quietUI) Confirm(context.Context, string, string) error  { return nil }
 func (u *quietUI) Info(msg string)                                { u.infos = append(u.infos, msg) }
 func (u *quietUI) Progress(done, total int)                       {}
+func (u *quietUI) Ask(context.Context, string) (string, error)    { return "", ErrNoPIN }
 
 func loopbackKMS(t *testing.T) {
 	t.Helper()

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/term"
 
@@ -89,6 +91,19 @@ func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
 
 // Progress is silent: every key's step already gets its own line.
 func (u *lineUI) Progress(done, total int) {}
+
+// Ask reads one line from a terminal; a non-interactive run has nobody to ask.
+func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
+	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
+		return "", errors.New("nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of \"ask\", or run the ceremony in the TUI")
+	}
+	fmt.Fprintf(u.out, "%s: ", prompt)
+	line, err := bufio.NewReader(u.in).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("failed to read the answer: %w", err)
+	}
+	return strings.TrimSpace(line), nil
+}
 
 func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {

@@ -38,6 +38,7 @@ type request struct {
 	prompt string
 	want   string // for confirmations: what the operator must type
 	secret bool
+	free   bool // a public answer, shown as typed
 	reply  chan reply
 }
 
@@ -70,6 +71,11 @@ func (b *bridge) Progress(done, total int) { b.post(progressMsg{done, total}) }
 func (b *bridge) Secret(ctx context.Context, prompt string) ([]byte, error) {
 	a, err := b.ask(ctx, &request{prompt: prompt, secret: true})
 	return a.secret, err
+}
+
+func (b *bridge) Ask(ctx context.Context, prompt string) (string, error) {
+	a, err := b.ask(ctx, &request{prompt: prompt, free: true})
+	return string(a.secret), err
 }
 
 func (b *bridge) Confirm(ctx context.Context, prompt, want string) error {

@@ -74,7 +74,7 @@ type Model struct {
 func New(ctx context.Context, cfg *ceremony.Config, run RunFunc) *Model {
 	in := textinput.New()
 	in.Prompt = "> "
-	in.CharLimit = 256
+	in.CharLimit = 1024 // an SSH RSA public key is long
 	sp := spinner.New(spinner.WithSpinner(spinner.Line))
 	steps := ceremony.Steps()
 	return &Model{
@@ -141,6 +141,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width = msg.Width
+		// Long answers (an SSH RSA key) scroll inside the line.
+		m.input.Width = max(msg.Width-6, 10)
 		return m, nil
 	case tea.KeyMsg:
 		return m.key(msg)
@@ -241,6 +243,10 @@ func (m *Model) promptKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case tea.KeyEnter:
 		v := m.input.Value()
+		if m.prompt.free {
+			m.answer([]byte(v), nil)
+			return m, nil
+		}
 		if m.prompt.secret {
 			if v == "" {
 				m.warn = "nothing typed: type it, or esc to cancel"

@@ -252,3 +252,16 @@ func BenchmarkFirstFrame(b *testing.B) {
 		}
 	}
 }
+
+func TestAskScreen(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	req := &request{prompt: "Custodian alice: type or paste your age recipient (age1…) or SSH public key (ssh-ed25519 …)", free: true, reply: make(chan reply, 1)}
+	send(m, stepStartedMsg{0}, req)
+	typeText(m, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
+	checkScreen(t, m)
+	enter(m)
+	if got := <-req.reply; string(got.secret) != "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p" || got.err != nil {
+		t.Fatalf("reply %q %v", got.secret, got.err)
+	}
+}

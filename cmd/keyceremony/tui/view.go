@@ -102,9 +102,12 @@ func (m *Model) View() string {
 		for _, l := range wrapText(m.prompt.prompt, w-2) {
 			line(" %s", l)
 		}
-		if m.prompt.secret {
+		switch {
+		case m.prompt.secret:
 			line(" %s", faintStyle.Render("(masked as you type; enter: submit · esc: cancel)"))
-		} else {
+		case m.prompt.free:
+			line(" %s", faintStyle.Render("(enter: submit · esc: cancel)"))
+		default:
 			line(" Type %q to confirm, or esc to cancel.", m.prompt.want)
 		}
 		line(" %s", m.input.View())
