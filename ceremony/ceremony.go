@@ -159,6 +159,9 @@ type state struct {
 	// A resumed ceremony (see resume.go): the files its transcript names,
 	// the script steps that have events, and what was done.
 	resumed, escrowed, signingKeyWritten bool
+	// resumeHeaderKey is the signing key the resumed transcript's header
+	// names: the token's signing key must be that key.
+	resumeHeaderKey *transcripts.SigningKey
 	referenced                           map[string]bool
 	stepHadEvents                        map[int]bool
 }
@@ -254,6 +257,13 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		if s.recorded == recorded && !s.stepHadEvents[st.No] {
 			if err := s.record("step-done", map[string]any{"id": st.ID, "summary": summary}); err != nil {
 				return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
+			}
+		}
+		// Sign the chain head after every step once the transcript
+		// exists: a resumed ceremony trusts only what a checkpoint covers.
+		if s.tr != nil && s.signer != nil && st.ID != "seal" {
+			if err := s.tr.Checkpoint(st.No, cfg.Ceremony.Operator, s.signer); err != nil {
+				return nil, &StepError{Step: st.ID, Err: err, Changed: true}
 			}
 		}
 		ui.StepDone(i+1, len(steps), st, summary)

@@ -44,13 +44,21 @@ func (s *state) resume() error {
 	if r.Header.ConfigHash != s.cfg.Hash() {
 		return fail(fmt.Errorf("the config changed since ceremony %q began in %s (sha256 %.12s…, now %.12s…): resume with the config it began with, or use a new ceremony.out_dir", s.cfg.Ceremony.ID, out, r.Header.ConfigHash, s.cfg.Hash()))
 	}
+	// Only what a checkpoint signed by the header's signing key covers is
+	// trusted; openToken then checks that key is the token's. Events after
+	// it (a step cut short, or lines someone added) stay in the file but
+	// count for nothing: their work is done again.
+	trusted := r.LastCheckpoint()
+	untrusted := len(r.Events) - trusted
+	events := r.Events[:trusted]
+	s.resumeHeaderKey = r.Header.SigningKey
 	byLabel := map[string]*keyState{}
 	for _, k := range s.keys {
 		byLabel[k.cfg.Label] = k
 	}
 	s.referenced = map[string]bool{}
 	s.stepHadEvents = map[int]bool{}
-	for _, e := range r.Events {
+	for _, e := range events {
 		s.stepHadEvents[e.StepNo] = true
 		for _, f := range fileRefs(e.Data) {
 			s.referenced[f["file"].(string)] = true
@@ -110,7 +118,10 @@ func (s *state) resume() error {
 	}
 	s.tr = r.Writer
 	s.resumed = true
-	data := map[string]any{"events_before": len(r.Events)}
+	data := map[string]any{"events_before": len(r.Events), "events_trusted": trusted}
+	if untrusted > 0 {
+		data["events_not_covered_by_a_checkpoint"] = untrusted
+	}
 	if r.TornBytes > 0 {
 		data["torn_line_bytes"], data["torn_line_sha256"] = r.TornBytes, r.TornSHA256
 	}
@@ -126,7 +137,7 @@ func (s *state) resume() error {
 	if err != nil {
 		return fail(err)
 	}
-	s.ui.Info(fmt.Sprintf("resuming ceremony %s after %d recorded events: %s", s.cfg.Ceremony.ID, len(r.Events), strings.Join(done, "; ")))
+	s.ui.Info(fmt.Sprintf("resuming ceremony %s after %d recorded events (%d covered by a signed checkpoint): %s", s.cfg.Ceremony.ID, len(r.Events), trusted, strings.Join(done, "; ")))
 	return nil
 }
 

@@ -111,6 +111,14 @@ func TestResume(t *testing.T) {
 			t.Errorf("%d %q events, want %d: %v", got, step, want, after)
 		}
 	}
+	for i := 1; i < len(after); i++ {
+		if after[i] == "checkpoint" && after[i-1] == "checkpoint" {
+			t.Fatalf("two checkpoints in a row: %v", after)
+		}
+	}
+	if count(after, "checkpoint") < 8 {
+		t.Errorf("only %d checkpoints: %v", count(after, "checkpoint"), after)
+	}
 	if b, _ := os.ReadFile(filepath.Join(out, "unrecorded-1-signing-key.pem")); string(b) != "half-written\n" {
 		t.Errorf("the stray file was not kept aside: %q", b)
 	}
@@ -185,5 +193,45 @@ func TestResumeRefusals(t *testing.T) {
 	}
 	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Files: os.DirFS(out)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestResumeIgnoresUnsignedEvents appends events with a valid hash chain
+// but no checkpoint (what anyone who can write to out_dir could do): the
+// resumed ceremony must not trust them, so a forged "escrow" does not skip
+// the escrow.
+func TestResumeIgnoresUnsignedEvents(t *testing.T) {
+	hsmtest.Setup(t, "ceremony")
+	loopbackKMS(t)
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := resumeConfig(t, out)
+	// Stop at the custodian's confirmation: keys generated, no escrow.
+	if _, err := Run(context.Background(), cfg, &dyingUI{failAt: 1}); err == nil {
+		t.Fatal("first run did not stop")
+	}
+	tpath := filepath.Join(out, "transcript.jsonl")
+	r, err := transcripts.Reopen(tpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := map[string]any{"quorum_check": "ok", "keys": []any{map[string]any{"label": "one"}, map[string]any{"label": "two"}}}
+	if err := r.Writer.AppendStep(5, "escrow", "mallory", forged); err != nil {
+		t.Fatal(err)
+	}
+	r.Writer.Close()
+	res, err := Run(context.Background(), cfg, &dyingUI{})
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	after := steps(t, res.Transcript)
+	if count(after, "escrow") != 2 {
+		t.Fatalf("the forged escrow event was trusted: %v", after)
+	}
+	if _, err := os.Stat(filepath.Join(out, "escrow.json")); err != nil {
+		t.Errorf("no escrow blob after the resume: %v", err)
+	}
+	data, _ := os.ReadFile(res.Transcript)
+	if !strings.Contains(string(data), `"events_not_covered_by_a_checkpoint":2`) {
+		t.Error("the resume event does not count the failed and the forged events")
 	}
 }

@@ -30,6 +30,20 @@ func (s *state) record(step string, data map[string]any) error {
 	return s.tr.AppendStep(s.stepNo, step, s.cfg.Ceremony.Operator, data)
 }
 
+// recordChange records an event that says something changed outside the
+// transcript (a KMS key created, a key generated, material imported) and
+// signs a checkpoint right after it, so that a resumed ceremony knows it
+// was done and does not do it again.
+func (s *state) recordChange(step string, data map[string]any) error {
+	if err := s.record(step, data); err != nil {
+		return err
+	}
+	if s.tr == nil || s.signer == nil {
+		return nil
+	}
+	return s.tr.Checkpoint(s.stepNo, s.cfg.Ceremony.Operator, s.signer)
+}
+
 // writeFile writes an evidence file into the output directory and returns
 // its name and SHA-256 for the transcript.
 func (s *state) writeFile(name string, data []byte) (string, string, error) {
@@ -59,6 +73,22 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	}
 	s.tok = tok
 	in := tok.Info()
+	if s.resumed {
+		// The checkpoints the resume trusted were verified against the
+		// key the header names; it must be this token's signing key.
+		signer, err := tok.Signer(s.cfg.Token.SigningKey, false)
+		if err != nil {
+			return "", fmt.Errorf("cannot resume: %w", err)
+		}
+		sk, err := transcripts.NewSigningKey(s.cfg.Token.SigningKey, signer.Public())
+		if err != nil {
+			return "", err
+		}
+		if s.resumeHeaderKey == nil || s.resumeHeaderKey.Fingerprint != sk.Fingerprint {
+			return "", errors.New("cannot resume: the transcript's header names another signing key than this token's: it was not begun on this token, or it was altered; start a new ceremony with a new out_dir")
+		}
+		s.signer = signer
+	}
 	// A ceremony never reuses a key: refuse before anything changes. A
 	// resumed ceremony finds the keys its transcript shows generated.
 	for _, k := range s.keys {
@@ -134,7 +164,7 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			k.arn = arn
 		}
 		k.res.KMSKeyARN = k.arn
-		if err := s.record("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region()}); err != nil {
+		if err := s.recordChange("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region()}); err != nil {
 			return "", err
 		}
 		names = append(names, k.arn)
@@ -172,7 +202,7 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 		}
 		k.kcv = hex.EncodeToString(kcv)
 		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
-		if err := s.record("generate-key", map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}); err != nil {
+		if err := s.recordChange("generate-key", map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}); err != nil {
 			return "", err
 		}
 		s.ui.Info(fmt.Sprintf("key %q generated on the token, key check value %s", k.cfg.Label, k.kcv))
@@ -256,7 +286,7 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if vt != nil {
 			data["expiration_model"], data["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
 		}
-		if err := s.record("import", data); err != nil {
+		if err := s.recordChange("import", data); err != nil {
 			return "", err
 		}
 	}

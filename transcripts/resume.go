@@ -35,6 +35,9 @@ type Reopened struct {
 // newline) is cut off and reported in TornBytes. Chain failures are
 // *VerifyError.
 func Reopen(path string) (*Reopened, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symbolic link: a transcript must be a plain file in out_dir", path)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)

@@ -192,6 +192,8 @@ type Writer struct {
 	sealed  bool
 	// payloadBytes and sig are the seal payload and signature once sealed.
 	sealPayload []byte
+	// lastStep is the step of the last event written.
+	lastStep string
 }
 
 // Create creates a new transcript at path (failing if it exists) and writes
@@ -246,6 +248,7 @@ func (w *Writer) AppendStep(stepNo int, step, actor string, data map[string]any)
 		return errors.New("transcript is already sealed")
 	}
 	w.seq++
+	w.lastStep = step
 	return w.writeLine(Event{Type: "event", Seq: w.seq, StepNo: stepNo, Time: w.now().UTC(), Step: step, Actor: actor, Data: data, Prev: w.prev})
 }
 

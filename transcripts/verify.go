@@ -646,7 +646,8 @@ func (c *orderChecker) event(line int, e *eventInfo) error {
 				}
 			}
 		default:
-			c.escrowAll = true
+			// An escrow must say which keys it holds.
+			return orderErr("data", "escrow event names no key (label, labels or keys)", "the escrowed keys", "none")
 		}
 		if q := e.quorum; e.hasQuorum && q != true && q != "ok" && q != "passed" {
 			return orderErr("data.quorum_check", "escrow quorum check did not pass", "ok", fmt.Sprint(q))

@@ -161,6 +161,9 @@ escrow:
 	var steps []string
 	var escEv transcripts.Event
 	for _, e := range res.Events {
+		if e.Step == "checkpoint" {
+			continue
+		}
 		steps = append(steps, e.Step)
 		if e.Step == "escrow" {
 			escEv = e
