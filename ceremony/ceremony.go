@@ -162,8 +162,8 @@ type state struct {
 	// resumeHeaderKey is the signing key the resumed transcript's header
 	// names: the token's signing key must be that key.
 	resumeHeaderKey *transcripts.SigningKey
-	referenced                           map[string]bool
-	stepHadEvents                        map[int]bool
+	referenced      map[string]bool
+	stepHadEvents   map[int]bool
 }
 
 type pendingEvent struct {
