@@ -250,8 +250,8 @@ func (k *KMSConfig) validate() error {
 }
 
 func (k *KeyConfig) validate(path string) error {
-	if k.Label == "" || len(k.Label) > 64 {
-		return fmt.Errorf("%s.label must be 1-64 characters", path)
+	if !idRE.MatchString(k.Label) {
+		return fmt.Errorf("%s.label %q must be 1-64 letters, digits, '.', '_' or '-' (it names files)", path, k.Label)
 	}
 	if k.ID != "" {
 		if b, err := hex.DecodeString(k.ID); err != nil || len(b) == 0 || len(b) > 32 {

@@ -337,6 +337,15 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		return nil, err
 	}
 	defer clear(kek)
+	// Each share, now checked against the commitments, names the blob it
+	// was made with: a swapped blob (other KMS keys, other labels, other
+	// wrapped keys) is refused before anything is unwrapped.
+	for _, sh := range shares {
+		if sh.EscrowSHA256 != r.blobSum {
+			return nil, &escrow.ShareError{File: sh.File, Custodian: sh.Custodian, Index: sh.Index,
+				Reason: fmt.Sprintf("was made with escrow blob sha256 %s, not %s (sha256 %s): use the escrow.json of its ceremony", short(sh.EscrowSHA256), filepath.Base(o.EscrowFile), short(r.blobSum))}
+		}
+	}
 	kcv, err := escrow.CheckValue(kek)
 	if err != nil {
 		return nil, err

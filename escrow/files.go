@@ -360,8 +360,8 @@ func (b *Blob) validate() error {
 	}
 	seen := map[string]bool{}
 	for i, k := range b.Keys {
-		if k.Label == "" || seen[k.Label] {
-			return fmt.Errorf("keys[%d].label %q is empty or repeated", i, k.Label)
+		if !labelRE.MatchString(k.Label) || seen[k.Label] {
+			return fmt.Errorf("keys[%d].label %q is repeated or not 1-64 letters, digits, '.', '_' or '-'", i, k.Label)
 		}
 		seen[k.Label] = true
 		if id, err := hex.DecodeString(k.ID); err != nil || len(id) == 0 {
@@ -388,3 +388,6 @@ func strictJSON(b []byte, v any) error {
 	}
 	return nil
 }
+
+// labelRE is what a key label may be: it names files.
+var labelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

@@ -257,11 +257,12 @@ escrow:
 		if !pass {
 			t.Error("drill transcript has no passing drill event")
 		}
-		// A changed escrow blob fails the drill at the unwrap, naming the key.
+		// A changed escrow blob fails the drill before any unwrap: each share
+		// names the blob it was made with.
 		tb, _ := escrow.ParseBlob(blobData)
 		tb.Keys[0].WrappedKey[5] ^= 1
 		tampered, _ := tb.Marshal()
-		r.wantFail(3, []string{"recovery drill FAILED", "wrapped key does not unwrap", `key "payments"`}, env,
+		r.wantFail(3, []string{"recovery drill FAILED", "custodian \"alice\"", "was made with escrow blob sha256", "not tampered.json"}, env,
 			"recover", "--drill", "--escrow", r.write("tampered.json", string(tampered)), "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(4, "dave"),
 			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"], "--out", filepath.Join(r.dir, "drill-tampered"))
 		// With the original transcript, the changed blob is refused up front.
