@@ -164,22 +164,7 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 		}
 		pass = []byte(v)
 	default:
-		var err error
-		pass, err = ui.Secret(ctx, fmt.Sprintf("Escrow passphrase of custodian %q (at least %d characters)", cu.Name, MinPassphrase))
-		if err != nil {
-			return nil, fmt.Errorf("%s: cannot ask custodian %q for a passphrase (%w): for a non-interactive run set %s.passphrase_env or passphrase_file", p, cu.Name, err, p)
-		}
-		again, err := ui.Secret(ctx, fmt.Sprintf("Custodian %q: the same passphrase again", cu.Name))
-		if err != nil {
-			clear(pass)
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		same := string(again) == string(pass)
-		clear(again)
-		if !same {
-			clear(pass)
-			return nil, fmt.Errorf("%s: the two passphrases of custodian %q differ: nothing was changed; run again", p, cu.Name)
-		}
+		return askPassphrase(ctx, cu.Name, p, ui)
 	}
 	if len(pass) < MinPassphrase {
 		clear(pass)
@@ -368,4 +353,33 @@ func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
 		return strings.TrimSpace(r), nil
 	}
 	return "", fmt.Errorf("custodian %s gave no valid recipient in three tries: %w", name, last)
+}
+
+// askPassphrase has a custodian type a new passphrase twice at the keyboard;
+// a short or mistyped one is asked again, three tries in all.
+func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
+	for try := 0; try < 3; try++ {
+		pass, err := ui.Secret(ctx, fmt.Sprintf("Escrow passphrase of custodian %q (at least %d characters)", name, MinPassphrase))
+		if err != nil {
+			return nil, fmt.Errorf("%s: cannot ask custodian %q for a passphrase (%w): for a non-interactive run set %s.passphrase_env or passphrase_file", p, name, err, p)
+		}
+		if len(pass) < MinPassphrase {
+			clear(pass)
+			ui.Info(fmt.Sprintf("custodian %s: that passphrase is shorter than %d characters: choose a longer one", name, MinPassphrase))
+			continue
+		}
+		again, err := ui.Secret(ctx, fmt.Sprintf("Custodian %q: the same passphrase again", name))
+		if err != nil {
+			clear(pass)
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		same := string(again) == string(pass)
+		clear(again)
+		if same {
+			return pass, nil
+		}
+		clear(pass)
+		ui.Info(fmt.Sprintf("custodian %s: the two passphrases differ: type it again", name))
+	}
+	return nil, fmt.Errorf("%s: custodian %q gave no matching passphrase of at least %d characters in three tries: nothing was changed", p, name, MinPassphrase)
 }

@@ -17,7 +17,7 @@ const (
 )
 
 // TimeSource is what the transcript header says about event times.
-const TimeSource = "host clock, UTC (the ceremony machine is offline: compare it with a reference clock at the start and record the difference in the script)"
+const TimeSource = "host clock, UTC, not synchronised by keyceremony: compare it with a reference clock at the start and record the difference in the script"
 
 // header makes the transcript header: who, what tool and binary, which
 // config, which signing key, which script.

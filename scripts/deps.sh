@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what keyceremony's build, tests and demo need on Debian, when absent:
 # gcc (cgo for miekg/pkcs11), SoftHSM2 and opensc (the test HSM), openssl and
-# tmux and ssh-keygen (independent checks in tests).
+# tmux, ssh-keygen and jq (independent checks in tests and the README).
 set -euo pipefail
 need=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
@@ -10,6 +10,7 @@ command -v gcc >/dev/null || need+=(gcc)
 command -v openssl >/dev/null || need+=(openssl)
 command -v tmux >/dev/null || need+=(tmux)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v jq >/dev/null || need+=(jq)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing: ${need[*]}" >&2
 if [ "$(id -u)" -ne 0 ]; then

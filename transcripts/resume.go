@@ -67,7 +67,7 @@ func Reopen(path string) (*Reopened, error) {
 			return nil, chainErr(lines, "", "not a JSON object", "", "")
 		}
 		if probe.Prev != prev {
-			return nil, chainErr(lines, "prev", fmt.Sprintf("does not match the hash of line %d", lines-1), short(prev), short(probe.Prev))
+			return nil, chainErr(lines, "prev", fmt.Sprintf("does not match the hash of line %d", lines-1), prev, probe.Prev)
 		}
 		switch {
 		case lines == 1:

@@ -78,7 +78,7 @@ func (e *VerifyError) Error() string {
 		s = fmt.Sprintf("transcript line %d: field %q: %s", e.Line, e.Field, e.Reason)
 	}
 	if e.Expected != "" || e.Found != "" {
-		s += fmt.Sprintf(" (expected %s, found %s)", orNothing(e.Expected), orNothing(e.Found))
+		s += fmt.Sprintf(" (expected %s, found %s)", orNothing(short(e.Expected)), orNothing(short(e.Found)))
 	}
 	return s
 }
@@ -219,7 +219,7 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 					copy(hx[:], zeroHash)
 				}
 				if string(lr.prev) != string(hx[:]) {
-					return nil, chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), short(string(hx[:])), short(string(lr.prev)))
+					return nil, chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), string(hx[:]), string(lr.prev))
 				}
 				lr.err = structure(n, lr, len(lines), res)
 			}
@@ -463,14 +463,14 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 	}
 	fp := Fingerprint(s.PublicKey)
 	if fp != s.Fingerprint {
-		return sigErr("fingerprint", "does not match public_key", short(fp), short(s.Fingerprint))
+		return sigErr("fingerprint", "does not match public_key", fp, s.Fingerprint)
 	}
 	if hk := res.Header.SigningKey; hk != nil {
 		if Fingerprint(hk.PublicKey) != hk.Fingerprint {
-			return &VerifyError{Class: ClassSignature, Line: 1, Field: "signing_key.fingerprint", Reason: "does not match signing_key.public_key", Expected: short(Fingerprint(hk.PublicKey)), Found: short(hk.Fingerprint)}
+			return &VerifyError{Class: ClassSignature, Line: 1, Field: "signing_key.fingerprint", Reason: "does not match signing_key.public_key", Expected: Fingerprint(hk.PublicKey), Found: hk.Fingerprint}
 		}
 		if hk.Fingerprint != fp {
-			return sigErr("public_key", "sealed by another key than the header's signing_key", short(hk.Fingerprint), short(fp))
+			return sigErr("public_key", "sealed by another key than the header's signing_key", hk.Fingerprint, fp)
 		}
 	}
 	if opts.PublicKey != nil {
@@ -479,21 +479,21 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 			return fmt.Errorf("failed to encode the pinned key: %w", err)
 		}
 		if wfp := Fingerprint(want); wfp != fp {
-			return sigErr("public_key", "signed by another key than the pinned one", short(wfp), short(fp))
+			return sigErr("public_key", "signed by another key than the pinned one", wfp, fp)
 		}
 		res.Pinned = true
 	}
 	if opts.Fingerprint != "" {
 		want := strings.ToLower(strings.ReplaceAll(opts.Fingerprint, ":", ""))
 		if want != fp {
-			return sigErr("fingerprint", "signed by another key than the pinned one", short(want), short(fp))
+			return sigErr("fingerprint", "signed by another key than the pinned one", want, fp)
 		}
 		res.Pinned = true
 	}
 	res.Payload = SealPayload(res.Header.CeremonyID, n-1, last, fp)
 	digest := sha256.Sum256(res.Payload)
 	if got := hex.EncodeToString(digest[:]); got != s.PayloadHash {
-		return sigErr("payload_sha256", "does not match the seal payload", short(got), short(s.PayloadHash))
+		return sigErr("payload_sha256", "does not match the seal payload", got, s.PayloadHash)
 	}
 	if w := Words(digest[:WordCount]); w != s.Words {
 		return sigErr("words", "do not match payload_sha256", w, s.Words)
@@ -504,8 +504,10 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 	return nil
 }
 
+// short shortens a long hex value for a message; the VerifyError keeps it
+// whole for --json.
 func short(h string) string {
-	if len(h) > 16 {
+	if len(h) > 16 && strings.Trim(h, "0123456789abcdef") == "" {
 		return h[:16] + "…"
 	}
 	return h
@@ -710,11 +712,11 @@ func checkFiles(fsys fs.FS, refs []FileRef) error {
 	for _, r := range refs {
 		b, err := fs.ReadFile(fsys, r.Name)
 		if err != nil {
-			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "file", Reason: fmt.Sprintf("file %s named by the transcript cannot be read: %v", r.Name, err), Expected: short(r.SHA256), Found: "no file"}
+			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "file", Reason: fmt.Sprintf("file %s named by the transcript cannot be read: %v", r.Name, err), Expected: r.SHA256, Found: "no file"}
 		}
 		sum := sha256.Sum256(b)
 		if got := hex.EncodeToString(sum[:]); got != r.SHA256 {
-			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "sha256", Reason: fmt.Sprintf("file %s is not the file the transcript names: it was replaced or changed", r.Name), Expected: short(r.SHA256), Found: short(got)}
+			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "sha256", Reason: fmt.Sprintf("file %s is not the file the transcript names: it was replaced or changed", r.Name), Expected: r.SHA256, Found: got}
 		}
 	}
 	return nil

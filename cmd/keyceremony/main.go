@@ -72,7 +72,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		// With no arguments in a terminal, open the TUI on ./ceremony.yaml.
 		if _, err := os.Stat(defaultConfig); err != nil {
-			fmt.Fprint(stderr, usage)
+			fmt.Fprintf(stderr, "keyceremony: error: no %s here: run keyceremony tui --config FILE, or keyceremony help\n", defaultConfig)
 			return exitUsage
 		}
 		args = []string{"tui"}

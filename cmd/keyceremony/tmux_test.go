@@ -17,8 +17,13 @@ import (
 // with capture-pane.
 func TestTUITmux(t *testing.T) {
 	e := newE2E(t)
-	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "tmux"))
-	// The PIN is typed, not in the environment.
+	// Two custodians: alice's share sealed to her age key, bob's to a
+	// passphrase he types at the keyboard.
+	const bobPass = "bob's tmux passphrase 7qz"
+	cfg := strings.Replace(fmt.Sprintf(ceremonyYAML, "tmux"), "  threshold: 1\n", "  threshold: 2\n", 1)
+	cfg += "    - name: bob\n      passphrase: true\n"
+	e.config("ceremony.yaml", cfg)
+	// The PIN and the passphrase are typed, not in the environment.
 	tmux, waitFor := startTmux(t, e, fmt.Sprintf("cd %s && %s; echo EXIT=$?; sleep 60", e.dir, tuiCommand(e)))
 	plan := waitFor("Review the plan")
 	for _, want := range []string{"Key payments-tmux", "Key archive-tmux", "RSAES_OAEP_SHA_1 with RSA_2048"} {
@@ -26,15 +31,53 @@ func TestTUITmux(t *testing.T) {
 			t.Errorf("plan screen lacks %q:\n%s", want, plan)
 		}
 	}
+	// NO_COLOR: no styling at all (capture-pane -e keeps escape
+	// sequences); the same screen without NO_COLOR, in a second window,
+	// is styled, so the check can fail.
+	if styled := tmux("capture-pane", "-e", "-p", "-t", "c"); strings.Contains(styled, "\x1b[") {
+		t.Errorf("escape sequences on screen with NO_COLOR:\n%q", styled)
+	}
+	colour := strings.Replace(tuiCommand(e), " NO_COLOR=1", "", 1)
+	tmux("new-session", "-d", "-s", "styled", "-x", "80", "-y", "24", fmt.Sprintf("cd %s && %s; sleep 60", e.dir, colour))
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if sc := tmux("capture-pane", "-e", "-p", "-t", "styled"); strings.Contains(sc, "Review the plan") {
+			if !strings.Contains(sc, "\x1b[") {
+				t.Errorf("without NO_COLOR the plan is not styled either: the NO_COLOR check proves nothing:\n%q", sc)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second TUI never showed its plan")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tmux("send-keys", "-t", "styled", "q")
 	tmux("send-keys", "-t", "c", "Enter")
+	// Bob mistypes the second time and is asked again.
+	waitFor(`Escrow passphrase of custodian "bob"`)
+	tmux("send-keys", "-t", "c", "-l", bobPass)
+	masked := waitFor("> " + strings.Repeat("*", len(bobPass)))
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor(`Custodian "bob": the same passphrase again`)
+	tmux("send-keys", "-t", "c", "-l", bobPass+"x")
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("the two passphrases differ")
+	for _, prompt := range []string{`Escrow passphrase of custodian "bob"`, `Custodian "bob": the same passphrase again`} {
+		waitFor(prompt)
+		tmux("send-keys", "-t", "c", "-l", bobPass)
+		tmux("send-keys", "-t", "c", "Enter")
+	}
 	waitFor("User PIN")
 	tmux("send-keys", "-t", "c", hsmtest.PIN)
 	typed := waitFor("> ****")
+	if strings.Contains(masked, bobPass) || strings.Contains(typed, bobPass) {
+		t.Fatalf("the passphrase is visible:\n%s", masked)
+	}
 	if strings.Contains(typed, hsmtest.PIN) {
 		t.Fatalf("the PIN is visible:\n%s", typed)
 	}
 	tmux("send-keys", "-t", "c", "Enter")
-	for _, alias := range []string{"alice", "payments-tmux", "archive-tmux"} {
+	for _, alias := range []string{"alice", "bob", "payments-tmux", "archive-tmux"} {
 		waitFor(fmt.Sprintf("Type %q to confirm", alias))
 		tmux("send-keys", "-t", "c", alias, "Enter")
 	}
@@ -50,11 +93,19 @@ func TestTUITmux(t *testing.T) {
 	if !strings.Contains(done, "keyceremony · ceremony") {
 		t.Errorf("the title scrolled off the 24-line screen:\n%s", done)
 	}
-	if strings.Contains(done, "\x1b[") {
-		t.Error("escape sequences on screen with NO_COLOR")
+	if strings.Contains(done, bobPass) {
+		t.Error("the passphrase is on the final screen")
 	}
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("EXIT=0")
+	// Neither secret is in any file the ceremony wrote.
+	entries, _ := os.ReadDir(filepath.Join(e.dir, "tmux"))
+	for _, ent := range entries {
+		b, _ := os.ReadFile(filepath.Join(e.dir, "tmux", ent.Name()))
+		if strings.Contains(string(b), bobPass) || strings.Contains(string(b), `"`+hsmtest.PIN+`"`) {
+			t.Errorf("%s holds a secret typed at the keyboard", ent.Name())
+		}
+	}
 	out, serr, code := e.run(nil, "verify", "--pubkey", filepath.Join(e.dir, "tmux", "signing-key.pem"), filepath.Join(e.dir, "tmux", "transcript.jsonl"))
 	if code != 0 {
 		t.Fatalf("verify: %s %s", out, serr)
