@@ -718,6 +718,11 @@ func (r *reader) scanData(e *eventInfo) error {
 		if err != nil {
 			return err
 		}
+		if esc {
+			// keyceremony writes plain keys; an escaped one ("l\u0061bel")
+			// would read differently here and in encoding/json.
+			return r.errorf("escaped key %q in data", unescape(k, esc))
+		}
 		if !keys.add(k, esc) {
 			return fmt.Errorf("%w %q in data", errDuplicateKey, unescape(k, esc))
 		}

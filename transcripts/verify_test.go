@@ -340,3 +340,13 @@ func FuzzScanEvent(f *testing.F) {
 		}
 	})
 }
+
+// TestEscapedDataKeyRefused: an escaped key in data reads as "label" to
+// encoding/json but not to a scanner that skips escaped keys; refuse it.
+func TestEscapedDataKeyRefused(t *testing.T) {
+	line := []byte(`{"type":"event","seq":1,"time":"2026-11-23T00:00:00Z","step":"generate-key","data":{"l\u0061bel":"k1"},"prev":"x"}`)
+	var e eventInfo
+	if err := scanEvent(line, &e); err == nil {
+		t.Fatal("an escaped key in data was accepted")
+	}
+}
