@@ -16,7 +16,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -161,6 +160,13 @@ func (s *Signature) Verify(namespace string, msg []byte) error {
 	if err := s.PublicKey.Verify(data, s.Sig); err != nil {
 		return fmt.Errorf("%w: %v", ErrVerify, err)
 	}
+	// A security key signature must assert user presence, as ssh-keygen
+	// -Y verify requires by default: flags, then a 4-byte counter.
+	if t := s.PublicKey.Type(); t == ssh.KeyAlgoSKED25519 || t == ssh.KeyAlgoSKECDSA256 {
+		if len(s.Sig.Rest) < 5 || s.Sig.Rest[0]&0x01 == 0 {
+			return fmt.Errorf("%w: the security key signature does not assert user presence", ErrVerify)
+		}
+	}
 	return nil
 }
 
@@ -271,11 +277,45 @@ func (a AllowedSigners) Allows(principal string, key ssh.PublicKey, namespace st
 	return false
 }
 
+// match is OpenSSH's match_pattern_list: patterns with '*' and '?'; a
+// pattern starting with '!' that matches denies, whatever else matches.
 func match(patterns []string, s string) bool {
+	allowed := false
 	for _, p := range patterns {
-		if ok, _ := path.Match(p, s); ok || p == s {
-			return true
+		neg := strings.HasPrefix(p, "!")
+		if !wildcard(strings.TrimPrefix(p, "!"), s) {
+			continue
 		}
+		if neg {
+			return false
+		}
+		allowed = true
 	}
-	return false
+	return allowed
+}
+
+// wildcard matches s against p, where '*' matches any run of characters
+// and '?' any one character; every other character matches itself.
+func wildcard(p, s string) bool {
+	for len(p) > 0 {
+		switch p[0] {
+		case '*':
+			for i := 0; i <= len(s); i++ {
+				if wildcard(p[1:], s[i:]) {
+					return true
+				}
+			}
+			return false
+		case '?':
+			if len(s) == 0 {
+				return false
+			}
+		default:
+			if len(s) == 0 || s[0] != p[0] {
+				return false
+			}
+		}
+		p, s = p[1:], s[1:]
+	}
+	return len(s) == 0
 }
