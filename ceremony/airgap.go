@@ -7,6 +7,7 @@ package ceremony
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
@@ -271,4 +273,28 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry) (*U
 		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
 	}
 	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk}, nil
+}
+
+// CheckBundleRecorded verifies a sealed transcript (the signer pinned by
+// pub or fingerprint) and checks that it records a wrap of exactly this
+// bundle file (its SHA-256): a bundle swapped on its way out of the room is
+// refused before it reaches KMS.
+func CheckBundleRecorded(transcript []byte, pub *ecdsa.PublicKey, fingerprint string, bundle []byte) error {
+	if pub == nil && fingerprint == "" {
+		return errors.New("pin the transcript's signer with --pubkey or --fingerprint: a transcript checked against its own key proves nothing")
+	}
+	res, err := transcripts.VerifyBytes(transcript, transcripts.Options{PublicKey: pub, Fingerprint: fingerprint, DecodeEvents: true})
+	if err != nil {
+		return err
+	}
+	sum := evidence.Hash(bundle)
+	for _, e := range res.Events {
+		if e.Step != "wrap" {
+			continue
+		}
+		if f, _ := e.Data["file_sha256"].(string); f == sum {
+			return nil
+		}
+	}
+	return fmt.Errorf("the bundle (sha256 %.16s…) is not one the transcript of ceremony %s recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote", sum, res.Header.CeremonyID)
 }

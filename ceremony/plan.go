@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/keyceremony/keyceremony/wrap"
 	"strings"
 )
 
@@ -55,6 +57,17 @@ func (c *Config) Plan() []PlanItem {
 			expiry = "expires in " + k.ValidFor
 		}
 		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s, %s", target, expiry)})
+		if k.ParamsFile != "" {
+			// What the params file carried in says the wrapping key is:
+			// compare with what params fetch printed online.
+			v := "params file unreadable"
+			if data, err := os.ReadFile(c.path(k.ParamsFile)); err == nil {
+				if p, err := wrap.ParseParams(data); err == nil {
+					v = "wrapping key sha256 " + sha256Hex(p.PublicKey)[:32]
+				}
+			}
+			items = append(items, PlanItem{"", v})
+		}
 	}
 	if e := c.Escrow; e != nil {
 		var names []string

@@ -49,9 +49,17 @@ keys:
 	if vout, verr, code := a.offline(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
 		t.Fatalf("verify: %s%s", vout, verr)
 	}
+	pin := []string{"--transcript", filepath.Join(out, "transcript.jsonl"), "--pubkey", filepath.Join(out, "signing-key.pem")}
+	// A bundle changed on its way out is refused before KMS sees it.
+	orig := mustRead(t, filepath.Join(out, "bundle-off-pay.json"))
+	swapped := filepath.Join(work, "swapped.json")
+	os.WriteFile(swapped, append([]byte(" "), orig...), 0o644)
+	if _, uerr, code := a.run(nil, append([]string{"upload", "--bundle", swapped, "--valid-for", "60d"}, pin...)...); code != 3 || !strings.Contains(uerr, "is not one the transcript of ceremony offline-1 recorded") {
+		t.Fatalf("swapped bundle: exit %d: %s", code, uerr)
+	}
 	for _, label := range []string{"pay", "arc"} {
 		b := filepath.Join(out, "bundle-off-"+label+".json")
-		if uout, uerr, code := a.run(nil, "upload", "--bundle", b, "--valid-for", "60d"); code != 0 {
+		if uout, uerr, code := a.run(nil, append([]string{"upload", "--bundle", b, "--valid-for", "60d"}, pin...)...); code != 0 {
 			t.Fatalf("upload %s: %s%s", label, uout, uerr)
 		}
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,9 @@ import (
 )
 
 const uploadHelp = `Usage: keyceremony upload --bundle FILE (--valid-for 90d | --valid-to TIME | --does-not-expire)
+
+With --transcript and --pubkey (or --fingerprint), the bundle must be one
+the verified transcript of its ceremony recorded.
 
 Online: imports a bundle written by keyceremony wrap into its KMS key
 (ImportKeyMaterial), then checks the key: Enabled, expiry as asked, encrypt
@@ -30,6 +34,9 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	never := fs.Bool("does-not-expire", false, "import with KEY_MATERIAL_DOES_NOT_EXPIRE")
 	region := fs.String("region", "", "AWS `region` (default: the bundle's)")
 	profile := fs.String("profile", "", "AWS shared config `profile`")
+	transcript := fs.String("transcript", "", "the sealed `transcript` of the ceremony that wrote the bundle: the bundle must be the one it recorded")
+	pubkey := fs.String("pubkey", "", "signing key `PEM` that must have sealed --transcript")
+	fingerprint := fs.String("fingerprint", "", "or the hex SHA-256 `fingerprint` of that key")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -53,6 +60,23 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	b, err := wrap.ParseBundle(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *bundle, err)
+	}
+	if *transcript != "" {
+		var pub *ecdsa.PublicKey
+		if *pubkey != "" {
+			if pub, err = readECPublicKey(*pubkey); err != nil {
+				return err
+			}
+		}
+		tr, err := os.ReadFile(*transcript)
+		if err != nil {
+			return fmt.Errorf("failed to read transcript: %w", err)
+		}
+		if err := ceremony.CheckBundleRecorded(tr, pub, *fingerprint, data); err != nil {
+			return verifyFailure{fmt.Errorf("%s: %w", *bundle, err)}
+		}
+	} else {
+		fmt.Fprintln(stderr, "keyceremony: warning: the bundle is not checked against its ceremony's transcript: pass --transcript and --pubkey to refuse a swapped bundle")
 	}
 	res, err := ceremony.Upload(ctx, awskms.Options{Region: *region, Profile: *profile}, b, ceremony.Expiry{ValidFor: *validFor, ValidTo: *validTo, DoesNotExpire: *never})
 	if err != nil {
