@@ -133,7 +133,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config is empty")
 		}
-		return nil, fmt.Errorf("invalid config: %w", err)
+		return nil, fmt.Errorf("invalid config: %s", yamlError(err))
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -341,4 +341,27 @@ func (c *Config) Hash() string { return c.hash }
 // parameters come in as a params file and the bundles go out as files.
 func (c *Config) Offline() bool {
 	return len(c.Keys) > 0 && c.Keys[0].ParamsFile != ""
+}
+
+var unknownFieldRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type ceremony\.(\w+)`)
+
+// sections names config sections by their Go types, for error messages.
+var sections = map[string]string{
+	"Config": "the top level", "CeremonyConfig": "ceremony", "TokenConfig": "token", "KMSConfig": "kms",
+	"KeyConfig": "keys[]", "EscrowConfig": "escrow", "CustodianConfig": "escrow.custodians[]",
+}
+
+// yamlError says what the YAML decoder found in the config's terms: an
+// unknown field is named with its section, not a Go type.
+func yamlError(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n")
+	msg = strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+	return unknownFieldRE.ReplaceAllStringFunc(msg, func(m string) string {
+		g := unknownFieldRE.FindStringSubmatch(m)
+		sec, ok := sections[g[3]]
+		if !ok {
+			return m
+		}
+		return fmt.Sprintf("line %s: unknown field %q in %s (check its spelling against the README's Config section)", g[1], g[2], sec)
+	})
 }

@@ -54,7 +54,7 @@ func TestParseConfigErrors(t *testing.T) {
 	tests := []struct {
 		name, from, to, want string
 	}{
-		{"unknown field", "operator: alice", "operator: alice\n  colour: blue", "field colour not found"},
+		{"unknown field", "operator: alice", "operator: alice\n  colour: blue", `line 5: unknown field "colour" in ceremony`},
 		{"bad id", "id: payments-2026", "id: 'pay ments'", "ceremony.id"},
 		{"no out_dir", "out_dir: out", "out_dir: ''", "ceremony.out_dir"},
 		{"no token", "label: ceremony", "module: /x.so", "token: set label, serial or uri"},
@@ -71,7 +71,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"both kms key", "create: true", "create: true\n    kms_key_id: abc", "keys[0]: set exactly one of kms_key_id"},
 		{"bad key id", "create: true", "create: true\n    id: xyz", "keys[0].id"},
 		{"two docs", "passphrase_env: ERIN_PASSPHRASE", "passphrase_env: ERIN_PASSPHRASE\n---\nfoo: 1", "more than one YAML document"},
-		{"no escrow", "escrow:", "escrow_:", "field escrow_ not found"},
+		{"no escrow", "escrow:", "escrow_:", `unknown field "escrow_" in the top level`},
 		{"threshold 0", "threshold: 2", "threshold: 0", "escrow.threshold 0 must be between 1 and the number of custodians (3)"},
 		{"threshold > n", "threshold: 2", "threshold: 4", "escrow.threshold 4 must be between 1"},
 		{"bad name", "name: carol", "name: 'carol smith'", "escrow.custodians[0].name"},

@@ -290,7 +290,7 @@ func TestRunBadInput(t *testing.T) {
 		{"missing module", good, []string{"KEYCEREMONY_PIN=1234"}, []string{"--module", "/nonexistent/libnothing.so"}, []string{"pkcs11 module not found", "apt-get install softhsm2"}},
 		{"unknown token", strings.Replace(good, "label: ceremony", "label: no-such-token", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"token not found", `tokens present: "ceremony"`}},
 		{"no PIN", good, nil, nil, []string{"no PIN available", "KEYCEREMONY_PIN"}},
-		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"field operater not found"}},
+		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`unknown field "operater" in ceremony`}},
 		{"unknown KMS key", strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\n    valid_for", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"NotFoundException", "check the key ARN"}},
 	}
 	for _, tt := range tests {

@@ -32,26 +32,11 @@ func TestTUITmux(t *testing.T) {
 		}
 	}
 	// NO_COLOR: no styling at all (capture-pane -e keeps escape
-	// sequences); the same screen without NO_COLOR, in a second window,
-	// is styled, so the check can fail.
+	// sequences); the control at the end shows the check can fail.
 	if styled := tmux("capture-pane", "-e", "-p", "-t", "c"); strings.Contains(styled, "\x1b[") {
 		t.Errorf("escape sequences on screen with NO_COLOR:\n%q", styled)
 	}
-	colour := strings.Replace(tuiCommand(e), " NO_COLOR=1", "", 1)
-	tmux("new-session", "-d", "-s", "styled", "-x", "80", "-y", "24", fmt.Sprintf("cd %s && %s; sleep 60", e.dir, colour))
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if sc := tmux("capture-pane", "-e", "-p", "-t", "styled"); strings.Contains(sc, "Review the plan") {
-			if !strings.Contains(sc, "\x1b[") {
-				t.Errorf("without NO_COLOR the plan is not styled either: the NO_COLOR check proves nothing:\n%q", sc)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second TUI never showed its plan")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tmux("send-keys", "-t", "styled", "q")
+
 	tmux("send-keys", "-t", "c", "Enter")
 	// Bob mistypes the second time and is asked again.
 	waitFor(`Escrow passphrase of custodian "bob"`)
@@ -106,6 +91,23 @@ func TestTUITmux(t *testing.T) {
 			t.Errorf("%s holds a secret typed at the keyboard", ent.Name())
 		}
 	}
+	// The control for the NO_COLOR check above: the same plan without
+	// NO_COLOR is styled.
+	colour := strings.Replace(tuiCommand(e), " NO_COLOR=1", "", 1)
+	tmux("new-session", "-d", "-s", "styled", "-x", "80", "-y", "24", fmt.Sprintf("cd %s && %s; sleep 60", e.dir, colour))
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if sc := tmux("capture-pane", "-e", "-p", "-t", "styled"); strings.Contains(sc, "Review the plan") {
+			if !strings.Contains(sc, "\x1b[") {
+				t.Errorf("without NO_COLOR the plan is not styled either: the NO_COLOR check proves nothing:\n%q", sc)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second TUI never showed its plan")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tmux("send-keys", "-t", "styled", "q")
 	out, serr, code := e.run(nil, "verify", "--pubkey", filepath.Join(e.dir, "tmux", "signing-key.pem"), filepath.Join(e.dir, "tmux", "transcript.jsonl"))
 	if code != 0 {
 		t.Fatalf("verify: %s %s", out, serr)

@@ -201,6 +201,11 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) key(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	// A return typed before the terminal is in raw mode arrives as a line
+	// feed (ctrl+j): take it as enter.
+	if k.Type == tea.KeyCtrlJ {
+		k = tea.KeyMsg{Type: tea.KeyEnter}
+	}
 	if k.Type == tea.KeyCtrlC {
 		if m.prompt != nil {
 			m.answer(nil, errors.New("ceremony aborted by the operator (ctrl+c)"))
