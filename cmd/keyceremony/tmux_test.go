@@ -221,3 +221,36 @@ func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) s
 	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
 	return tmux, waitFor
 }
+
+// BenchmarkTUIFirstFrame times the real binary from its start in a tmux
+// pane to its first frame (the plan review) on the screen; the target is
+// under 100 ms. The time includes tmux's own start and one capture-pane
+// poll (every 2 ms), so it is an upper bound.
+func BenchmarkTUIFirstFrame(b *testing.B) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		b.Skip("tmux is not installed: apt-get install -y tmux")
+	}
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ceremony.yaml"), []byte(fmt.Sprintf(ceremonyYAML, "bench")), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(dir, "sock")
+	defer exec.Command("tmux", "-S", sock, "kill-server").Run()
+	cmd := fmt.Sprintf("cd %s && env -i PATH=%s HOME=%s TERM=xterm-256color NO_COLOR=1 %s", dir, os.Getenv("PATH"), dir, filepath.Join(binDir, "keyceremony"))
+	for i := 0; b.Loop(); i++ {
+		name := fmt.Sprint("s", i)
+		if out, err := exec.Command("tmux", "-S", sock, "new-session", "-d", "-s", name, "-x", "80", "-y", "24", cmd).CombinedOutput(); err != nil {
+			b.Fatalf("tmux: %v: %s", err, out)
+		}
+		for {
+			out, _ := exec.Command("tmux", "-S", sock, "capture-pane", "-p", "-t", name).Output()
+			if strings.Contains(string(out), "Review the plan") {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		b.StopTimer()
+		exec.Command("tmux", "-S", sock, "kill-session", "-t", name).Run()
+		b.StartTimer()
+	}
+}
