@@ -35,11 +35,18 @@ func (c *Config) Plan() []PlanItem {
 	if c.Offline() {
 		kms = "offline (air gap): params files in, bundle files out"
 	}
+	wrapping := fmt.Sprintf("%s with %s", c.KMS.WrappingAlgorithm, c.KMS.WrappingKeySpec)
+	if c.Offline() {
+		wrapping = "as the params files say"
+	}
+	if c.KMS.AllowHostWrap {
+		wrapping += ", on the host if the token cannot"
+	}
 	items := []PlanItem{
 		{"Ceremony", fmt.Sprintf("%s, operator %s", c.Ceremony.ID, c.Ceremony.Operator)},
 		{"Token", fmt.Sprintf("%s (%s)", tok, module)},
 		{"KMS", kms},
-		{"Wrapping", fmt.Sprintf("%s with %s", c.KMS.WrappingAlgorithm, c.KMS.WrappingKeySpec)},
+		{"Wrapping", wrapping},
 	}
 	for _, k := range c.Keys {
 		target := "new EXTERNAL key"

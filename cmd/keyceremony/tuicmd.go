@@ -19,6 +19,7 @@ const defaultConfig = "ceremony.yaml"
 func cmdTUI(ctx context.Context, args []string, stdin *os.File, stderr io.Writer) error {
 	fs := newFlags("tui", stderr, "Usage: keyceremony tui [--config FILE]\n\nRuns a ceremony in the terminal UI: plan review, PIN, each step, confirmations\nof dangerous steps, and the seal for the witnesses. Works at 80x24 and with NO_COLOR.\n\n")
 	config := fs.String("config", defaultConfig, "ceremony config `file` (YAML)")
+	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM (the key material is in host memory for a moment)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -35,6 +36,9 @@ func cmdTUI(ctx context.Context, args []string, stdin *os.File, stderr io.Writer
 	cfg, err := ceremony.LoadConfig(*config)
 	if err != nil {
 		return err
+	}
+	if *allowHost {
+		cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy = true, "--allow-host-wrap"
 	}
 	return tui.Run(ctx, cfg)
 }
