@@ -96,6 +96,10 @@ type KeyConfig struct {
 	// the room: the key is then wrapped for the KMS key it names, and the
 	// ceremony runs offline. Either every key has one or none.
 	ParamsFile string `yaml:"params_file"`
+	// WrappingKeySHA256 pins the wrapping public key a params file must
+	// carry (hex SHA-256 of its DER, as params fetch prints it): a params
+	// file swapped on its way into the room is refused.
+	WrappingKeySHA256 string `yaml:"wrapping_key_sha256"`
 	// Description is the description of a created KMS key.
 	Description string `yaml:"description"`
 	// ValidTo (RFC 3339), ValidFor (e.g. "90d", "2160h") or DoesNotExpire:
@@ -256,6 +260,11 @@ func (k *KeyConfig) validate(path string) error {
 	if k.ID != "" {
 		if b, err := hex.DecodeString(k.ID); err != nil || len(b) == 0 || len(b) > 32 {
 			return fmt.Errorf("%s.id %q must be 1-32 bytes of hex", path, k.ID)
+		}
+	}
+	if k.WrappingKeySHA256 != "" {
+		if b, err := hex.DecodeString(k.WrappingKeySHA256); err != nil || len(b) != 32 || k.ParamsFile == "" {
+			return fmt.Errorf("%s.wrapping_key_sha256 must be 64 hex digits, with params_file", path)
 		}
 	}
 	switch {

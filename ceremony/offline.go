@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -28,6 +29,9 @@ func (s *state) loadOfflineParams() error {
 		p, err := wrap.ParseParams(data)
 		if err != nil {
 			return fmt.Errorf("keys[%d].params_file %s: %w", i, path, err)
+		}
+		if pin := k.cfg.WrappingKeySHA256; pin != "" && !strings.EqualFold(pin, sha256Hex(p.PublicKey)) {
+			return fmt.Errorf("keys[%d].params_file %s carries wrapping key sha256 %.16s…, not the pinned %.16s…: it is not the file params fetch wrote; fetch the parameters again", i, path, sha256Hex(p.PublicKey), pin)
 		}
 		if k.bundle == nil && !k.imported {
 			if err := p.CheckValid(testOnlyNow()); err != nil {

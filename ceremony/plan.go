@@ -71,6 +71,9 @@ func (c *Config) Plan() []PlanItem {
 			if data, err := os.ReadFile(c.path(k.ParamsFile)); err == nil {
 				if p, err := wrap.ParseParams(data); err == nil {
 					v = "wrapping key sha256 " + sha256Hex(p.PublicKey)[:32]
+					if k.WrappingKeySHA256 != "" {
+						v += ", pinned in the config"
+					}
 				}
 			}
 			items = append(items, PlanItem{"", v})

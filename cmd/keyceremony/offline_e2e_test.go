@@ -21,10 +21,21 @@ func TestOfflineCeremony(t *testing.T) {
 	for _, label := range []string{"pay", "arc"} {
 		arn := a.createKey()
 		p := filepath.Join(work, "params-in-"+label+".json")
-		if out, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", p); code != 0 {
+		out, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", p)
+		if code != 0 {
 			t.Fatalf("params fetch: %s%s", out, errOut)
 		}
-		fmt.Fprintf(&keys, "  - {label: off-%s, params_file: %s, valid_for: 60d}\n", label, p)
+		// Pin the wrapping key params fetch printed.
+		_, after, ok := strings.Cut(out, "wrapping public key sha256 ")
+		if !ok {
+			t.Fatalf("params fetch does not print the wrapping key's hash:\n%s", out)
+		}
+		pin := strings.TrimSuffix(strings.Fields(after)[0], ":")
+		// Another fetch for the same key: another wrapping key, to swap in.
+		if out, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", p+".other"); code != 0 {
+			t.Fatalf("params fetch: %s%s", out, errOut)
+		}
+		fmt.Fprintf(&keys, "  - {label: off-%s, params_file: %s, wrapping_key_sha256: %s, valid_for: 60d}\n", label, p, pin)
 	}
 	cfg := filepath.Join(work, "offline.yaml")
 	os.WriteFile(cfg, []byte(`
@@ -68,8 +79,20 @@ keys:
 		t.Errorf("after upload the key is %s", st)
 	}
 
+	// A params file swapped on its way in is refused before anything changes.
+	swappedCfg := strings.Replace(strings.Replace(string(mustRead(t, cfg)), "out_dir: out", "out_dir: out3", 1), "params-in-pay.json", "params-in-pay.json.other", 1)
+	os.WriteFile(cfg, []byte(swappedCfg), 0o600)
+	_, stderr, code = a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "not the pinned") {
+		t.Errorf("swapped params file: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(work, "out3")); err == nil {
+		t.Error("a refused offline run left an output directory")
+	}
+	os.WriteFile(cfg, []byte(strings.Replace(swappedCfg, ".json.other", ".json", 1)), 0o600)
+
 	// An expired or missing params file is refused before anything changes.
-	bad := strings.Replace(string(mustRead(t, cfg)), "out_dir: out", "out_dir: out2", 1)
+	bad := strings.Replace(string(mustRead(t, cfg)), "out_dir: out3", "out_dir: out2", 1)
 	bad = strings.Replace(bad, "params-in-pay.json", "missing.json", 1)
 	os.WriteFile(cfg, []byte(bad), 0o600)
 	_, stderr, code = a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
