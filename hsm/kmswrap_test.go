@@ -313,7 +313,7 @@ func BenchmarkWrapForKMS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, spec := range []string{"RSA_2048", "RSA_4096"} {
+	for _, spec := range []string{"RSA_2048", "RSA_3072", "RSA_4096"} {
 		pub := &wrappingKey(b, spec).PublicKey
 		for _, alg := range wrap.Algorithms {
 			for _, path := range []string{"in-hsm", "host"} {
