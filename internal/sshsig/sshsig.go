@@ -108,39 +108,93 @@ func armor(blob []byte) []byte {
 	return b.Bytes()
 }
 
-// Parse decodes an armoured SSHSIG signature.
-func Parse(armored []byte) (*Signature, error) {
-	s := strings.TrimSpace(string(armored))
-	if !strings.HasPrefix(s, armorBegin) || !strings.HasSuffix(s, armorEnd) {
-		return nil, errors.New("not an armoured SSH signature (BEGIN SSH SIGNATURE)")
+// ErrMalformed is returned (wrapped) by [Parse] for input that is not an
+// SSHSIG signature as OpenSSH reads one.
+var ErrMalformed = errors.New("malformed ssh signature")
+
+// dearmor reads the armour as OpenSSH's sshsig_dearmor does: the file starts
+// with the BEGIN line and its newline exactly, the body ends at the first
+// newline followed by the END marker (what follows the marker is ignored),
+// and the body is base64 with ASCII white space anywhere, padding required
+// and the unused bits of the last character zero (b64_pton).
+func dearmor(armored []byte) ([]byte, error) {
+	rest, ok := bytes.CutPrefix(armored, []byte(armorBegin+"\n"))
+	if !ok {
+		return nil, fmt.Errorf("%w: the file does not start with the line %s", ErrMalformed, armorBegin)
 	}
-	body := strings.Join(strings.Fields(s[len(armorBegin):len(s)-len(armorEnd)]), "")
-	blob, err := base64.StdEncoding.DecodeString(body)
+	end := bytes.Index(rest, []byte("\n"+armorEnd))
+	if end < 0 {
+		return nil, fmt.Errorf("%w: no line %s after the base64", ErrMalformed, armorEnd)
+	}
+	body := rest[:end]
+	// OpenSSH copies the body as a C string: a NUL at its very end is
+	// dropped, one anywhere else refuses the signature.
+	if i := bytes.IndexByte(body, 0); i >= 0 {
+		if i != len(body)-1 {
+			return nil, fmt.Errorf("%w: NUL byte in the base64", ErrMalformed)
+		}
+		body = body[:i]
+	}
+	b64 := make([]byte, 0, len(body))
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\n', '\v', '\f', '\r': // C isspace
+		default:
+			b64 = append(b64, c)
+		}
+	}
+	blob, err := base64.StdEncoding.Strict().DecodeString(string(b64))
 	if err != nil {
-		return nil, fmt.Errorf("ssh signature is not valid base64: %w", err)
+		return nil, fmt.Errorf("%w: the body is not base64: %v", ErrMalformed, err)
+	}
+	return blob, nil
+}
+
+// Parse decodes an armoured SSHSIG signature as `ssh-keygen -Y verify` reads
+// one; every error wraps [ErrMalformed].
+func Parse(armored []byte) (*Signature, error) {
+	blob, err := dearmor(armored)
+	if err != nil {
+		return nil, err
 	}
 	if !bytes.HasPrefix(blob, []byte(magic)) {
-		return nil, errors.New("ssh signature lacks the SSHSIG preamble")
+		return nil, fmt.Errorf("%w: no SSHSIG preamble", ErrMalformed)
 	}
 	var w wireSig
 	if err := ssh.Unmarshal(blob[len(magic):], &w); err != nil {
-		return nil, fmt.Errorf("malformed ssh signature: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if w.Version != version {
-		return nil, fmt.Errorf("unsupported ssh signature version %d", w.Version)
+		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, w.Version)
 	}
 	pub, err := ssh.ParsePublicKey([]byte(w.PublicKey))
 	if err != nil {
-		return nil, fmt.Errorf("malformed public key in ssh signature: %w", err)
+		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
 	}
 	sig := new(ssh.Signature)
 	if err := ssh.Unmarshal([]byte(w.Signature), sig); err != nil {
-		return nil, fmt.Errorf("malformed signature in ssh signature: %w", err)
+		return nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+	}
+	// Bytes after the signature blob are a security key's flags and
+	// counter, and nothing for any other key: OpenSSH refuses them
+	// ("unexpected trailing data"), so a signature cannot be altered
+	// without breaking it.
+	if sk := isSecurityKey(pub); sk && len(sig.Rest) != 5 || !sk && len(sig.Rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the signature blob", ErrMalformed, len(sig.Rest))
 	}
 	if w.HashAlg != "sha256" && w.HashAlg != "sha512" {
-		return nil, fmt.Errorf("unsupported ssh signature hash %q", w.HashAlg)
+		return nil, fmt.Errorf("%w: unsupported hash %q", ErrMalformed, w.HashAlg)
 	}
 	return &Signature{PublicKey: pub, Namespace: w.Namespace, HashAlg: w.HashAlg, Sig: sig}, nil
+}
+
+// isSecurityKey reports whether k (or the key k certifies) is a FIDO key.
+func isSecurityKey(k ssh.PublicKey) bool {
+	if c, ok := k.(*ssh.Certificate); ok {
+		k = c.Key
+	}
+	t := k.Type()
+	return t == ssh.KeyAlgoSKED25519 || t == ssh.KeyAlgoSKECDSA256
 }
 
 // Verify checks that s signs msg under namespace with its embedded key.
@@ -160,9 +214,10 @@ func (s *Signature) Verify(namespace string, msg []byte) error {
 	if err := s.PublicKey.Verify(data, s.Sig); err != nil {
 		return fmt.Errorf("%w: %v", ErrVerify, err)
 	}
-	// A security key signature must assert user presence, as ssh-keygen
-	// -Y verify requires by default: flags, then a 4-byte counter.
-	if t := s.PublicKey.Type(); t == ssh.KeyAlgoSKED25519 || t == ssh.KeyAlgoSKECDSA256 {
+	// A security key signature must assert user presence (flags, then a
+	// 4-byte counter). ssh-keygen -Y verify does not check the flag; we
+	// are deliberately stricter: a witness is a person who touched the key.
+	if isSecurityKey(s.PublicKey) {
 		if len(s.Sig.Rest) < 5 || s.Sig.Rest[0]&0x01 == 0 {
 			return fmt.Errorf("%w: the security key signature does not assert user presence", ErrVerify)
 		}
@@ -267,23 +322,32 @@ func splitFields(s string) []string {
 // Allows reports whether principal may sign with key under namespace.
 func (a AllowedSigners) Allows(principal string, key ssh.PublicKey, namespace string) bool {
 	for _, s := range a {
-		if !bytes.Equal(s.Key.Marshal(), key.Marshal()) || !match(s.Principals, principal) {
+		if !bytes.Equal(s.Key.Marshal(), key.Marshal()) || !match(strings.Join(s.Principals, ","), principal) {
 			continue
 		}
-		if s.Namespaces == nil || match(s.Namespaces, namespace) {
+		if s.Namespaces == nil || match(strings.Join(s.Namespaces, ","), namespace) {
 			return true
 		}
 	}
 	return false
 }
 
-// match is OpenSSH's match_pattern_list: patterns with '*' and '?'; a
-// pattern starting with '!' that matches denies, whatever else matches.
-func match(patterns []string, s string) bool {
+// match is OpenSSH's match_pattern_list: list is comma-separated patterns
+// with '*' and '?'; a pattern starting with '!' that matches denies, whatever
+// else matches. Like OpenSSH, a pattern of 1023 bytes or more fails the list.
+func match(list, s string) bool {
 	allowed := false
-	for _, p := range patterns {
-		neg := strings.HasPrefix(p, "!")
-		if !wildcard(strings.TrimPrefix(p, "!"), s) {
+	for list != "" {
+		neg := list[0] == '!'
+		if neg {
+			list = list[1:]
+		}
+		p, rest, _ := strings.Cut(list, ",")
+		list = rest
+		if len(p) >= 1023 {
+			return false
+		}
+		if !wildcard(p, s) {
 			continue
 		}
 		if neg {
@@ -294,28 +358,31 @@ func match(patterns []string, s string) bool {
 	return allowed
 }
 
-// wildcard matches s against p, where '*' matches any run of characters
-// and '?' any one character; every other character matches itself.
+// wildcard matches s against p, where '*' matches any run of bytes and '?'
+// any one byte; every other byte matches itself (OpenSSH's match_pattern).
+// It keeps only the last '*' to return to, so it takes at most
+// len(p)*len(s) steps, whatever the pattern.
 func wildcard(p, s string) bool {
-	for len(p) > 0 {
-		switch p[0] {
-		case '*':
-			for i := 0; i <= len(s); i++ {
-				if wildcard(p[1:], s[i:]) {
-					return true
-				}
-			}
-			return false
-		case '?':
-			if len(s) == 0 {
-				return false
-			}
+	pi, si := 0, 0
+	star, next := -1, 0 // the last '*' seen, and where its run would end next
+	for si < len(s) {
+		switch {
+		case pi < len(p) && p[pi] == '*':
+			star, next = pi, si
+			pi++
+		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
+			pi++
+			si++
+		case star >= 0:
+			// Let the last '*' take one more byte and try again after it.
+			next++
+			pi, si = star+1, next
 		default:
-			if len(s) == 0 || s[0] != p[0] {
-				return false
-			}
+			return false
 		}
-		p, s = p[1:], s[1:]
 	}
-	return len(s) == 0
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
 }
