@@ -282,12 +282,8 @@ func (k *KeyConfig) validate(path string) error {
 	}
 	if k.ValidFor != "" {
 		n++
-		d, err := parseDuration(k.ValidFor)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("%s.valid_for %q must be a positive duration such as 90d or 2160h", path, k.ValidFor)
-		}
-		if d > 365*24*time.Hour {
-			return fmt.Errorf("%s.valid_for %q is more than 365 days, the most KMS allows", path, k.ValidFor)
+		if _, err := ParseValidFor(k.ValidFor); err != nil {
+			return fmt.Errorf("%s.valid_for %q %w", path, k.ValidFor, err)
 		}
 	}
 	if k.DoesNotExpire {
@@ -315,22 +311,52 @@ func (k *KeyConfig) validTo(now time.Time) (*time.Time, error) {
 		}
 		return &t, nil
 	default:
-		d, _ := parseDuration(k.ValidFor)
+		d, _ := ParseValidFor(k.ValidFor)
 		t := now.Add(d).UTC().Truncate(time.Second)
 		return &t, nil
 	}
 }
 
-// parseDuration is time.ParseDuration plus a "d" (24 h) suffix.
-func parseDuration(s string) (time.Duration, error) {
+// MaxValidFor is the longest expiry KMS accepts for imported key material.
+const MaxValidFor = 365 * 24 * time.Hour
+
+// Errors of [ParseValidFor].
+var (
+	ErrValidForSyntax  = errors.New("must be a positive duration such as 90d or 2160h")
+	ErrValidForTooLong = errors.New("is more than 365 days, the most KMS allows")
+)
+
+// ParseValidFor reads an expiry such as "90d" (days of 24 h) or "2160h"
+// (time.ParseDuration) and checks it is positive and at most [MaxValidFor].
+// A day count is bounded before it is multiplied, so a huge one cannot wrap
+// around to a small duration. Errors are ErrValidForSyntax or
+// ErrValidForTooLong.
+func ParseValidFor(s string) (time.Duration, error) {
+	var d time.Duration
 	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, err
+		days, err := strconv.ParseUint(n, 10, 64)
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			return 0, ErrValidForTooLong
+		case err != nil:
+			return 0, ErrValidForSyntax
+		case days > uint64(MaxValidFor/(24*time.Hour)):
+			return 0, ErrValidForTooLong
 		}
-		return time.Duration(days) * 24 * time.Hour, nil
+		d = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, ErrValidForSyntax
+		}
 	}
-	return time.ParseDuration(s)
+	switch {
+	case d <= 0:
+		return 0, ErrValidForSyntax
+	case d > MaxValidFor:
+		return 0, ErrValidForTooLong
+	}
+	return d, nil
 }
 
 func (c *Config) path(p string) string {

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
@@ -111,9 +109,9 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		}
 		ro := &ceremony.ReimportOptions{KMS: awskms.Options{Region: *region, Profile: *profile}, Algorithm: a, KeySpec: *spec}
 		if *validFor != "" {
-			d, err := parseDays(*validFor)
-			if err != nil || d <= 0 || d > 365*24*time.Hour {
-				return usageError(fmt.Sprintf("--valid-for %q must be a positive duration of at most 365 days, such as 90d or 2160h", *validFor))
+			d, err := ceremony.ParseValidFor(*validFor)
+			if err != nil {
+				return usageError(fmt.Sprintf("--valid-for %q %v", *validFor, err))
 			}
 			ro.ValidFor = d
 		}
@@ -156,16 +154,4 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)
 	fmt.Fprintf(stdout, "seal sha256: %s\n", res.SealHash)
 	return nil
-}
-
-// parseDays is time.ParseDuration plus a "d" (24 h) suffix.
-func parseDays(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, err
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
 }

@@ -275,6 +275,18 @@ func TestTranscriptEvidence(t *testing.T) {
 		if _, x, code := run(nil, "verify", "--allowed-signers", allowed, tr); code != 7 || !strings.Contains(x, "bob") {
 			t.Errorf("unlisted witness: exit %d: %s", code, x)
 		}
+		// Issue 17: armour markers sharing their dashes made verify panic.
+		os.WriteFile(allowed, as.Bytes(), 0o644)
+		dashes := filepath.Join(out, "witness-mallory.sig")
+		if err := os.WriteFile(dashes, []byte("-----BEGIN SSH SIGNATURE-----END SSH SIGNATURE-----"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, x, code = run(nil, "verify", "--allowed-signers", allowed, tr)
+		os.Remove(dashes)
+		if want := "malformed ssh signature: the file does not start with the line -----BEGIN SSH SIGNATURE-----\n"; code != 7 ||
+			!strings.HasPrefix(x, "keyceremony: error: ") || !strings.Contains(x, "witness mallory") || !strings.HasSuffix(x, want) || strings.Count(x, "\n") != 1 {
+			t.Errorf("shared dashes: exit %d: %q, want 7 and one line ending %q", code, x, want)
+		}
 	})
 
 	t.Run("no secret in anything written", func(t *testing.T) {
