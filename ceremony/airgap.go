@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
@@ -67,6 +68,25 @@ type WrapPlan struct {
 	// AllowHostWrap and HostWrapAllowedBy: see KMSConfig.
 	AllowHostWrap     bool
 	HostWrapAllowedBy string
+	// WrappingKeySHA256 pins the wrapping public key Params must carry (hex
+	// SHA-256 of its DER, as params fetch prints it). Required unless
+	// UnpinnedAllowedBy names the option that waived it.
+	WrappingKeySHA256 string
+	UnpinnedAllowedBy string
+}
+
+// ErrWrappingKeyMismatch is wrapped by the error of a params file whose
+// wrapping public key is not the pinned one.
+var ErrWrappingKeyMismatch = errors.New("wrapping key is not the pinned one")
+
+// checkPin compares the wrapping public key pub (DER) with a pinned hex
+// SHA-256; what names the parameters in the error.
+func checkPin(what string, pub []byte, pin string) error {
+	got := sha256Hex(pub)
+	if strings.EqualFold(got, pin) {
+		return nil
+	}
+	return fmt.Errorf("%w: the wrapping key of %s has sha256 %.16s…, not the pinned %.16s…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again", ErrWrappingKeyMismatch, what, got, pin)
 }
 
 // WrapResult is what an offline wrap leaves.
@@ -77,10 +97,17 @@ type WrapResult struct {
 	ImportToken          string
 	PublicKey            string
 	SealHash             string
+	Fingerprint          string
 	KeyCheckValue        string
 	InHSM                bool
 	Method               string
 	HostReason           string
+}
+
+// UploadCommand is the complete upload command for the bundle, with the
+// expiry flags expiry.
+func (r *WrapResult) UploadCommand(expiry string) string {
+	return uploadCommand(r.Bundle, r.Transcript, r.Fingerprint, expiry)
 }
 
 // WrapOffline wraps an existing token key under the KMS public key of
@@ -97,6 +124,14 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	pub, err := p.RSAPublicKey()
 	if err != nil {
 		return nil, err
+	}
+	switch {
+	case plan.WrappingKeySHA256 != "":
+		if err := checkPin("the import parameters", p.PublicKey, plan.WrappingKeySHA256); err != nil {
+			return nil, err
+		}
+	case plan.UnpinnedAllowedBy == "":
+		return nil, errors.New("the wrapping key is not pinned: give the SHA-256 params fetch printed")
 	}
 	if plan.KeyLabel == "" {
 		return nil, errors.New("no key label given: name the token key to wrap")
@@ -159,14 +194,16 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	}
 
 	// The wrap worked: from here on, everything is evidence.
+	pd := map[string]any{"source": plan.ParamsSource, "file_sha256": cfg.hash, "kms_key_arn": p.KeyARN, "region": p.Region, "wrapping_algorithm": string(p.Algorithm),
+		"wrapping_key_spec": p.KeySpec, "public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo}
+	pinData(pd, plan.WrappingKeySHA256 != "", plan.UnpinnedAllowedBy)
 	for _, e := range []struct {
 		step string
 		data map[string]any
 	}{
 		{"open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}},
 		{"key", map[string]any{"label": key.Label, "id": hex.EncodeToString(key.ID), "key_check_value": kcv}},
-		{"params", map[string]any{"source": plan.ParamsSource, "file_sha256": cfg.hash, "kms_key_arn": p.KeyARN, "region": p.Region, "wrapping_algorithm": string(p.Algorithm),
-			"wrapping_key_spec": p.KeySpec, "public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo}},
+		{"params", pd},
 	} {
 		if err := s.record(e.step, e.data); err != nil {
 			return nil, err
@@ -208,7 +245,7 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	if _, err := seal(ctx, s); err != nil {
 		return nil, err
 	}
-	res.PublicKey, res.SealHash = s.res.PublicKey, s.res.SealHash
+	res.PublicKey, res.SealHash, res.Fingerprint = s.res.PublicKey, s.res.SealHash, s.res.Fingerprint
 	return res, nil
 }
 

@@ -94,6 +94,10 @@ type Result struct {
 	Keys       []KeyResult
 	// SealHash is the hex SHA-256 of the sealed transcript.
 	SealHash string
+	// Fingerprint is the SHA-256 of the DER public key that sealed the
+	// transcript: write it down, and pin it wherever the transcript is
+	// checked (verify --fingerprint, upload --fingerprint).
+	Fingerprint string
 	// Offline is true when the ceremony ran without KMS: the bundles are
 	// to be uploaded with keyceremony upload.
 	Offline bool
@@ -113,6 +117,9 @@ type KeyResult struct {
 	KMSKeyARN     string
 	ValidTo       *time.Time
 	Bundle        string
+	// UploadCommand, after an offline ceremony, is the complete command
+	// that checks the bundle against the sealed transcript and imports it.
+	UploadCommand string
 }
 
 type keyState struct {
@@ -269,6 +276,9 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		ui.StepDone(i+1, len(steps), st, summary)
 	}
 	for _, k := range s.keys {
+		if s.res.Offline {
+			k.res.UploadCommand = uploadCommand(k.res.Bundle, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
+		}
 		s.res.Keys = append(s.res.Keys, k.res)
 	}
 	return s.res, nil

@@ -79,7 +79,16 @@ type KMSConfig struct {
 	// HostWrapAllowedBy says who allowed host wrapping, for the transcript:
 	// "kms.allow_host_wrap" or a command-line flag. Not read from the file.
 	HostWrapAllowedBy string `yaml:"-"`
+	// InsecureUnpinnedWrappingKey lets an offline ceremony use params files
+	// whose wrapping key is not pinned (keys[].wrapping_key_sha256): a
+	// swapped file then sends the keys to whoever made it. The transcript
+	// records it and the plan shows it as a warning.
+	InsecureUnpinnedWrappingKey bool `yaml:"insecure_unpinned_wrapping_key"`
 }
+
+// UnpinnedOption names the config option that lets wrapping keys go
+// unpinned, as the transcript and the plan name it.
+const UnpinnedOption = "kms.insecure_unpinned_wrapping_key"
 
 // KeyConfig is one key to generate and import.
 type KeyConfig struct {
@@ -185,6 +194,14 @@ func (c *Config) validate() error {
 	}
 	if offline != 0 && offline != len(c.Keys) {
 		return errors.New("keys: either every key has a params_file (an offline ceremony) or none does")
+	}
+	if c.KMS.InsecureUnpinnedWrappingKey && offline == 0 {
+		return errors.New("kms.insecure_unpinned_wrapping_key applies only to an offline ceremony (keys[].params_file): remove it")
+	}
+	for i, k := range c.Keys {
+		if k.ParamsFile != "" && k.WrappingKeySHA256 == "" && !c.KMS.InsecureUnpinnedWrappingKey {
+			return fmt.Errorf("keys[%d].wrapping_key_sha256 must be set: pin the wrapping key's SHA-256 that params fetch printed, so that a swapped params file is refused (or set %s: true, at your own risk)", i, UnpinnedOption)
+		}
 	}
 	// A ceremony (Run) requires the escrow section; commands that read a
 	// config only for its token section (wrap --config) do not.

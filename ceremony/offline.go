@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -30,8 +29,12 @@ func (s *state) loadOfflineParams() error {
 		if err != nil {
 			return fmt.Errorf("keys[%d].params_file %s: %w", i, path, err)
 		}
-		if pin := k.cfg.WrappingKeySHA256; pin != "" && !strings.EqualFold(pin, sha256Hex(p.PublicKey)) {
-			return fmt.Errorf("keys[%d].params_file %s carries wrapping key sha256 %.16s…, not the pinned %.16s…: it is not the file params fetch wrote; fetch the parameters again", i, path, sha256Hex(p.PublicKey), pin)
+		if pin := k.cfg.WrappingKeySHA256; pin != "" {
+			if err := checkPin(fmt.Sprintf("keys[%d].params_file %s", i, path), p.PublicKey, pin); err != nil {
+				return err
+			}
+		} else {
+			s.ui.Info(fmt.Sprintf("WARNING: key %q: the wrapping key of %s (sha256 %s) is NOT pinned (%s): compare it with what params fetch printed", k.cfg.Label, filepath.Base(path), sha256Hex(p.PublicKey), UnpinnedOption))
 		}
 		if k.bundle == nil && !k.imported {
 			if err := p.CheckValid(testOnlyNow()); err != nil {
@@ -82,9 +85,11 @@ func offlineParams(s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := s.record("fetch-params", map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
+		d := map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
 			"public_key_sha256": hashHex(p.PublicKey), "import_token_sha256": hashHex(p.ImportToken), "parameters_valid_to": p.ValidTo,
-			"source": filepath.Base(k.cfg.ParamsFile), "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+			"source": filepath.Base(k.cfg.ParamsFile), "file": filepath.Base(name), "file_sha256": sum}
+		pinData(d, k.cfg.WrappingKeySHA256 != "", UnpinnedOption)
+		if err := s.record("fetch-params", d); err != nil {
 			return "", err
 		}
 	}
@@ -92,3 +97,13 @@ func offlineParams(s *state) (string, error) {
 }
 
 func hashHex(b []byte) string { return sha256Hex(b) }
+
+// pinData records in an event whether the wrapping key was pinned and, if
+// not, which option allowed it: the transcript never suggests a check that
+// did not happen.
+func pinData(d map[string]any, pinned bool, allowedBy string) {
+	d["wrapping_key_pinned"] = pinned
+	if !pinned {
+		d["unpinned_allowed_by"] = allowedBy
+	}
+}

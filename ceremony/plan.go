@@ -48,6 +48,9 @@ func (c *Config) Plan() []PlanItem {
 		{"KMS", kms},
 		{"Wrapping", wrapping},
 	}
+	if c.KMS.InsecureUnpinnedWrappingKey {
+		items = append(items, PlanItem{"WARNING", "wrapping keys NOT pinned (" + UnpinnedOption + "): a swapped params file sends the keys to whoever made it; compare each hash below with what params fetch printed"})
+	}
 	for _, k := range c.Keys {
 		target := "new EXTERNAL key"
 		switch {
@@ -73,6 +76,8 @@ func (c *Config) Plan() []PlanItem {
 					v = "wrapping key sha256 " + sha256Hex(p.PublicKey)[:32]
 					if k.WrappingKeySHA256 != "" {
 						v += ", pinned in the config"
+					} else {
+						v += ", NOT pinned"
 					}
 				}
 			}
@@ -93,15 +98,28 @@ func (c *Config) Plan() []PlanItem {
 	return items
 }
 
-// UploadCommand is the command that imports the bundle of key k (made by
-// an offline ceremony) with the expiry its config asks for.
-func (k *KeyConfig) UploadCommand(bundle string) string {
-	expiry := "--does-not-expire"
+// uploadCommand is the command that imports bundle (made by an offline
+// ceremony or wrap) after checking it against the sealed transcript and
+// the signer's fingerprint, with the expiry expiry (flags).
+func uploadCommand(bundle, transcript, fingerprint, expiry string) string {
+	return fmt.Sprintf("keyceremony upload --bundle %s --transcript %s --fingerprint %s %s", shellQuote(bundle), shellQuote(transcript), fingerprint, expiry)
+}
+
+// expiryFlags are the upload flags for the expiry k asks for.
+func (k *KeyConfig) expiryFlags() string {
 	switch {
 	case k.ValidTo != "":
-		expiry = "--valid-to " + k.ValidTo
+		return "--valid-to " + k.ValidTo
 	case k.ValidFor != "":
-		expiry = "--valid-for " + k.ValidFor
+		return "--valid-for " + k.ValidFor
 	}
-	return fmt.Sprintf("keyceremony upload --bundle %s %s", bundle, expiry)
+	return "--does-not-expire"
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

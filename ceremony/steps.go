@@ -397,7 +397,7 @@ func seal(ctx context.Context, s *state) (string, error) {
 		return "", fmt.Errorf("the sealed transcript does not verify: %w", err)
 	}
 	s.res.PublicKey = pubPath
-	s.res.SealHash = evidence.Hash(data)
+	s.res.SealHash, s.res.Fingerprint = evidence.Hash(data), seal.Fingerprint
 	s.res.SealWords = seal.Words
 	s.res.SealPayload, s.res.SealSignature = payloadPath, sigPath
 	s.ui.Info("seal words, to read aloud and write down: " + seal.Words)

@@ -3,6 +3,8 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -157,8 +159,9 @@ func TestAirGapFlow(t *testing.T) {
 			if !strings.Contains(out, "valid until") {
 				t.Errorf("params fetch output: %s", out)
 			}
+			// The wrap command params fetch printed, as printed.
 			outDir := filepath.Join(work, "out")
-			args := []string{"wrap", "--params", params, "--key", label, "--token", "ceremony", "--out-dir", outDir}
+			args := printed(t, out, "wrap", map[string]string{"LABEL": label, "TOKEN": "ceremony", "DIR": outDir})
 			if !tt.inHSM {
 				args = append(args, "--allow-host-wrap")
 			}
@@ -196,7 +199,8 @@ func TestAirGapFlow(t *testing.T) {
 			if !bytes.Equal(ekm, b.EncryptedKeyMaterial) || b.KeyCheckValue != kcv || b.TranscriptHash == "" {
 				t.Errorf("bundle and EncryptedKeyMaterial.bin disagree, or kcv %s != %s", b.KeyCheckValue, kcv)
 			}
-			out, errOut, code = a.run(nil, "upload", "--bundle", filepath.Join(outDir, "bundle-"+label+".json"), "--valid-for", "30d")
+			// The upload command wrap printed, as printed.
+			out, errOut, code = a.run(nil, printed(t, out, "upload", nil)...)
 			if code != 0 {
 				t.Fatalf("upload: exit %d: %s", code, errOut)
 			}
@@ -237,9 +241,9 @@ func TestAirGapRefusals(t *testing.T) {
 	arn := a.createKey()
 	work := t.TempDir()
 	params := filepath.Join(work, "params.json")
-	if _, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_256", "--key-spec", "RSA_2048", "--out", params); code != 0 {
-		t.Fatalf("params fetch: %s", errOut)
-	}
+	ph := a.fetch(arn, "RSAES_OAEP_SHA_256", "RSA_2048", params)
+	other := filepath.Join(work, "other.json")
+	otherHash := a.fetch(arn, "RSAES_OAEP_SHA_256", "RSA_2048", other)
 	data, _ := os.ReadFile(params)
 	p, err := wrap.ParseParams(data)
 	if err != nil {
@@ -261,15 +265,22 @@ func TestAirGapRefusals(t *testing.T) {
 		code    int
 		want    []string
 	}{
-		{"SHA-256 without host permission", true, pin, []string{"wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1,
+		{"SHA-256 without host permission", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1,
 			[]string{"inside the HSM it can do: RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_1", "--allow-host-wrap"}},
 		// No PIN in the environment: the expiry check must come first.
-		{"expired params", true, nil, []string{"wrap", "--params", expiredFile, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
+		{"expired params", true, nil, []string{"wrap", "--params", expiredFile, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
 			[]string{"expired", "hint: fetch new parameters online with: keyceremony params fetch --key " + arn + " --algorithm RSAES_OAEP_SHA_256 --key-spec RSA_2048"}},
-		{"unknown field", true, pin, []string{"wrap", "--params", unknown, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1, []string{`unknown field "extra"`}},
-		{"unknown key", true, pin, []string{"wrap", "--params", params, "--key", "nope", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no AES key labelled "nope"`}},
-		{"two params sources", true, pin, []string{"wrap", "--params", params, "--aws-params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"exactly one of --params"}},
-		{"aws params without algorithm", true, pin, []string{"wrap", "--aws-params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"--aws-params needs --algorithm"}},
+		{"unknown field", true, pin, []string{"wrap", "--params", unknown, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1, []string{`unknown field "extra"`}},
+		{"unknown key", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "nope", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no AES key labelled "nope"`}},
+		{"two params sources", true, pin, []string{"wrap", "--params", params, "--aws-params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"exactly one of --params"}},
+		{"aws params without algorithm", true, pin, []string{"wrap", "--aws-params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"--aws-params needs --algorithm"}},
+		// The wrapping key is pinned on every path.
+		{"wrap without a pin", true, pin, []string{"wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 2,
+			[]string{"keyceremony: error: wrap needs --wrapping-key-sha256 HEX, the wrapping public key's SHA-256 that params fetch printed online: a params file swapped on its way in would otherwise get the key\n"}},
+		{"swapped params file", true, pin, []string{"wrap", "--params", other, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
+			[]string{"keyceremony: error: wrapping key is not the pinned one: the wrapping key of the import parameters has sha256 " + otherHash[:16] + "…, not the pinned " + ph[:16] + "…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again\n"}},
+		{"bad pin", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph[:40], "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"must be 64 hex digits"}},
+		{"pin and no pin", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--insecure-unpinned-wrapping-key", "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"are exclusive"}},
 		{"params out exists", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--out", params}, 1, []string{"already exists"}},
 		{"pkcs1", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_PKCS1_V1_5", "--out", filepath.Join(work, "p2.json")}, 2, []string{"no longer accepted"}},
 		{"upload without expiry", false, nil, []string{"upload", "--bundle", params}, 2, []string{"exactly one of --valid-for"}},
@@ -305,7 +316,7 @@ func TestAirGapRefusals(t *testing.T) {
 	}
 
 	// An expired bundle is refused before KMS is called.
-	if _, errOut, code := a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"); code != 0 {
+	if _, errOut, code := a.offline(pin, "wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"); code != 0 {
 		t.Fatalf("wrap: %s", errOut)
 	}
 	bdata, _ := os.ReadFile(filepath.Join(outDir, "bundle-k.json"))
@@ -325,7 +336,7 @@ func TestAirGapRefusals(t *testing.T) {
 		t.Fatalf("key is %s after an expired upload, want PendingImport", s)
 	}
 	// Wrapping again into the same directory never overwrites evidence.
-	_, errOut, code = a.offline(pin, "wrap", "--params", params, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap")
+	_, errOut, code = a.offline(pin, "wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap")
 	if code != 1 || !strings.Contains(errOut, "already exists") {
 		t.Fatalf("second wrap into the same directory: exit %d: %s", code, errOut)
 	}
@@ -338,7 +349,7 @@ func TestAirGapRefusals(t *testing.T) {
 	os.WriteFile(cfg, []byte("ceremony: {id: cfg-wrap, operator: bob, out_dir: unused}\ntoken: {label: ceremony, pin_file: "+pinFile+"}\n"+
 		"kms: {wrapping_algorithm: RSAES_OAEP_SHA_256, allow_host_wrap: true}\nkeys:\n  - {label: k, kms_key_id: "+arn+", does_not_expire: true}\n"), 0o644)
 	cfgOut := filepath.Join(work, "cfg-out")
-	out, errOut, code := a.offline(nil, "wrap", "--config", cfg, "--params", params, "--out-dir", cfgOut)
+	out, errOut, code := a.offline(nil, "wrap", "--config", cfg, "--params", params, "--wrapping-key-sha256", ph, "--out-dir", cfgOut)
 	if code != 0 || !strings.Contains(out, "on the host") {
 		t.Fatalf("wrap --config: exit %d: %s%s", code, out, errOut)
 	}
@@ -412,7 +423,15 @@ func TestAWSCLIInterop(t *testing.T) {
 			args = []string{"wrap", "--public-key", filepath.Join(work, "PublicKey.bin"), "--import-token", filepath.Join(work, "ImportToken.bin"),
 				"--key-arn", raw.KeyId, "--algorithm", string(alg), "--params-valid-to", vt.UTC().Format(time.RFC3339)}
 		}
-		args = append(args, "--key", label, "--token", "ceremony", "--out-dir", outDir)
+		// The pin as AWS's flow gives it: the SHA-256 of PublicKey.bin.
+		var raw struct{ PublicKey string }
+		data, _ := os.ReadFile(paramsJSON)
+		if err := json.Unmarshal(data, &raw); err != nil {
+			t.Fatal(err)
+		}
+		der, _ := base64.StdEncoding.DecodeString(raw.PublicKey)
+		sum := sha256.Sum256(der)
+		args = append(args, "--wrapping-key-sha256", hex.EncodeToString(sum[:]), "--key", label, "--token", "ceremony", "--out-dir", outDir)
 		if _, errOut, code := a.offline(pin, args...); code != 0 {
 			t.Fatalf("%s: wrap: exit %d: %s", alg, code, errOut)
 		}
@@ -434,4 +453,40 @@ func TestAWSCLIInterop(t *testing.T) {
 			t.Fatalf("%s: check-key: exit %d: %s", alg, code, errOut)
 		}
 	}
+}
+
+// printed returns the arguments of the command that out prints after
+// "run keyceremony NAME" (or at the start of a line), with each
+// placeholder replaced: the test then runs it exactly as printed.
+func printed(t *testing.T, out, name string, subst map[string]string) []string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		i := strings.Index(line, "keyceremony "+name+" ")
+		if i < 0 {
+			continue
+		}
+		args := strings.Fields(line[i+len("keyceremony "):])
+		for j, a := range args {
+			if v, ok := subst[a]; ok {
+				args[j] = v
+			}
+		}
+		return args
+	}
+	t.Fatalf("no keyceremony %s command in:\n%s", name, out)
+	return nil
+}
+
+// fetch runs params fetch and returns the wrapping key's SHA-256 it printed.
+func (a *airgap) fetch(arn, alg, spec, out string) string {
+	a.t.Helper()
+	stdout, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", alg, "--key-spec", spec, "--out", out)
+	if code != 0 {
+		a.t.Fatalf("params fetch: exit %d: %s", code, errOut)
+	}
+	_, after, ok := strings.Cut(stdout, "wrapping public key sha256 ")
+	if !ok {
+		a.t.Fatalf("params fetch does not print the wrapping key's hash:\n%s", stdout)
+	}
+	return strings.TrimSuffix(strings.Fields(after)[0], ":")
 }

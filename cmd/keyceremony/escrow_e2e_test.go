@@ -363,9 +363,10 @@ escrow:
 	}
 	params := filepath.Join(r.dir, "params.json")
 	wrapDir := filepath.Join(r.dir, "rewrap")
-	r.mustRun(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", params)
-	r.mustRun(nil, "wrap", "--params", params, "--key", "payments", "--token", "recovery", "--out-dir", wrapDir)
-	r.mustRun(nil, "upload", "--bundle", filepath.Join(wrapDir, "bundle-payments.json"), "--valid-for", "30d")
+	// The commands params fetch and wrap print, run as printed.
+	got = r.mustRun(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", params)
+	got = r.mustRun(nil, printed(t, got, "wrap", map[string]string{"LABEL": "payments", "TOKEN": "recovery", "DIR": wrapDir})...)
+	r.mustRun(nil, printed(t, got, "upload", nil)...)
 	decrypts("after recover + params fetch + wrap + upload")
 
 	// Lost again: alice, carol and dave recover into a third token and

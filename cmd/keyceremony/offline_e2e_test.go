@@ -49,10 +49,14 @@ keys:
 	if code != 0 {
 		t.Fatalf("offline run exited %d:\n%s\n%s", code, stdout, stderr)
 	}
-	if !strings.Contains(stdout, "keyceremony upload --bundle bundle-off-pay.json --valid-for 60d") {
-		t.Errorf("the run does not say how to upload:\n%s", stdout)
-	}
 	out := filepath.Join(work, "out")
+	fp := strings.Fields(strings.SplitN(stdout, "signer fingerprint: ", 2)[1])[0]
+	for _, l := range []string{"pay", "arc"} {
+		want := "keyceremony upload --bundle " + filepath.Join(out, "bundle-off-"+l+".json") + " --transcript " + filepath.Join(out, "transcript.jsonl") + " --fingerprint " + fp + " --valid-for 60d\n"
+		if !strings.Contains(stdout, want) {
+			t.Errorf("the run does not say how to upload (%s):\n%s", want, stdout)
+		}
+	}
 	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))
 	if strings.Contains(string(data), `"step":"import"`) {
 		t.Error("an offline ceremony recorded an import")
@@ -68,10 +72,12 @@ keys:
 	if _, uerr, code := a.run(nil, append([]string{"upload", "--bundle", swapped, "--valid-for", "60d"}, pin...)...); code != 3 || !strings.Contains(uerr, "is not one the transcript of ceremony offline-1 recorded") {
 		t.Fatalf("swapped bundle: exit %d: %s", code, uerr)
 	}
-	for _, label := range []string{"pay", "arc"} {
-		b := filepath.Join(out, "bundle-off-"+label+".json")
-		if uout, uerr, code := a.run(nil, append([]string{"upload", "--bundle", b, "--valid-for", "60d"}, pin...)...); code != 0 {
-			t.Fatalf("upload %s: %s%s", label, uout, uerr)
+	// The upload commands the run printed, as printed.
+	for _, line := range strings.Split(stdout, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "keyceremony upload ") {
+			if uout, uerr, code := a.run(nil, strings.Fields(line)[1:]...); code != 0 {
+				t.Fatalf("%s: %s%s", line, uout, uerr)
+			}
 		}
 	}
 	arn := strings.Split(strings.Split(string(data), `"kms_key_arn":"`)[1], `"`)[0]

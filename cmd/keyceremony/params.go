@@ -66,8 +66,8 @@ func cmdParams(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "import parameters for %s: %s with %s, valid until %s\n", p.KeyARN, p.Algorithm, p.KeySpec, p.ValidTo.UTC().Format(time.RFC3339))
 	fmt.Fprintf(stdout, "wrote %s (sha256 %s)\n", *out, evidence.Hash(data))
-	fmt.Fprintf(stdout, "wrapping public key sha256 %s: pin it in the offline config (keys[].wrapping_key_sha256), or write it down to compare with the plan\n", evidence.Hash(p.PublicKey))
-	fmt.Fprintf(stdout, "next: carry it to the offline machine and run keyceremony wrap --params %s --key LABEL --out-dir DIR\n", *out)
+	fmt.Fprintf(stdout, "wrapping public key sha256 %s: write it down and pin it offline (keys[].wrapping_key_sha256 in the config, or wrap --wrapping-key-sha256): a swapped file is then refused\n", evidence.Hash(p.PublicKey))
+	fmt.Fprintf(stdout, "next: carry it to the offline machine and run keyceremony wrap --params %s --wrapping-key-sha256 %s --key LABEL --token TOKEN --out-dir DIR\n", *out, evidence.Hash(p.PublicKey))
 	return nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/term"
@@ -51,10 +50,11 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	fmt.Fprintf(stdout, "transcript:  %s\n", res.Transcript)
 	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)
 	fmt.Fprintf(stdout, "seal sha256: %s\n", res.SealHash)
+	fmt.Fprintf(stdout, "signer fingerprint: %s (write it down: pin it with verify/upload --fingerprint)\n", res.Fingerprint)
 	if res.Offline {
 		fmt.Fprintln(stdout, "offline ceremony: carry the bundles out of the room, then on a connected machine:")
-		for i, k := range res.Keys {
-			fmt.Fprintf(stdout, "  %s\n", cfg.Keys[i].UploadCommand(filepath.Base(k.Bundle)))
+		for _, k := range res.Keys {
+			fmt.Fprintf(stdout, "  %s\n", k.UploadCommand)
 		}
 	}
 	for _, k := range res.Keys {

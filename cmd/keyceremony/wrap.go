@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,10 +12,11 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
-const wrapHelp = `Usage: keyceremony wrap PARAMS --key LABEL (--token LABEL | --config FILE) --out-dir DIR [--allow-host-wrap]
+const wrapHelp = `Usage: keyceremony wrap PARAMS --wrapping-key-sha256 HEX --key LABEL (--token LABEL | --config FILE) --out-dir DIR [--allow-host-wrap]
 
 Offline: wraps an existing AES key on the token for a KMS import. It opens no
 network connection and reads no AWS configuration. PARAMS is one of
@@ -23,6 +25,12 @@ network connection and reads no AWS configuration. PARAMS is one of
   --public-key PublicKey.bin --import-token ImportToken.bin --key-arn ARN
       --algorithm ALG --params-valid-to TIME
                                       the files of AWS's import guide
+--wrapping-key-sha256 pins the wrapping public key: the SHA-256 of its DER as
+params fetch printed it (for AWS's files: sha256sum PublicKey.bin, or
+jq -r .PublicKey get-parameters.json | base64 -d | sha256sum, run online).
+Parameters carrying another key are refused before the token is opened.
+--insecure-unpinned-wrapping-key wraps without that check (recorded in the
+transcript): whoever swapped the file would get the key.
 DIR receives bundle-LABEL.json (for keyceremony upload), EncryptedKeyMaterial.bin
 and ImportToken.bin (for aws kms import-key-material), signing-key.pem and a
 transcript sealed on the token. Expired parameters are refused.
@@ -47,6 +55,8 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
 	outDir := fs.String("out-dir", "", "output `directory` (files in it are never overwritten)")
 	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM")
+	pinHash := fs.String("wrapping-key-sha256", "", "hex SHA-256 of the wrapping public key, as params fetch printed it (`HEX`)")
+	unpinned := fs.Bool("insecure-unpinned-wrapping-key", false, "wrap without checking the wrapping key against a pin: a swapped params file gets the key")
 	id := fs.String("id", "", "ceremony `id` for the transcript (default wrap-LABEL)")
 	operator := fs.String("operator", "", "operator `name` for the transcript")
 	pos, err := parse(fs, args)
@@ -63,8 +73,20 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 		return usageError("wrap needs exactly one of --token LABEL and --config FILE to choose the token")
 	}
 
+	switch {
+	case *pinHash != "" && *unpinned:
+		return usageError("--wrapping-key-sha256 and --insecure-unpinned-wrapping-key are exclusive: keep the pin")
+	case *pinHash != "" && !isSHA256Hex(*pinHash):
+		return usageError(fmt.Sprintf("--wrapping-key-sha256 %q must be 64 hex digits, the wrapping public key's SHA-256 that params fetch printed", *pinHash))
+	case *pinHash == "" && !*unpinned:
+		return usageError("wrap needs --wrapping-key-sha256 HEX, the wrapping public key's SHA-256 that params fetch printed online: a params file swapped on its way in would otherwise get the key")
+	}
+
 	// Parameters first: expired or malformed ones stop us before the token.
-	plan := &ceremony.WrapPlan{KeyLabel: *key, OutDir: *outDir, CeremonyID: *id, Operator: *operator}
+	plan := &ceremony.WrapPlan{KeyLabel: *key, OutDir: *outDir, CeremonyID: *id, Operator: *operator, WrappingKeySHA256: *pinHash}
+	if *unpinned {
+		plan.UnpinnedAllowedBy = "--insecure-unpinned-wrapping-key"
+	}
 	n := 0
 	for _, s := range []string{*paramsFile, *awsParams, *pubFile} {
 		if s != "" {
@@ -132,6 +154,9 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 		plan.Params, plan.ParamsFile, plan.ParamsSource = p, append(append([]byte(nil), pub...), tok...), "PublicKey.bin + ImportToken.bin"
 	}
 	p := plan.Params
+	if plan.UnpinnedAllowedBy != "" {
+		fmt.Fprintf(stderr, "keyceremony: warning: the wrapping key (sha256 %s) is NOT pinned (--insecure-unpinned-wrapping-key): compare it with what params fetch printed\n", evidence.Hash(p.PublicKey))
+	}
 	if err := p.CheckValid(time.Now()); err != nil {
 		return &hintError{error: err, hint: fetchHint(p.KeyARN, p.Algorithm, p.KeySpec)}
 	}
@@ -188,7 +213,8 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	fmt.Fprintf(stdout, "ImportToken:            %s\n", res.ImportToken)
 	fmt.Fprintf(stdout, "transcript:             %s (sealed, sha256 %s)\n", res.Transcript, res.SealHash)
 	fmt.Fprintf(stdout, "parameters valid until: %s\n", p.ValidTo.UTC().Format(time.RFC3339))
-	fmt.Fprintf(stdout, "next: carry the bundle online and run keyceremony upload --bundle %s --valid-for 365d (or --valid-to T, --does-not-expire)\n", res.Bundle)
+	fmt.Fprintf(stdout, "signer fingerprint:     %s (write it down: upload checks the transcript against it)\n", res.Fingerprint)
+	fmt.Fprintf(stdout, "next: carry the bundle and the transcript online and run keyceremony upload; choose the expiry (--valid-for, --valid-to TIME or --does-not-expire):\n  %s\n", res.UploadCommand("--valid-for 365d"))
 	return nil
 }
 
@@ -200,4 +226,10 @@ func checkNew(path string) error {
 		return fmt.Errorf("failed to check %s: %w", path, err)
 	}
 	return nil
+}
+
+// isSHA256Hex reports whether s is 64 hex digits.
+func isSHA256Hex(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == 32
 }

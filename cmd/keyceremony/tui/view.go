@@ -3,7 +3,6 @@ package tui
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
@@ -158,7 +157,17 @@ func (m *Model) viewDone(line func(string, ...any)) {
 		}
 		expiry := "does not expire"
 		if r.Offline {
-			expiry = "to upload: " + m.cfg.Keys[i].UploadCommand(filepath.Base(k.Bundle))
+			// The whole command, wrapped with shell continuations so that
+			// it works as printed.
+			line(" Key %s: kcv %s, to upload:", k.Label, k.KeyCheckValue)
+			cmd := wrapText(k.UploadCommand, m.width-6)
+			for j, l := range cmd {
+				if j < len(cmd)-1 {
+					l += " \\"
+				}
+				line("   %s", l)
+			}
+			continue
 		} else if k.ValidTo != nil {
 			expiry = "valid to " + k.ValidTo.UTC().Format("2006-01-02 15:04Z")
 		}

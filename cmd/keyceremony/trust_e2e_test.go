@@ -1,0 +1,156 @@
+package main_test
+
+import (
+	"crypto/aes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// TestSwappedParamsFile is the attack of issue 12: a params file carried
+// into the room with the attacker's RSA key in place of KMS's. Unpinned, the
+// offline ceremony wraps the new key to the attacker, who decrypts it; so an
+// offline config must pin every wrapping key, and only a loudly named option
+// (recorded in the transcript) lets a ceremony go without.
+func TestSwappedParamsFile(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	arn := a.createKey()
+	good := filepath.Join(work, "params-good.json")
+	goodHash := a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", good)
+
+	// The attacker keeps the ARN and import token, and swaps the key.
+	attacker, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := wrap.ParseParams(mustRead(t, good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PublicKey, _ = x509.MarshalPKIXPublicKey(&attacker.PublicKey)
+	forged, _ := p.Marshal()
+	swapped := filepath.Join(work, "params-swapped.json")
+	os.WriteFile(swapped, forged, 0o644)
+	sum := sha256.Sum256(p.PublicKey)
+	swappedHash := hex.EncodeToString(sum[:])
+
+	cfgText := func(out, pin, extra string) string {
+		return fmt.Sprintf(`
+ceremony: {id: swap-%[1]s, operator: tester, out_dir: %[1]s}
+token: {label: ceremony}
+%[4]s
+escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+keys:
+  - {label: swap-%[1]s, params_file: %[2]s, %[3]s valid_for: 30d}
+`, out, swapped, pin, extra)
+	}
+	cases := []struct {
+		name, out, pin, extra, want string
+		code                        int
+	}{
+		{"no pin", "nopin", "", "",
+			"keyceremony: error: " + filepath.Join(work, "nopin.yaml") + ": keys[0].wrapping_key_sha256 must be set: pin the wrapping key's SHA-256 that params fetch printed, so that a swapped params file is refused (or set kms.insecure_unpinned_wrapping_key: true, at your own risk)", 1},
+		{"pinned", "pinned", "wrapping_key_sha256: " + goodHash + ",", "",
+			"keyceremony: error: step params: wrapping key is not the pinned one: the wrapping key of keys[0].params_file " + swapped + " has sha256 " + swappedHash[:16] + "…, not the pinned " + goodHash[:16] + "…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again", 1},
+		{"option online", "online", "", "kms: {insecure_unpinned_wrapping_key: true}",
+			"", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			text := cfgText(c.out, c.pin, c.extra)
+			if c.name == "option online" {
+				text = strings.Replace(text, "params_file: "+swapped+",", "create: true,", 1)
+				c.want = "keyceremony: error: " + filepath.Join(work, c.out+".yaml") + ": kms.insecure_unpinned_wrapping_key applies only to an offline ceremony (keys[].params_file): remove it"
+			}
+			cfg := filepath.Join(work, c.out+".yaml")
+			os.WriteFile(cfg, []byte(text), 0o600)
+			stdout, stderr, code := a.offline(pin, "run", "--config", cfg)
+			if code != c.code || firstLine(stderr) != c.want {
+				t.Fatalf("exit %d, want %d\ngot:  %s\nwant: %s\n%s", code, c.code, firstLine(stderr), c.want, stdout)
+			}
+			if _, err := os.Stat(filepath.Join(work, c.out)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a refused run left its output directory (%v)", err)
+			}
+		})
+	}
+
+	// With the option, the ceremony goes ahead, warns, and the transcript
+	// says the key was not pinned and who allowed it. The attacker's key
+	// then recovers the material: exactly what the pin prevents.
+	cfg := filepath.Join(work, "insecure.yaml")
+	os.WriteFile(cfg, []byte(cfgText("insecure", "", "kms: {insecure_unpinned_wrapping_key: true}")), 0o600)
+	stdout, stderr, code := a.offline(pin, "run", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("insecure run: exit %d: %s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "WARNING: key \"swap-insecure\": the wrapping key of params-swapped.json (sha256 "+swappedHash+") is NOT pinned (kms.insecure_unpinned_wrapping_key)") {
+		t.Errorf("no warning:\n%s", stderr)
+	}
+	out := filepath.Join(work, "insecure")
+	ev := event(t, filepath.Join(out, "transcript.jsonl"), "fetch-params")
+	if ev["wrapping_key_pinned"] != false || ev["unpinned_allowed_by"] != "kms.insecure_unpinned_wrapping_key" || ev["public_key_sha256"] != swappedHash {
+		t.Errorf("fetch-params event does not record the missing pin: %v", ev)
+	}
+	kcv := event(t, filepath.Join(out, "transcript.jsonl"), "generate-key")["key_check_value"]
+	b, err := wrap.ParseBundle(mustRead(t, filepath.Join(out, "bundle-swap-insecure.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	material, err := rsa.DecryptOAEP(sha1.New(), nil, attacker, b.EncryptedKeyMaterial, nil)
+	if err != nil {
+		t.Fatalf("the attacker's key does not open the bundle: %v", err)
+	}
+	blk, _ := aes.NewCipher(material)
+	zero := make([]byte, 16)
+	blk.Encrypt(zero, zero)
+	if got := hex.EncodeToString(zero[:3]); got != kcv {
+		t.Fatalf("attacker recovered material with kcv %s, ceremony key %v", got, kcv)
+	}
+
+	// With the right pin and the right file, the ceremony runs and records
+	// the pin.
+	cfg = filepath.Join(work, "good.yaml")
+	os.WriteFile(cfg, []byte(strings.Replace(cfgText("good", "wrapping_key_sha256: "+goodHash+",", ""), swapped, good, 1)), 0o600)
+	if stdout, stderr, code := a.offline(pin, "run", "--config", cfg); code != 0 {
+		t.Fatalf("pinned run: exit %d: %s%s", code, stdout, stderr)
+	}
+	if ev := event(t, filepath.Join(work, "good", "transcript.jsonl"), "fetch-params"); ev["wrapping_key_pinned"] != true || ev["unpinned_allowed_by"] != nil {
+		t.Errorf("fetch-params event of a pinned run: %v", ev)
+	}
+}
+
+// event returns the data of the first event named step in a transcript.
+func event(t *testing.T, path, step string) map[string]any {
+	t.Helper()
+	for _, line := range strings.Split(string(mustRead(t, path)), "\n") {
+		var ev struct {
+			Step string         `json:"step"`
+			Data map[string]any `json:"data"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Step == step {
+			return ev.Data
+		}
+	}
+	t.Fatalf("no %s event in %s", step, path)
+	return nil
+}
+
+// firstLine is the first line of s, without its newline.
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
