@@ -6,6 +6,7 @@
 // Usage:
 //
 //	kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
+//	         [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N] [--rotation-limit N]
 //
 // It exits 0 after a clean shutdown on SIGINT or SIGTERM, 1 on a runtime
 // error and 2 on a usage error.
@@ -18,10 +19,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/keyceremony/keyceremony/internal/kmslocal"
 )
@@ -35,13 +39,17 @@ credentials are accepted and signatures are not checked. Use it only for tests
 and demonstrations, with throwaway keys. It listens on loopback only.
 
 It implements CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
-ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, DeleteAlias,
-GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial, Encrypt,
-Decrypt and GenerateDataKey for SYMMETRIC_DEFAULT keys, with the KMS rules and
-errors of importing key material.
+ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, DeleteAlias, ListAliases,
+GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
+ListKeyRotations, RotateKeyOnDemand, GetKeyRotationStatus, ReplicateKey,
+Encrypt, Decrypt and GenerateDataKey for SYMMETRIC_DEFAULT keys, with the KMS
+rules and errors of importing and rotating key material. Each request acts in
+the Region of its SigV4 signature; multi-Region keys (mrk-...) have replicas.
 
 Usage:
   kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
+           [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N]
+           [--rotation-limit N]
 
 Point an AWS SDK or the AWS CLI at it:
   export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:4599 AWS_REGION=us-east-1
@@ -70,6 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	state := fs.String("state", "", "JSON state `file`: loaded at start if it exists, rewritten after every change (key material in the clear)")
 	readyFile := fs.String("ready-file", "", "once listening, write the actual listen address (host:port) to this `file`; removed on clean shutdown")
 	poolSize := fs.Int("pool-size", kmslocal.DefaultPoolSize, "RSA wrapping key pairs kept ready per size (2048, 3072, 4096); negative turns the pool off")
+	poolSpecs := fs.String("pool-specs", "", "comma-separated wrapping key `specs` the pool keeps ready (default all: RSA_2048,RSA_3072,RSA_4096)")
+	poolFill := fs.Bool("pool-fill", false, "fill the pool before listening (the ready file appears only then), so the first --pool-size imports per spec generate no key")
+	latency := fs.Duration("latency", 0, "delay every response by this `duration`, emulating a network round trip (e.g. 20ms)")
+	quota := fs.Float64("quota", 0, "emulate a KMS request quota: at most `N` requests per second, the rest get ThrottlingException (0: none)")
+	rotationLimit := fs.Int("rotation-limit", kmslocal.DefaultRotationLimit, "on-demand rotations allowed per key")
 	fs.Usage = func() {
 		fs.SetOutput(stdout)
 		fmt.Fprint(stdout, usageText)
@@ -90,14 +103,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	switch {
+	case *latency < 0 || *latency > time.Minute:
+		return usageError(stderr, fmt.Sprintf("--latency %v must be between 0 and 1m", *latency))
+	case *quota < 0 || math.IsNaN(*quota) || math.IsInf(*quota, 0):
+		return usageError(stderr, fmt.Sprintf("--quota %v must be a number of requests per second, 0 for none", *quota))
+	case *rotationLimit < 1:
+		return usageError(stderr, fmt.Sprintf("--rotation-limit %d must be at least 1", *rotationLimit))
+	case *poolFill && *poolSize <= 0:
+		return usageError(stderr, "--pool-fill needs a positive --pool-size")
+	}
+	var specs []string
+	if *poolSpecs != "" {
+		specs = strings.Split(*poolSpecs, ",")
+	}
+
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	s, err := kmslocal.Open(kmslocal.Options{StateFile: *state, PoolSize: *poolSize, Logger: logger})
+	s, err := kmslocal.Open(kmslocal.Options{
+		StateFile: *state, PoolSize: *poolSize, PoolSpecs: specs, Logger: logger,
+		Latency: *latency, RequestsPerSecond: *quota, RotationLimit: *rotationLimit,
+	})
+	var se *kmslocal.StateError
+	if err != nil && !errors.As(err, &se) {
+		return usageError(stderr, "--pool-specs: "+err.Error())
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kmslocal: error: %v\n", err)
 		fmt.Fprintln(stderr, "kmslocal: hint: move the file away to start with an empty state, or pass another --state file")
 		return 1
 	}
 	defer s.Close()
+	if *poolFill {
+		fmt.Fprintf(stderr, "kmslocal: filling the wrapping key pool (%d per spec)\n", *poolSize)
+		if err := s.WaitPoolFull(ctx); err != nil {
+			fmt.Fprintf(stderr, "kmslocal: error: stopped before the pool was full: %v\n", err)
+			return 1
+		}
+	}
 	l, err := kmslocal.Listen(*addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "kmslocal: error: %v\n", err)

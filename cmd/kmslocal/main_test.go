@@ -67,6 +67,11 @@ func TestUsageErrors(t *testing.T) {
 		{"no port", []string{"--addr", "127.0.0.1"}, "invalid listen address"},
 		{"unknown flag", []string{"--verbose"}, "flag provided but not defined"},
 		{"stray argument", []string{"serve"}, "unexpected argument"},
+		{"negative latency", []string{"--latency", "-1ms"}, "--latency -1ms must be between 0 and 1m"},
+		{"negative quota", []string{"--quota", "-5"}, "--quota -5 must be a number"},
+		{"no rotations", []string{"--rotation-limit", "0"}, "--rotation-limit 0 must be at least 1"},
+		{"fill without pool", []string{"--pool-fill", "--pool-size", "-1"}, "--pool-fill needs a positive --pool-size"},
+		{"unknown pool spec", []string{"--addr", "127.0.0.1:0", "--pool-specs", "RSA_1024"}, `pool wrapping key spec "RSA_1024"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,6 +236,60 @@ func TestServeAndRestart(t *testing.T) {
 	}
 	if code := stop(); code != 0 {
 		t.Fatalf("second run exited %d; stderr:\n%s", code, stderr)
+	}
+}
+
+// TestFilledPoolLatencyQuota starts the command with a filled pool of one
+// spec, an injected latency and a quota: the ready file appears with the
+// pool full, every call takes the latency, and the SDK's standard retryer
+// gets a burst through the quota.
+func TestFilledPoolLatencyQuota(t *testing.T) {
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	args := []string{"--addr", "127.0.0.1:0", "--ready-file", ready, "--pool-size", "3", "--pool-specs", "RSA_2048", "--pool-fill", "--latency", "25ms", "--quota", "10"}
+	addr, stop, stderr := startRun(t, args, ready)
+	c := sdkFromEnv(t, addr)
+	ctx := context.Background()
+	ck, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		start := time.Now()
+		if _, err := c.GetParametersForImport(ctx, &kms.GetParametersForImportInput{
+			KeyId: ck.KeyMetadata.KeyId, WrappingAlgorithm: types.AlgorithmSpecRsaesOaepSha256, WrappingKeySpec: types.WrappingKeySpecRsa2048,
+		}); err != nil {
+			t.Fatalf("GetParametersForImport: %v", err)
+		}
+		if d := time.Since(start); d < 25*time.Millisecond {
+			t.Fatalf("call took %v with --latency 25ms", d)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: ck.KeyMetadata.KeyId})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("DescribeKey through the retryer: %v", err)
+		}
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	log := stderr.String()
+	for _, want := range []string{"filling the wrapping key pool (3 per spec)", "result=ThrottlingException"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, log)
+		}
 	}
 }
 

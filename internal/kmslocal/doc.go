@@ -22,12 +22,47 @@
 // # Operations
 //
 // CreateKey (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT; Origin EXTERNAL or
-// AWS_KMS), DescribeKey, ListKeys, EnableKey, DisableKey,
+// AWS_KMS; MultiRegion), DescribeKey, ListKeys, EnableKey, DisableKey,
 // ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, DeleteAlias,
-// GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
-// Encrypt, Decrypt and GenerateDataKey. KeyId members take a key ID, a key
-// ARN and, where AWS allows, an alias name or alias ARN. Anything else is an
-// UnknownOperationException.
+// ListAliases, GetParametersForImport, ImportKeyMaterial,
+// DeleteImportedKeyMaterial, ListKeyRotations, RotateKeyOnDemand,
+// GetKeyRotationStatus, ReplicateKey, Encrypt, Decrypt and GenerateDataKey.
+// KeyId members take a key ID, a key ARN and, where AWS allows, an alias
+// name or alias ARN. Anything else is an UnknownOperationException.
+//
+// # Regions
+//
+// Every request acts in the Region of its SigV4 credential scope: keys and
+// aliases belong to a Region, and a key ID or ARN of another Region is not
+// found. CreateKey with MultiRegion=true makes a primary key with an
+// "mrk-" ID and a MultiRegionConfiguration; ReplicateKey makes a replica
+// with the same ID in another Region. KMS never copies imported material:
+// the replica of an EXTERNAL key starts PendingImport and takes only the
+// primary's materials (same KeyMaterialId), each imported with import
+// parameters from its own Region. A ciphertext decrypts in every Region of
+// its key.
+//
+// # Rotation of imported material
+//
+// ImportKeyMaterial takes ImportType and KeyMaterialId as AWS documents
+// them. The first import (any ImportType) binds the key's first material;
+// NEW_KEY_MATERIAL then adds a version in PENDING_ROTATION (on a
+// multi-Region primary PENDING_MULTI_REGION_IMPORT_AND_ROTATION until every
+// replica has imported it with EXISTING_KEY_MATERIAL and its KeyMaterialId),
+// which RotateKeyOnDemand makes CURRENT, the former one NON_CURRENT.
+// EXISTING_KEY_MATERIAL (the default) re-imports the version KeyMaterialId
+// names, or the current one. A KeyMaterialId is SHA-256 over the key ID and
+// the material, so a replica's equals its primary's. A key is usable only
+// while all its CURRENT and NON_CURRENT materials are imported; ciphertexts
+// name their material, so old ones decrypt after a rotation.
+// ListKeyRotations lists the versions, DeleteImportedKeyMaterial deletes
+// one (a pending one entirely), Options.RotationLimit bounds the on-demand
+// rotations per key (LimitExceededException).
+//
+// # Emulating a network
+//
+// Options.Latency delays every response; Options.RequestsPerSecond answers
+// ThrottlingException beyond a request quota, which the SDKs retry.
 //
 // # Importing key material
 //

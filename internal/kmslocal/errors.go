@@ -26,6 +26,8 @@ const (
 	excInvalidKeyUsage      = "InvalidKeyUsageException"
 	excInvalidMarker        = "InvalidMarkerException"
 	excInvalidState         = "KMSInvalidStateException"
+	excLimitExceeded        = "LimitExceededException"
+	excThrottling           = "ThrottlingException"
 	excMissingAuthToken     = "MissingAuthenticationTokenException"
 	excNotFound             = "NotFoundException"
 	excSerialization        = "SerializationException"

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
@@ -60,6 +59,7 @@ type importToken struct {
 	KeyID      string    `json:"keyId"`
 	Algorithm  string    `json:"wrappingAlgorithm"`
 	KeySpec    string    `json:"wrappingKeySpec"`
+	Region     string    `json:"region"` // the key's Region
 	Issued     time.Time `json:"issued"` // millisecond precision
 	PrivateKey []byte    `json:"privateKey"`
 	priv       *rsa.PrivateKey
@@ -115,14 +115,17 @@ func (s *Server) openToken(c *call, k *key, raw []byte) (*importToken, error) {
 		return nil, newError(excInvalidImportToken, "The import token is malformed or was not issued by this server.")
 	}
 	id := hex.EncodeToString(raw[5:21])
-	if keyID := uuidString(raw[21:37]); keyID != k.ID {
-		return nil, newError(excInvalidImportToken, "The import token was issued for a different KMS key (%s), not %s.", keyID, k.ID)
+	if !bytes.Equal(raw[21:37], uuidBytes(k.ID)) {
+		return nil, newError(excInvalidImportToken, "The import token was issued for a different KMS key, not %s.", k.arn())
 	}
 	issued := time.UnixMilli(int64(binary.BigEndian.Uint64(raw[39:47])))
 	if validTo := issued.Add(tokenLifetime); c.now.After(validTo) {
 		return nil, newError(excExpiredImportToken, "The import token expired at %s (24 hours after it was issued). Call GetParametersForImport for a new public key and import token.", validTo.UTC().Format(time.RFC3339))
 	}
 	t := s.st.Tokens[id]
+	if t != nil && t.KeyID == k.ID && t.Region != k.Region {
+		return nil, newError(excInvalidImportToken, "The import token was issued for the key in %s, not %s; each Region's key needs its own import parameters.", t.Region, k.arn())
+	}
 	if t == nil || t.KeyID != k.ID || !t.Issued.Equal(issued) ||
 		wrappingAlgorithmCode[t.Algorithm] != raw[37] || wrappingSpecCode[t.KeySpec] != raw[38] {
 		return nil, newError(excInvalidImportToken, "The import token is not known to this server (was it issued before a restart without a state file?).")
@@ -227,6 +230,7 @@ func (s *Server) getParametersForImport(c *call) (any, error) {
 		KeyID:      k.ID,
 		Algorithm:  in.WrappingAlgorithm,
 		KeySpec:    in.WrappingKeySpec,
+		Region:     k.Region,
 		Issued:     time.UnixMilli(c.now.UnixMilli()).UTC(),
 		PrivateKey: der,
 		priv:       priv,
@@ -343,11 +347,9 @@ func (s *Server) importKeyMaterial(c *call) (any, error) {
 	if err := checkImportable(k); err != nil {
 		return nil, err
 	}
-	if in.ImportType == importTypeNew && k.MaterialID != "" {
-		return nil, newError(excUnsupportedOperation, "kmslocal does not implement rotation of imported key material: ImportType NEW_KEY_MATERIAL is refused for %s, which already has key material", k.arn())
-	}
-	if in.KeyMaterialId != "" && in.KeyMaterialId != k.MaterialID {
-		return nil, newError(excIncorrectKeyMaterial, "Key material ID %s is not associated with %s.", in.KeyMaterialId, k.arn())
+	target, err := s.importTarget(k, in.ImportType, in.KeyMaterialId)
+	if err != nil {
+		return nil, err
 	}
 
 	t, err := s.openToken(c, k, in.ImportToken)
@@ -359,24 +361,9 @@ func (s *Server) importKeyMaterial(c *call) (any, error) {
 		return nil, newError(excInvalidCiphertext, "The encrypted key material could not be decrypted with the wrapping key and algorithm (%s) of this import token: %v", t.Algorithm, err)
 	}
 	id := materialID(k.ID, material)
-	if k.MaterialID != "" && subtle.ConstantTimeCompare([]byte(id), []byte(k.MaterialID)) != 1 {
+	if err := s.placeMaterial(k, target, material, id, model, validTo, in.KeyMaterialDescription); err != nil {
 		clear(material)
-		return nil, newError(excIncorrectKeyMaterial, "The key material does not match the key material previously imported into %s; only the same material can be imported again.", k.arn())
-	}
-
-	if k.Material == nil {
-		// A re-import after expiry or deletion re-enables the key; a
-		// re-import into a Disabled key with material leaves it disabled.
-		k.Enabled = true
-	} else {
-		clear(k.Material)
-	}
-	k.Material = material
-	k.MaterialID = id
-	k.ExpirationModel = model
-	k.ValidTo = validTo
-	if in.KeyMaterialDescription != nil {
-		k.MaterialDescription = *in.KeyMaterialDescription
+		return nil, err
 	}
 	s.dirty = true
 	return &importKeyMaterialOutput{KeyId: k.arn(), KeyMaterialId: id}, nil
@@ -464,15 +451,25 @@ func (s *Server) deleteImportedKeyMaterial(c *call) (any, error) {
 	if k.Origin != originExternal {
 		return nil, newError(excUnsupportedOperation, "%s origin is %s which is not valid for this operation.", k.arn(), k.Origin)
 	}
-	if in.KeyMaterialId != "" && in.KeyMaterialId != k.MaterialID {
+	id := k.MaterialID
+	if in.KeyMaterialId != "" {
+		id = in.KeyMaterialId
+	}
+	v := k.version(id)
+	if in.KeyMaterialId != "" && v == nil {
 		return nil, newError(excNotFound, "Key material ID %s is not associated with %s.", in.KeyMaterialId, k.arn())
 	}
-	if k.Material != nil {
-		clear(k.Material)
-		k.Material = nil
-		k.ExpirationModel = ""
-		k.ValidTo = nil
+	switch {
+	case v != nil && v == k.Pending && !k.isReplica():
+		// Pending material is not yet bound to the key: it goes away
+		// entirely, here and on the replicas of a primary.
+		clear(v.Material)
+		k.Pending = nil
+		s.dropPendingFromReplicas(k)
+		s.dirty = true
+	case v != nil && v.Material != nil:
+		v.drop()
 		s.dirty = true
 	}
-	return &deleteImportedKeyMaterialOutput{KeyId: k.arn(), KeyMaterialId: k.MaterialID}, nil
+	return &deleteImportedKeyMaterialOutput{KeyId: k.arn(), KeyMaterialId: id}, nil
 }

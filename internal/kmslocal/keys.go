@@ -53,15 +53,21 @@ type key struct {
 	// Enabled is the EnableKey/DisableKey switch; the key state also depends
 	// on material and deletion, see state.
 	Enabled bool `json:"enabled"`
-	// Material is nil while the key has none (PendingImport).
-	Material []byte `json:"material,omitempty"`
-	// MaterialID identifies the first material ever imported (or generated);
-	// it is kept forever, so a later import of other material is refused even
-	// after the material expired or was deleted.
-	MaterialID          string     `json:"materialId,omitempty"`
-	MaterialDescription string     `json:"materialDescription,omitempty"`
-	ExpirationModel     string     `json:"expirationModel,omitempty"`
-	ValidTo             *time.Time `json:"validTo,omitempty"`
+	// materialVersion is the current key material (promoted fields
+	// Material, MaterialID, ...). MaterialID is kept after the material
+	// expires or is deleted, so only the same material can be imported again.
+	materialVersion
+	// Previous holds the NON_CURRENT material versions, oldest first;
+	// Pending the one imported with NEW_KEY_MATERIAL and waiting for
+	// RotateKeyOnDemand. OnDemandRotations counts completed rotations.
+	Previous          []*materialVersion `json:"previousMaterial,omitempty"`
+	Pending           *materialVersion   `json:"pendingMaterial,omitempty"`
+	OnDemandRotations int                `json:"onDemandRotations,omitempty"`
+	// PrimaryRegion is set on multi-Region keys (MultiRegion): the Region of
+	// the primary key. ReplicaRegions lists the Regions of its replicas, kept
+	// the same on the primary and every replica.
+	PrimaryRegion       string     `json:"primaryRegion,omitempty"`
+	ReplicaRegions      []string   `json:"replicaRegions,omitempty"`
 	DeletionDate        *time.Time `json:"deletionDate,omitempty"`
 	PendingWindowInDays int        `json:"pendingWindowInDays,omitempty"`
 }
@@ -71,7 +77,7 @@ func (k *key) state() string {
 	switch {
 	case k.DeletionDate != nil:
 		return statePendingDeletion
-	case k.Material == nil:
+	case !k.allImported():
 		return statePendingImport
 	case !k.Enabled:
 		return stateDisabled
@@ -96,7 +102,14 @@ func materialID(keyID string, material []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+var (
+	uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+	mrkRE  = regexp.MustCompile(`^mrk-[0-9a-f]{32}$`)
+)
+
+// isKeyID reports whether s is a key ID: a UUID, or "mrk-" and 32 hex
+// digits for a multi-Region key.
+func isKeyID(s string) bool { return uuidRE.MatchString(s) || mrkRE.MatchString(s) }
 
 // newUUID returns a random (version 4) UUID in the lowercase form KMS key
 // IDs use.
@@ -109,9 +122,9 @@ func newUUID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// uuidBytes returns the 16 bytes of a UUID string validated by uuidRE.
+// uuidBytes returns the 16 bytes of a key ID validated by isKeyID.
 func uuidBytes(id string) []byte {
-	b, _ := hex.DecodeString(strings.ReplaceAll(id, "-", ""))
+	b, _ := hex.DecodeString(strings.ReplaceAll(strings.TrimPrefix(id, "mrk-"), "-", ""))
 	return b
 }
 
@@ -156,7 +169,7 @@ func parseKeyRef(member, s string, allowAlias bool) (keyRef, error) {
 		switch {
 		case strings.HasPrefix(rest, "key/"):
 			rest = strings.TrimPrefix(rest, "key/")
-			if !uuidRE.MatchString(rest) {
+			if !isKeyID(rest) {
 				return keyRef{}, newError(excInvalidArn, "%s is not a valid KMS key ARN", s)
 			}
 		case strings.HasPrefix(rest, "alias/"):
@@ -170,7 +183,7 @@ func parseKeyRef(member, s string, allowAlias bool) (keyRef, error) {
 			return keyRef{}, newError(excValidation, "%s: an alias is not allowed here, use a key ID or key ARN", member)
 		}
 		ref.alias = rest
-	case uuidRE.MatchString(rest):
+	case isKeyID(rest):
 		ref.id = rest
 	default:
 		return keyRef{}, newError(excNotFound, "Invalid keyId '%s'", s)
@@ -188,17 +201,19 @@ func (s *Server) lookupKey(c *call, member, keyID string, allowAlias bool) (*key
 	}
 	id := ref.id
 	if ref.alias != "" {
-		id = s.st.Aliases[ref.alias]
-		if id == "" {
+		id = s.st.Aliases[aliasIndex(c.region, ref.alias)]
+		if id == "" || (ref.region != "" && ref.region != c.region) {
 			return nil, newError(excNotFound, "Alias %s is not found.", aliasARN(c.region, ref.alias))
 		}
 	}
-	k := s.st.Keys[id]
+	// A key lives in one Region: the request's (its SigV4 signing Region).
+	idx := keyIndex(c.region, id)
+	k := s.st.Keys[idx]
 	if k != nil {
 		s.applyClock(k, c.now)
-		k = s.st.Keys[id] // applyClock may have deleted it
+		k = s.st.Keys[idx] // applyClock may have deleted it
 	}
-	if k == nil || (ref.region != "" && ref.id != "" && ref.region != k.Region) {
+	if k == nil || (ref.region != "" && ref.region != k.Region) {
 		return nil, newError(excNotFound, "Key '%s' does not exist", keyID)
 	}
 	c.keyID = k.ID
@@ -215,65 +230,67 @@ func aliasARN(region, alias string) string {
 // is deleted with its aliases and import tokens. The caller must hold s.mu.
 func (s *Server) applyClock(k *key, now time.Time) {
 	if k.DeletionDate != nil && !now.Before(*k.DeletionDate) {
-		s.deleteKey(k.ID)
+		s.deleteKey(k)
 		return
 	}
-	if k.Material != nil && k.ExpirationModel == expires && k.ValidTo != nil && !now.Before(*k.ValidTo) {
-		clear(k.Material)
-		k.Material = nil
-		k.ExpirationModel = ""
-		k.ValidTo = nil
-		s.dirty = true
+	for _, v := range k.versions() {
+		if v.Material != nil && v.ExpirationModel == expires && v.ValidTo != nil && !now.Before(*v.ValidTo) {
+			v.drop()
+			s.dirty = true
+		}
 	}
 }
 
 // deleteKey removes a key, its aliases and its import tokens. The caller
 // must hold s.mu.
-func (s *Server) deleteKey(id string) {
-	if k := s.st.Keys[id]; k != nil {
-		clear(k.Material)
+func (s *Server) deleteKey(k *key) {
+	for _, v := range k.versions() {
+		clear(v.Material)
 	}
-	delete(s.st.Keys, id)
+	idx := keyIndex(k.Region, k.ID)
+	delete(s.st.Keys, idx)
 	for i, o := range s.st.Order {
-		if o == id {
+		if o == idx {
 			s.st.Order = append(s.st.Order[:i:i], s.st.Order[i+1:]...)
 			break
 		}
 	}
 	for a, target := range s.st.Aliases {
-		if target == id {
+		if target == k.ID && strings.HasPrefix(a, k.Region+":") {
 			delete(s.st.Aliases, a)
 		}
 	}
 	for tid, tok := range s.st.Tokens {
-		if tok.KeyID == id {
+		if tok.KeyID == k.ID && tok.Region == k.Region {
 			delete(s.st.Tokens, tid)
 		}
 	}
+	s.forgetReplica(k)
 	s.dirty = true
 }
 
 // keyMetadata is the KeyMetadata structure of CreateKey and DescribeKey.
 type keyMetadata struct {
-	AWSAccountId                string     `json:"AWSAccountId"`
-	KeyId                       string     `json:"KeyId"`
-	Arn                         string     `json:"Arn"`
-	CreationDate                epochTime  `json:"CreationDate"`
-	Enabled                     bool       `json:"Enabled"`
-	Description                 string     `json:"Description"`
-	KeyUsage                    string     `json:"KeyUsage"`
-	KeyState                    string     `json:"KeyState"`
-	Origin                      string     `json:"Origin"`
-	KeyManager                  string     `json:"KeyManager"`
-	CustomerMasterKeySpec       string     `json:"CustomerMasterKeySpec"`
-	KeySpec                     string     `json:"KeySpec"`
-	EncryptionAlgorithms        []string   `json:"EncryptionAlgorithms"`
-	MultiRegion                 bool       `json:"MultiRegion"`
-	ExpirationModel             string     `json:"ExpirationModel,omitempty"`
-	ValidTo                     *epochTime `json:"ValidTo,omitempty"`
-	DeletionDate                *epochTime `json:"DeletionDate,omitempty"`
-	PendingDeletionWindowInDays int        `json:"PendingDeletionWindowInDays,omitempty"`
-	CurrentKeyMaterialId        string     `json:"CurrentKeyMaterialId,omitempty"`
+	AWSAccountId                string                    `json:"AWSAccountId"`
+	KeyId                       string                    `json:"KeyId"`
+	Arn                         string                    `json:"Arn"`
+	CreationDate                epochTime                 `json:"CreationDate"`
+	Enabled                     bool                      `json:"Enabled"`
+	Description                 string                    `json:"Description"`
+	KeyUsage                    string                    `json:"KeyUsage"`
+	KeyState                    string                    `json:"KeyState"`
+	Origin                      string                    `json:"Origin"`
+	KeyManager                  string                    `json:"KeyManager"`
+	CustomerMasterKeySpec       string                    `json:"CustomerMasterKeySpec"`
+	KeySpec                     string                    `json:"KeySpec"`
+	EncryptionAlgorithms        []string                  `json:"EncryptionAlgorithms"`
+	MultiRegion                 bool                      `json:"MultiRegion"`
+	ExpirationModel             string                    `json:"ExpirationModel,omitempty"`
+	ValidTo                     *epochTime                `json:"ValidTo,omitempty"`
+	DeletionDate                *epochTime                `json:"DeletionDate,omitempty"`
+	PendingDeletionWindowInDays int                       `json:"PendingDeletionWindowInDays,omitempty"`
+	CurrentKeyMaterialId        string                    `json:"CurrentKeyMaterialId,omitempty"`
+	MultiRegionConfiguration    *multiRegionConfiguration `json:"MultiRegionConfiguration,omitempty"`
 }
 
 func (k *key) metadata() *keyMetadata {
@@ -301,8 +318,7 @@ func (k *key) metadata() *keyMetadata {
 		m.DeletionDate = &epochTime{*k.DeletionDate}
 		m.PendingDeletionWindowInDays = k.PendingWindowInDays
 	}
-	if k.Material != nil {
-		m.CurrentKeyMaterialId = k.MaterialID
-	}
+	m.CurrentKeyMaterialId = k.MaterialID
+	m.MultiRegionConfiguration = k.multiRegionConfig()
 	return m
 }

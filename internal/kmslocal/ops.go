@@ -83,24 +83,30 @@ func (s *Server) createKey(c *call) (any, error) {
 			return nil, validationError("Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192")
 		}
 	}
+	id := newUUID()
+	primary := ""
+	if in.MultiRegion {
+		id, primary = newMRKID(), c.region
+	}
 	k := &key{
-		ID:          newUUID(),
-		Region:      c.region,
-		Created:     time.UnixMilli(c.now.UnixMilli()).UTC(),
-		Description: desc,
-		Origin:      origin,
-		KeySpec:     spec,
-		KeyUsage:    usage,
-		MultiRegion: in.MultiRegion,
-		Enabled:     true,
+		ID:            id,
+		PrimaryRegion: primary,
+		Region:        c.region,
+		Created:       time.UnixMilli(c.now.UnixMilli()).UTC(),
+		Description:   desc,
+		Origin:        origin,
+		KeySpec:       spec,
+		KeyUsage:      usage,
+		MultiRegion:   in.MultiRegion,
+		Enabled:       true,
 	}
 	if origin == originAWSKMS {
 		k.Material = make([]byte, materialSize)
 		rand.Read(k.Material)
 		k.MaterialID = materialID(k.ID, k.Material)
 	}
-	s.st.Keys[k.ID] = k
-	s.st.Order = append(s.st.Order, k.ID)
+	s.st.Keys[keyIndex(k.Region, k.ID)] = k
+	s.st.Order = append(s.st.Order, keyIndex(k.Region, k.ID))
 	s.dirty = true
 	c.keyID = k.ID
 	return &keyMetadataOutput{k.metadata()}, nil
@@ -167,6 +173,9 @@ func (s *Server) listKeys(c *call) (any, error) {
 			break
 		}
 		k := s.st.Keys[s.st.Order[i]]
+		if k.Region != c.region {
+			continue // keys belong to a Region
+		}
 		out.Keys = append(out.Keys, keyListEntry{KeyId: k.ID, KeyArn: k.arn()})
 	}
 	return out, nil
@@ -285,10 +294,10 @@ func (s *Server) createAlias(c *call) (any, error) {
 	if k.state() == statePendingDeletion {
 		return nil, newError(excInvalidState, "%s is pending deletion.", k.arn())
 	}
-	if s.st.Aliases[in.AliasName] != "" {
+	if s.st.Aliases[aliasIndex(c.region, in.AliasName)] != "" {
 		return nil, newError(excAlreadyExists, "An alias with the name %s already exists", aliasARN(c.region, in.AliasName))
 	}
-	s.st.Aliases[in.AliasName] = k.ID
+	s.st.Aliases[aliasIndex(c.region, in.AliasName)] = k.ID
 	s.dirty = true
 	return struct{}{}, nil
 }
@@ -302,10 +311,10 @@ func (s *Server) deleteAlias(c *call) (any, error) {
 	if in.AliasName == "" {
 		return nil, requiredError("aliasName")
 	}
-	if s.st.Aliases[in.AliasName] == "" {
+	if s.st.Aliases[aliasIndex(c.region, in.AliasName)] == "" {
 		return nil, newError(excNotFound, "Alias %s is not found.", aliasARN(c.region, in.AliasName))
 	}
-	delete(s.st.Aliases, in.AliasName)
+	delete(s.st.Aliases, aliasIndex(c.region, in.AliasName))
 	s.dirty = true
 	return struct{}{}, nil
 }
@@ -424,7 +433,7 @@ func (s *Server) decrypt(c *call) (any, error) {
 	if len(in.Recipient) > 0 && string(in.Recipient) != "null" {
 		return nil, newError(excUnsupportedOperation, "kmslocal does not support Recipient (Nitro Enclaves attestation)")
 	}
-	blobKey, err := blobKeyID(in.CiphertextBlob)
+	blobKey, blobMaterial, err := blobKeyID(in.CiphertextBlob)
 	if err != nil {
 		return nil, newError(excInvalidCiphertext, "The ciphertext is invalid: %v", err)
 	}
@@ -447,11 +456,15 @@ func (s *Server) decrypt(c *call) (any, error) {
 	if in.DryRun {
 		return nil, dryRunError()
 	}
-	pt, err := openBlob(k, in.CiphertextBlob, in.EncryptionContext)
+	v := blobVersion(k, blobMaterial)
+	if v == nil || v.Material == nil {
+		return nil, newError(excInvalidCiphertext, "The ciphertext was made under key material that %s does not have.", k.arn())
+	}
+	pt, err := openBlob(k, v, in.CiphertextBlob, in.EncryptionContext)
 	if err != nil {
 		return nil, newError(excInvalidCiphertext, "The ciphertext or its encryption context is invalid or was changed.")
 	}
-	return &decryptOutput{KeyId: k.arn(), Plaintext: pt, EncryptionAlgorithm: specSymmetric, KeyMaterialId: k.MaterialID}, nil
+	return &decryptOutput{KeyId: k.arn(), Plaintext: pt, EncryptionAlgorithm: specSymmetric, KeyMaterialId: v.MaterialID}, nil
 }
 
 type generateDataKeyInput struct {

@@ -1,10 +1,13 @@
 package kmslocal
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"runtime"
 	"sync"
+	"time"
 )
 
 // wrappingKeyBits maps each WrappingKeySpec to its RSA modulus size.
@@ -24,20 +27,49 @@ type keyPool struct {
 	once  sync.Once
 }
 
-// newKeyPool starts a pool of size key pairs per wrapping key size; size <= 0
-// makes a pool that always generates on demand.
-func newKeyPool(size int) *keyPool {
+// newKeyPool starts a pool of size key pairs per wrapping key size in bits
+// (all sizes if bits is empty); size <= 0 makes a pool that always
+// generates on demand. Each size is filled by as many goroutines as there
+// are CPUs.
+func newKeyPool(size int, bits []int) *keyPool {
 	p := &keyPool{stop: make(chan struct{})}
 	if size <= 0 {
 		return p
 	}
+	if len(bits) == 0 {
+		for _, b := range wrappingKeyBits {
+			bits = append(bits, b)
+		}
+	}
 	p.ready = make(map[int]chan *rsa.PrivateKey)
-	for _, bits := range wrappingKeyBits {
+	for _, b := range bits {
 		ch := make(chan *rsa.PrivateKey, size)
-		p.ready[bits] = ch
-		go p.fill(bits, ch)
+		p.ready[b] = ch
+		for range runtime.GOMAXPROCS(0) {
+			go p.fill(b, ch)
+		}
 	}
 	return p
+}
+
+// waitFull returns when every size's pool is full, or ctx is done.
+func (p *keyPool) waitFull(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		full := true
+		for _, ch := range p.ready {
+			full = full && len(ch) == cap(ch)
+		}
+		if full {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func (p *keyPool) fill(bits int, ch chan *rsa.PrivateKey) {

@@ -45,7 +45,7 @@ func TestProtocol(t *testing.T) {
 	}{
 		{"no Authorization", "POST", "/", map[string]string{"Authorization": ""}, `{}`, 400, "MissingAuthenticationTokenException"},
 		{"Basic Authorization", "POST", "/", map[string]string{"Authorization": "Basic Zm9vOmJhcg=="}, `{}`, 400, "IncompleteSignatureException"},
-		{"unknown operation", "POST", "/", map[string]string{"X-Amz-Target": "TrentService.ReplicateKey"}, `{}`, 400, "UnknownOperationException"},
+		{"unknown operation", "POST", "/", map[string]string{"X-Amz-Target": "TrentService.CreateGrant"}, `{}`, 400, "UnknownOperationException"},
 		{"other service", "POST", "/", map[string]string{"X-Amz-Target": "DynamoDB_20120810.ListTables"}, `{}`, 400, "UnknownOperationException"},
 		{"no target", "POST", "/", map[string]string{"X-Amz-Target": ""}, `{}`, 400, "UnknownOperationException"},
 		{"GET", "GET", "/", nil, ``, 405, "UnknownOperationException"},

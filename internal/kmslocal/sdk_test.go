@@ -566,14 +566,14 @@ func TestImportErrors(t *testing.T) {
 			want: is[*types.NotFoundException],
 		},
 		{
-			name: "NEW_KEY_MATERIAL into a key that has material",
+			name: "NEW_KEY_MATERIAL equal to the current material",
 			run: func(t *testing.T) error {
-				keyID, _ := importNew(t, c, now)
+				keyID, material := importNew(t, c, now)
 				p := getParams(t, c, keyID, alg, spec)
-				_, err := importMaterial(c, keyID, p, wrap(t, alg, p.PublicKey, newMaterial()), importOpts{validTo: inDays(now, 30), typ: types.ImportTypeNewKeyMaterial})
+				_, err := importMaterial(c, keyID, p, wrap(t, alg, p.PublicKey, material), importOpts{validTo: inDays(now, 30), typ: types.ImportTypeNewKeyMaterial})
 				return err
 			},
-			want: is[*types.UnsupportedOperationException],
+			want: is[*types.IncorrectKeyMaterialException],
 		},
 	}
 	for _, tt := range tests {
@@ -765,7 +765,7 @@ func TestEncryptDecrypt(t *testing.T) {
 				return err
 			}
 			bad := bytes.Clone(blob)
-			copy(bad[1:17], other[1:17])
+			copy(bad[1:50], other[1:50]) // key ID and key material ID
 			_, err = decrypt(c, bad, ec)
 			return err
 		}, is[*types.InvalidCiphertextException]},

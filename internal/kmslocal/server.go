@@ -50,6 +50,23 @@ type Options struct {
 	// pair on demand.
 	PoolSize int
 
+	// PoolSpecs names the WrappingKeySpecs (RSA_2048, RSA_3072, RSA_4096)
+	// the pool keeps ready; empty means all three.
+	PoolSpecs []string
+
+	// RotationLimit is the number of on-demand rotations each key allows;
+	// 0 means DefaultRotationLimit.
+	RotationLimit int
+
+	// Latency delays every response by this long (real time, not Clock),
+	// to emulate the round trip to a KMS endpoint over a network.
+	Latency time.Duration
+
+	// RequestsPerSecond, if positive, emulates a KMS request quota shared by
+	// all operations: requests beyond it (a token bucket with a burst of
+	// one second's worth) get ThrottlingException, which the AWS SDKs retry.
+	RequestsPerSecond float64
+
 	// Logger receives one line per request (operation, key ID, result,
 	// status, duration) and nothing else: never key material, tokens or
 	// plaintexts. nil discards.
@@ -64,6 +81,7 @@ type Server struct {
 	clock func() time.Time
 	log   *slog.Logger
 	pool  *keyPool
+	quota *bucket
 
 	mu    sync.Mutex // guards st and dirty
 	st    *store
@@ -86,7 +104,8 @@ func New(opts Options) *Server {
 
 // Open returns a Server for opts, loading opts.StateFile if it is set and
 // exists. It returns a *StateError if the file cannot be read or is not a
-// valid kmslocal state file. Call Close when done.
+// valid kmslocal state file, and an error naming the option for invalid
+// PoolSpecs. Call Close when done.
 func Open(opts Options) (*Server, error) {
 	st, err := loadState(opts.StateFile)
 	if err != nil {
@@ -103,7 +122,16 @@ func Open(opts Options) (*Server, error) {
 	if size == 0 {
 		size = DefaultPoolSize
 	}
-	s.pool = newKeyPool(size)
+	var bits []int
+	for _, spec := range opts.PoolSpecs {
+		b, ok := wrappingKeyBits[spec]
+		if !ok {
+			return nil, fmt.Errorf("pool wrapping key spec %q is not RSA_2048, RSA_3072 or RSA_4096", spec)
+		}
+		bits = append(bits, b)
+	}
+	s.pool = newKeyPool(size, bits)
+	s.quota = newBucket(opts.RequestsPerSecond)
 	return s, nil
 }
 
@@ -115,6 +143,12 @@ func (s *Server) Close() error {
 	s.pool.close()
 	return nil
 }
+
+// WaitPoolFull returns once the wrapping key pool holds PoolSize key pairs
+// of each of its specs, or with ctx's error. A server started this way
+// hands out its first PoolSize wrapping keys of each spec without
+// generating any.
+func (s *Server) WaitPoolFull(ctx context.Context) error { return s.pool.waitFull(ctx) }
 
 // call is one request being handled.
 type call struct {
@@ -142,9 +176,14 @@ var handlers = map[string]handler{
 	"EnableKey":                 (*Server).enableKey,
 	"Encrypt":                   (*Server).encrypt,
 	"GenerateDataKey":           (*Server).generateDataKey,
+	"GetKeyRotationStatus":      (*Server).getKeyRotationStatus,
 	"GetParametersForImport":    (*Server).getParametersForImport,
 	"ImportKeyMaterial":         (*Server).importKeyMaterial,
+	"ListAliases":               (*Server).listAliases,
+	"ListKeyRotations":          (*Server).listKeyRotations,
 	"ListKeys":                  (*Server).listKeys,
+	"ReplicateKey":              (*Server).replicateKey,
+	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
 	"ScheduleKeyDeletion":       (*Server).scheduleKeyDeletion,
 }
 
@@ -157,6 +196,9 @@ var handlers = map[string]handler{
 // X-Amzn-ErrorType header, which the AWS SDKs turn into their typed errors.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if s.opts.Latency > 0 {
+		time.Sleep(s.opts.Latency)
+	}
 	c := &call{region: DefaultRegion}
 	out, err := s.handle(r, c)
 
@@ -227,6 +269,9 @@ func (s *Server) handle(r *http.Request, c *call) (any, error) {
 	c.op = op
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != contentType {
 		return nil, newError(excUnknownOperation, "Content-Type must be %s", contentType)
+	}
+	if err := s.quota.take(); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodySize))
 	if err != nil {

@@ -25,9 +25,9 @@ const stateWarning = "kmslocal TEST AND DEMO state: key material and private wra
 // store is everything the server knows. The caller must hold Server.mu.
 type store struct {
 	Secret  []byte                  // HMAC key authenticating import tokens
-	Keys    map[string]*key         // by key ID
-	Order   []string                // key IDs in creation order, for ListKeys
-	Aliases map[string]string       // "alias/..." -> key ID
+	Keys    map[string]*key         // by keyIndex (Region and key ID)
+	Order   []string                // keyIndex values in creation order, for ListKeys
+	Aliases map[string]string       // aliasIndex (Region and "alias/...") -> key ID
 	Tokens  map[string]*importToken // by token ID (hex)
 }
 
@@ -111,20 +111,22 @@ func parseState(data []byte) (*store, error) {
 		if err := checkStoredKey(k); err != nil {
 			return nil, fmt.Errorf("keys[%d]: %w", i, err)
 		}
-		if st.Keys[k.ID] != nil {
-			return nil, fmt.Errorf("keys[%d]: duplicate key ID %s", i, k.ID)
+		idx := keyIndex(k.Region, k.ID)
+		if st.Keys[idx] != nil {
+			return nil, fmt.Errorf("keys[%d]: duplicate key ID %s in %s", i, k.ID, k.Region)
 		}
-		st.Keys[k.ID] = k
-		st.Order = append(st.Order, k.ID)
+		st.Keys[idx] = k
+		st.Order = append(st.Order, idx)
 	}
-	for name, target := range f.Aliases {
-		if !aliasRE.MatchString(name) {
-			return nil, fmt.Errorf("aliases: %q is not an alias name", name)
+	for idx, target := range f.Aliases {
+		region, name, ok := strings.Cut(idx, ":")
+		if !ok || !regionRE.MatchString(region) || !aliasRE.MatchString(name) {
+			return nil, fmt.Errorf("aliases: %q is not a Region, a colon and an alias name", idx)
 		}
-		if st.Keys[target] == nil {
-			return nil, fmt.Errorf("aliases: %s points to unknown key %s", name, target)
+		if st.Keys[keyIndex(region, target)] == nil {
+			return nil, fmt.Errorf("aliases: %s points to unknown key %s", idx, target)
 		}
-		st.Aliases[name] = target
+		st.Aliases[idx] = target
 	}
 	for i, t := range f.Tokens {
 		if err := checkStoredToken(st, t); err != nil {
@@ -139,7 +141,7 @@ func checkStoredKey(k *key) error {
 	switch {
 	case k == nil:
 		return errors.New("null key")
-	case !uuidRE.MatchString(k.ID):
+	case !isKeyID(k.ID):
 		return fmt.Errorf("id %q is not a key ID", k.ID)
 	case !regionRE.MatchString(k.Region):
 		return fmt.Errorf("region %q is not valid", k.Region)
@@ -147,18 +149,35 @@ func checkStoredKey(k *key) error {
 		return fmt.Errorf("origin %q is not AWS_KMS or EXTERNAL", k.Origin)
 	case k.KeySpec != specSymmetric || k.KeyUsage != usageEncrypt:
 		return fmt.Errorf("key spec %q, usage %q: only SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT are supported", k.KeySpec, k.KeyUsage)
-	case k.Material != nil && len(k.Material) != materialSize:
-		return fmt.Errorf("material is %d bytes, want %d", len(k.Material), materialSize)
-	case k.Material != nil && k.MaterialID != materialID(k.ID, k.Material):
-		return errors.New("materialId does not match the material")
 	case k.Material == nil && k.Origin == originAWSKMS:
 		return errors.New("AWS_KMS key without material")
-	case k.ExpirationModel != "" && k.ExpirationModel != expires && k.ExpirationModel != doesNotExpire:
-		return fmt.Errorf("expirationModel %q is not valid", k.ExpirationModel)
-	case (k.ExpirationModel == expires) != (k.ValidTo != nil):
-		return errors.New("validTo must be set exactly when expirationModel is KEY_MATERIAL_EXPIRES")
 	case (k.DeletionDate != nil) != (k.PendingWindowInDays != 0):
 		return errors.New("deletionDate and pendingWindowInDays must be set together")
+	case k.MultiRegion != mrkRE.MatchString(k.ID):
+		return errors.New("multi-Region keys and only they have mrk- key IDs")
+	case k.MultiRegion && !regionRE.MatchString(k.PrimaryRegion):
+		return fmt.Errorf("primaryRegion %q is not valid", k.PrimaryRegion)
+	}
+	for _, v := range k.versions() {
+		if err := checkStoredVersion(k, v); err != nil {
+			return fmt.Errorf("material %s: %w", v.MaterialID, err)
+		}
+	}
+	return nil
+}
+
+func checkStoredVersion(k *key, v *materialVersion) error {
+	switch {
+	case v == nil:
+		return errors.New("null material")
+	case v.Material != nil && len(v.Material) != materialSize:
+		return fmt.Errorf("material is %d bytes, want %d", len(v.Material), materialSize)
+	case v.Material != nil && v.MaterialID != materialID(k.ID, v.Material):
+		return errors.New("materialId does not match the material")
+	case v.ExpirationModel != "" && v.ExpirationModel != expires && v.ExpirationModel != doesNotExpire:
+		return fmt.Errorf("expirationModel %q is not valid", v.ExpirationModel)
+	case (v.ExpirationModel == expires) != (v.ValidTo != nil):
+		return errors.New("validTo must be set exactly when expirationModel is KEY_MATERIAL_EXPIRES")
 	}
 	return nil
 }
@@ -170,7 +189,7 @@ func checkStoredToken(st *store, t *importToken) error {
 	if len(t.ID) != 32 {
 		return fmt.Errorf("id %q is not 16 bytes in hex", t.ID)
 	}
-	if st.Keys[t.KeyID] == nil {
+	if st.Keys[keyIndex(t.Region, t.KeyID)] == nil {
 		return fmt.Errorf("token %s is for unknown key %s", t.ID, t.KeyID)
 	}
 	if _, ok := wrappingAlgorithmCode[t.Algorithm]; !ok {
