@@ -44,10 +44,20 @@ func (c *Config) Plan() []PlanItem {
 	}
 	items := []PlanItem{
 		{"Ceremony", fmt.Sprintf("%s, operator %s", c.Ceremony.ID, c.Ceremony.Operator)},
+	}
+	// Witnesses compare the binary's hash with the published SHA256SUMS;
+	// two lines of four groups each fit an 80-column screen.
+	if b, err := Binary(); err == nil && b.BinarySHA256 != "" {
+		g := strings.Fields(GroupHex(b.BinarySHA256))
+		items = append(items, PlanItem{"Binary", "sha256 " + strings.Join(g[:4], " ")}, PlanItem{"", "       " + strings.Join(g[4:], " ")})
+	} else {
+		items = append(items, PlanItem{"Binary", "could not be hashed: compare keyceremony version with SHA256SUMS"})
+	}
+	items = append(items, []PlanItem{
 		{"Token", fmt.Sprintf("%s (%s)", tok, module)},
 		{"KMS", kms},
 		{"Wrapping", wrapping},
-	}
+	}...)
 	if c.KMS.InsecureUnpinnedWrappingKey {
 		items = append(items, PlanItem{"WARNING", "wrapping keys NOT pinned (" + UnpinnedOption + "): a swapped params file sends the keys to whoever made it; compare each hash below with what params fetch printed"})
 	}

@@ -1,6 +1,7 @@
 package ceremony
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -31,7 +32,7 @@ func (s *state) header() (*transcripts.Header, error) {
 		return nil, err
 	}
 	s.signer = signer
-	build, err := transcripts.ReadBuild()
+	build, err := Binary()
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +125,7 @@ func Script(cfg *Config) string {
 	}
 	b.WriteString("\nBefore step 1: record the date, the room, the people present, and the difference between the machine's clock and a reference clock.\n\n")
 	b.WriteString("| | |\n|---|---|\n| Date and room | |\n| Present | |\n| Clock difference | |\n\n")
+	b.WriteString(binaryCheck())
 	for _, st := range Steps() {
 		fmt.Fprintf(&b, "## Step %d: %s\n\n", st.No, st.Title)
 		fmt.Fprintf(&b, "Transcript events: step_no %d (%s).\n\n", st.No, st.ID)
@@ -135,6 +137,28 @@ func Script(cfg *Config) string {
 	b.WriteString("## After the ceremony\n\n")
 	b.WriteString("- [ ] `keyceremony verify --pubkey signing-key.pem --files OUT_DIR --allowed-signers allowed_signers transcript.jsonl` succeeds, and prints the seal words written above.\n")
 	b.WriteString("- [ ] `openssl dgst -sha256 -verify signing-key.pem -signature seal.sig seal.payload` prints Verified OK.\n")
+	return b.String()
+}
+
+// binaryCheck is the script's first check: the witnesses compare the running
+// binary's SHA-256 with the SHA256SUMS published before the ceremony.
+func binaryCheck() string {
+	var b strings.Builder
+	b.WriteString("## Before step 1: the software\n\n")
+	build, err := Binary()
+	if err != nil || build.BinarySHA256 == "" {
+		b.WriteString("- [ ] The running binary could not be hashed here: run `keyceremony version` on the ceremony laptop and compare its SHA-256 with the published SHA256SUMS.\n\n")
+		return b.String()
+	}
+	sum, _ := hex.DecodeString(build.BinarySHA256)
+	b.WriteString("- [ ] `keyceremony version` on the ceremony laptop prints this SHA-256 of the binary, and it equals the line for keyceremony in the SHA256SUMS published before the ceremony:\n\n")
+	fmt.Fprintf(&b, "      %s\n\n", GroupHex(build.BinarySHA256))
+	b.WriteString("  The same hash as PGP words, read aloud in groups of four:\n\n")
+	for i, g := range WordGroups(transcripts.Words(sum)) {
+		fmt.Fprintf(&b, "      %d. %s\n", i+1, g)
+	}
+	b.WriteString("\n")
+	b.WriteString("- [ ] Done. Initials: operator ____ witnesses ____ ____ ____\n\n")
 	return b.String()
 }
 

@@ -24,11 +24,11 @@ func ReadBuild() (*Build, error) {
 			}
 			b.Modules = append(b.Modules, Module{Path: d.Path, Version: m.Version, Sum: m.Sum})
 		}
+		// Every build setting: flags (-trimpath, -ldflags, -tags), the
+		// target (GOOS, GOARCH, GOAMD64), cgo and its flags, and the VCS
+		// stamp. None is secret, and each changes the binary.
 		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs", "vcs.revision", "vcs.time", "vcs.modified", "CGO_ENABLED", "GOOS", "GOARCH", "-trimpath":
-				b.Settings = append(b.Settings, s.Key+"="+s.Value)
-			}
+			b.Settings = append(b.Settings, s.Key+"="+s.Value)
 		}
 	}
 	exe, err := os.Executable()

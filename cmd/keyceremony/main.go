@@ -10,7 +10,7 @@
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
 //	keyceremony escrow verify-share --share FILE --transcript FILE
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
-//	keyceremony version
+//	keyceremony version [--json]
 package main
 
 import (
@@ -23,7 +23,6 @@ import (
 	"os/signal"
 	"strings"
 
-	"github.com/keyceremony/keyceremony/ceremony"
 )
 
 // Exit codes.
@@ -54,7 +53,7 @@ Usage:
                                          a custodian checks their escrow share alone
   keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
                                          recover keys from M escrow shares, or drill it
-  keyceremony version                    print the version
+  keyceremony version [--json]           print this binary's version, build and SHA-256
 
 The user PIN comes from token.pin_file, token.pin_env, $KEYCEREMONY_PIN, or a
 no-echo prompt when stdin is a terminal; never from a flag.
@@ -102,7 +101,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	case "recover":
 		err = cmdRecover(ctx, args[1:], stdin, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, ceremony.ToolVersion())
+		err = cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
