@@ -3,13 +3,22 @@ GO      ?= go
 BIN     := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test demo bench lint clean
+.PHONY: all build deps test demo bench lint clean release release-check
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/keyceremony ./cmd/keyceremony
 	$(GO) build -o $(BIN)/kmslocal ./cmd/kmslocal
+
+# Reproducible release binaries in dist/ with dist/SHA256SUMS (README,
+# "Bringing keyceremony into the room"). Needs a clean git clone.
+release:
+	@bash scripts/release.sh
+
+# The reproducibility test with an empty build cache for the second clone.
+release-check:
+	KEYCEREMONY_RELEASE_FRESH_CACHE=1 $(GO) test -count=1 -run TestReleaseReproducible -v ./cmd/keyceremony
 
 deps:
 	@bash scripts/deps.sh
@@ -33,4 +42,4 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

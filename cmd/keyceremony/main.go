@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-
 )
 
 // Exit codes.
@@ -31,6 +30,8 @@ const (
 	exitError        = 1 // operational error: nothing verified or done
 	exitUsage        = 2 // bad command line
 	exitVerifyFailed = 3 // a transcript, share or escrow failed verification; a drill failed (transcript failures: see verifyExitCode)
+
+	exitBinaryMismatch = 9 // verify --expect-binary: the transcript was written by another binary
 )
 
 const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the key material into AWS KMS.
@@ -120,9 +121,12 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	}
 	var ue usageError
 	var ve verifyFailure
+	var be binaryMismatch
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
+	case errors.As(err, &be):
+		return exitBinaryMismatch
 	case errors.As(err, &ve):
 		return verifyExitCode(err)
 	}

@@ -94,6 +94,48 @@ func TestTranscriptEvidence(t *testing.T) {
 		}
 	})
 
+	t.Run("binary", func(t *testing.T) {
+		// The transcript, keyceremony version and the script name the same
+		// binary hash; verify --expect-binary holds the transcript to it.
+		o, x, code := run(nil, "version", "--json")
+		var v struct {
+			Build struct {
+				BinarySHA256 string `json:"binary_sha256"`
+			}
+			Words string `json:"binary_sha256_words"`
+		}
+		if err := json.Unmarshal([]byte(o), &v); code != 0 || err != nil || len(v.Build.BinarySHA256) != 64 {
+			t.Fatalf("version --json exited %d: %v\n%s%s", code, err, o, x)
+		}
+		sum := sha256.Sum256(mustRead(t, filepath.Join(binDir, "keyceremony")))
+		if hex.EncodeToString(sum[:]) != v.Build.BinarySHA256 {
+			t.Fatalf("version reports sha256 %s, the file's is %x", v.Build.BinarySHA256, sum)
+		}
+		if o, _, _ := run(nil, "version"); !strings.Contains(o, "sha256:   "+v.Build.BinarySHA256+"\n") || !strings.Contains(o, "  1. "+strings.Join(strings.Fields(v.Words)[:4], " ")+"\n") {
+			t.Errorf("version does not print the hash and its words in groups:\n%s", o)
+		}
+		if o, _, _ := run(nil, "script", "--config", cfg); !strings.Contains(o, v.Build.BinarySHA256[:8]+" "+v.Build.BinarySHA256[8:16]) {
+			t.Errorf("script does not show the binary hash:\n%s", o)
+		}
+		o, x, code = run(nil, "verify", "--pubkey", pub, "--expect-binary", strings.ToUpper(v.Build.BinarySHA256), tr)
+		if code != 0 || !strings.Contains(o, "binary: sha256 "+v.Build.BinarySHA256+" (") || !strings.Contains(o, "binary: matches --expect-binary") {
+			t.Fatalf("verify --expect-binary with the right hash exited %d:\n%s%s", code, o, x)
+		}
+		other := strings.Repeat("ab", 32)
+		o, x, code = run(nil, "verify", "--pubkey", pub, "--expect-binary", other, tr)
+		want := "keyceremony: error: " + tr + ": the transcript was written by binary sha256 " + v.Build.BinarySHA256 + ", not the expected " + other + ": compare SHA256SUMS with keyceremony version on the ceremony laptop\n"
+		if code != 9 || x != want || o != "" {
+			t.Fatalf("verify --expect-binary with another hash: exit %d\nstdout %q\nstderr %q\nwant %q", code, o, x, want)
+		}
+		o, _, code = run(nil, "verify", "--pubkey", pub, "--expect-binary", other, "--json", tr)
+		if code != 9 || !strings.Contains(o, `"ok": false`) || !strings.Contains(o, `"binary_sha256": "`+v.Build.BinarySHA256+`"`) {
+			t.Fatalf("verify --json --expect-binary with another hash: exit %d\n%s", code, o)
+		}
+		if _, x, code = run(nil, "verify", "--expect-binary", "abc", tr); code != 2 || !strings.Contains(x, "--expect-binary must be 64 hex digits") {
+			t.Fatalf("verify --expect-binary abc: exit %d %s", code, x)
+		}
+	})
+
 	t.Run("script", func(t *testing.T) {
 		o, x, code := run(nil, "script", "--config", cfg)
 		var h struct {

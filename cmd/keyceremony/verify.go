@@ -40,20 +40,31 @@ func verifyExitCode(err error) int {
 }
 
 const verifyHelp = `Usage: keyceremony verify TRANSCRIPT [--pubkey PEM | --fingerprint HEX] [--files DIR]
-                          [--allowed-signers FILE [--witness NAME]...] [--json]
+                          [--allowed-signers FILE [--witness NAME]...]
+                          [--expect-binary SHA256] [--json]
 
 Checks a transcript: the hash chain of every line, the seal's signature, the
 signer against a pinned key, the order and consistency of the steps, and
 that every step of the ceremony script has an event. With --files, also the
 SHA-256 of every file the transcript names. With --allowed-signers, the
-witness signatures (witness-NAME.sig beside the transcript).
+witness signatures (witness-NAME.sig beside the transcript). It prints the
+SHA-256 of the binary that wrote the transcript; with --expect-binary, that
+hash must be the one given (from the published SHA256SUMS).
 
 Exit codes: 0 verified, 1 error, 2 usage, 3 chain broken or malformed,
 4 bad signature or wrong signer, 5 steps out of order or inconsistent,
 6 file missing or changed, 7 witness signature missing or bad,
-8 script step missing.
+8 script step missing, 9 made by another binary than --expect-binary.
 
 `
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// binaryMismatch is a transcript that verifies but was written by another
+// binary than --expect-binary names: exit code exitBinaryMismatch.
+type binaryMismatch struct{ error }
+
+func (e binaryMismatch) Unwrap() error { return e.error }
 
 type multiFlag []string
 
@@ -68,6 +79,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	allowed := fs.String("allowed-signers", "", "OpenSSH allowed-signers `FILE` for the witness signatures")
 	var witnesses multiFlag
 	fs.Var(&witnesses, "witness", "`NAME` of a witness who must have signed (repeatable)")
+	expectBinary := fs.String("expect-binary", "", "hex `SHA256` of the keyceremony binary that must have written the transcript (from SHA256SUMS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON on stdout")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -78,6 +90,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	if *pubPath != "" && *fingerprint != "" {
 		return usageError("give --pubkey or --fingerprint, not both")
+	}
+	wantBinary := strings.ToLower(*expectBinary)
+	if wantBinary != "" && !sha256Hex.MatchString(wantBinary) {
+		return usageError("--expect-binary must be 64 hex digits (the binary's line in SHA256SUMS)")
 	}
 	if len(witnesses) > 0 && *allowed == "" {
 		return usageError("--witness needs --allowed-signers to check the witness keys")
@@ -91,7 +107,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	if *fingerprint != "" {
 		fp := strings.ToLower(strings.ReplaceAll(*fingerprint, ":", ""))
-		if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(fp) {
+		if !sha256Hex.MatchString(fp) {
 			return usageError("--fingerprint must be 64 hex digits (the SHA-256 the seal line shows)")
 		}
 		opts.Fingerprint = fp
@@ -134,13 +150,41 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		}
 		return verifyFailure{fmt.Errorf("%s: %w", path, err)}
 	}
+	binary := ""
+	if res.Header.Build != nil {
+		binary = res.Header.Build.BinarySHA256
+	}
+	var binErr error
+	if wantBinary != "" && binary != wantBinary {
+		found := "records no binary hash"
+		if binary != "" {
+			found = "was written by binary sha256 " + binary
+		}
+		binErr = binaryMismatch{fmt.Errorf("%s: the transcript %s, not the expected %s: compare SHA256SUMS with keyceremony version on the ceremony laptop", path, found, wantBinary)}
+	}
 	if *asJSON {
-		writeJSON(stdout, map[string]any{"ok": true, "ceremony_id": res.Header.CeremonyID, "events": res.EventCount,
+		out := map[string]any{"ok": binErr == nil, "ceremony_id": res.Header.CeremonyID, "events": res.EventCount,
 			"signer_fingerprint": res.Seal.Fingerprint, "pinned": res.Pinned, "payload_sha256": res.Seal.PayloadHash,
-			"words": res.Seal.Words, "files": res.Files, "files_checked": res.FilesChecked, "witnesses": res.Witnesses})
-		return nil
+			"words": res.Seal.Words, "files": res.Files, "files_checked": res.FilesChecked, "witnesses": res.Witnesses,
+			"tool": res.Header.Tool, "binary_sha256": binary}
+		if binErr != nil {
+			out["exit_code"], out["error"] = exitBinaryMismatch, binErr.Error()
+		}
+		writeJSON(stdout, out)
+		return binErr
+	}
+	if binErr != nil {
+		return binErr
 	}
 	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", res.Header.CeremonyID, res.EventCount, res.Seal.Fingerprint)
+	if binary != "" {
+		fmt.Fprintf(stdout, "binary: sha256 %s (%s)\n", binary, res.Header.Tool)
+		if wantBinary != "" {
+			fmt.Fprintln(stdout, "binary: matches --expect-binary")
+		}
+	} else {
+		fmt.Fprintln(stdout, "binary: the transcript records no binary hash")
+	}
 	fmt.Fprintf(stdout, "seal words: %s\n", res.Seal.Words)
 	if res.FilesChecked {
 		fmt.Fprintf(stdout, "files: %d checked\n", len(res.Files))
