@@ -325,6 +325,13 @@ func TestTranscriptEvidence(t *testing.T) {
 		}
 		_, x, code = run(nil, "verify", "--allowed-signers", allowed, tr)
 		os.Remove(dashes)
+		// A line ssh-keygen cannot read is skipped, as ssh-keygen skips it,
+		// with a warning naming it.
+		os.WriteFile(allowed, append(append([]byte("carol namespaces=keyceremony "), mustRead(t, alice+".pub")...), as.Bytes()...), 0o644)
+		if _, x, code := run(nil, "verify", "--allowed-signers", allowed, "--witness", "alice", "--witness", "bob", tr); code != 0 ||
+			!strings.Contains(x, "keyceremony: warning: "+allowed+" line 1 ignored, as ssh-keygen ignores it: bad options: missing start quote\n") {
+			t.Errorf("unreadable allowed-signers line: exit %d: %s", code, x)
+		}
 		if want := "malformed ssh signature: the file does not start with the line -----BEGIN SSH SIGNATURE-----\n"; code != 7 ||
 			!strings.HasPrefix(x, "keyceremony: error: ") || !strings.Contains(x, "witness mallory") || !strings.HasSuffix(x, want) || strings.Count(x, "\n") != 1 {
 			t.Errorf("shared dashes: exit %d: %q, want 7 and one line ending %q", code, x, want)

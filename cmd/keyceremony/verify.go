@@ -123,8 +123,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("failed to read the allowed signers file: %w", err)
 		}
-		if opts.AllowedSigners, err = sshsig.ParseAllowedSigners(b); err != nil {
-			return fmt.Errorf("%s: %w", *allowed, err)
+		var skipped []sshsig.SkippedLine
+		opts.AllowedSigners, skipped = sshsig.ParseAllowedSigners(b)
+		for _, l := range skipped {
+			fmt.Fprintf(stderr, "keyceremony: warning: %s line %d ignored, as ssh-keygen ignores it: %s\n", *allowed, l.Line, l.Reason)
 		}
 		if opts.AllowedSigners == nil {
 			opts.AllowedSigners = sshsig.AllowedSigners{}

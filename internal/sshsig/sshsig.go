@@ -8,7 +8,6 @@
 package sshsig
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -135,19 +134,26 @@ func dearmor(armored []byte) ([]byte, error) {
 		}
 		body = body[:i]
 	}
-	b64 := make([]byte, 0, len(body))
-	for _, c := range body {
-		switch c {
-		case ' ', '\t', '\n', '\v', '\f', '\r': // C isspace
-		default:
-			b64 = append(b64, c)
-		}
-	}
-	blob, err := base64.StdEncoding.Strict().DecodeString(string(b64))
+	blob, err := decodeBase64(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the body is not base64: %v", ErrMalformed, err)
 	}
 	return blob, nil
+}
+
+// decodeBase64 is OpenSSH's b64_pton: ASCII white space (C isspace) is
+// skipped anywhere, padding is required and the unused bits of the last
+// character must be zero.
+func decodeBase64(b []byte) ([]byte, error) {
+	clean := make([]byte, 0, len(b))
+	for _, c := range b {
+		switch c {
+		case ' ', '\t', '\n', '\v', '\f', '\r':
+		default:
+			clean = append(clean, c)
+		}
+	}
+	return base64.StdEncoding.Strict().DecodeString(string(clean))
 }
 
 // Parse decodes an armoured SSHSIG signature as `ssh-keygen -Y verify` reads
@@ -167,7 +173,7 @@ func Parse(armored []byte) (*Signature, error) {
 	if w.Version != version {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, w.Version)
 	}
-	pub, err := ssh.ParsePublicKey([]byte(w.PublicKey))
+	pub, err := parseKey([]byte(w.PublicKey))
 	if err != nil {
 		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
 	}
@@ -188,6 +194,36 @@ func Parse(armored []byte) (*Signature, error) {
 	return &Signature{PublicKey: pub, Namespace: w.Namespace, HashAlg: w.HashAlg, Sig: sig}, nil
 }
 
+// parseKey is ssh.ParsePublicKey plus what OpenSSH checks when it reads a key
+// blob: a certificate's signature must verify (by a CA key that is not a
+// certificate itself).
+func parseKey(blob []byte) (ssh.PublicKey, error) {
+	k, err := ssh.ParsePublicKey(blob)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := k.(*ssh.Certificate)
+	if !ok {
+		return k, nil
+	}
+	if _, ok := c.SignatureKey.(*ssh.Certificate); ok {
+		return nil, errors.New("certificate signed by a certificate")
+	}
+	// x/crypto keeps its signed-bytes helper to itself: the certificate
+	// without its signature, less the signature's empty length field.
+	unsigned := *c
+	unsigned.Signature = nil
+	signed := unsigned.Marshal()
+	signed = signed[:len(signed)-4]
+	if !bytes.HasPrefix(blob, signed) {
+		return nil, errors.New("certificate is not in canonical form")
+	}
+	if err := c.SignatureKey.Verify(signed, c.Signature); err != nil {
+		return nil, fmt.Errorf("certificate signature does not verify: %w", err)
+	}
+	return k, nil
+}
+
 // isSecurityKey reports whether k (or the key k certifies) is a FIDO key.
 func isSecurityKey(k ssh.PublicKey) bool {
 	if c, ok := k.(*ssh.Certificate); ok {
@@ -202,6 +238,11 @@ func isSecurityKey(k ssh.PublicKey) bool {
 func (s *Signature) Verify(namespace string, msg []byte) error {
 	if s.Namespace != namespace {
 		return fmt.Errorf("%w: namespace is %q, want %q", ErrVerify, s.Namespace, namespace)
+	}
+	// DSA keys are 1024-bit and SHA-1: OpenSSH still verifies them in
+	// SSHSIG; we deliberately do not.
+	if plain(s.PublicKey).Type() == ssh.KeyAlgoDSA {
+		return fmt.Errorf("%w: DSA (ssh-dss) keys are not accepted", ErrVerify)
 	}
 	// ssh-keygen refuses SHA-1 RSA signatures in SSHSIG; so do we.
 	if s.Sig.Format == ssh.KeyAlgoRSA {
@@ -227,110 +268,6 @@ func (s *Signature) Verify(namespace string, msg []byte) error {
 
 // Fingerprint is the key's OpenSSH SHA256 fingerprint ("SHA256:...").
 func Fingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
-
-// AllowedSigner is one line of an OpenSSH allowed-signers file.
-type AllowedSigner struct {
-	Principals []string // patterns, as in the file
-	Namespaces []string // from namespaces="...", nil for any
-	Key        ssh.PublicKey
-}
-
-// AllowedSigners is a parsed allowed-signers file (ssh-keygen(1),
-// "ALLOWED SIGNERS").
-type AllowedSigners []AllowedSigner
-
-// ParseAllowedSigners reads an allowed-signers file. It supports principals
-// (with * and ? patterns) and the namespaces option; it refuses
-// cert-authority and unknown options rather than ignoring them.
-func ParseAllowedSigners(data []byte) (AllowedSigners, error) {
-	var out AllowedSigners
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		fields := splitFields(line)
-		if len(fields) < 3 {
-			return nil, fmt.Errorf("allowed signers line %d: want principals [options] keytype key", n)
-		}
-		a := AllowedSigner{Principals: strings.Split(fields[0], ",")}
-		rest := fields[1:]
-		if !isKeyType(rest[0]) {
-			for _, opt := range strings.Split(rest[0], ",") {
-				name, val, _ := strings.Cut(opt, "=")
-				switch strings.ToLower(name) {
-				case "namespaces":
-					a.Namespaces = strings.Split(strings.Trim(val, `"`), ",")
-				case "valid-after", "valid-before":
-					return nil, fmt.Errorf("allowed signers line %d: option %s is not supported: remove it", n, name)
-				default:
-					return nil, fmt.Errorf("allowed signers line %d: option %q is not supported", n, name)
-				}
-			}
-			rest = rest[1:]
-		}
-		if len(rest) < 2 {
-			return nil, fmt.Errorf("allowed signers line %d: missing key", n)
-		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(rest[0] + " " + rest[1]))
-		if err != nil {
-			return nil, fmt.Errorf("allowed signers line %d: %w", n, err)
-		}
-		a.Key = k
-		out = append(out, a)
-	}
-	return out, sc.Err()
-}
-
-func isKeyType(s string) bool {
-	switch s {
-	case ssh.KeyAlgoRSA, ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
-		ssh.KeyAlgoSKED25519, ssh.KeyAlgoSKECDSA256:
-		return true
-	}
-	return false
-}
-
-// splitFields splits on spaces outside double quotes.
-func splitFields(s string) []string {
-	var out []string
-	var cur strings.Builder
-	q := false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			q = !q
-			cur.WriteRune(r)
-		case (r == ' ' || r == '\t') && !q:
-			if cur.Len() > 0 {
-				out = append(out, cur.String())
-				cur.Reset()
-			}
-		default:
-			cur.WriteRune(r)
-		}
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
-	}
-	return out
-}
-
-// Allows reports whether principal may sign with key under namespace.
-func (a AllowedSigners) Allows(principal string, key ssh.PublicKey, namespace string) bool {
-	for _, s := range a {
-		if !bytes.Equal(s.Key.Marshal(), key.Marshal()) || !match(strings.Join(s.Principals, ","), principal) {
-			continue
-		}
-		if s.Namespaces == nil || match(strings.Join(s.Namespaces, ","), namespace) {
-			return true
-		}
-	}
-	return false
-}
 
 // match is OpenSSH's match_pattern_list: list is comma-separated patterns
 // with '*' and '?'; a pattern starting with '!' that matches denies, whatever

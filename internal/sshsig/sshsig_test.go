@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
@@ -53,9 +52,9 @@ func TestAgainstSSHKeygen(t *testing.T) {
 			if err := os.WriteFile(allowed, []byte("# witnesses\n"+line), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			as, err := sshsig.ParseAllowedSigners([]byte(line))
-			if err != nil {
-				t.Fatal(err)
+			as, skipped := sshsig.ParseAllowedSigners([]byte(line))
+			if len(as) != 1 || len(skipped) != 0 {
+				t.Fatalf("allowed signers: %v, skipped %v", as, skipped)
 			}
 
 			// Ours, checked by ssh-keygen.
@@ -117,19 +116,28 @@ func TestAgainstSSHKeygen(t *testing.T) {
 	}
 }
 
-func TestParseAllowedSignersErrors(t *testing.T) {
+func TestParseAllowedSignersSkips(t *testing.T) {
 	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEN5vBlC8Sd+6bm1H2mOb1TzCSXbN7Ssw5q0H4jtu3Kq"
-	for _, tc := range []struct{ in, want string }{
+	for _, tc := range []struct{ in, skip string }{
 		{"alice " + key, ""},
 		{"alice,bob@* " + key + " comment", ""},
-		{"alice cert-authority " + key, "cert-authority"},
-		{"alice valid-after=\"20240101\" " + key, "valid-after"},
-		{"alice", "want principals"},
-		{"alice ssh-ed25519 AAAA", "line 1"},
+		{"alice cert-authority " + key, ""},
+		{"alice valid-after=\"20240101\" " + key, ""},
+		{"  # comment", ""},
+		{"alice", "invalid line"},
+		{"alice ssh-ed25519 AAAA", "invalid key: no key"},
+		{"alice namespaces=keyceremony " + key, "bad options: missing start quote"},
+		{"alice namespaces=\"a\",namespaces=\"b\" " + key, `bad options: multiple "namespaces" clauses`},
+		{"alice valid-after=\"2024-01-01\" " + key, `bad options: invalid "valid-after" time`},
+		{"alice foo " + key, "bad options: unknown key option"},
+		{"alice namespaces=\"a " + key, "invalid options: unterminated quote"},
 	} {
-		_, err := sshsig.ParseAllowedSigners([]byte(tc.in))
-		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%q: got %v, want %q", tc.in, err, tc.want)
+		as, skipped := sshsig.ParseAllowedSigners([]byte(tc.in))
+		switch {
+		case tc.skip == "" && len(skipped) != 0:
+			t.Errorf("%q: skipped %v", tc.in, skipped)
+		case tc.skip != "" && (len(skipped) != 1 || skipped[0].Reason != tc.skip || skipped[0].Line != 1 || len(as) != 0):
+			t.Errorf("%q: skipped %v, want one line skipped for %q", tc.in, skipped, tc.skip)
 		}
 	}
 	if _, err := sshsig.Parse([]byte("-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n")); err == nil {
