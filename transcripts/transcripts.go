@@ -53,6 +53,12 @@ const WitnessNamespace = "keyceremony"
 // SealAlgorithm is the seal's signature algorithm.
 const SealAlgorithm = "ECDSA-P256-SHA256"
 
+// testOnlyAfterLine is called with the number of lines in the transcript
+// file after each line is written (0 right after the file is created). It
+// does nothing except in a binary built with the crashtest tag, whose crash
+// tests kill the process there (see crashtest.go).
+var testOnlyAfterLine = func(lines int) {}
+
 var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 
 // Header is the first line of a transcript.
@@ -204,6 +210,7 @@ func Create(path string, h Header) (*Writer, error) {
 		return nil, fmt.Errorf("failed to create transcript: %w", err)
 	}
 	w := &Writer{f: f, payload: sha256.New(), prev: zeroHash, now: time.Now}
+	testOnlyAfterLine(0)
 	h.Type, h.Format, h.Prev = "header", Format, zeroHash
 	if h.Started.IsZero() {
 		h.Started = w.now().UTC()
@@ -232,6 +239,7 @@ func (w *Writer) writeLine(v any) error {
 	sum := sha256.Sum256(line[:len(line)-1])
 	w.prev = hex.EncodeToString(sum[:])
 	w.lines++
+	testOnlyAfterLine(w.lines)
 	return nil
 }
 

@@ -37,6 +37,13 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The crash tests' binary: it can kill itself at a chosen transcript
+	// line (transcripts/crashtest.go).
+	out, err := exec.Command("go", "build", "-tags", "crashtest", "-o", filepath.Join(dir, "keyceremony-crashtest"), "../keyceremony").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build -tags crashtest: %v\n%s", err, out)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
