@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"crypto/aes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -43,16 +44,18 @@ import (
 
 // killPoint says where to kill one run.
 type killPoint struct {
-	line    int    // kill once the transcript holds this many lines; -1: no line kill
-	request int    // kill at this KMS request (0-based); -1: none
-	after   bool   // at request: after KMS handled it (else before)
+	line    int           // kill once the transcript holds this many lines; -1: no line kill
+	request int           // kill at this KMS request (0-based); -1: none
+	after   bool          // at request: after KMS handled it (else before)
 	delay   time.Duration // > 0: kill after this long, whatever is happening
 	name    string
 }
 
 func (p killPoint) String() string { return p.name }
 
-func lineKill(n int) killPoint { return killPoint{line: n, request: -1, name: fmt.Sprintf("line %d", n)} }
+func lineKill(n int) killPoint {
+	return killPoint{line: n, request: -1, name: fmt.Sprintf("line %d", n)}
+}
 
 func requestKill(i int, op string, after bool) killPoint {
 	w := "before"
@@ -646,4 +649,106 @@ func TestCrashRandom(t *testing.T) {
 	for _, f := range failed {
 		t.Error(f)
 	}
+}
+
+// TestTwoRunsOneDirectory starts a ceremony, stops it (SIGSTOP) at
+// transcript line 3, 6, 16 and 20, and meanwhile runs run, wrap and recover
+// on the same directory: each gets a one-line error naming the process that
+// holds the directory, and changes nothing. The first run then finishes and
+// its evidence checks.
+func TestTwoRunsOneDirectory(t *testing.T) {
+	hsmtest.Require(t)
+	conf, err := hsmtest.SetupDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	cu := newCrashCustodians(t)
+	for i, line := range []int{3, 6, 16, 20} {
+		t.Run(fmt.Sprintf("line %d", line), func(t *testing.T) {
+			c := newCrashCase(t, conf, cu, 900+i)
+			first := exec.Command(filepath.Join(binDir, "keyceremony-crashtest"), "run", "--config", c.cfg)
+			first.Dir = c.dir
+			first.Env = append(slices.Clone(c.env), "KEYCEREMONY_CRASHTEST_STOP_AT_LINE="+strconv.Itoa(line))
+			var firstOut bytes.Buffer
+			first.Stdout, first.Stderr = &firstOut, &firstOut
+			if err := first.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = first.Process.Kill() }()
+			waitStopped(t, first.Process.Pid)
+			before := snapshot(t, c.out, c.kms.state)
+			want := fmt.Sprintf("is in use by process %d (keyceremony run, since ", first.Process.Pid)
+			for _, args := range [][]string{
+				{"run", "--config", c.cfg},
+				{"wrap", "--params", "params-payments.json", "--key", "payments", "--token", c.token, "--out-dir", c.out},
+				{"recover", "--drill", "--escrow", filepath.Join(c.out, "escrow.json"), "--share", "share-1-alice.age", "--identity", c.ids[0], "--out", c.out},
+			} {
+				cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+				cmd.Dir, cmd.Env = c.dir, c.env
+				out, err := cmd.CombinedOutput()
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+					t.Errorf("second %s: %v, want exit 1\n%s", args[0], err, out)
+				}
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				if len(lines) != 1 || !strings.HasPrefix(lines[0], "keyceremony: error: ceremony directory "+c.out+" "+want) {
+					t.Errorf("second %s: want one line %q…, got:\n%s", args[0], want, out)
+				}
+			}
+			if after := snapshot(t, c.out, c.kms.state); after != before {
+				t.Errorf("a refused second run changed something:\nbefore %s\nafter  %s", before, after)
+			}
+			if err := first.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Wait(); err != nil {
+				t.Fatalf("first run: %v\n%s", err, firstOut.String())
+			}
+			if err := c.check(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// waitStopped waits until process pid is stopped (state T).
+func waitStopped(t *testing.T, pid int) {
+	for i := 0; i < 1200; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "T" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
+}
+
+// snapshot describes every file of dir (name, size, mode, SHA-256) and the
+// KMS state.
+func snapshot(t *testing.T, dir, kmsState string) string {
+	var b strings.Builder
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range append(entries, nil) {
+		p := kmsState
+		if e != nil {
+			p = filepath.Join(dir, e.Name())
+		}
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(&b, "%s absent; ", filepath.Base(p))
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(p)
+		fmt.Fprintf(&b, "%s %d %v %x; ", filepath.Base(p), len(data), fi.Mode(), sha256.Sum256(data))
+	}
+	return b.String()
 }

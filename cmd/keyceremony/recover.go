@@ -88,6 +88,11 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	case *reimport && (*validFor == "") == !*noExpiry:
 		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
 	}
+	lock, err := ceremony.LockDir(*out, "keyceremony recover")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, OriginalTranscript: *orig, OutDir: *out, Operator: *operator}
 	if !*drill {
 		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, PINFile: *pinFile, SigningKey: *signingKey}

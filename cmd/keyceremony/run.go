@@ -37,6 +37,11 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	if *allowHost {
 		cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy = true, "--allow-host-wrap"
 	}
+	lock, err := ceremony.LockDir(cfg.OutDir(), "keyceremony run")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	ui := &lineUI{in: stdin, out: stderr}
 	res, err := ceremony.Run(ctx, cfg, ui)
 	if err != nil {

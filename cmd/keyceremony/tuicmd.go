@@ -40,5 +40,10 @@ func cmdTUI(ctx context.Context, args []string, stdin *os.File, stderr io.Writer
 	if *allowHost {
 		cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy = true, "--allow-host-wrap"
 	}
+	lock, err := ceremony.LockDir(cfg.OutDir(), "keyceremony tui")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	return tui.Run(ctx, cfg)
 }

@@ -81,6 +81,11 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	case *pinHash == "" && !*unpinned:
 		return usageError("wrap needs --wrapping-key-sha256 HEX, the wrapping public key's SHA-256 that params fetch printed online: a params file swapped on its way in would otherwise get the key")
 	}
+	lock, err := ceremony.LockDir(*outDir, "keyceremony wrap")
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 
 	// Parameters first: expired or malformed ones stop us before the token.
 	plan := &ceremony.WrapPlan{KeyLabel: *key, OutDir: *outDir, CeremonyID: *id, Operator: *operator, WrappingKeySHA256: *pinHash}
