@@ -70,9 +70,12 @@ func Steps() []Step {
 		{ID: "custodians", Title: "Check the escrow custodians", run: custodians},
 		{ID: "open-token", Title: "Open the token and log in", run: openToken},
 		{ID: "kms-keys", Title: "Create or check the KMS keys", run: kmsKeys},
+		// Import parameters before any key is generated: an endpoint that
+		// does not offer the wrapping algorithm or key spec stops the
+		// ceremony before key material exists.
+		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
 		{ID: "generate-keys", Title: "Generate key material on the token", run: generateKeys},
 		{ID: "escrow", Title: "Escrow the keys to the custodians", run: escrowKeys},
-		{ID: "fetch-params", Title: "Fetch KMS import parameters", run: fetchParams},
 		{ID: "wrap", Title: "Wrap the key material for KMS", run: wrapKeys},
 		{ID: "import", Title: "Import the wrapped material into KMS", run: importKeys},
 		{ID: "check-import", Title: "Check the keys in KMS", run: checkImport},
@@ -126,6 +129,9 @@ type keyState struct {
 	// generated, imported and checked are what the transcript of a
 	// resumed ceremony shows done.
 	kmsRecorded, generated, imported, checked bool
+	// paramsRecorded is false for import parameters fetched (to check the
+	// endpoint before anything changes) but not yet written and recorded.
+	paramsRecorded bool
 	cfg                                       *KeyConfig
 	// offline and offlineData are the params file of an offline ceremony.
 	offline     *wrap.Params
@@ -217,7 +223,7 @@ var testOnlyNow = time.Now
 // far the ceremony got, and the error says which step failed.
 func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	out := cfg.OutDir()
-	s := &state{cfg: cfg, ui: ui, res: &Result{OutDir: out, Transcript: filepath.Join(out, "transcript.jsonl")}}
+	s := &state{cfg: cfg, ui: ui, res: &Result{OutDir: out, Transcript: filepath.Join(out, "transcript.jsonl")}, referenced: map[string]bool{}}
 	defer func() {
 		if s.tr != nil {
 			_ = s.tr.Close()
@@ -234,6 +240,9 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		if err := s.resume(); err != nil {
 			return nil, &StepError{Step: "resume", Err: err}
 		}
+	}
+	if err := s.preflight(testOnlyNow()); err != nil {
+		return nil, &StepError{Step: "preflight", Err: err, Changed: s.tr != nil}
 	}
 	if cfg.Offline() {
 		if err := s.loadOfflineParams(); err != nil {

@@ -178,7 +178,6 @@ func (c *Config) validate() error {
 	if len(c.Keys) == 0 {
 		return errors.New("keys must list at least one key")
 	}
-	seen := map[string]bool{}
 	offline := 0
 	for i := range c.Keys {
 		if c.Keys[i].ParamsFile != "" {
@@ -187,13 +186,12 @@ func (c *Config) validate() error {
 		if err := c.Keys[i].validate(fmt.Sprintf("keys[%d]", i)); err != nil {
 			return err
 		}
-		if seen[c.Keys[i].Label] {
-			return fmt.Errorf("keys[%d].label %q is used twice", i, c.Keys[i].Label)
-		}
-		seen[c.Keys[i].Label] = true
 	}
 	if offline != 0 && offline != len(c.Keys) {
 		return errors.New("keys: either every key has a params_file (an offline ceremony) or none does")
+	}
+	if err := c.checkDuplicates(); err != nil {
+		return err
 	}
 	if c.KMS.InsecureUnpinnedWrappingKey && offline == 0 {
 		return errors.New("kms.insecure_unpinned_wrapping_key applies only to an offline ceremony (keys[].params_file): remove it")
@@ -209,6 +207,39 @@ func (c *Config) validate() error {
 		return c.Escrow.validate()
 	}
 	return nil
+}
+
+// checkDuplicates refuses two keys with the same label, the same KMS key
+// (by ARN or key ID, however written) or the same params file: each would
+// make a second key for one target, found out only after changes.
+func (c *Config) checkDuplicates() error {
+	seen := map[string]int{}
+	for i, k := range c.Keys {
+		for _, f := range []struct{ field, value, key string }{
+			{"label", k.Label, k.Label},
+			{"kms_key_id", k.KMSKeyID, kmsKeyName(k.KMSKeyID)},
+			{"params_file", k.ParamsFile, filepath.Clean(k.ParamsFile)},
+		} {
+			if f.value == "" {
+				continue
+			}
+			id := f.field + "\x00" + f.key
+			if j, ok := seen[id]; ok {
+				return fmt.Errorf("keys[%d].%s %q is used twice (keys[%d] names it too): each key needs its own", i, f.field, f.value, j)
+			}
+			seen[id] = i
+		}
+	}
+	return nil
+}
+
+// kmsKeyName reduces a KMS key ARN to its key ID, so that one key written as
+// an ARN and as an ID is seen as one; aliases and IDs are kept as written.
+func kmsKeyName(s string) string {
+	if i := strings.LastIndex(s, ":key/"); i >= 0 && strings.HasPrefix(s, "arn:") {
+		return s[i+len(":key/"):]
+	}
+	return s
 }
 
 func (t *TokenConfig) validate() error {

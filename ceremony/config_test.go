@@ -140,3 +140,29 @@ func TestValidToBounds(t *testing.T) {
 		t.Errorf("does_not_expire: %v %v", vt, err)
 	}
 }
+
+// TestConfigDuplicates: two keys for one label, one KMS key (however
+// written) or one params file are refused when the config is read.
+func TestConfigDuplicates(t *testing.T) {
+	two := func(a, b string) string {
+		return strings.Replace(goodConfig, "  - label: payments-2026\n    create: true\n    valid_for: 90d\n",
+			"  - label: one\n    "+a+"\n    valid_for: 90d\n  - label: two\n    "+b+"\n    valid_for: 90d\n", 1)
+	}
+	arn := "arn:aws:kms:eu-west-1:111122223333:key/0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f"
+	for _, tt := range []struct{ name, cfg, want string }{
+		{"label", strings.Replace(two("create: true", "create: true"), "label: two", "label: one", 1), `keys[1].label "one" is used twice (keys[0] names it too)`},
+		{"same ARN", two("kms_key_id: "+arn, "kms_key_id: "+arn), `keys[1].kms_key_id "` + arn + `" is used twice`},
+		{"ARN and ID", two("kms_key_id: "+arn, "kms_key_id: 0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f"), `keys[1].kms_key_id "0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f" is used twice`},
+		{"params file", two("params_file: p.json", "params_file: ./p.json"), `keys[1].params_file "./p.json" is used twice`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.cfg))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := ParseConfig([]byte(two("create: true", "create: true"))); err != nil {
+		t.Errorf("two distinct keys: %v", err)
+	}
+}

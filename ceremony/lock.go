@@ -63,7 +63,7 @@ func LockDir(dir, command string) (*DirLock, error) {
 		created = true
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("failed to create the ceremony directory: %w", err)
+		return nil, fmt.Errorf("cannot create the ceremony directory %s (%w): choose a directory you can write to", dir, err)
 	}
 	p := filepath.Join(dir, LockFile)
 	for {
@@ -72,7 +72,7 @@ func LockDir(dir, command string) (*DirLock, error) {
 		}
 		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("failed to open the lock file of the ceremony directory: %w", err)
+			return nil, fmt.Errorf("cannot write in the ceremony directory %s (%w): choose a directory you can write to, or fix its permissions", dir, err)
 		}
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			defer f.Close()

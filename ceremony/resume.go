@@ -97,7 +97,7 @@ func (s *state) resume() error {
 			if k.params, err = wrap.ParseParams(data); err != nil {
 				return fail(fmt.Errorf("cannot resume: %s: %w", str("file"), err))
 			}
-			k.bundle = nil
+			k.bundle, k.paramsRecorded = nil, true
 		case "wrap":
 			data, err := s.readRecorded(str("file"), str("file_sha256"))
 			if err != nil {

@@ -215,7 +215,7 @@ func TestResumeIgnoresUnsignedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	forged := map[string]any{"quorum_check": "ok", "keys": []any{map[string]any{"label": "one"}, map[string]any{"label": "two"}}}
-	if err := r.Writer.AppendStep(5, "escrow", "mallory", forged); err != nil {
+	if err := r.Writer.AppendStep(6, "escrow", "mallory", forged); err != nil {
 		t.Fatal(err)
 	}
 	r.Writer.Close()

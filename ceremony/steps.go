@@ -63,6 +63,10 @@ func (s *state) writeFile(name string, data []byte) (string, string, error) {
 	}
 	sum := evidence.Hash(data)
 	s.files = append(s.files, map[string]any{"file": name, "sha256": sum})
+	if s.referenced == nil {
+		s.referenced = map[string]bool{}
+	}
+	s.referenced[name] = true // freshName picks another name for the next one
 	return p, sum, nil
 }
 
@@ -141,6 +145,11 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), or recover the escrowed material to re-import", d.ARN, d.State)
 		}
 		k.arn = d.ARN
+		// The endpoint must offer the configured wrapping algorithm and
+		// key spec: ask it now, while nothing has changed.
+		if err := getParams(ctx, s, k); err != nil {
+			return "", err
+		}
 	}
 	if err := s.begin(); err != nil {
 		return "", err
@@ -220,28 +229,10 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		s.ui.Progress(n, len(s.keys))
 		// Parameters fetched before a restart serve while they are valid
 		// for another hour; an imported key needs none.
-		if k.imported || k.params != nil && k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
+		if k.imported || k.paramsRecorded && k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
 			continue
 		}
-		k.bundle = nil
-		p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
-		if err != nil {
-			return "", err
-		}
-		if err := p.CheckValid(testOnlyNow()); err != nil {
-			return "", err
-		}
-		k.params = p
-		data, err := p.Marshal()
-		if err != nil {
-			return "", err
-		}
-		name, sum, err := s.writeFile(s.freshName("params-"+k.cfg.Label+".json"), data)
-		if err != nil {
-			return "", err
-		}
-		if err := s.record("fetch-params", map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
-			"public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+		if err := s.fetchParamsFor(ctx, k); err != nil {
 			return "", err
 		}
 	}
@@ -250,6 +241,46 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		until = "valid until " + p.ValidTo.Format(time.RFC3339)
 	}
 	return fmt.Sprintf("%s with %s, %s", alg, s.cfg.KMS.WrappingKeySpec, until), nil
+}
+
+// getParams fetches import parameters for k with the configured wrapping
+// algorithm and key spec, without recording them (see fetchParamsFor).
+func getParams(ctx context.Context, s *state, k *keyState) error {
+	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
+	p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
+	if err != nil {
+		return err
+	}
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return err
+	}
+	k.params, k.paramsRecorded, k.bundle = p, false, nil
+	return nil
+}
+
+// fetchParamsFor writes and records k's import parameters: those fetched
+// when the endpoint was checked, if still valid for an hour, else new ones.
+func (s *state) fetchParamsFor(ctx context.Context, k *keyState) error {
+	if k.paramsRecorded || k.params == nil || k.params.CheckValid(testOnlyNow().Add(time.Hour)) != nil {
+		if err := getParams(ctx, s, k); err != nil {
+			return err
+		}
+	}
+	p := k.params
+	data, err := p.Marshal()
+	if err != nil {
+		return err
+	}
+	name, sum, err := s.writeFile(s.freshName("params-"+k.cfg.Label+".json"), data)
+	if err != nil {
+		return err
+	}
+	if err := s.record("fetch-params", map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
+		"public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+		return err
+	}
+	k.paramsRecorded = true
+	return nil
 }
 
 func importKeys(ctx context.Context, s *state) (string, error) {

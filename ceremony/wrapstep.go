@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/internal/evidence"
@@ -93,6 +94,13 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 		s.ui.Progress(n, len(s.keys))
 		if k.imported || k.bundle != nil && k.bundle.ParamsValidTo.Equal(k.params.ValidTo) {
 			continue
+		}
+		if !s.cfg.Offline() && k.params.CheckValid(testOnlyNow().Add(time.Hour)) != nil {
+			// Parameters last 24 hours: after a long escrow they may be too
+			// close to their end for the import. Fetch new ones.
+			if err := s.fetchParamsFor(ctx, k); err != nil {
+				return "", err
+			}
 		}
 		if err := k.params.CheckValid(testOnlyNow()); err != nil {
 			return "", err

@@ -195,7 +195,7 @@ func TestCeremonyEndToEnd(t *testing.T) {
 			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
 		}
 	}
-	wantSteps := "open-token kms-key kms-key generate-key generate-key escrow fetch-params fetch-params wrap wrap import import check-import check-import signing-key files"
+	wantSteps := "open-token kms-key kms-key fetch-params fetch-params generate-key generate-key escrow wrap wrap import import check-import check-import signing-key files"
 	if got := strings.Join(steps, " "); got != wantSteps {
 		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
 	}
@@ -298,6 +298,12 @@ func TestRunBadInput(t *testing.T) {
 		{"unknown token", strings.Replace(good, "label: ceremony", "label: no-such-token", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"token not found", `tokens present: "ceremony"`}},
 		{"no PIN", good, nil, nil, []string{"no PIN available", "KEYCEREMONY_PIN"}},
 		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`unknown field "operater" in ceremony`}},
+		{"valid_to in the past", strings.Replace(good, "valid_for: 30d", "valid_to: 2020-01-01T00:00:00Z", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"keys[0].valid_to 2020-01-01T00:00:00Z is in the past", "choose a later time"}},
+		{"valid_to before the import", strings.Replace(good, "valid_for: 30d", "valid_to: "+time.Now().Add(10*time.Minute).UTC().Format(time.RFC3339), 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"is less than 1h0m0s from now, before the import will happen"}},
+		{"valid_to beyond 365 days", strings.Replace(good, "valid_for: 30d", "valid_to: "+time.Now().Add(400*24*time.Hour).UTC().Format(time.RFC3339), 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"is more than 365 days from now, the most KMS allows"}},
+		{"one KMS key twice", strings.Replace(strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f\n    valid_for", 1), "create: true\n    does_not", "kms_key_id: 0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f\n    does_not", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`keys[1].kms_key_id "0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f" is used twice (keys[0] names it too)`}},
+		{"one params file twice", strings.ReplaceAll(good, "create: true", "params_file: p.json"), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`keys[1].params_file "p.json" is used twice (keys[0] names it too)`}},
+		{"out_dir not writable", strings.Replace(good, "out_dir: bad", "out_dir: /proc/bad", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"cannot create the ceremony directory /proc/bad", "choose a directory you can write to"}},
 		{"unknown KMS key", strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\n    valid_for", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"NotFoundException", "check the key ARN"}},
 	}
 	for _, tt := range tests {

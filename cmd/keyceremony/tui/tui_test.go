@@ -144,10 +144,9 @@ func TestConfirmScreen(t *testing.T) {
 	enter(m)
 	send(m, stepStartedMsg{0}, stepDoneMsg{0, "1 of 1 custodians will be needed to recover"},
 		stepStartedMsg{1}, stepDoneMsg{1, `token "ceremony" (serial 4a98c93aebfc4f1b)`}, stepStartedMsg{2},
-		stepDoneMsg{2, "arn:aws:kms:eu-west-1:111122223333:key/bc418427"}, stepStartedMsg{3},
+		stepDoneMsg{2, "arn:aws:kms:eu-west-1:111122223333:key/bc418427"}, stepStartedMsg{3}, stepDoneMsg{3, "ok"}, stepStartedMsg{4},
 		infoMsg(`key "payments" generated on the token, key check value 06437a`), progressMsg{1, 2},
-		stepDoneMsg{3, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{4}, stepDoneMsg{4, "2 key(s) escrowed 1-of-1, all 1 subsets checked"},
-		stepStartedMsg{5}, stepDoneMsg{5, "ok"},
+		stepDoneMsg{4, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{5}, stepDoneMsg{5, "2 key(s) escrowed 1-of-1, all 1 subsets checked"},
 		stepStartedMsg{6}, stepDoneMsg{6, "2 key(s) wrapped inside the HSM"}, stepStartedMsg{7}, progressMsg{0, 2})
 	req := &request{prompt: `Import the material of "payments" into arn:aws:kms:eu-west-1:111122223333:key/bc418427 (expires 2027-02-21T04:08:35Z). KMS will accept only this material for the key from now on.`, want: "payments", reply: make(chan reply, 1)}
 	send(m, req)
