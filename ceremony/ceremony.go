@@ -132,7 +132,7 @@ type keyState struct {
 	// paramsRecorded is false for import parameters fetched (to check the
 	// endpoint before anything changes) but not yet written and recorded.
 	paramsRecorded bool
-	cfg                                       *KeyConfig
+	cfg            *KeyConfig
 	// offline and offlineData are the params file of an offline ceremony.
 	offline     *wrap.Params
 	offlineData []byte

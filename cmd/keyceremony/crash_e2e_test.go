@@ -684,7 +684,7 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 			want := fmt.Sprintf("is in use by process %d (keyceremony run, since ", first.Process.Pid)
 			for _, args := range [][]string{
 				{"run", "--config", c.cfg},
-				{"wrap", "--params", "params-payments.json", "--key", "payments", "--token", c.token, "--out-dir", c.out},
+				{"wrap", "--params", "params-payments.json", "--wrapping-key-sha256", strings.Repeat("0", 64), "--key", "payments", "--token", c.token, "--out-dir", c.out},
 				{"recover", "--drill", "--escrow", filepath.Join(c.out, "escrow.json"), "--share", "share-1-alice.age", "--identity", c.ids[0], "--out", c.out},
 			} {
 				cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
