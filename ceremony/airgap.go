@@ -264,12 +264,36 @@ type UploadResult struct {
 	KeyARN  string
 	ValidTo *time.Time
 	Check   *KeyCheck
+	// Description is the KeyMaterialDescription sent to KMS.
+	Description string
 }
+
+// UploadOptions say what Upload trusts and allows.
+type UploadOptions struct {
+	// Evidence is what the verified transcript of the bundle's ceremony
+	// says about it ([VerifyBundle]): the key check value and transcript
+	// hash in the KeyMaterialDescription come from it. Nil uploads an
+	// unverified bundle, and the description says so.
+	Evidence *BundleEvidence
+	// AllowShorterExpiry lets an upload to a key that already has material
+	// bring its expiry forward (ErrShorterExpiry otherwise).
+	AllowShorterExpiry bool
+}
+
+// ErrShorterExpiry is wrapped by Upload's error when the import would make
+// a key's material expire sooner than it does now.
+var ErrShorterExpiry = errors.New("the upload would shorten the key's expiry")
+
+// UnverifiedDescription is the KeyMaterialDescription of a bundle uploaded
+// without checking it against its ceremony's transcript.
+const UnverifiedDescription = "keyceremony UNVERIFIED bundle: no transcript checked"
 
 // Upload imports a bundle into KMS (online) and then checks the key: state
 // Enabled, expiry as asked, encrypt and decrypt. An expired import token is
-// refused (an error wrapping [wrap.ErrParamsExpired]) before any call to KMS.
-func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry) (*UploadResult, error) {
+// refused (an error wrapping [wrap.ErrParamsExpired]) before any call to
+// KMS, and an import that would bring forward the expiry of a key that has
+// material ([ErrShorterExpiry]) before any call that changes anything.
+func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u UploadOptions) (*UploadResult, error) {
 	now := testOnlyNow()
 	if err := b.CheckValid(now); err != nil {
 		return nil, err
@@ -289,9 +313,16 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry) (*U
 	if err != nil {
 		return nil, err
 	}
-	desc := "keyceremony kcv " + b.KeyCheckValue
-	if b.TranscriptHash != "" {
-		desc += " transcript sha256:" + b.TranscriptHash
+	before, err := c.Describe(ctx, b.KeyARN)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExpiry(before, vt, u.AllowShorterExpiry); err != nil {
+		return nil, err
+	}
+	desc := UnverifiedDescription
+	if ev := u.Evidence; ev != nil {
+		desc = "keyceremony kcv " + ev.KeyCheckValue + " transcript sha256:" + ev.TranscriptHash
 	}
 	if err := c.Import(ctx, b, vt, desc); err != nil {
 		return nil, err
@@ -309,29 +340,67 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry) (*U
 	case vt != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
 		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
 	}
-	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk}, nil
+	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc}, nil
 }
 
-// CheckBundleRecorded verifies a sealed transcript (the signer pinned by
-// pub or fingerprint) and checks that it records a wrap of exactly this
-// bundle file (its SHA-256): a bundle swapped on its way out of the room is
-// refused before it reaches KMS.
-func CheckBundleRecorded(transcript []byte, pub *ecdsa.PublicKey, fingerprint string, bundle []byte) error {
+// checkExpiry refuses, unless allowed, an import that would make the
+// material of a key that has some (any state but PendingImport) expire
+// sooner than it does now; vt nil means never.
+func checkExpiry(d *awskms.Key, vt *time.Time, allow bool) error {
+	if allow || d.State == "PendingImport" || vt == nil {
+		return nil
+	}
+	now := "does not expire"
+	if d.ExpirationModel == "KEY_MATERIAL_EXPIRES" {
+		if d.ValidTo == nil || !vt.Before(*d.ValidTo) {
+			return nil
+		}
+		now = "expires " + d.ValidTo.UTC().Format(time.RFC3339)
+	}
+	return fmt.Errorf("%w: KMS key %s is %s and its material %s; this upload would make it expire %s: nothing was imported; to shorten it anyway add --allow-shorter-expiry",
+		ErrShorterExpiry, d.ARN, d.State, now, vt.UTC().Format(time.RFC3339))
+}
+
+// BundleEvidence is what the verified transcript of a bundle's ceremony
+// says about it.
+type BundleEvidence struct {
+	CeremonyID string
+	// TranscriptHash is the SHA-256 of the sealed transcript file.
+	TranscriptHash string
+	// KeyCheckValue is the one the transcript's wrap event recorded.
+	KeyCheckValue string
+	// Signer is the fingerprint of the key that sealed the transcript.
+	Signer string
+}
+
+// VerifyBundle verifies a sealed transcript (the signer pinned by pub or
+// fingerprint) and checks that it records a wrap of exactly this bundle
+// file (its SHA-256): a bundle swapped on its way out of the room is
+// refused before it reaches KMS. It returns what the transcript says
+// about the bundle.
+func VerifyBundle(transcript []byte, pub *ecdsa.PublicKey, fingerprint string, bundle []byte) (*BundleEvidence, error) {
 	if pub == nil && fingerprint == "" {
-		return errors.New("pin the transcript's signer with --pubkey or --fingerprint: a transcript checked against its own key proves nothing")
+		return nil, errors.New("pin the transcript's signer with --fingerprint or --pubkey: a transcript checked against its own key proves nothing")
+	}
+	b, err := wrap.ParseBundle(bundle)
+	if err != nil {
+		return nil, err
 	}
 	res, err := transcripts.VerifyBytes(transcript, transcripts.Options{PublicKey: pub, Fingerprint: fingerprint, DecodeEvents: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := evidence.Hash(bundle)
 	for _, e := range res.Events {
-		if e.Step != "wrap" {
+		if f, _ := e.Data["file_sha256"].(string); e.Step != "wrap" || f != sum {
 			continue
 		}
-		if f, _ := e.Data["file_sha256"].(string); f == sum {
-			return nil
+		kcv, _ := e.Data["key_check_value"].(string)
+		arn, _ := e.Data["kms_key_arn"].(string)
+		if kcv == "" || kcv != b.KeyCheckValue || arn != b.KeyARN {
+			return nil, fmt.Errorf("the transcript of ceremony %s records this bundle for %s with key check value %q, but the bundle says %s and %q: the ceremony wrote inconsistent evidence; do not upload it", res.Header.CeremonyID, arn, kcv, b.KeyARN, b.KeyCheckValue)
 		}
+		return &BundleEvidence{CeremonyID: res.Header.CeremonyID, TranscriptHash: evidence.Hash(transcript), KeyCheckValue: kcv, Signer: res.Seal.Fingerprint}, nil
 	}
-	return fmt.Errorf("the bundle (sha256 %.16s…) is not one the transcript of ceremony %s recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote", sum, res.Header.CeremonyID)
+	return nil, fmt.Errorf("the bundle (sha256 %.16s…) is not one the transcript of ceremony %s recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote", sum, res.Header.CeremonyID)
 }

@@ -284,7 +284,7 @@ func TestAirGapRefusals(t *testing.T) {
 		{"params out exists", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--out", params}, 1, []string{"already exists"}},
 		{"pkcs1", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_PKCS1_V1_5", "--out", filepath.Join(work, "p2.json")}, 2, []string{"no longer accepted"}},
 		{"upload without expiry", false, nil, []string{"upload", "--bundle", params}, 2, []string{"exactly one of --valid-for"}},
-		{"upload a params file", false, nil, []string{"upload", "--bundle", params, "--does-not-expire"}, 1, []string{"invalid bundle file"}},
+		{"upload a params file", false, nil, []string{"upload", "--bundle", params, "--does-not-expire", "--insecure-unverified-bundle"}, 1, []string{"invalid bundle file"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -328,7 +328,7 @@ func TestAirGapRefusals(t *testing.T) {
 	old, _ := b.Marshal()
 	oldFile := filepath.Join(work, "old-bundle.json")
 	os.WriteFile(oldFile, old, 0o644)
-	_, errOut, code := a.run(nil, "upload", "--bundle", oldFile, "--valid-for", "30d")
+	_, errOut, code := a.run(nil, "upload", "--bundle", oldFile, "--valid-for", "30d", "--insecure-unverified-bundle")
 	if code != 1 || !strings.Contains(errOut, "expired") || !strings.Contains(errOut, "keyceremony params fetch --key "+arn) {
 		t.Fatalf("upload of an expired bundle: exit %d: %s", code, errOut)
 	}

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"crypto/aes"
 	"crypto/rand"
 	"crypto/rsa"
@@ -13,8 +14,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -152,4 +155,134 @@ func event(t *testing.T, path, step string) map[string]any {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// TestUploadVerifiesFirst: upload checks the bundle against the sealed
+// transcript of its ceremony (signer pinned) before KMS sees it, takes the
+// key check value and transcript hash for the description only from that
+// transcript, and never shortens a key's expiry unless asked.
+func TestUploadVerifiesFirst(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	kcv := a.tokenKey("up")
+	arn := a.createKey()
+	params := filepath.Join(work, "params.json")
+	stdout, errOut, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", params)
+	if code != 0 {
+		t.Fatalf("params fetch: %s", errOut)
+	}
+	outDir := filepath.Join(work, "out")
+	stdout, errOut, code = a.offline(pin, printed(t, stdout, "wrap", map[string]string{"LABEL": "up", "TOKEN": "ceremony", "DIR": outDir})...)
+	if code != 0 {
+		t.Fatalf("wrap: %s", errOut)
+	}
+	upload := printed(t, stdout, "upload", nil)
+	bundle, tr := filepath.Join(outDir, "bundle-up.json"), filepath.Join(outDir, "transcript.jsonl")
+	fp := strings.Fields(strings.SplitN(stdout, "signer fingerprint:", 2)[1])[0]
+
+	// The attacker's bundle: other material wrapped under the real KMS
+	// public key with the real import token, and a made-up transcript hash.
+	p, err := wrap.ParseParams(mustRead(t, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := p.RSAPublicKey()
+	other := make([]byte, 32)
+	rand.Read(other)
+	enc, err := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub, other, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := wrap.ParseBundle(mustRead(t, bundle))
+	b.EncryptedKeyMaterial, b.TranscriptHash = enc, strings.Repeat("ab", 32)
+	forged, _ := b.Marshal()
+	forgedFile := filepath.Join(work, "bundle-up.json")
+	os.WriteFile(forgedFile, forged, 0o644)
+
+	refusals := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no transcript", []string{"upload", "--bundle", bundle, "--valid-for", "90d"}, 2,
+			"keyceremony: error: upload needs --transcript FILE and --fingerprint HEX (or --pubkey PEM): the bundle is checked against the sealed transcript of its ceremony before KMS sees it (or, at your own risk, --insecure-unverified-bundle)"},
+		{"no pinned signer", []string{"upload", "--bundle", bundle, "--transcript", tr, "--valid-for", "90d"}, 2,
+			"keyceremony: error: upload needs --transcript FILE and --fingerprint HEX (or --pubkey PEM): the bundle is checked against the sealed transcript of its ceremony before KMS sees it (or, at your own risk, --insecure-unverified-bundle)"},
+		{"forged bundle", []string{"upload", "--bundle", forgedFile, "--transcript", tr, "--fingerprint", fp, "--valid-for", "90d"}, 3,
+			"keyceremony: error: " + forgedFile + ": the bundle (sha256 " + sha256Hex(forged)[:16] + "…) is not one the transcript of ceremony wrap-up recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote"},
+		{"another signer", []string{"upload", "--bundle", bundle, "--transcript", tr, "--fingerprint", strings.Repeat("0", 64), "--valid-for", "90d"}, 4, ""},
+		{"unverified and pinned", []string{"upload", "--bundle", bundle, "--transcript", tr, "--fingerprint", fp, "--insecure-unverified-bundle", "--valid-for", "90d"}, 2,
+			"keyceremony: error: --insecure-unverified-bundle skips the transcript check: drop it, or drop --transcript, --pubkey and --fingerprint"},
+	}
+	for _, r := range refusals {
+		t.Run(r.name, func(t *testing.T) {
+			_, errOut, code := a.run(nil, r.args...)
+			if code != r.code || r.want != "" && firstLine(errOut) != r.want {
+				t.Fatalf("exit %d, want %d\ngot:  %s\nwant: %s", code, r.code, firstLine(errOut), r.want)
+			}
+			if strings.Count(errOut, "\n") != 1 {
+				t.Errorf("not one line: %s", errOut)
+			}
+			if st := a.keyState(arn); st != "PendingImport" {
+				t.Fatalf("a refused upload changed the key: %s", st)
+			}
+		})
+	}
+
+	// The upload command wrap printed works as printed; the description
+	// comes from the verified transcript, not from the bundle.
+	stdout, errOut, code = a.run(nil, upload...)
+	if code != 0 {
+		t.Fatalf("printed upload %v: exit %d: %s", upload, code, errOut)
+	}
+	want := "key material description: keyceremony kcv " + kcv + " transcript sha256:" + sha256Hex(mustRead(t, tr)) + "\n"
+	if !strings.Contains(stdout, want) {
+		t.Errorf("upload output lacks %q:\n%s", want, stdout)
+	}
+	d, err := a.kms.Describe(context.Background(), arn)
+	if err != nil || d.State != "Enabled" || d.ValidTo == nil {
+		t.Fatalf("after upload: %+v %v", d, err)
+	}
+
+	// Uploading again with a shorter expiry is refused and changes nothing.
+	shorter := []string{"upload", "--bundle", bundle, "--transcript", tr, "--fingerprint", fp, "--valid-for", "30d"}
+	_, errOut, code = a.run(nil, shorter...)
+	wantRE := regexp.MustCompile(`^keyceremony: error: the upload would shorten the key's expiry: KMS key ` + regexp.QuoteMeta(arn) + ` is Enabled and its material expires ` +
+		regexp.QuoteMeta(d.ValidTo.UTC().Format(time.RFC3339)) + `; this upload would make it expire \S+: nothing was imported; to shorten it anyway add --allow-shorter-expiry\n$`)
+	if code != 1 || !wantRE.MatchString(errOut) {
+		t.Fatalf("shorter expiry: exit %d: %s", code, errOut)
+	}
+	if d2, _ := a.kms.Describe(context.Background(), arn); !d2.ValidTo.Equal(*d.ValidTo) {
+		t.Fatalf("a refused upload changed ValidTo from %v to %v", d.ValidTo, d2.ValidTo)
+	}
+	// Asked for, it is done.
+	if _, errOut, code = a.run(nil, append(shorter, "--allow-shorter-expiry")...); code != 0 {
+		t.Fatalf("--allow-shorter-expiry: exit %d: %s", code, errOut)
+	}
+	if d2, _ := a.kms.Describe(context.Background(), arn); !d2.ValidTo.Before(*d.ValidTo) {
+		t.Fatalf("ValidTo %v not shortened", d2.ValidTo)
+	}
+
+	// --insecure-unverified-bundle uploads what it is given (here, the
+	// attacker's material into a fresh key) and says so.
+	arn2 := a.createKey()
+	p2 := filepath.Join(work, "params2.json")
+	a.fetch(arn2, "RSAES_OAEP_SHA_1", "RSA_2048", p2)
+	pp, _ := wrap.ParseParams(mustRead(t, p2))
+	pub2, _ := pp.RSAPublicKey()
+	enc2, _ := rsa.EncryptOAEP(sha1.New(), rand.Reader, pub2, other, nil)
+	b.KeyARN, b.ImportToken, b.EncryptedKeyMaterial = pp.KeyARN, pp.ImportToken, enc2
+	forged2, _ := b.Marshal()
+	os.WriteFile(forgedFile, forged2, 0o644)
+	stdout, errOut, code = a.run(nil, "upload", "--bundle", forgedFile, "--insecure-unverified-bundle", "--valid-for", "30d")
+	if code != 0 || !strings.Contains(stdout, "key material description: keyceremony UNVERIFIED bundle: no transcript checked\n") ||
+		firstLine(errOut) != "keyceremony: warning: --insecure-unverified-bundle: the bundle is NOT checked against its ceremony's transcript; KMS will bind the key to whatever material it holds" {
+		t.Fatalf("unverified upload: exit %d: %s%s", code, stdout, errOut)
+	}
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
