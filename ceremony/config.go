@@ -37,6 +37,8 @@ type Config struct {
 	// against it.
 	dir  string
 	hash string
+	// where caches the KMS endpoint and Region the plan shows.
+	where *[2]string
 }
 
 // CeremonyConfig names the ceremony and where its evidence goes.

@@ -1,12 +1,15 @@
 package ceremony
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"github.com/keyceremony/keyceremony/wrap"
 	"strings"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // PlanItem is one line of a ceremony's plan, as shown for review before it
@@ -27,11 +30,8 @@ func (c *Config) Plan() []PlanItem {
 	if module == "" {
 		module = "default module"
 	}
-	region := c.KMS.Region
-	if region == "" {
-		region = "from the AWS configuration"
-	}
-	kms := fmt.Sprintf("connected, region %s", region)
+	region, endpoint := c.kmsWhere()
+	kms := "connected, " + region
 	if c.Offline() {
 		kms = "offline (air gap): params files in, bundle files out"
 	}
@@ -56,8 +56,11 @@ func (c *Config) Plan() []PlanItem {
 	items = append(items, []PlanItem{
 		{"Token", fmt.Sprintf("%s (%s)", tok, module)},
 		{"KMS", kms},
-		{"Wrapping", wrapping},
 	}...)
+	if !c.Offline() {
+		items = append(items, PlanItem{"", endpoint})
+	}
+	items = append(items, PlanItem{"Wrapping", wrapping})
 	if c.KMS.InsecureUnpinnedWrappingKey {
 		items = append(items, PlanItem{"WARNING", "wrapping keys NOT pinned (" + UnpinnedOption + "): a swapped params file sends the keys to whoever made it; compare each hash below with what params fetch printed"})
 	}
@@ -132,4 +135,25 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// kmsWhere says which Region and KMS endpoint a connected ceremony will
+// talk to, resolved from the AWS configuration as the ceremony will (no
+// call is made), for the witnesses to check before anything happens. It is
+// worked out once per config.
+func (c *Config) kmsWhere() (region, endpoint string) {
+	if c.where == nil {
+		ctx := context.Background()
+		w := [2]string{"Region not configured", "endpoint unknown"}
+		cl, err := awskms.New(ctx, awskms.Options{Region: c.KMS.Region, Profile: c.KMS.Profile})
+		if err != nil {
+			w[1] = err.Error()
+		} else if ep, err := cl.Endpoint(ctx); err != nil {
+			w[0], w[1] = "Region "+cl.Region(), err.Error()
+		} else {
+			w[0], w[1] = "Region "+cl.Region(), "endpoint "+ep
+		}
+		c.where = &w
+	}
+	return c.where[0], c.where[1]
 }

@@ -129,6 +129,11 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		return "", err
 	}
 	s.kms = c
+	endpoint, err := c.Endpoint(ctx)
+	if err != nil {
+		return "", err
+	}
+	s.ui.Info(fmt.Sprintf("KMS: endpoint %s, Region %s", endpoint, c.Region()))
 	// Check every existing key before changing anything.
 	for _, k := range s.keys {
 		if k.cfg.Create || k.kmsRecorded {
@@ -173,7 +178,7 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			k.arn = arn
 		}
 		k.res.KMSKeyARN = k.arn
-		if err := s.recordChange("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region()}); err != nil {
+		if err := s.recordChange("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region(), "endpoint": endpoint}); err != nil {
 			return "", err
 		}
 		names = append(names, k.arn)

@@ -56,6 +56,24 @@ func New(ctx context.Context, o Options) (*Client, error) {
 // Region is the Region the client talks to.
 func (c *Client) Region() string { return c.region }
 
+// Endpoint is the URL the client sends its KMS calls to, resolved the way
+// the SDK resolves it (AWS_ENDPOINT_URL_KMS, a profile's endpoint_url, or
+// AWS's endpoint for the Region, FIPS and dual-stack as configured). It
+// makes no call.
+func (c *Client) Endpoint(ctx context.Context) (string, error) {
+	o := c.kms.Options()
+	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, kms.EndpointParameters{
+		Region:       aws.String(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+	})
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve the KMS endpoint for Region %s: %w", o.Region, err)
+	}
+	return ep.URI.String(), nil
+}
+
 // Key is what DescribeKey says about a key.
 type Key struct {
 	ARN             string

@@ -194,6 +194,10 @@ func TestCeremonyEndToEnd(t *testing.T) {
 		if ev.Step == "generate-key" {
 			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
 		}
+		// Where KMS is: the endpoint and Region the ceremony talked to.
+		if ev.Step == "kms-key" && (ev.Data["endpoint"] != os.Getenv("AWS_ENDPOINT_URL_KMS") || ev.Data["region"] != "eu-west-1") {
+			t.Errorf("kms-key event does not record the endpoint and Region: %v", ev.Data)
+		}
 	}
 	wantSteps := "open-token kms-key kms-key fetch-params fetch-params generate-key generate-key escrow wrap wrap import import check-import check-import signing-key files"
 	if got := strings.Join(steps, " "); got != wantSteps {
@@ -254,6 +258,9 @@ func TestCeremonyEndToEnd(t *testing.T) {
 		if bytes.Contains(b, []byte(`"`+hsmtest.PIN+`"`)) || bytes.Contains(b, []byte("PIN=")) {
 			t.Errorf("%s contains the PIN", ent.Name())
 		}
+	}
+	if !strings.Contains(stderr, "KMS: endpoint "+os.Getenv("AWS_ENDPOINT_URL_KMS")+", Region eu-west-1\n") {
+		t.Errorf("the run does not say where KMS is:\n%s", stderr)
 	}
 	if strings.Contains(stdout+stderr, "KEYCEREMONY_PIN="+hsmtest.PIN) {
 		t.Error("output contains the PIN")
