@@ -39,8 +39,10 @@ type UI interface {
 	// engine zeroes the returned slice after use.
 	Secret(ctx context.Context, prompt string) ([]byte, error)
 	// Confirm asks the operator to confirm a dangerous action by typing
-	// want (usually a key alias). It returns an error if they do not.
-	Confirm(ctx context.Context, prompt, want string) error
+	// want (usually a key alias). It returns an error if they do not, and
+	// otherwise how the confirmation was obtained: the transcript records
+	// it as it happened.
+	Confirm(ctx context.Context, prompt, want string) (Confirmation, error)
 	// Info reports a public fact worth showing (never a secret).
 	Info(msg string)
 	// Progress reports done of total items of the current step (keys of
@@ -49,6 +51,26 @@ type UI interface {
 	// Ask asks a person at the keyboard for a public value, shown as typed
 	// (a custodian's recipient). A UI without a person returns an error.
 	Ask(ctx context.Context, prompt string) (string, error)
+}
+
+// Confirmation says how a UI obtained a confirmation.
+type Confirmation struct {
+	// Typed is true when a person typed the text asked for; false when
+	// nobody was asked (a non-interactive run, confirmed by its config).
+	Typed bool
+}
+
+// NotAsked is what the transcript records for a confirmation nobody was
+// asked for.
+const NotAsked = "not asked (non-interactive)"
+
+// Record is how the transcript records the confirmation: "typed by " +
+// by, or [NotAsked].
+func (c Confirmation) Record(by string) string {
+	if c.Typed {
+		return "typed by " + by
+	}
+	return NotAsked
 }
 
 // Step is one step of a ceremony.

@@ -317,11 +317,12 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 	// Each custodian, in turn, takes their share file and confirms it.
 	for i, c := range e.Custodians {
 		d := custData[i]
-		if err := s.ui.Confirm(ctx, fmt.Sprintf("Custodian %s (%d of %d): take %s (sha256 %.16s…) and keep it safe; %d of %d shares recover the keys.",
-			c.Name, i+1, n, d["file"], d["file_sha256"], e.Threshold, n), c.Name); err != nil {
+		got, err := s.ui.Confirm(ctx, fmt.Sprintf("Custodian %s (%d of %d): take %s (sha256 %.16s…) and keep it safe; %d of %d shares recover the keys.",
+			c.Name, i+1, n, d["file"], d["file_sha256"], e.Threshold, n), c.Name)
+		if err != nil {
 			return "", fmt.Errorf("custodian %q did not confirm receiving their share: %w", c.Name, err)
 		}
-		d["receipt"] = "confirmed"
+		d["receipt"] = got.Record("custodian " + c.Name)
 	}
 	if err := s.record("escrow", map[string]any{
 		"threshold": e.Threshold, "shares": n, "custodians": custData,

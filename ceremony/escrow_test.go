@@ -38,8 +38,8 @@ func (u *fakeUI) Ask(ctx context.Context, prompt string) (string, error) {
 	u.answers = u.answers[1:]
 	return a, nil
 }
-func (u *fakeUI) Confirm(ctx context.Context, prompt, want string) error {
-	return nil
+func (u *fakeUI) Confirm(ctx context.Context, prompt, want string) (Confirmation, error) {
+	return Confirmation{}, nil
 }
 func (u *fakeUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 	u.prompts = append(u.prompts, prompt)

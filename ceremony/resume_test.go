@@ -21,12 +21,12 @@ type dyingUI struct {
 	confirms, failAt int
 }
 
-func (u *dyingUI) Confirm(ctx context.Context, prompt, want string) error {
+func (u *dyingUI) Confirm(ctx context.Context, prompt, want string) (Confirmation, error) {
 	u.confirms++
 	if u.confirms == u.failAt {
-		return errors.New("the process died here")
+		return Confirmation{}, errors.New("the process died here")
 	}
-	return nil
+	return Confirmation{}, nil
 }
 
 func resumeConfig(t *testing.T, out string) *Config {

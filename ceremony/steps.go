@@ -308,7 +308,8 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if vt != nil {
 			expiry = "expires " + vt.Format(time.RFC3339)
 		}
-		if err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.arn, expiry), k.cfg.Label); err != nil {
+		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.arn, expiry), k.cfg.Label)
+		if err != nil {
 			return "", err
 		}
 		if err := k.bundle.CheckValid(now); err != nil {
@@ -318,7 +319,8 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if err := s.kms.Import(ctx, k.bundle, vt, desc); err != nil {
 			return "", err
 		}
-		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE", "key_check_value": k.kcv}
+		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE", "key_check_value": k.kcv,
+			"confirmation": conf.Record("operator " + s.cfg.Ceremony.Operator)}
 		if vt != nil {
 			data["expiration_model"], data["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
 		}

@@ -23,10 +23,12 @@ type quietUI struct{ infos []string }
 func (u *quietUI) StepStarted(i, n int, s Step)                   {}
 func (u *quietUI) StepDone(i, n int, s Step, summary string)      {}
 func (u *quietUI) Secret(context.Context, string) ([]byte, error) { return nil, ErrNoPIN }
-func (u *quietUI) Confirm(context.Context, string, string) error  { return nil }
-func (u *quietUI) Info(msg string)                                { u.infos = append(u.infos, msg) }
-func (u *quietUI) Progress(done, total int)                       {}
-func (u *quietUI) Ask(context.Context, string) (string, error)    { return "", ErrNoPIN }
+func (u *quietUI) Confirm(context.Context, string, string) (Confirmation, error) {
+	return Confirmation{}, nil
+}
+func (u *quietUI) Info(msg string)                             { u.infos = append(u.infos, msg) }
+func (u *quietUI) Progress(done, total int)                    {}
+func (u *quietUI) Ask(context.Context, string) (string, error) { return "", ErrNoPIN }
 
 func loopbackKMS(t *testing.T) {
 	t.Helper()

@@ -177,6 +177,16 @@ func TestCeremonyEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(vout, "OK: transcript of ceremony e2e-one") {
 		t.Fatalf("verify exited %d: %s %s", code, vout, verr)
 	}
+	// Nobody was asked to confirm anything, and the evidence says so.
+	for _, want := range []string{"confirmation: share receipt of alice: not asked (non-interactive)\n",
+		"confirmation: import of payments-one: not asked (non-interactive)\n", "confirmation: import of archive-one: not asked (non-interactive)\n"} {
+		if !strings.Contains(vout, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, vout)
+		}
+	}
+	if strings.Contains(string(mustRead(t, filepath.Join(out, "transcript.jsonl"))), `"receipt":"confirmed"`) {
+		t.Error("the transcript claims a receipt nobody gave")
+	}
 
 	// The transcript's key check values match the token's and the bundles'.
 	data, _ := os.ReadFile(filepath.Join(out, "transcript.jsonl"))

@@ -112,6 +112,13 @@ func TestTUITmux(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("verify: %s %s", out, serr)
 	}
+	// Every confirmation was typed at the keyboard, and verify says so.
+	for _, want := range []string{"confirmation: share receipt of alice: typed by custodian alice\n", "confirmation: share receipt of bob: typed by custodian bob\n",
+		"confirmation: import of payments-tmux: typed by operator tester\n", "confirmation: import of archive-tmux: typed by operator tester\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("verify output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestTUIResumeAfterKill kills the TUI's process with SIGKILL at the second

@@ -140,6 +140,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("failed to read transcript: %w", err)
 	}
+	opts.DecodeEvents = true
 	res, err := transcripts.VerifyBytes(data, opts)
 	if err != nil {
 		var ve *transcripts.VerifyError
@@ -168,7 +169,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		out := map[string]any{"ok": binErr == nil, "ceremony_id": res.Header.CeremonyID, "events": res.EventCount,
 			"signer_fingerprint": res.Seal.Fingerprint, "pinned": res.Pinned, "payload_sha256": res.Seal.PayloadHash,
 			"words": res.Seal.Words, "files": res.Files, "files_checked": res.FilesChecked, "witnesses": res.Witnesses,
-			"tool": res.Header.Tool, "binary_sha256": binary}
+			"tool": res.Header.Tool, "binary_sha256": binary, "confirmations": confirmations(res)}
 		if binErr != nil {
 			out["exit_code"], out["error"] = exitBinaryMismatch, binErr.Error()
 		}
@@ -193,6 +194,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	for _, w := range res.Witnesses {
 		fmt.Fprintf(stdout, "witness: %s (%s)\n", w.Name, w.Fingerprint)
+	}
+	for _, c := range confirmations(res) {
+		fmt.Fprintf(stdout, "confirmation: %s: %s\n", c.What, c.How)
 	}
 	if !res.Pinned {
 		fmt.Fprintln(stdout, "warning: the signer was not pinned: pass --pubkey or --fingerprint with the ceremony's signing key to check who sealed it")
@@ -246,4 +250,38 @@ func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
 		return nil, fmt.Errorf("%s holds a %T, not an ECDSA key", path, k)
 	}
 	return ek, nil
+}
+
+// confirmation is how one confirmation or receipt in a transcript was
+// obtained, as the transcript recorded it.
+type confirmation struct {
+	What string `json:"what"`
+	How  string `json:"how"`
+}
+
+// confirmations lists the import confirmations and the custodians'
+// receipts of a transcript: typed by someone, or not asked.
+func confirmations(res *transcripts.Result) []confirmation {
+	how := func(v any) string {
+		if s, ok := v.(string); ok && s != "confirmed" {
+			return s
+		}
+		return "confirmed, how not recorded (older transcript)"
+	}
+	var out []confirmation
+	for _, e := range res.Events {
+		switch e.Step {
+		case "import":
+			out = append(out, confirmation{fmt.Sprintf("import of %v", e.Data["label"]), how(e.Data["confirmation"])})
+		case "escrow":
+			list, _ := e.Data["custodians"].([]any)
+			for _, c := range list {
+				m, _ := c.(map[string]any)
+				if r, ok := m["receipt"]; ok {
+					out = append(out, confirmation{fmt.Sprintf("share receipt of %v", m["name"]), how(r)})
+				}
+			}
+		}
+	}
+	return out
 }

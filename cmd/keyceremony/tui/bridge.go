@@ -78,7 +78,8 @@ func (b *bridge) Ask(ctx context.Context, prompt string) (string, error) {
 	return string(a.secret), err
 }
 
-func (b *bridge) Confirm(ctx context.Context, prompt, want string) error {
+// Confirm has want typed at the keyboard: the transcript records it typed.
+func (b *bridge) Confirm(ctx context.Context, prompt, want string) (ceremony.Confirmation, error) {
 	_, err := b.ask(ctx, &request{prompt: prompt, want: want})
-	return err
+	return ceremony.Confirmation{Typed: err == nil}, err
 }
