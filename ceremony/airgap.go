@@ -317,7 +317,7 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if err != nil {
 		return nil, err
 	}
-	if err := checkExpiry(before, vt, u.AllowShorterExpiry); err != nil {
+	if err := checkShorterExpiry(before, vt, u.AllowShorterExpiry); err != nil {
 		return nil, err
 	}
 	desc := UnverifiedDescription
@@ -343,10 +343,10 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc}, nil
 }
 
-// checkExpiry refuses, unless allowed, an import that would make the
+// checkShorterExpiry refuses, unless allowed, an import that would make the
 // material of a key that has some (any state but PendingImport) expire
 // sooner than it does now; vt nil means never.
-func checkExpiry(d *awskms.Key, vt *time.Time, allow bool) error {
+func checkShorterExpiry(d *awskms.Key, vt *time.Time, allow bool) error {
 	if allow || d.State == "PendingImport" || vt == nil {
 		return nil
 	}
