@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test demo bench lint clean release release-check
+.PHONY: all build deps test demo bench lint clean release release-check fuzz
 
 all: build
 
@@ -32,6 +32,13 @@ test: deps
 # DEMO_DIR=path keeps the evidence there (default: a new temp dir).
 demo: deps build
 	@bash scripts/demo.sh
+
+# Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for a campaign;
+# FUZZ=regexp picks targets). `make test` runs every seed corpus.
+FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 5s
+fuzz:
+	@FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) GO=$(GO) bash scripts/fuzz.sh
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./... | tee bench.txt | grep -E '^(Benchmark|ok|PASS|FAIL)'

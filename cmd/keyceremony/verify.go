@@ -237,6 +237,12 @@ func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read public key: %w", err)
 	}
+	return parseECPublicKey(b, path)
+}
+
+// parseECPublicKey reads the PEM PUBLIC KEY (PKIX) file named path, which
+// must hold an ECDSA key.
+func parseECPublicKey(b []byte, path string) (*ecdsa.PublicKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("%s is not a PEM PUBLIC KEY", path)

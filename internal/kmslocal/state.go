@@ -211,27 +211,36 @@ func checkStoredToken(st *store, t *importToken) error {
 	return nil
 }
 
+// marshal encodes the store as the state file's JSON.
+func (st *store) marshal() ([]byte, error) {
+	f := stateFile{
+		Format:  stateFormat,
+		Warning: stateWarning,
+		Secret:  st.Secret,
+		Keys:    make([]*key, 0, len(st.Order)),
+		Aliases: st.Aliases,
+		Tokens:  make([]*importToken, 0, len(st.Tokens)),
+	}
+	for _, id := range st.Order {
+		f.Keys = append(f.Keys, st.Keys[id])
+	}
+	for _, t := range st.Tokens {
+		f.Tokens = append(f.Tokens, t)
+	}
+	slices.SortFunc(f.Tokens, func(a, b *importToken) int { return strings.Compare(a.ID, b.ID) })
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(data, '\n'), nil
+}
+
 // saveLocked writes the store to the state file: to a temporary file in
 // the same directory (mode 0600), synced, then renamed over the old one, so
 // a crash leaves either the old or the new state. The caller must hold s.mu.
 func (s *Server) saveLocked() error {
 	path := s.opts.StateFile
-	f := stateFile{
-		Format:  stateFormat,
-		Warning: stateWarning,
-		Secret:  s.st.Secret,
-		Keys:    make([]*key, 0, len(s.st.Order)),
-		Aliases: s.st.Aliases,
-		Tokens:  make([]*importToken, 0, len(s.st.Tokens)),
-	}
-	for _, id := range s.st.Order {
-		f.Keys = append(f.Keys, s.st.Keys[id])
-	}
-	for _, t := range s.st.Tokens {
-		f.Tokens = append(f.Tokens, t)
-	}
-	slices.SortFunc(f.Tokens, func(a, b *importToken) int { return strings.Compare(a.ID, b.ID) })
-	data, err := json.MarshalIndent(f, "", "  ")
+	data, err := s.st.marshal()
 	if err != nil {
 		return &StateError{path, err}
 	}
@@ -240,7 +249,7 @@ func (s *Server) saveLocked() error {
 		return &StateError{path, err}
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	_, err = tmp.Write(append(data, '\n'))
+	_, err = tmp.Write(data)
 	if err == nil {
 		err = tmp.Sync()
 	}
