@@ -26,6 +26,9 @@ type EscrowConfig struct {
 	Custodians []CustodianConfig `yaml:"custodians"`
 	// Armor writes the share files in age's armored text form, for printing.
 	Armor bool `yaml:"armor"`
+	// AllowSingleCustodian allows threshold 1: each custodian alone can
+	// recover every key. The plan shows it as a warning.
+	AllowSingleCustodian bool `yaml:"allow_single_custodian"`
 }
 
 // AskRecipient is the recipient value that has the custodian give their
@@ -64,6 +67,9 @@ func (e *EscrowConfig) validate() error {
 	}
 	if e.Threshold < 1 || e.Threshold > n {
 		return fmt.Errorf("escrow.threshold %d must be between 1 and the number of custodians (%d)", e.Threshold, n)
+	}
+	if e.Threshold == 1 && !e.AllowSingleCustodian {
+		return errors.New("escrow.threshold 1 lets any one custodian recover every key alone: raise it, or set escrow.allow_single_custodian: true")
 	}
 	seen := map[string]bool{}
 	for i, c := range e.Custodians {
@@ -189,6 +195,9 @@ func custodians(ctx context.Context, s *state) (string, error) {
 	}
 	s.recipients, s.openers = rs, ids
 	e := s.cfg.Escrow
+	if e.Threshold == 1 {
+		s.ui.Info("WARNING: escrow threshold 1 (allow_single_custodian): any one custodian alone recovers every key")
+	}
 	return fmt.Sprintf("%d of %d custodians will be needed to recover", e.Threshold, len(e.Custodians)), nil
 }
 
@@ -281,7 +290,8 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 				return "", fmt.Errorf("the sealed share of custodian %q does not open back to its share with the passphrase: %v", c.Name, err)
 			}
 		}
-		path, sum, err := s.writeFile(fmt.Sprintf("share-%d-%s.age", i+1, c.Name), sealed)
+		// A share file is for its custodian's eyes only, until handed out.
+		path, sum, err := s.writeFileMode(fmt.Sprintf("share-%d-%s.age", i+1, c.Name), sealed, 0o600)
 		if err != nil {
 			return "", err
 		}

@@ -240,7 +240,7 @@ func TestAskRecipient(t *testing.T) {
 ceremony: {id: ask, operator: t, out_dir: out}
 token: {label: ceremony}
 keys: [{label: k, create: true, does_not_expire: true}]
-escrow: {threshold: 1, custodians: [{name: alice, recipient: ask}]}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: ask}]}
 `))
 	if err != nil {
 		t.Fatal(err)

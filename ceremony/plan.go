@@ -103,6 +103,9 @@ func (c *Config) Plan() []PlanItem {
 			names = append(names, cu.Name)
 		}
 		items = append(items, PlanItem{"Escrow", fmt.Sprintf("%d of %d custodians: %s", e.Threshold, len(e.Custodians), strings.Join(names, ", "))})
+		if e.Threshold == 1 {
+			items = append(items, PlanItem{"WARNING", "threshold 1: any one custodian alone recovers every key"})
+		}
 	}
 	items = append(items, PlanItem{"Evidence", c.OutDir()})
 	if _, err := os.Stat(filepath.Join(c.OutDir(), "transcript.jsonl")); err == nil {

@@ -3,12 +3,12 @@ package ceremony
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,11 +44,13 @@ type RecoverOptions struct {
 	// Drill recovers into a scratch SoftHSM token made for the occasion and
 	// destroyed afterwards; it touches no production token and no KMS.
 	Drill bool
-	// OriginalTranscript, when set, is the ceremony's transcript: it is
-	// verified (against OriginalPublicKey when set), and the blob's hash,
-	// commitments and key check values must match what it recorded.
-	OriginalTranscript string
-	OriginalPublicKey  *ecdsa.PublicKey
+	// Transcript is the ceremony's original transcript: it is verified
+	// against Pin, and the blob, every share (commitments, custodian name
+	// and index, blob hash) and every recovered key check value must match
+	// what it recorded. Only Pin.Insecure allows an unpinned transcript or
+	// none.
+	Transcript string
+	Pin        Pin
 	// OutDir receives the recovery transcript and files; existing files are
 	// never overwritten.
 	OutDir   string
@@ -70,7 +72,11 @@ type ReimportOptions struct {
 
 // RecoverResult is what a recovery or drill leaves.
 type RecoverResult struct {
-	Drill      bool
+	Drill bool
+	// Confirmed reports whether the recovery was rooted in a transcript
+	// pinned out of band ([Pin.Genuine]); PinnedBy says how it was pinned.
+	Confirmed  bool
+	PinnedBy   string
 	Transcript string
 	PublicKey  string
 	SealHash   string
@@ -97,15 +103,10 @@ type recovery struct {
 	ui      UI
 	blob    *escrow.Blob
 	blobSum string
-	orig    *origTranscript
+	orig    *Original
 	tr      *transcripts.Writer
 	trPath  string
 	ceremID string
-}
-
-type origTranscript struct {
-	sum  string
-	kcvs map[string]string
 }
 
 // Recover recovers the keys of an escrow blob from M custodians' shares into
@@ -128,6 +129,9 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	if !o.Drill && o.Token == nil {
 		return nil, errors.New("recover needs a target token, or a drill")
 	}
+	if o.Transcript == "" && !o.Pin.Insecure {
+		return nil, errors.New("recover needs the original transcript (--transcript) and its signer pinned: the escrow and shares alone can be forged")
+	}
 	defer func() {
 		for _, p := range o.Passphrases {
 			clear(p)
@@ -141,10 +145,15 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	if r.blob, err = escrow.ParseBlob(data); err != nil {
 		return nil, fmt.Errorf("%s: %w", o.EscrowFile, err)
 	}
-	r.blobSum = evidence.Hash(data)
+	if r.blobSum, err = r.blob.SHA256(); err != nil {
+		return nil, err
+	}
 	r.ceremID = r.blob.CeremonyID
-	if o.OriginalTranscript != "" {
-		if r.orig, err = r.checkOriginal(); err != nil {
+	if o.Transcript != "" {
+		if r.orig, err = OpenOriginal(o.Transcript, o.Pin); err != nil {
+			return nil, err
+		}
+		if err := r.orig.CheckBlob(r.blob, o.EscrowFile); err != nil {
 			return nil, err
 		}
 	}
@@ -192,9 +201,9 @@ func (r *recovery) begin() error {
 	d := map[string]any{"mode": mode, "escrow_file": filepath.Base(r.o.EscrowFile), "escrow_sha256": r.blobSum, "original_ceremony_id": r.blob.CeremonyID,
 		"threshold": r.blob.Threshold, "shares": r.blob.Shares, "commitments": r.blob.Commitments}
 	if r.orig != nil {
-		d["original_transcript"] = filepath.Base(r.o.OriginalTranscript)
-		d["original_transcript_sha256"] = r.orig.sum
-		d["original_transcript_pinned"] = r.o.OriginalPublicKey != nil
+		maps.Copy(d, r.orig.record())
+	} else {
+		d["pinned_by"], d["pin_confirmed"] = "nothing: no original transcript (--insecure-unpinned)", false
 	}
 	return r.tr.Append("recovery", r.o.Operator, d)
 }
@@ -204,65 +213,6 @@ func (r *recovery) record(step string, data map[string]any) error {
 		return err
 	}
 	return r.tr.Append(step, r.o.Operator, data)
-}
-
-// checkOriginal verifies the original transcript and checks that the blob is
-// the one it recorded.
-func (r *recovery) checkOriginal() (*origTranscript, error) {
-	data, err := os.ReadFile(r.o.OriginalTranscript)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the original transcript: %w", err)
-	}
-	res, err := transcripts.Verify(bytes.NewReader(data), r.o.OriginalPublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.o.OriginalTranscript, err)
-	}
-	com, err := EscrowCommitments(res)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.o.OriginalTranscript, err)
-	}
-	o := &origTranscript{sum: evidence.Hash(data), kcvs: map[string]string{}}
-	var blobSum string
-	for _, e := range res.Events {
-		switch e.Step {
-		case "generate-key":
-			l, _ := e.Data["label"].(string)
-			o.kcvs[l], _ = e.Data["key_check_value"].(string)
-		case "escrow":
-			blobSum, _ = e.Data["file_sha256"].(string)
-		}
-	}
-	if blobSum != r.blobSum {
-		return nil, fmt.Errorf("%s is not the escrow blob the transcript of ceremony %s recorded (sha256 %s, transcript says %s): use that ceremony's escrow.json", r.o.EscrowFile, com.CeremonyID, short(r.blobSum), short(blobSum))
-	}
-	if com.CeremonyID != r.blob.CeremonyID || !equalStrings(com.Commitments, r.blob.Commitments) {
-		return nil, fmt.Errorf("the commitments of %s differ from the transcript's", r.o.EscrowFile)
-	}
-	return o, nil
-}
-
-// EscrowCommitments returns the escrow commitments a verified transcript
-// recorded in its "escrow" event, for checking shares against.
-func EscrowCommitments(res *transcripts.Result) (*escrow.Commitments, error) {
-	for _, e := range res.Events {
-		if e.Step != "escrow" {
-			continue
-		}
-		c := &escrow.Commitments{CeremonyID: res.Header.CeremonyID}
-		m, _ := e.Data["threshold"].(float64)
-		n, _ := e.Data["shares"].(float64)
-		c.Threshold, c.Shares = int(m), int(n)
-		list, _ := e.Data["commitments"].([]any)
-		for _, v := range list {
-			s, _ := v.(string)
-			c.Commitments = append(c.Commitments, s)
-		}
-		if c.Threshold < 1 || len(c.Commitments) != c.Threshold {
-			return nil, errors.New("the transcript's escrow event is malformed")
-		}
-		return c, nil
-	}
-	return nil, errors.New("the transcript has no escrow event: this ceremony made no escrow")
 }
 
 func (r *recovery) openShares(ctx context.Context) ([]*escrow.Share, error) {
@@ -332,20 +282,20 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		res.Custodians = append(res.Custodians, sh.Custodian)
 		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File)})
 	}
-	kek, err := r.blob.Public().Recover(shares)
+	com := r.blob.Public()
+	if r.orig != nil {
+		com = &r.orig.Escrow
+	}
+	for _, sh := range shares {
+		if err := r.checkShare(sh); err != nil {
+			return nil, err
+		}
+	}
+	kek, err := com.Recover(shares)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(kek)
-	// Each share, now checked against the commitments, names the blob it
-	// was made with: a swapped blob (other KMS keys, other labels, other
-	// wrapped keys) is refused before anything is unwrapped.
-	for _, sh := range shares {
-		if sh.EscrowSHA256 != r.blobSum {
-			return nil, &escrow.ShareError{File: sh.File, Custodian: sh.Custodian, Index: sh.Index,
-				Reason: fmt.Sprintf("was made with escrow blob sha256 %s, not %s (sha256 %s): use the escrow.json of its ceremony", short(sh.EscrowSHA256), filepath.Base(o.EscrowFile), short(r.blobSum))}
-		}
-	}
 	kcv, err := escrow.CheckValue(kek)
 	if err != nil {
 		return nil, err
@@ -399,7 +349,13 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		res.Keys = append(res.Keys, *rk)
 	}
 	if o.Drill {
-		if err := r.record("drill", map[string]any{"result": "pass", "keys": len(res.Keys)}); err != nil {
+		// Only a drill rooted in a transcript pinned out of band proves the
+		// real escrow; any other says what it could not tell.
+		result := "pass"
+		if r.orig == nil || !r.orig.Genuine {
+			result = "recovered, not confirmed: the original transcript's signer was not pinned out of band"
+		}
+		if err := r.record("drill", map[string]any{"result": result, "keys": len(res.Keys)}); err != nil {
 			return nil, err
 		}
 	}
@@ -431,7 +387,38 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		return nil, fmt.Errorf("the sealed recovery transcript does not verify: %w", err)
 	}
 	res.Transcript, res.PublicKey, res.SealHash = r.trPath, pubPath, evidence.Hash(data)
+	res.PinnedBy = "nothing: no original transcript (--insecure-unpinned)"
+	if r.orig != nil {
+		res.Confirmed, res.PinnedBy = r.orig.Genuine, r.orig.PinnedBy
+	}
 	return res, nil
+}
+
+// checkShare binds a share to its custodian and escrow: against the
+// original transcript (commitments, name and index, blob hash) when there is
+// one, and always against the blob: the custodian the blob lists for the
+// share's index, and the blob the share was made with. A swapped blob (other
+// KMS keys, other labels, other wrapped keys) is refused before anything is
+// unwrapped.
+func (r *recovery) checkShare(sh *escrow.Share) error {
+	if r.orig != nil {
+		if err := r.orig.CheckShare(sh); err != nil {
+			return err
+		}
+	}
+	bad := func(reason string, args ...any) error {
+		return &escrow.ShareError{File: sh.File, Custodian: sh.Custodian, Index: sh.Index, Reason: fmt.Sprintf(reason, args...)}
+	}
+	if err := r.blob.Public().Verify(sh); err != nil {
+		return err
+	}
+	if bc := r.blob.Custodian(sh.Index); bc == nil || bc.Name != sh.Custodian {
+		return bad("names custodian %q, but %s gives share %d to another custodian: the share was relabelled; use the custodian's own share file", sh.Custodian, filepath.Base(r.o.EscrowFile), sh.Index)
+	}
+	if sh.EscrowSHA256 != r.blobSum {
+		return bad("was made with escrow blob sha256 %s, not %s (sha256 %s): use the escrow.json of its ceremony", short(sh.EscrowSHA256), filepath.Base(r.o.EscrowFile), short(r.blobSum))
+	}
+	return nil
 }
 
 func (r *recovery) signingKey() string {
@@ -497,7 +484,7 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 	}
 	d := map[string]any{"label": bk.Label, "id": bk.ID, "key_check_value": got, "kms_key_arns": bk.KMSKeyARNs, "matches_escrow": true}
 	if r.orig != nil {
-		want, ok := r.orig.kcvs[bk.Label]
+		want, ok := r.orig.KCVs[bk.Label]
 		if !ok || want != got {
 			return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, want)
 		}

@@ -47,6 +47,11 @@ func (s *state) recordChange(step string, data map[string]any) error {
 // writeFile writes an evidence file into the output directory and returns
 // its name and SHA-256 for the transcript.
 func (s *state) writeFile(name string, data []byte) (string, string, error) {
+	return s.writeFileMode(name, data, 0o644)
+}
+
+// writeFileMode is writeFile with the file's mode: share files are 0600.
+func (s *state) writeFileMode(name string, data []byte, mode os.FileMode) (string, string, error) {
 	if err := s.begin(); err != nil {
 		return "", "", err
 	}
@@ -58,7 +63,7 @@ func (s *state) writeFile(name string, data []byte) (string, string, error) {
 			}
 		}
 	}
-	if err := evidence.Create(p, data, 0o644); err != nil {
+	if err := evidence.Create(p, data, mode); err != nil {
 		return "", "", err
 	}
 	sum := evidence.Hash(data)

@@ -53,7 +53,7 @@ token: {label: ceremony}
 kms: {wrapping_algorithm: %s, wrapping_key_spec: %s, allow_host_wrap: %v}
 keys:
   - {label: %s, create: true, does_not_expire: true}
-escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
 `, label, outDir, alg, spec, allowHost, label)
 	cfg, err := ParseConfig([]byte(yml))
 	if err != nil {

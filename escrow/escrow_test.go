@@ -322,7 +322,7 @@ func TestBlobStrict(t *testing.T) {
 	s, _, kek := split(t, "c1", 2, 3)
 	kcv, _ := CheckValue(kek)
 	b := &Blob{CeremonyID: "c1", Threshold: 2, Shares: 3, Commitments: s.Commitments, KEKCheckValue: kcv,
-		Custodians: []BlobCustodian{{Name: "a", Index: 1, RecipientType: "x25519"}},
+		Custodians: []BlobCustodian{{Name: "a", Index: 1, RecipientType: "x25519"}, {Name: "b", Index: 2, RecipientType: "x25519"}, {Name: "c", Index: 3, RecipientType: "passphrase"}},
 		Keys:       []BlobKey{{Label: "k", ID: "01", KeyType: "AES-256", KMSKeyARNs: []string{"arn:x"}, WrappedKey: make([]byte, 40), KeyCheckValue: "abcdef"}}}
 	data, err := b.Marshal()
 	if err != nil {

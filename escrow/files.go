@@ -3,6 +3,7 @@ package escrow
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -308,6 +309,16 @@ type BlobKey struct {
 	KeyCheckValue string `json:"key_check_value"`
 }
 
+// Custodian returns the custodian the blob lists for share index i, or nil.
+func (b *Blob) Custodian(i int) *BlobCustodian {
+	for j := range b.Custodians {
+		if b.Custodians[j].Index == i {
+			return &b.Custodians[j]
+		}
+	}
+	return nil
+}
+
 // Public returns the commitments shares are checked against.
 func (b *Blob) Public() *Commitments {
 	return &Commitments{CeremonyID: b.CeremonyID, Threshold: b.Threshold, Shares: b.Shares, Commitments: b.Commitments}
@@ -324,6 +335,22 @@ func (b *Blob) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
+}
+
+// SHA256 is the hex SHA-256 of b in canonical form: as keyceremony writes
+// the file (indented JSON, a final newline), with Created in UTC. A blob file
+// keyceremony wrote is in canonical form, so this is its file hash; a copy
+// that was re-serialised or had its line endings converted, and decodes to
+// the same blob, has the same canonical hash.
+func (b *Blob) SHA256() (string, error) {
+	c := *b
+	c.Created = c.Created.UTC()
+	out, err := json.MarshalIndent(&c, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(append(out, '\n'))
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // ParseBlob decodes and validates an escrow blob file.
@@ -357,6 +384,14 @@ func (b *Blob) validate() error {
 	}
 	if _, err := decodeCommitments(b.Commitments); err != nil {
 		return err
+	}
+	if len(b.Custodians) != b.Shares {
+		return fmt.Errorf("%d custodians for %d shares", len(b.Custodians), b.Shares)
+	}
+	for i, c := range b.Custodians {
+		if c.Index != i+1 || c.Name == "" {
+			return fmt.Errorf("custodians[%d] must be share %d with a name", i, i+1)
+		}
 	}
 	seen := map[string]bool{}
 	for i, k := range b.Keys {

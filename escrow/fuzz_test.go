@@ -13,7 +13,8 @@ func FuzzParseBlob(f *testing.F) {
 	s, _, kek := split(f, "c1", 2, 3)
 	kcv, _ := CheckValue(kek)
 	b := &Blob{CeremonyID: "c1", Threshold: 2, Shares: 3, Commitments: s.Commitments, KEKCheckValue: kcv,
-		Keys: []BlobKey{{Label: "k", ID: "01", KeyType: "AES-256", WrappedKey: make([]byte, 40), KeyCheckValue: "abcdef"}}}
+		Custodians: []BlobCustodian{{Name: "a", Index: 1, RecipientType: "x25519"}, {Name: "b", Index: 2, RecipientType: "x25519"}, {Name: "c", Index: 3, RecipientType: "passphrase"}},
+		Keys:       []BlobKey{{Label: "k", ID: "01", KeyType: "AES-256", WrappedKey: make([]byte, 40), KeyCheckValue: "abcdef"}}}
 	good, err := b.Marshal()
 	if err != nil {
 		f.Fatal(err)

@@ -76,20 +76,24 @@ echo "== keyceremony run"
 KEYCEREMONY_PIN=1234 "$root/bin/keyceremony" run --config "$DEMO_DIR/ceremony.yaml"
 
 echo "== keyceremony verify"
-"$root/bin/keyceremony" verify --pubkey "$DEMO_DIR/signing-key.pem" --files "$DEMO_DIR" "$DEMO_DIR/transcript.jsonl"
+"$root/bin/keyceremony" verify --pubkey "$DEMO_DIR/signing-key.pem" --files "$DEMO_DIR" "$DEMO_DIR/transcript.jsonl" | tee "$hsmdir/verify.out"
+# What the witnesses write down at the table: the signer fingerprint and the
+# seal words. Share checks and drills are pinned by them, not by a file.
+fingerprint=$(sed -n 's/^OK: .* sealed by key \([0-9a-f]*\)$/\1/p' "$hsmdir/verify.out")
+words=$(sed -n 's/^seal words: //p' "$hsmdir/verify.out")
 
 echo "== the seal, checked by openssl alone"
 openssl dgst -sha256 -verify "$DEMO_DIR/signing-key.pem" -signature "$DEMO_DIR/seal.sig" "$DEMO_DIR/seal.payload"
 
 echo "== a custodian checks their share alone"
 "$root/bin/keyceremony" escrow verify-share --share "$DEMO_DIR/share-1-alice.age" --identity "$hsmdir/custodians/alice" \
-  --transcript "$DEMO_DIR/transcript.jsonl" --pubkey "$DEMO_DIR/signing-key.pem"
+  --transcript "$DEMO_DIR/transcript.jsonl" --fingerprint "$fingerprint"
 
 echo "== recovery drill: alice and bob recover into a scratch SoftHSM token, no KMS"
 "$root/bin/keyceremony" recover --drill --escrow "$DEMO_DIR/escrow.json" \
   --share "$DEMO_DIR/share-1-alice.age" --share "$DEMO_DIR/share-2-bob.age" \
   --identity "$hsmdir/custodians/alice" --identity "$hsmdir/custodians/bob" \
-  --transcript "$DEMO_DIR/transcript.jsonl" --pubkey "$DEMO_DIR/signing-key.pem" --out "$DEMO_DIR/drill"
+  --transcript "$DEMO_DIR/transcript.jsonl" --seal-words "$words" --out "$DEMO_DIR/drill"
 
 echo "== the imported key works: encrypt then decrypt through KMS"
 arn=$(sed -n 's/^  "key_arn": "\(.*\)",$/\1/p' "$DEMO_DIR/bundle-demo-payments.json")

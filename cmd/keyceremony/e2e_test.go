@@ -152,6 +152,7 @@ keys:
     does_not_expire: true
 escrow:
   threshold: 1
+  allow_single_custodian: true
   custodians:
     - name: alice
       recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p

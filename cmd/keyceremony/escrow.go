@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/escrow"
-	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
 )
 
@@ -24,14 +21,23 @@ type multi []string
 func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
-const verifyShareHelp = `Usage: keyceremony escrow verify-share --share FILE (--transcript FILE [--pubkey PEM] | --escrow FILE)
+const verifyShareHelp = `Usage: keyceremony escrow verify-share --share FILE --transcript FILE
+                                       (--fingerprint HEX | --seal-words WORDS)
                                        [--identity FILE]... [--passphrase-file FILE]
 
-A custodian, alone, checks their share: it opens with their identity file (age
-or SSH) or passphrase, and it lies on the polynomial the ceremony committed to
-(the Feldman check) in a verified transcript (pin its signer with --pubkey) or
-an escrow blob. Without --identity or --passphrase-file a passphrase is asked
-on the terminal. Exit 0: the share is good; 3: it is not; 1: it did not open.
+A custodian, alone, checks their share against the ceremony's transcript,
+whose signer they pin out of band (the fingerprint or the seal words the
+witnesses wrote down): the share opens with their identity file (age or SSH)
+or passphrase, lies on the polynomial the ceremony committed to (the Feldman
+check), is the share the transcript gave this custodian (name and index), and
+names the escrow blob the transcript recorded. Without --identity or
+--passphrase-file a passphrase is asked on the terminal.
+
+--pubkey PEM pins the signer to a key file (keyceremony cannot tell whether it
+is genuine, and says so); --insecure-unpinned trusts an unpinned transcript,
+which proves nothing: anyone can make a transcript and shares that agree.
+Exit 0: the share is good; 3: it is not, or the transcript is not the pinned
+one; 1: it did not open.
 
 `
 
@@ -45,69 +51,31 @@ func cmdEscrow(ctx context.Context, args []string, stdin *os.File, stdout, stder
 func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := newFlags("escrow verify-share", stderr, verifyShareHelp)
 	share := fs.String("share", "", "sealed share `file`")
-	trPath := fs.String("transcript", "", "the ceremony's `transcript`, verified first")
-	pubPath := fs.String("pubkey", "", "signing public key `PEM` the transcript's seal must match")
-	blobPath := fs.String("escrow", "", "the ceremony's escrow blob `file` (escrow.json), instead of a transcript")
+	trPath := fs.String("transcript", "", "the ceremony's `transcript`, verified against the pin")
+	pins := addPinFlags(fs)
 	var ids, passFiles multi
-	fs.Var(&ids, "identity", "age identity `file` or unencrypted SSH private key (repeatable)")
+	fs.Var(&ids, "identity", "age identity `file` or SSH private key (repeatable)")
 	fs.Var(&passFiles, "passphrase-file", "`file` holding the passphrase (else asked on the terminal)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if *share == "" || len(pos) > 0 || (*trPath == "") == (*blobPath == "") {
-		return usageError("escrow verify-share takes --share FILE and one of --transcript FILE or --escrow FILE")
+	if *share == "" || len(pos) > 0 || *trPath == "" {
+		return usageError("escrow verify-share takes --share FILE and --transcript FILE, with the transcript's signer pinned (--fingerprint HEX or --seal-words \"…\")")
 	}
-	if *pubPath != "" && *trPath == "" {
-		return usageError("--pubkey pins the signer of --transcript: give the transcript too")
+	pin, err := pins.pin("escrow verify-share", *trPath)
+	if err != nil {
+		return err
 	}
-
 	// The public side first: what the share must match.
-	var com *escrow.Commitments
-	var blobSum, source string
-	if *trPath != "" {
-		var pub *ecdsa.PublicKey
-		if *pubPath != "" {
-			if pub, err = readECPublicKey(*pubPath); err != nil {
-				return err
-			}
+	orig, err := ceremony.OpenOriginal(*trPath, pin)
+	if err != nil {
+		var ve *transcripts.VerifyError
+		if errors.As(err, &ve) {
+			return verifyFailure{err}
 		}
-		data, err := os.ReadFile(*trPath)
-		if err != nil {
-			return fmt.Errorf("failed to read transcript: %w", err)
-		}
-		res, err := transcripts.Verify(bytes.NewReader(data), pub)
-		if err != nil {
-			var ve *transcripts.VerifyError
-			if errors.As(err, &ve) {
-				return verifyFailure{fmt.Errorf("%s: %w", *trPath, err)}
-			}
-			return err
-		}
-		if com, err = ceremony.EscrowCommitments(res); err != nil {
-			return fmt.Errorf("%s: %w", *trPath, err)
-		}
-		for _, e := range res.Events {
-			if e.Step == "escrow" {
-				blobSum, _ = e.Data["file_sha256"].(string)
-			}
-		}
-		source = "the verified transcript"
-		if pub == nil {
-			source += " (signer not pinned: pass --pubkey)"
-		}
-	} else {
-		data, err := os.ReadFile(*blobPath)
-		if err != nil {
-			return fmt.Errorf("failed to read the escrow blob: %w", err)
-		}
-		b, err := escrow.ParseBlob(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *blobPath, err)
-		}
-		com, blobSum, source = b.Public(), evidence.Hash(data), "the escrow blob"
+		return err
 	}
-
 	identities, err := readIdentities(ids)
 	if err != nil {
 		return err
@@ -130,14 +98,16 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 	if err != nil {
 		return shareError(err)
 	}
-	if err := com.Verify(sh); err != nil {
+	if err := orig.CheckShare(sh); err != nil {
 		return verifyFailure{err}
 	}
-	if blobSum != "" && sh.EscrowSHA256 != blobSum {
-		return verifyFailure{&escrow.ShareError{File: *share, Custodian: sh.Custodian, Index: sh.Index, Reason: "was made with another escrow blob than " + source + " names"}}
+	verdict := "OK"
+	if !orig.Genuine {
+		verdict = "NOT CONFIRMED"
 	}
-	fmt.Fprintf(stdout, "OK: share %d of %d of custodian %q for ceremony %s opens and matches the commitments of %s; %d of %d shares recover the keys\n",
-		sh.Index, sh.Shares, sh.Custodian, sh.CeremonyID, source, sh.Threshold, sh.Shares)
+	fmt.Fprintf(stdout, "%s: share %d of %d of custodian %q for ceremony %s opens and matches the commitments of the transcript; %d of %d shares recover the keys\n",
+		verdict, sh.Index, sh.Shares, sh.Custodian, sh.CeremonyID, sh.Threshold, sh.Shares)
+	fmt.Fprintf(stdout, "pinned by: %s\n", orig.PinnedBy)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // escrowRig is the shared end-to-end harness (newE2E: SoftHSM token
@@ -53,6 +55,26 @@ func (r *escrowRig) write(name, data string) string {
 		r.t.Fatal(err)
 	}
 	return p
+}
+
+// wantExact runs a command that must fail with code and exactly the error
+// line want, on one line, changing nothing in dirs (which must not exist
+// afterwards when they did not before).
+func (r *escrowRig) wantExact(code int, want string, env []string, args ...string) {
+	r.t.Helper()
+	_, errs, got := r.run(env, args...)
+	if got != code {
+		r.t.Errorf("keyceremony %s: exit %d, want %d\n%s", args[0], got, code, errs)
+	}
+	var lines []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.HasPrefix(l, "keyceremony: error: ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 || lines[0] != "keyceremony: error: "+want {
+		r.t.Errorf("keyceremony %s:\n got %q\nwant %q", args[0], lines, "keyceremony: error: "+want)
+	}
 }
 
 // wantFail runs a command that must fail with code and a one-line error
@@ -176,6 +198,15 @@ escrow:
 		t.Errorf("escrow event: %v", escEv.Data)
 	}
 	blobData, _ := os.ReadFile(blob)
+	// The pins the witnesses wrote down.
+	fp, words := res.Seal.Fingerprint, res.Seal.Words
+	pinned := []string{"--transcript", tr, "--fingerprint", fp}
+	// Share files are for their custodians only.
+	for i, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		if st, err := os.Stat(share(i+1, name)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("share file of %s: %v, mode %v, want 0600", name, err, st.Mode().Perm())
+		}
+	}
 	// No share value in the transcript or the blob; shares are armored.
 	for i, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		data, _ := os.ReadFile(share(i+1, name))
@@ -200,38 +231,64 @@ escrow:
 	}
 
 	t.Run("verify-share", func(t *testing.T) {
-		for _, c := range []struct{ name, flag, file string }{
-			{"alice", "--identity", idFiles["alice"]}, {"bob", "--identity", idFiles["bob"]}, {"carol", "--passphrase-file", carolPass},
-		} {
-			i := map[string]int{"alice": 1, "bob": 2, "carol": 3}[c.name]
-			got := r.mustRun(nil, "escrow", "verify-share", "--share", share(i, c.name), c.flag, c.file, "--transcript", tr, "--pubkey", pub)
-			if !strings.Contains(got, fmt.Sprintf("OK: share %d of 5 of custodian %q for ceremony escrow-e2e", i, c.name)) {
-				t.Errorf("verify-share %s: %s", c.name, got)
-			}
+		vs := func(i int, name string, rest ...string) []string {
+			return append([]string{"escrow", "verify-share", "--share", share(i, name)}, rest...)
 		}
-		r.mustRun(nil, "escrow", "verify-share", "--share", share(4, "dave"), "--identity", idFiles["dave"], "--escrow", blob)
+		got := r.mustRun(nil, vs(1, "alice", "--identity", idFiles["alice"], "--transcript", tr, "--fingerprint", fp)...)
+		if !strings.HasPrefix(got, "OK: share 1 of 5 of custodian \"alice\" for ceremony escrow-e2e") || !strings.Contains(got, "pinned by: signer fingerprint "+fp) {
+			t.Errorf("verify-share alice: %s", got)
+		}
+		// The seal words typed back, in any case and spacing.
+		got = r.mustRun(nil, vs(2, "bob", "--identity", idFiles["bob"], "--transcript", tr, "--seal-words", "  "+strings.ToUpper(words)+" ")...)
+		if !strings.HasPrefix(got, "OK: share 2 of 5 of custodian \"bob\"") || !strings.Contains(got, "pinned by: seal words typed back") {
+			t.Errorf("verify-share bob: %s", got)
+		}
+		// A key file beside the transcript pins, but proves nothing.
+		got = r.mustRun(nil, vs(3, "carol", "--passphrase-file", carolPass, "--transcript", tr, "--pubkey", pub)...)
+		if !strings.HasPrefix(got, "NOT CONFIRMED: share 3 of 5 of custodian \"carol\"") || !strings.Contains(got, "not confirmed: keyceremony cannot tell whether that file is genuine") {
+			t.Errorf("verify-share carol with --pubkey: %s", got)
+		}
+		// An unpinned transcript is refused unless trusted explicitly.
+		r.wantExact(2, "escrow verify-share needs the signer of "+tr+" pinned: --fingerprint HEX or --seal-words \"…\" as the witnesses wrote them down (or --insecure-unpinned, which proves nothing)", nil,
+			vs(4, "dave", "--identity", idFiles["dave"], "--transcript", tr)...)
+		got = r.mustRun(nil, vs(4, "dave", "--identity", idFiles["dave"], "--transcript", tr, "--insecure-unpinned")...)
+		if !strings.HasPrefix(got, "NOT CONFIRMED: share 4 of 5") || !strings.Contains(got, "pinned by: nothing (--insecure-unpinned)") {
+			t.Errorf("verify-share --insecure-unpinned: %s", got)
+		}
+		// Another signer, other seal words.
+		other := strings.Repeat("ab", 32)
+		r.wantExact(4, fmt.Sprintf("%s: transcript line %d: field \"fingerprint\": signed by another key than the pinned one (expected abababababababab…, found %s…)", tr, res.EventCount+2, fp[:16]), nil,
+			vs(1, "alice", "--identity", idFiles["alice"], "--transcript", tr, "--fingerprint", other)...)
+		r.wantFail(4, []string{tr + ": transcript line", "the seal words given are not this transcript's"}, nil,
+			vs(1, "alice", "--identity", idFiles["alice"], "--transcript", tr, "--seal-words", "aardvark absurd")...)
 		r.wantFail(1, []string{share(1, "alice"), "does not open this share"}, nil,
-			"escrow", "verify-share", "--share", share(1, "alice"), "--identity", idFiles["dave"], "--transcript", tr)
+			vs(1, "alice", "--identity", idFiles["dave"], "--transcript", tr, "--fingerprint", fp)...)
 		r.wantFail(1, []string{share(3, "carol"), "does not open"}, nil,
-			"escrow", "verify-share", "--share", share(3, "carol"), "--passphrase-file", r.write("wrong.pass", "not carol's passphrase"), "--transcript", tr)
+			vs(3, "carol", "--passphrase-file", r.write("wrong.pass", "not carol's passphrase"), "--transcript", tr, "--fingerprint", fp)...)
 		// A share of another ceremony, and a forged one, sealed to alice.
-		other := forgeShare(t, "other-ceremony", nil, recips[0])
+		otherSh := forgeShare(t, "other-ceremony", nil, recips[0])
 		r.wantFail(3, []string{"belongs to ceremony \"other-ceremony\", not \"escrow-e2e\""}, nil,
-			"escrow", "verify-share", "--share", r.write("other.age", string(other)), "--identity", idFiles["alice"], "--transcript", tr)
+			"escrow", "verify-share", "--share", r.write("other.age", string(otherSh)), "--identity", idFiles["alice"], "--transcript", tr, "--fingerprint", fp)
 		b, _ := escrow.ParseBlob(blobData)
 		forged := forgeShare(t, "escrow-e2e", b.Commitments, recips[0])
 		r.wantFail(3, []string{"forged.age", "fails the Feldman check"}, nil,
-			"escrow", "verify-share", "--share", r.write("forged.age", string(forged)), "--identity", idFiles["alice"], "--escrow", blob)
-		r.wantFail(2, []string{"one of --transcript"}, nil, "escrow", "verify-share", "--share", share(1, "alice"))
+			"escrow", "verify-share", "--share", r.write("forged.age", string(forged)), "--identity", idFiles["alice"], "--transcript", tr, "--fingerprint", fp)
+		// Alice's share re-sealed to bob under bob's name: its index is
+		// alice's, and the transcript binds the index to her.
+		relabelled := r.write("relabelled.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "bob", string(sshPub))))
+		r.wantExact(3, "share 1 of custodian \"bob\" ("+relabelled+"): names custodian \"bob\", but the transcript gave share 1 to \"alice\": the share was relabelled; use alice's own share file", nil,
+			"escrow", "verify-share", "--share", relabelled, "--identity", idFiles["bob"], "--transcript", tr, "--fingerprint", fp)
+		r.wantExact(2, "escrow verify-share takes --share FILE and --transcript FILE, with the transcript's signer pinned (--fingerprint HEX or --seal-words \"…\")", nil,
+			"escrow", "verify-share", "--share", share(1, "alice"))
 	})
 
 	t.Run("drill", func(t *testing.T) {
 		// AWS points at a closed port: a drill must not need KMS.
 		env := []string{"AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1", "KEYCEREMONY_PIN=9999"}
 		drillOut := filepath.Join(r.dir, "drill")
-		got := r.mustRun(env, "recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(3, "carol"),
-			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", carolPass, "--transcript", tr, "--pubkey", pub, "--out", drillOut)
-		if !strings.Contains(got, "drill PASSED") || !strings.Contains(got, "key payments (id 0a0b)") {
+		got := r.mustRun(env, append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(3, "carol"),
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", carolPass, "--out", drillOut}, pinned...)...)
+		if !strings.Contains(got, "drill PASSED") || !strings.Contains(got, "key payments (id 0a0b)") || !strings.Contains(got, "pinned by:   signer fingerprint "+fp) {
 			t.Errorf("drill: %s", got)
 		}
 		d, _ := os.ReadFile(filepath.Join(drillOut, "transcript.jsonl"))
@@ -250,31 +307,83 @@ escrow:
 			if e.Step == "drill" && e.Data["result"] == "pass" {
 				pass = true
 			}
-			if e.Step == "recovery" && e.Data["original_transcript_sha256"] != evidence.Hash(trData) {
-				t.Errorf("drill transcript does not refer to the original by hash: %v", e.Data)
+			if e.Step == "recovery" && (e.Data["original_transcript_sha256"] != evidence.Hash(trData) || e.Data["pinned_by"] != "signer fingerprint "+fp || e.Data["pin_confirmed"] != true) {
+				t.Errorf("drill transcript does not record the original and its pin: %v", e.Data)
 			}
 		}
 		if !pass {
 			t.Error("drill transcript has no passing drill event")
 		}
-		// A changed escrow blob fails the drill before any unwrap: each share
-		// names the blob it was made with.
+		// Pinned only by the key file beside the transcript: every key
+		// recovers, but the drill does not claim to have passed.
+		got = r.mustRun(env, "recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(4, "dave"),
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"], "--transcript", tr, "--pubkey", pub, "--out", filepath.Join(r.dir, "drill-pubkey"))
+		if strings.Contains(got, "PASSED") || !strings.HasPrefix(got, "drill NOT CONFIRMED: every key recovered, but the original transcript was pinned by public key file signing-key.pem") {
+			t.Errorf("drill pinned by a key file: %s", got)
+		}
+		// Without the transcript and a pin, nothing happens.
+		noPin := filepath.Join(r.dir, "drill-nopin")
+		r.wantExact(2, "recover needs --transcript ORIGINAL with its signer pinned (--fingerprint HEX or --seal-words \"…\" from the witnesses' notes); --insecure-unpinned goes on without proof", env,
+			"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--identity", idFiles["alice"], "--out", noPin)
+		r.wantExact(2, "recover needs the signer of "+tr+" pinned: --fingerprint HEX or --seal-words \"…\" as the witnesses wrote them down (or --insecure-unpinned, which proves nothing)", env,
+			"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--identity", idFiles["alice"], "--transcript", tr, "--out", noPin)
+		if _, err := os.Stat(noPin); err == nil {
+			t.Error("a refused drill left its output directory behind")
+		}
+		// A changed escrow blob is refused up front.
 		tb, _ := escrow.ParseBlob(blobData)
 		tb.Keys[0].WrappedKey[5] ^= 1
 		tampered, _ := tb.Marshal()
-		r.wantFail(3, []string{"recovery drill FAILED", "custodian \"alice\"", "was made with escrow blob sha256", "not tampered.json"}, env,
-			"recover", "--drill", "--escrow", r.write("tampered.json", string(tampered)), "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(4, "dave"),
-			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"], "--out", filepath.Join(r.dir, "drill-tampered"))
-		// With the original transcript, the changed blob is refused up front.
-		r.wantFail(1, []string{"is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
-			"recover", "--drill", "--escrow", filepath.Join(r.dir, "tampered.json"), "--share", share(1, "alice"), "--identity", idFiles["alice"],
-			"--transcript", tr, "--out", filepath.Join(r.dir, "drill-tampered2"))
+		tamperedOut := filepath.Join(r.dir, "drill-tampered")
+		r.wantFail(3, []string{"tampered.json is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
+			append([]string{"recover", "--drill", "--escrow", r.write("tampered.json", string(tampered)), "--share", share(1, "alice"), "--identity", idFiles["alice"],
+				"--out", tamperedOut}, pinned...)...)
+		if _, err := os.Stat(tamperedOut); err == nil {
+			t.Error("a refused drill left its output directory behind")
+		}
+		// A relabelled share fails the drill.
+		relabelled := r.write("relabelled2.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "bob", string(sshPub))))
+		r.wantExact(3, "recovery drill FAILED: share 1 of custodian \"bob\" ("+relabelled+"): names custodian \"bob\", but the transcript gave share 1 to \"alice\": the share was relabelled; use alice's own share file", env,
+			append([]string{"recover", "--drill", "--escrow", blob, "--share", relabelled, "--share", share(4, "dave"), "--share", share(5, "erin"),
+				"--identity", idFiles["bob"], "--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-relabelled")}, pinned...)...)
 		// A failing drill (too few shares) is recorded as a failure.
 		failOut := filepath.Join(r.dir, "drill-fail")
 		r.wantFail(3, []string{"recovery drill FAILED", "too few shares", "needs 3 of 5"}, env,
-			"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--identity", idFiles["alice"], "--identity", idFiles["bob"], "--out", failOut)
+			append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--identity", idFiles["alice"], "--identity", idFiles["bob"], "--out", failOut}, pinned...)...)
 		if d, _ := os.ReadFile(filepath.Join(failOut, "transcript.jsonl")); !bytes.Contains(d, []byte(`"result":"fail"`)) {
 			t.Errorf("failed drill not recorded: %s", d)
+		}
+	})
+
+	// The attack of issue 13: a second ceremony with the same id, sealed to
+	// the real custodians' public keys, gives an escrow.json and shares that
+	// agree with each other, with a key the attacker knows.
+	t.Run("forged ceremony", func(t *testing.T) {
+		env := []string{"AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1", "KEYCEREMONY_PIN=9999"}
+		fdir := filepath.Join(r.dir, "forged-ceremony")
+		forgedKCV := forgeCeremony(t, blobData, fdir, []string{recips[0], strings.TrimSpace(string(sshPub)), "", recips[1], recips[2]})
+		fshare := func(i int, name string) string { return filepath.Join(fdir, fmt.Sprintf("share-%d-%s.age", i, name)) }
+		args := []string{"recover", "--drill", "--share", fshare(1, "alice"), "--share", fshare(2, "bob"), "--share", fshare(4, "dave"),
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"]}
+		out := func(n string) []string { return []string{"--out", filepath.Join(r.dir, n)} }
+		// The forged files, swapped into place, against the real transcript.
+		r.wantFail(3, []string{filepath.Join(fdir, "escrow.json") + " is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
+			slices.Concat(args, []string{"--escrow", filepath.Join(fdir, "escrow.json")}, pinned, out("f1"))...)
+		// The forged shares with the real escrow.json.
+		r.wantFail(3, []string{"custodian \"alice\"", "belongs to another escrow of ceremony \"escrow-e2e\" (its commitments differ)"}, env,
+			slices.Concat(args, []string{"--escrow", blob}, pinned, out("f2"))...)
+		// Without a transcript it is refused; forced, it recovers the
+		// attacker's key, and says that this proves nothing.
+		r.wantFail(2, []string{"recover needs --transcript ORIGINAL with its signer pinned"}, env,
+			slices.Concat(args, []string{"--escrow", filepath.Join(fdir, "escrow.json")}, out("f3"))...)
+		got := r.mustRun(env, slices.Concat(args, []string{"--escrow", filepath.Join(fdir, "escrow.json"), "--insecure-unpinned"}, out("f4"))...)
+		if strings.Contains(got, "PASSED") || !strings.Contains(got, "drill NOT CONFIRMED") || !strings.Contains(got, "kcv "+forgedKCV) {
+			t.Errorf("forged drill without a transcript: %s", got)
+		}
+		for _, d := range []string{"f1", "f3"} {
+			if _, err := os.Stat(filepath.Join(r.dir, d)); err == nil {
+				t.Errorf("a refused drill left %s behind", d)
+			}
 		}
 	})
 
@@ -317,7 +426,7 @@ escrow:
 	t.Run("bad recoveries", func(t *testing.T) {
 		o := func(n string) string { return filepath.Join(r.dir, n) }
 		ids := []string{"--identity", idFiles["alice"], "--identity", idFiles["dave"], "--identity", idFiles["erin"]}
-		base := append([]string{"recover", "--escrow", blob, "--token-label", "recovery"}, ids...)
+		base := slices.Concat([]string{"recover", "--escrow", blob, "--token-label", "recovery"}, ids, pinned)
 		r.wantFail(1, []string{"too few shares: 2 distinct valid share(s) given, this escrow needs 3 of 5"}, nil,
 			append(base, "--share", share(1, "alice"), "--share", share(4, "dave"), "--out", o("few"))...)
 		r.wantFail(3, []string{share(4, "dave"), "is a duplicate of share 4 of custodian \"dave\""}, nil,
@@ -327,7 +436,7 @@ escrow:
 		r.wantFail(3, []string{"forged2.age", "custodian \"erin\"", "fails the Feldman check"}, nil,
 			append(base, "--share", share(1, "alice"), "--share", share(4, "dave"), "--share", forged, "--out", o("forged"))...)
 		r.wantFail(1, []string{share(2, "bob"), "sealed to an age or SSH key", "--identity"}, nil,
-			"recover", "--escrow", blob, "--token-label", "recovery", "--share", share(2, "bob"), "--out", o("noid"))
+			append([]string{"recover", "--escrow", blob, "--token-label", "recovery", "--share", share(2, "bob"), "--out", o("noid")}, pinned...)...)
 		r.wantFail(1, []string{share(3, "carol"), "does not open"}, nil,
 			append(base, "--share", share(3, "carol"), "--passphrase-file", r.write("bad.pass", "wrong passphrase!!"), "--out", o("badpass"))...)
 		r.wantFail(2, []string{"exactly one of --token-label"}, nil, "recover", "--escrow", blob, "--share", share(1, "alice"), "--out", o("x"))
@@ -354,7 +463,7 @@ escrow:
 	recOut := filepath.Join(r.dir, "recovery")
 	got := r.mustRun(nil, "recover", "--escrow", blob, "--share", share(2, "bob"), "--share", share(3, "carol"), "--share", share(5, "erin"),
 		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass,
-		"--token-label", "recovery", "--transcript", tr, "--pubkey", pub, "--out", recOut)
+		"--token-label", "recovery", "--transcript", tr, "--seal-words", words, "--out", recOut)
 	if !strings.Contains(got, "key payments (id 0a0b): recovered into the token, kcv") || !strings.Contains(got, "shares used: bob, carol, erin") {
 		t.Errorf("recover: %s", got)
 	}
@@ -379,7 +488,7 @@ escrow:
 	}
 	got = r.mustRun(nil, "recover", "--escrow", blob, "--share", share(1, "alice"), "--share", share(3, "carol"), "--share", share(4, "dave"),
 		"--identity", idFiles["alice"], "--identity", idFiles["dave"], "--passphrase-file", carolPass,
-		"--token-label", "recovery2", "--transcript", tr, "--pubkey", pub, "--out", filepath.Join(r.dir, "recovery2"),
+		"--token-label", "recovery2", "--transcript", tr, "--fingerprint", fp, "--out", filepath.Join(r.dir, "recovery2"),
 		"--reimport", "--wrapping-algorithm", "RSAES_OAEP_SHA_1", "--wrapping-key-spec", "RSA_2048", "--valid-for", "30d")
 	if !strings.Contains(got, "imported again into "+arn) {
 		t.Errorf("recover --reimport: %s", got)
@@ -389,7 +498,8 @@ escrow:
 	// second recovery into the same token refuses to overwrite it.
 	r.wantFail(1, []string{"already holds a key labelled \"payments\""}, nil,
 		"recover", "--escrow", blob, "--share", share(2, "bob"), "--share", share(3, "carol"), "--share", share(5, "erin"),
-		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass, "--token-label", "recovery", "--out", filepath.Join(r.dir, "again"))
+		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass, "--token-label", "recovery", "--out", filepath.Join(r.dir, "again"),
+		"--transcript", tr, "--fingerprint", fp)
 	if _, err := os.Stat(filepath.Join(r.dir, "again")); err == nil {
 		t.Error("a refused recovery left its output directory behind")
 	}
@@ -420,4 +530,105 @@ func forgeShare(t *testing.T, id string, commitments []string, recipient string)
 		t.Fatal(err)
 	}
 	return data
+}
+
+// relabel opens the share in file with identity file id, renames its
+// custodian to name and seals it to recipient: what a custodian could do to
+// pass their share off as another's.
+func relabel(t *testing.T, file, id, name, recipient string) []byte {
+	t.Helper()
+	data, _ := os.ReadFile(file)
+	key, _ := os.ReadFile(id)
+	ids, err := escrow.ParseIdentities(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := escrow.OpenShare(data, file, ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Custodian = name
+	rc, err := escrow.ParseRecipient(recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := escrow.SealShare(sh, rc, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// forgeCeremony writes into dir what a second ceremony with the real one's
+// id and custodians would make: escrow.json (the real blob's keys and
+// labels, wrapped under a new KEK, with a key the attacker chose) and a
+// share per custodian sealed to their real public recipient ("" for a
+// passphrase custodian: sealed to a passphrase the attacker chose). It
+// returns the forged key's check value.
+func forgeCeremony(t *testing.T, realBlob []byte, dir string, recipients []string) string {
+	t.Helper()
+	b, err := escrow.ParseBlob(realBlob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := escrow.Split(rand.Reader, b.Threshold, b.Shares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kek, err := s.KEK(b.CeremonyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	kcv, _ := escrow.CheckValue(key)
+	b.Commitments, b.KEKCheckValue = s.Commitments, mustKCV(t, kek)
+	for i := range b.Keys {
+		if b.Keys[i].WrappedKey, err = wrap.KeyWrapPad(kek, key); err != nil {
+			t.Fatal(err)
+		}
+		b.Keys[i].KeyCheckValue = kcv
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "escrow.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range b.Custodians {
+		sh, err := s.Share(i+1, b.CeremonyID, c.Name, evidence.Hash(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rc *escrow.Recipient
+		if recipients[i] == "" {
+			rc, err = escrow.PassphraseRecipient([]byte("the attacker's passphrase"))
+		} else {
+			rc, err = escrow.ParseRecipient(recipients[i])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := escrow.SealShare(sh, rc, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("share-%d-%s.age", i+1, c.Name)), sealed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kcv
+}
+
+func mustKCV(t *testing.T, key []byte) string {
+	t.Helper()
+	kcv, err := escrow.CheckValue(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kcv
 }

@@ -41,7 +41,7 @@ func TestOfflineCeremony(t *testing.T) {
 	os.WriteFile(cfg, []byte(`
 ceremony: {id: offline-1, operator: tester, out_dir: out}
 token: {label: ceremony}
-escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
 keys:
 `+keys.String()), 0o600)
 

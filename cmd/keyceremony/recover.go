@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"io"
@@ -13,27 +12,37 @@ import (
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
 const recoverHelp = `Usage: keyceremony recover --escrow FILE --share FILE... --out DIR
                            (--token-label LABEL | --token-uri URI | --drill)
+                           --transcript ORIGINAL (--fingerprint HEX | --seal-words WORDS)
                            [--identity FILE]... [--passphrase-file FILE]...
-                           [--transcript ORIGINAL [--pubkey PEM]]
                            [--reimport (--valid-for DUR | --does-not-expire)]
 
-Recovers the keys of an escrow blob from the shares of M custodians: each share
-is opened and checked against the commitments (a bad share is named), the
-shares give the escrow key-encryption key, which enters the token only as a
-session key; each key is unwrapped as a sensitive token key with its original
-label and CKA_ID and its key check value compared with the escrow's (and the
-original transcript's with --transcript). The recovery writes its own sealed
-transcript in --out DIR.
+Recovers the keys of an escrow from the shares of M custodians, rooted in the
+ceremony's original transcript, whose signer is pinned out of band: the
+fingerprint or the seal words the witnesses wrote down. The blob must be the
+one the transcript recorded; each share is opened and checked against the
+transcript's commitments and must be the share the transcript gave its
+custodian (a bad share is named); the shares give the escrow key-encryption
+key, which enters the token only as a session key; each key is unwrapped as a
+sensitive token key with its original label and CKA_ID and its key check value
+compared with the transcript's. The recovery writes its own sealed transcript
+in --out DIR, recording what pinned the original.
+
+--pubkey PEM pins the signer to a key file; keyceremony cannot tell whether
+that file is genuine, and says so. --insecure-unpinned goes on without a pin
+(or without a transcript): anyone can make an escrow and shares that agree
+with each other, so that proves nothing.
 
 --drill does the same into a scratch SoftHSM token made and destroyed for the
 occasion: it touches no production token and no KMS. Drill after every
-ceremony. Exit 0: recovered / drill passed; 3: a share or the escrow failed a
-check, or the drill failed; 1: another error.
+ceremony. Exit 0: recovered / drill passed (or, not pinned out of band, "not
+confirmed"); 3: a share or the escrow failed a check, or the drill failed;
+1: another error.
 
 --reimport then imports each recovered key again into its KMS keys (wrapped on
 the token), configured the standard AWS way (AWS_REGION, AWS_ENDPOINT_URL_KMS...).
@@ -56,8 +65,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	module := fs.String("module", "", "PKCS#11 module `path` of the target token")
 	pinFile := fs.String("pin-file", "", "`file` holding the target token's user PIN")
 	signingKey := fs.String("signing-key", "keyceremony-transcript", "`label` of the token key that seals the recovery transcript (made if missing)")
-	orig := fs.String("transcript", "", "the original ceremony `transcript`: verified, and its key check values and escrow hash must match")
-	pubPath := fs.String("pubkey", "", "signing public key `PEM` the original transcript's seal must match")
+	orig := fs.String("transcript", "", "the original ceremony `transcript`: verified against the pin; the escrow, the shares and the key check values must match it")
+	pins := addPinFlags(fs)
 	operator := fs.String("operator", os.Getenv("USER"), "operator `name` recorded in the transcript")
 	reimport := fs.Bool("reimport", false, "import each recovered key again into its KMS keys")
 	region := fs.String("region", "", "KMS `region` for --reimport (else AWS_REGION)")
@@ -81,28 +90,23 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		return usageError("--drill touches no KMS: drop --reimport")
 	case !*drill && (*label == "") == (*uri == ""):
 		return usageError("recover needs exactly one of --token-label, --token-uri or --drill")
-	case *pubPath != "" && *orig == "":
-		return usageError("--pubkey pins the signer of --transcript: give the transcript too")
 	case !*reimport && (*validFor != "" || *noExpiry):
 		return usageError("--valid-for and --does-not-expire go with --reimport")
 	case *reimport && (*validFor == "") == !*noExpiry:
 		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
+	}
+	pin, err := pins.pin("recover", *orig)
+	if err != nil {
+		return err
 	}
 	lock, err := ceremony.LockDir(*out, "keyceremony recover")
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, OriginalTranscript: *orig, OutDir: *out, Operator: *operator}
+	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, Transcript: *orig, Pin: pin, OutDir: *out, Operator: *operator}
 	if !*drill {
 		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, PINFile: *pinFile, SigningKey: *signingKey}
-	}
-	if *pubPath != "" {
-		var pub *ecdsa.PublicKey
-		if pub, err = readECPublicKey(*pubPath); err != nil {
-			return err
-		}
-		o.OriginalPublicKey = pub
 	}
 	if *reimport {
 		a, err := wrap.ParseAlgorithm(*alg)
@@ -132,8 +136,10 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	res, err := ceremony.Recover(ctx, o, ui)
 	if err != nil {
 		var se *escrow.ShareError
+		var ve *transcripts.VerifyError
+		var me *ceremony.MismatchError
 		switch {
-		case errors.Is(err, ceremony.ErrDrillFailed), errors.As(err, &se), errors.Is(err, hsm.ErrUnwrap):
+		case errors.Is(err, ceremony.ErrDrillFailed), errors.As(err, &se), errors.As(err, &ve), errors.As(err, &me), errors.Is(err, hsm.ErrUnwrap):
 			return verifyFailure{err}
 		case errors.Is(err, escrow.ErrWrongIdentity):
 			return shareError(err)
@@ -145,8 +151,15 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	what := "recovered into the token"
 	if res.Drill {
 		what = "recovered into a scratch SoftHSM token (destroyed)"
-		fmt.Fprintf(stdout, "drill PASSED: the escrow recovers every key\n")
+		if res.Confirmed {
+			fmt.Fprintf(stdout, "drill PASSED: the escrow recovers every key\n")
+		} else {
+			fmt.Fprintf(stdout, "drill NOT CONFIRMED: every key recovered, but the original transcript was pinned by %s; pin it with --fingerprint or --seal-words from the witnesses' notes\n", res.PinnedBy)
+		}
+	} else if !res.Confirmed {
+		fmt.Fprintf(stdout, "WARNING: not confirmed: the original transcript was pinned by %s\n", res.PinnedBy)
 	}
+	fmt.Fprintf(stdout, "pinned by:   %s\n", res.PinnedBy)
 	fmt.Fprintf(stdout, "shares used: %s\n", strings.Join(res.Custodians, ", "))
 	for _, k := range res.Keys {
 		fmt.Fprintf(stdout, "key %s (id %s): %s, kcv %s matches", k.Label, k.ID, what, k.KeyCheckValue)

@@ -53,6 +53,7 @@ keys:
     valid_for: 90d
 escrow:
   threshold: 1
+  allow_single_custodian: true
   custodians:
     - name: alice
       recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p
