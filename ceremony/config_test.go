@@ -74,6 +74,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no escrow", "escrow:", "escrow_:", `unknown field "escrow_" in the top level`},
 		{"threshold 0", "threshold: 2", "threshold: 0", "escrow.threshold 0 must be between 1 and the number of custodians (3)"},
 		{"threshold > n", "threshold: 2", "threshold: 4", "escrow.threshold 4 must be between 1"},
+		{"single custodian", "threshold: 2", "threshold: 1", "escrow.threshold 1 lets any one custodian recover every key alone: raise it, or set escrow.allow_single_custodian: true"},
 		{"bad name", "name: carol", "name: 'carol smith'", "escrow.custodians[0].name"},
 		{"same name", "name: dave", "name: carol", `escrow.custodians[1].name "carol" is used twice`},
 		{"bad age recipient", "recipient: age1ql3z", "recipient: age1xl3z", "escrow.custodians[0].recipient: invalid age recipient"},

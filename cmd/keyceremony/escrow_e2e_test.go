@@ -162,8 +162,11 @@ escrow:
 	// Without an escrow section a ceremony refuses to start, changing nothing.
 	noEscrow := r.write("no-escrow.yaml", cfgText[:strings.Index(cfgText, "escrow:")])
 	r.wantFail(1, []string{"escrow must be set", "add an escrow section"}, nil, "run", "--config", noEscrow)
+	// Threshold 1 lets any one custodian recover alone: only when asked.
+	single := r.write("single.yaml", strings.Replace(cfgText, "threshold: 3", "threshold: 1", 1))
+	r.wantExact(1, single+": escrow.threshold 1 lets any one custodian recover every key alone: raise it, or set escrow.allow_single_custodian: true", nil, "run", "--config", single)
 	if _, err := os.Stat(out); err == nil {
-		t.Fatal("a ceremony without escrow wrote its output directory")
+		t.Fatal("a refused ceremony wrote its output directory")
 	}
 	_, stderr, code := r.run(nil, "run", "--config", cfg)
 	if code != 0 {
