@@ -95,16 +95,12 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	case *reimport && (*validFor == "") == !*noExpiry:
 		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
 	}
-	pin, err := pins.pin("recover", *orig)
-	if err != nil {
-		return err
-	}
 	lock, err := ceremony.LockDir(*out, "keyceremony recover")
 	if err != nil {
 		return err
 	}
 	defer lock.Unlock()
-	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, Transcript: *orig, Pin: pin, OutDir: *out, Operator: *operator}
+	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, Transcript: *orig, OutDir: *out, Operator: *operator}
 	if !*drill {
 		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, PINFile: *pinFile, SigningKey: *signingKey}
 	}
@@ -125,6 +121,9 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 			ro.ValidFor = d
 		}
 		o.Reimport = ro
+	}
+	if o.Pin, err = pins.pin("recover", *orig); err != nil {
+		return err
 	}
 	if o.Identities, err = readIdentities(ids); err != nil {
 		return err

@@ -55,7 +55,7 @@ func TestSwappedParamsFile(t *testing.T) {
 ceremony: {id: swap-%[1]s, operator: tester, out_dir: %[1]s}
 token: {label: ceremony}
 %[4]s
-escrow: {threshold: 1, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
 keys:
   - {label: swap-%[1]s, params_file: %[2]s, %[3]s valid_for: 30d}
 `, out, swapped, pin, extra)
