@@ -151,6 +151,11 @@ type keyState struct {
 	// generated, imported and checked are what the transcript of a
 	// resumed ceremony shows done.
 	kmsRecorded, generated, imported, checked bool
+	// nonce tags the KMS key created for this key, and genIntent says a
+	// trusted event records that the key was about to be generated with
+	// id (adopt.go).
+	nonce     string
+	genIntent bool
 	// paramsRecorded is false for import parameters fetched (to check the
 	// endpoint before anything changes) but not yet written and recorded.
 	paramsRecorded bool
@@ -199,6 +204,9 @@ type state struct {
 	resumeHeaderKey *transcripts.SigningKey
 	referenced      map[string]bool
 	stepHadEvents   map[int]bool
+	// tagged are the KMS keys tagged with this ceremony's ID, listed once
+	// by a resume that has a KMS key to find (adopt.go).
+	tagged *[]awskms.TaggedKey
 }
 
 type pendingEvent struct {
@@ -259,6 +267,14 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	}
 	// An unsealed transcript in out_dir is a ceremony to resume.
 	if _, err := os.Stat(s.res.Transcript); err == nil {
+		// The process died between the seal and the seal's files.
+		if res, err := finishSeal(out, s.res.Transcript); res != nil || err != nil {
+			if res != nil {
+				ui.Info("the transcript was sealed; its seal files " + SealPayloadFile + " and " + SealSignatureFile + " were missing and are written now")
+				ui.Info("seal words, to read aloud and write down: " + res.SealWords)
+			}
+			return res, err
+		}
 		if err := s.resume(); err != nil {
 			return nil, &StepError{Step: "resume", Err: err}
 		}

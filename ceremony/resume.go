@@ -81,8 +81,16 @@ func (s *state) resume() error {
 			continue
 		}
 		switch e.Step {
+		case "kms-key-intent":
+			k.nonce = str("nonce")
+		case "generate-key-intent":
+			id, err := hex.DecodeString(str("id"))
+			if err != nil {
+				return fail(fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq))
+			}
+			k.id, k.genIntent = id, true
 		case "kms-key":
-			k.arn, k.kmsRecorded = str("kms_key_arn"), true
+			k.arn, k.kmsRecorded, k.nonce = str("kms_key_arn"), true, str("nonce")
 		case "generate-key":
 			id, err := hex.DecodeString(str("id"))
 			if err != nil {

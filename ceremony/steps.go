@@ -107,12 +107,7 @@ func openToken(ctx context.Context, s *state) (string, error) {
 			}
 			continue
 		}
-		if _, err := tok.FindAESKey(k.cfg.Label, nil); err == nil {
-			if s.resumed {
-				return "", fmt.Errorf("%w: token %q holds a key labelled %q that the transcript does not record (the process died while generating it): it never left the token; destroy it (pkcs11-tool --delete-object --type secrkey --label %s) and resume", hsm.ErrKeyExists, in.Label, k.cfg.Label, k.cfg.Label)
-			}
-			return "", fmt.Errorf("%w: token %q already holds a key labelled %q: choose a new label in keys[].label", hsm.ErrKeyExists, in.Label, k.cfg.Label)
-		} else if !errors.Is(err, hsm.ErrKeyNotFound) {
+		if err := s.checkTokenLabel(k); err != nil {
 			return "", err
 		}
 	}
@@ -171,19 +166,20 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			names = append(names, k.arn)
 			continue
 		}
+		data := map[string]any{"label": k.cfg.Label, "created": k.cfg.Create, "region": c.Region(), "endpoint": endpoint}
 		if k.cfg.Create {
-			desc := k.cfg.Description
-			if desc == "" {
-				desc = fmt.Sprintf("keyceremony %s: %s", s.cfg.Ceremony.ID, k.cfg.Label)
-			}
-			arn, err := c.CreateKey(ctx, desc, false)
+			adopted, err := s.createKMSKey(ctx, c, k)
 			if err != nil {
 				return "", err
 			}
-			k.arn = arn
+			data["nonce"] = k.nonce
+			if adopted != "" {
+				data["adopted"] = adopted
+			}
 		}
+		data["kms_key_arn"] = k.arn
 		k.res.KMSKeyARN = k.arn
-		if err := s.recordChange("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": k.cfg.Create, "region": c.Region(), "endpoint": endpoint}); err != nil {
+		if err := s.recordChange("kms-key", data); err != nil {
 			return "", err
 		}
 		names = append(names, k.arn)
@@ -202,29 +198,25 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 			out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
 			continue
 		}
-		if k.cfg.ID != "" {
-			k.id, _ = hex.DecodeString(k.cfg.ID)
-		} else {
-			k.id = make([]byte, 8)
-			if _, err := rand.Read(k.id); err != nil {
-				return "", err
-			}
-		}
-		key, err := s.tok.GenerateAESKey(k.cfg.Label, k.id)
+		adopted, err := s.generateKey(k)
 		if err != nil {
 			return "", err
 		}
-		k.key = key
-		kcv, err := s.tok.CheckValue(key)
+		kcv, err := s.tok.CheckValue(k.key)
 		if err != nil {
 			return "", err
 		}
 		k.kcv = hex.EncodeToString(kcv)
 		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
-		if err := s.recordChange("generate-key", map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}); err != nil {
+		data := map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}
+		what := "generated on the token,"
+		if adopted != "" {
+			data["adopted"], what = adopted, "adopted: "+adopted+";"
+		}
+		if err := s.recordChange("generate-key", data); err != nil {
 			return "", err
 		}
-		s.ui.Info(fmt.Sprintf("key %q generated on the token, key check value %s", k.cfg.Label, k.kcv))
+		s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))
 		out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
 	}
 	return strings.Join(out, ", "), nil

@@ -434,6 +434,10 @@ func (c *crashCase) checkKMS(tr string, tokenKCV map[string]string) error {
 		if k.Material == nil {
 			return fmt.Errorf("KMS key %s (%s) has no material", k.ID, label)
 		}
+		// Found by tag too: the tags a resume looks for.
+		if k.Tags["keyceremony:ceremony-id"] != c.name || k.Tags["keyceremony:label"] != label || len(k.Tags["keyceremony:nonce"]) != 32 {
+			return fmt.Errorf("KMS key %s (%s) has tags %v, want the ceremony ID, the label and a nonce", k.ID, label, k.Tags)
+		}
 		if got := kcv(k.Material); got != tokenKCV[label] {
 			return fmt.Errorf("KMS key %s (%s) holds material with check value %s, the token key has %s", k.ID, label, got, tokenKCV[label])
 		}
@@ -529,20 +533,35 @@ func checkKCVs(path string, want map[string]string) error {
 // killed run is killed at the next point), then resumes it with the same
 // command and checks the evidence. It returns "" when everything holds.
 func crashPoint(t *testing.T, conf string, cu *crashCustodians, n int, points ...killPoint) string {
+	msg, _ := crashCasePoint(t, conf, cu, n, points...)
+	return msg
+}
+
+// crashCasePoint is crashPoint, returning the case too.
+func crashCasePoint(t *testing.T, conf string, cu *crashCustodians, n int, points ...killPoint) (string, *crashCase) {
 	c := newCrashCase(t, conf, cu, n)
+	msg := c.killAndResume(points)
+	return msg, c
+}
+
+func (c *crashCase) killAndResume(points []killPoint) string {
 	for i, p := range points {
 		r := c.run(p)
 		if !r.killed {
 			if r.code != 0 {
 				return fmt.Sprintf("run %d (to be killed at %s) exited %d: %s", i+1, p, r.code, firstErrorLine(r.stderr))
 			}
-			break // finished before the kill point
+			return c.checkMsg() // finished before the kill point
 		}
 	}
 	r := c.run(killPoint{line: -1, request: -1})
 	if r.code != 0 || r.killed {
 		return fmt.Sprintf("resume exited %d: %s", r.code, firstErrorLine(r.stderr))
 	}
+	return c.checkMsg()
+}
+
+func (c *crashCase) checkMsg() string {
 	if err := c.check(); err != nil {
 		return err.Error()
 	}
@@ -754,4 +773,53 @@ func snapshot(t *testing.T, dir, kmsState string) string {
 		fmt.Fprintf(&b, "%s %d %v %x; ", filepath.Base(p), len(data), fi.Mode(), sha256.Sum256(data))
 	}
 	return b.String()
+}
+
+// TestCrashAdoption kills a ceremony right after KMS created a key and
+// right after the intent to generate a token key was signed (so the key is
+// made, and nothing records it): the resume finds the KMS key by its tags
+// and the token key by label and id, and adopts both, asking nobody to
+// destroy anything.
+func TestCrashAdoption(t *testing.T) {
+	conf, cu, _, ops := crashEnv(t)
+	second := slices.Index(ops, "CreateKey") + 1
+	// The line count just after the generate-key event that follows the
+	// second generate-key-intent and its checkpoint, from a clean run's
+	// transcript: killed there, the key exists and no checkpoint covers
+	// its event.
+	c := newCrashCase(t, conf, cu, 800)
+	if r := c.run(killPoint{line: -1, request: -1}); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	lines, err := transcriptLines(filepath.Join(c.out, "transcript.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent := -1
+	for i, l := range lines {
+		if l["step"] == "generate-key-intent" {
+			if d, _ := l["data"].(map[string]any); d["label"] == "archive" {
+				intent = i + 3 // 1-based, its checkpoint, generate-key
+			}
+		}
+	}
+	if intent < 0 || lines[intent-2]["step"] != "checkpoint" || lines[intent-1]["step"] != "generate-key" {
+		t.Fatalf("no checkpointed generate-key-intent then generate-key for archive in the clean run")
+	}
+	for i, tt := range []struct {
+		p    killPoint
+		want string
+	}{
+		{requestKill(second, "CreateKey", true), `"step":"kms-key","actor":"tester","data":{"adopted":"found by its tags`},
+		{lineKill(intent), `"step":"generate-key","actor":"tester","data":{"adopted":"found on the token by label and id`},
+	} {
+		msg, c := crashCasePoint(t, conf, cu, 810+i, tt.p)
+		if msg != "" {
+			t.Errorf("killed at %s: %s", tt.p, msg)
+		}
+		data, _ := os.ReadFile(filepath.Join(c.out, "transcript.jsonl"))
+		if !bytes.Contains(data, []byte(tt.want)) {
+			t.Errorf("killed at %s: the transcript does not record the adoption (%s)", tt.p, tt.want)
+		}
+	}
 }

@@ -194,7 +194,7 @@ escrow:
 			escEv = e
 		}
 	}
-	if s := strings.Join(steps, " "); !strings.Contains(s, "fetch-params generate-key escrow wrap import") {
+	if s := strings.Join(steps, " "); !strings.Contains(s, "fetch-params generate-key-intent generate-key escrow wrap import") {
 		t.Errorf("escrow is not between generate-key and the upload: %s", s)
 	}
 	if escEv.Data["subsets_checked"] != float64(10) || escEv.Data["quorum_check"] != "ok" || escEv.Data["threshold"] != float64(3) {

@@ -42,8 +42,9 @@ It implements CreateKey, DescribeKey, ListKeys, EnableKey, DisableKey,
 ScheduleKeyDeletion, CancelKeyDeletion, CreateAlias, DeleteAlias, ListAliases,
 GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial,
 ListKeyRotations, RotateKeyOnDemand, GetKeyRotationStatus, ReplicateKey,
-Encrypt, Decrypt and GenerateDataKey for SYMMETRIC_DEFAULT keys, with the KMS
-rules and errors of importing and rotating key material. Each request acts in
+TagResource, UntagResource, ListResourceTags, Encrypt, Decrypt and
+GenerateDataKey for SYMMETRIC_DEFAULT keys, with the KMS rules and errors of
+importing and rotating key material. Each request acts in
 the Region of its SigV4 signature; multi-Region keys (mrk-...) have replicas.
 
 Usage:

@@ -70,6 +70,8 @@ type key struct {
 	ReplicaRegions      []string   `json:"replicaRegions,omitempty"`
 	DeletionDate        *time.Time `json:"deletionDate,omitempty"`
 	PendingWindowInDays int        `json:"pendingWindowInDays,omitempty"`
+	// Tags are the key's tags (tags.go).
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // state returns the key's KeyState.

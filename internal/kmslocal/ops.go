@@ -34,7 +34,8 @@ type keyMetadataOutput struct {
 
 // createKey implements CreateKey for SYMMETRIC_DEFAULT ENCRYPT_DECRYPT keys
 // of origin EXTERNAL (created PendingImport) or AWS_KMS (created Enabled
-// with random material). Policy and Tags are accepted and ignored.
+// with random material). Tags are checked and kept (tags.go); Policy is
+// accepted and ignored.
 func (s *Server) createKey(c *call) (any, error) {
 	var in createKeyInput
 	if err := decodeInput(c.body, &in); err != nil {
@@ -76,6 +77,10 @@ func (s *Server) createKey(c *call) (any, error) {
 	if in.CustomKeyStoreId != "" || in.XksKeyId != "" {
 		return nil, newError(excUnsupportedOperation, "kmslocal has no custom key stores")
 	}
+	tags, err := createKeyTags(c.body)
+	if err != nil {
+		return nil, err
+	}
 	var desc string
 	if in.Description != nil {
 		desc = *in.Description
@@ -99,6 +104,9 @@ func (s *Server) createKey(c *call) (any, error) {
 		KeyUsage:      usage,
 		MultiRegion:   in.MultiRegion,
 		Enabled:       true,
+	}
+	if len(tags) > 0 {
+		k.Tags = tags
 	}
 	if origin == originAWSKMS {
 		k.Material = make([]byte, materialSize)

@@ -185,6 +185,9 @@ var handlers = map[string]handler{
 	"ReplicateKey":              (*Server).replicateKey,
 	"RotateKeyOnDemand":         (*Server).rotateKeyOnDemand,
 	"ScheduleKeyDeletion":       (*Server).scheduleKeyDeletion,
+	"TagResource":               (*Server).tagResource,
+	"UntagResource":             (*Server).untagResource,
+	"ListResourceTags":          (*Server).listResourceTags,
 }
 
 // ServeHTTP answers one AWS JSON 1.1 request: POST / with X-Amz-Target

@@ -1,0 +1,154 @@
+package ceremony
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm"
+)
+
+// Nothing a ceremony makes is orphaned by a crash. Before it creates a KMS
+// key or generates a key on the token, it records its intent (with a signed
+// checkpoint): a KMS key is created tagged with the ceremony's ID, the
+// key's label and a fresh nonce the intent names; a token key is generated
+// with the CKA_ID the intent names. A resume that finds an intent without
+// the event of the act looks for what the act made, and adopts it: the KMS
+// key by its tags (ListKeys and ListResourceTags, page by page), the token
+// key by label and CKA_ID, its check value read from the token. Only when
+// there is none does it do the act again.
+
+// Tag keys of the KMS keys a ceremony creates.
+const (
+	TagCeremony = "keyceremony:ceremony-id"
+	TagLabel    = "keyceremony:label"
+	TagNonce    = "keyceremony:nonce"
+)
+
+// createKMSKey creates k's KMS key, or adopts the one a run that died made
+// for the same intent. It returns how the key was adopted ("" when created).
+func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (string, error) {
+	if k.nonce != "" {
+		arn, how, err := s.findKMSKey(ctx, c, k)
+		if err != nil || arn != "" {
+			k.arn = arn
+			return how, err
+		}
+	} else {
+		nonce := make([]byte, 16)
+		if _, err := rand.Read(nonce); err != nil {
+			return "", err
+		}
+		k.nonce = hex.EncodeToString(nonce)
+		if err := s.recordChange("kms-key-intent", map[string]any{"label": k.cfg.Label, "nonce": k.nonce, "tags": s.kmsTags(k)}); err != nil {
+			return "", err
+		}
+	}
+	desc := k.cfg.Description
+	if desc == "" {
+		desc = fmt.Sprintf("keyceremony %s: %s", s.cfg.Ceremony.ID, k.cfg.Label)
+	}
+	arn, err := c.CreateTaggedKey(ctx, desc, false, s.kmsTags(k))
+	if err != nil {
+		return "", err
+	}
+	k.arn = arn
+	return "", nil
+}
+
+func (s *state) kmsTags(k *keyState) map[string]string {
+	return map[string]string{TagCeremony: s.cfg.Ceremony.ID, TagLabel: k.cfg.Label, TagNonce: k.nonce}
+}
+
+// findKMSKey looks for the KMS key a run that died created for k's intent.
+func (s *state) findKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (arn, how string, err error) {
+	if s.tagged == nil {
+		found, err := c.FindTagged(ctx, map[string]string{TagCeremony: s.cfg.Ceremony.ID})
+		if err != nil {
+			return "", "", err
+		}
+		s.tagged = &found
+	}
+	var match []string
+	for _, t := range *s.tagged {
+		if t.Tags[TagLabel] == k.cfg.Label && t.Tags[TagNonce] == k.nonce {
+			match = append(match, t.ARN)
+		}
+	}
+	if len(match) == 0 {
+		return "", "", nil
+	}
+	d, err := c.Describe(ctx, match[0])
+	if err != nil {
+		return "", "", err
+	}
+	if d.Origin != "EXTERNAL" || d.State != "PendingImport" {
+		return "", "", fmt.Errorf("KMS key %s, tagged for key %q of this ceremony, is %s with origin %s, not PendingImport with origin EXTERNAL: it was changed outside the ceremony; check it, then untag it (aws kms untag-resource --key-id %s --tag-keys %s) and resume", d.ARN, k.cfg.Label, d.State, d.Origin, d.ARN, TagNonce)
+	}
+	how = "found by its tags after the process died before recording it"
+	if len(match) > 1 {
+		// A CreateKey the SDK retried after a lost answer: the others
+		// hold nothing; name them so that they can be deleted.
+		how += "; other keys with the same tags, never used: " + strings.Join(match[1:], ", ")
+		s.ui.Info(fmt.Sprintf("KMS keys %s were created twice for key %q and never used: schedule their deletion (aws kms schedule-key-deletion)", strings.Join(match[1:], ", "), k.cfg.Label))
+	}
+	s.ui.Info(fmt.Sprintf("KMS key %s for %q adopted: %s", d.ARN, k.cfg.Label, how))
+	return d.ARN, how, nil
+}
+
+// generateKey generates k on the token, after recording the intent, or
+// adopts the key a run that died generated for the same intent. It returns
+// how the key was adopted ("" when generated).
+func (s *state) generateKey(k *keyState) (string, error) {
+	if k.genIntent {
+		key, err := s.tok.FindAESKey(k.cfg.Label, k.id)
+		switch {
+		case err == nil:
+			k.key = key
+			return "found on the token by label and id after the process died before recording it", nil
+		case !errors.Is(err, hsm.ErrKeyNotFound):
+			return "", err
+		}
+	} else {
+		if k.cfg.ID != "" {
+			k.id, _ = hex.DecodeString(k.cfg.ID)
+		} else {
+			k.id = make([]byte, 8)
+			if _, err := rand.Read(k.id); err != nil {
+				return "", err
+			}
+		}
+		if err := s.recordChange("generate-key-intent", map[string]any{"label": k.cfg.Label, "id": hex.EncodeToString(k.id)}); err != nil {
+			return "", err
+		}
+		k.genIntent = true
+	}
+	key, err := s.tok.GenerateAESKey(k.cfg.Label, k.id)
+	if err != nil {
+		return "", err
+	}
+	k.key = key
+	return "", nil
+}
+
+// checkTokenLabel is openToken's check that k's label is free on the token,
+// or holds the key a resumed ceremony intended to generate there.
+func (s *state) checkTokenLabel(k *keyState) error {
+	tok := s.tok.Info().Label
+	key, err := s.tok.FindAESKey(k.cfg.Label, nil)
+	switch {
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return err
+	case s.resumed && k.genIntent && string(key.ID) == string(k.id):
+		return nil // generateKey adopts it
+	case s.resumed:
+		return fmt.Errorf("%w: token %q holds a key labelled %q (id %x) that this ceremony did not generate: its transcript records no intent to generate it; choose a new label in keys[].label", hsm.ErrKeyExists, tok, k.cfg.Label, key.ID)
+	}
+	return fmt.Errorf("%w: token %q already holds a key labelled %q: choose a new label in keys[].label", hsm.ErrKeyExists, tok, k.cfg.Label)
+}
