@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // In a binary built with -tags crashtest (never a release build), crash
@@ -14,18 +15,29 @@ import (
 //   - KEYCEREMONY_CRASHTEST_KILL_AT_LINE=N: the process SIGKILLs itself as
 //     soon as a transcript file holds N lines (0: right after it is
 //     created);
-//   - KEYCEREMONY_CRASHTEST_STOP_AT_LINE=N: the process SIGSTOPs itself
-//     there, for the test to start a second run beside it and SIGCONT it.
+//   - KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE=N with
+//     KEYCEREMONY_CRASHTEST_PAUSE_FILE=F: the process creates F there and
+//     waits, doing nothing else, until F is removed, for the test to start
+//     a second run beside it.
 func init() {
 	kill, kerr := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_KILL_AT_LINE"))
-	stop, serr := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_STOP_AT_LINE"))
+	pause, perr := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE"))
+	file := os.Getenv("KEYCEREMONY_CRASHTEST_PAUSE_FILE")
 	testOnlyAfterLine = func(lines int) {
 		switch {
 		case kerr == nil && lines == kill:
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {}
-		case serr == nil && lines == stop:
-			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+		case perr == nil && file != "" && lines == pause:
+			if err := os.WriteFile(file, nil, 0o600); err != nil {
+				panic(err)
+			}
+			for {
+				if _, err := os.Stat(file); err != nil {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 	}
 }

@@ -673,7 +673,7 @@ func TestCrashRandom(t *testing.T) {
 	}
 }
 
-// TestTwoRunsOneDirectory starts a ceremony, stops it (SIGSTOP) at
+// TestTwoRunsOneDirectory starts a ceremony, pauses it at
 // transcript line 3, 6, 16 and 20, and meanwhile runs run, wrap and recover
 // on the same directory: each gets a one-line error naming the process that
 // holds the directory, and changes nothing. The first run then finishes and
@@ -691,14 +691,15 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 			c := newCrashCase(t, conf, cu, 900+i)
 			first := exec.Command(filepath.Join(binDir, "keyceremony-crashtest"), "run", "--config", c.cfg)
 			first.Dir = c.dir
-			first.Env = append(slices.Clone(c.env), "KEYCEREMONY_CRASHTEST_STOP_AT_LINE="+strconv.Itoa(line))
+			pause := filepath.Join(c.dir, "paused")
+			first.Env = append(slices.Clone(c.env), "KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE="+strconv.Itoa(line), "KEYCEREMONY_CRASHTEST_PAUSE_FILE="+pause)
 			var firstOut bytes.Buffer
 			first.Stdout, first.Stderr = &firstOut, &firstOut
 			if err := first.Start(); err != nil {
 				t.Fatal(err)
 			}
 			defer func() { _ = first.Process.Kill() }()
-			waitStopped(t, first.Process.Pid)
+			waitFile(t, pause)
 			before := snapshot(t, c.out, c.kms.state)
 			want := fmt.Sprintf("is in use by process %d (keyceremony run, since ", first.Process.Pid)
 			for _, args := range [][]string{
@@ -721,7 +722,7 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 			if after := snapshot(t, c.out, c.kms.state); after != before {
 				t.Errorf("a refused second run changed something:\nbefore %s\nafter  %s", before, after)
 			}
-			if err := first.Process.Signal(syscall.SIGCONT); err != nil {
+			if err := os.Remove(pause); err != nil {
 				t.Fatal(err)
 			}
 			if err := first.Wait(); err != nil {
@@ -734,19 +735,15 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 	}
 }
 
-// waitStopped waits until process pid is stopped (state T).
-func waitStopped(t *testing.T, pid int) {
+// waitFile waits until the paused process makes file.
+func waitFile(t *testing.T, file string) {
 	for i := 0; i < 1200; i++ {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])); len(f) > 0 && f[0] == "T" {
+		if _, err := os.Stat(file); err == nil {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("process %d did not stop", pid)
+	t.Fatalf("the first run did not pause (no %s)", file)
 }
 
 // snapshot describes every file of dir (name, size, mode, SHA-256) and the

@@ -379,7 +379,9 @@ func TestVerifyTampered(t *testing.T) {
 	p := filepath.Join(e.dir, "tampered.jsonl")
 	os.WriteFile(p, bad, 0o644)
 	_, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), p)
-	if code != 3 || !strings.Contains(stderr, "transcript line 5: field \"prev\"") {
+	// The line after the changed one no longer chains to it.
+	next := bytes.Count(data[:bytes.Index(data, []byte(`"created":true`))], []byte("\n")) + 2
+	if code != 3 || !strings.Contains(stderr, fmt.Sprintf("transcript line %d: field \"prev\"", next)) {
 		t.Errorf("tampered transcript: exit %d: %s", code, stderr)
 	}
 	var m map[string]any
