@@ -241,7 +241,7 @@ func (s *Signature) Verify(namespace string, msg []byte) error {
 	}
 	// DSA keys are 1024-bit and SHA-1: OpenSSH still verifies them in
 	// SSHSIG; we deliberately do not.
-	if plain(s.PublicKey).Type() == ssh.KeyAlgoDSA {
+	if plain(s.PublicKey).Type() == "ssh-dss" {
 		return fmt.Errorf("%w: DSA (ssh-dss) keys are not accepted", ErrVerify)
 	}
 	// ssh-keygen refuses SHA-1 RSA signatures in SSHSIG; so do we.
