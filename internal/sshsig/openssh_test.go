@@ -15,6 +15,7 @@ package sshsig_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -377,6 +378,36 @@ func generateVectors(t *testing.T) {
 	dsa := g.key("dsa", "-t", "dsa")
 	g.add(vector{Name: "dsa/ssh-keygen signature", Allowed: "alice " + dsa.line(), Signature: g.keygenSign(dsa, "keyceremony", message),
 		Stricter: "DSA keys are 1024-bit with SHA-1, removed from OpenSSH 10; keyceremony does not accept them"})
+
+	// Security keys, made here: no FIDO token answers in a test. The
+	// signature covers SHA-256(application), the flags, the counter and
+	// SHA-256(signed data) (PROTOCOL.u2f).
+	skPub, skPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skKey := ssh.Marshal(struct {
+		Name, Key, App string
+	}{ssh.KeyAlgoSKED25519, string(skPub), "ssh:"})
+	skLine := "alice " + ssh.KeyAlgoSKED25519 + " " + base64.StdEncoding.EncodeToString(skKey) + "\n"
+	for _, c := range []struct {
+		name     string
+		rest     []byte
+		stricter string
+	}{
+		{"user presence", []byte{0x01, 0, 0, 0, 7}, ""},
+		{"no user presence", []byte{0x00, 0, 0, 0, 7}, "ssh-keygen -Y verify does not require the user-presence flag; keyceremony does"},
+		{"user verification without presence", []byte{0x04, 0, 0, 0, 7}, "ssh-keygen -Y verify does not require the user-presence flag; keyceremony does"},
+		{"byte after the counter", []byte{0x01, 0, 0, 0, 7, 0}, ""},
+	} {
+		h := sha512.Sum512([]byte(message))
+		data := append([]byte("SSHSIG"), ssh.Marshal(struct{ NS, Reserved, Alg, Hash string }{"keyceremony", "", "sha512", string(h[:])})...)
+		app, msg := sha256.Sum256([]byte("ssh:")), sha256.Sum256(data)
+		signed := append(append(app[:], c.rest[:5]...), msg[:]...)
+		sig := ssh.Signature{Format: ssh.KeyAlgoSKED25519, Blob: ed25519.Sign(skPriv, signed), Rest: c.rest}
+		w := wire{1, string(skKey), "keyceremony", "", "sha512", string(ssh.Marshal(sig))}
+		g.add(vector{Name: "sk-ed25519/" + c.name, Allowed: skLine, Signature: armour(w.blob()), Stricter: c.stricter})
+	}
 
 	// The armour.
 	body := strings.TrimSuffix(strings.TrimPrefix(good, "-----BEGIN SSH SIGNATURE-----\n"), "-----END SSH SIGNATURE-----\n")
