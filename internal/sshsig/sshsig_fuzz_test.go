@@ -111,5 +111,5 @@ var timeWithSpace = regexp.MustCompile(`(?i)valid-(after|before)="[^"]*[^0-9zutc
 // README lists.
 func stricter(err error, allowed []byte) bool {
 	s := err.Error()
-	return strings.Contains(s, "unsupported version 0") || strings.Contains(s, "DSA") || timeWithSpace.Match(allowed)
+	return strings.Contains(s, "unsupported version 0") || strings.Contains(s, "DSA") || strings.Contains(s, "user presence") || timeWithSpace.Match(allowed)
 }
