@@ -132,6 +132,9 @@ type Result struct {
 	SealWords     string
 	SealPayload   string
 	SealSignature string
+	// SetAside lists the files a resumed ceremony moved out of the way
+	// (files of steps that did not finish, void escrow shares).
+	SetAside []SetAside
 }
 
 // KeyResult describes one generated and imported key.
@@ -145,6 +148,9 @@ type KeyResult struct {
 	// UploadCommand, after an offline ceremony, is the complete command
 	// that checks the bundle against the sealed transcript and imports it.
 	UploadCommand string
+	// ImportBy is when the import parameters of an offline ceremony's
+	// bundle expire: upload it before then.
+	ImportBy *time.Time
 }
 
 type keyState struct {
@@ -207,6 +213,8 @@ type state struct {
 	// tagged are the KMS keys tagged with this ceremony's ID, listed once
 	// by a resume that has a KMS key to find (adopt.go).
 	tagged *[]awskms.TaggedKey
+	// voided names the files of escrow attempts recorded as void.
+	voided map[string]bool
 }
 
 type pendingEvent struct {
@@ -296,10 +304,16 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ui.StepStarted(i+1, len(steps), st)
 		s.stepNo = st.No
+		if err := s.checkStop(); err != nil {
+			return nil, s.stopped(st)
+		}
+		ui.StepStarted(i+1, len(steps), st)
 		recorded := s.recorded
 		summary, err := st.run(ctx, s)
+		if errors.Is(err, ErrInterrupted) {
+			return nil, s.stopped(st)
+		}
 		if err != nil {
 			if s.tr != nil {
 				_ = s.tr.AppendStep(st.No, "failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
@@ -325,6 +339,10 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	for _, k := range s.keys {
 		if s.res.Offline {
 			k.res.UploadCommand = uploadCommand(k.res.Bundle, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
+			if k.bundle != nil {
+				t := k.bundle.ParamsValidTo
+				k.res.ImportBy = &t
+			}
 		}
 		s.res.Keys = append(s.res.Keys, k.res)
 	}
@@ -366,25 +384,35 @@ func ToolVersion() string {
 }
 
 // OpenToken opens the token a config names, asking the UI for the PIN when
-// the config gives no PIN source. The PIN is zeroed before it returns.
+// the config gives no PIN source. A PIN typed at the UI that the token
+// refuses is asked for again, three tries in all, so that nothing done
+// before (a custodian's recipient or passphrase) has to be done again. The
+// PIN is zeroed before it returns.
 func OpenToken(ctx context.Context, t *TokenConfig, ui UI) (*hsm.Token, error) {
 	module, label, serial, _ := t.selector()
-	pin, err := readPIN(ctx, t, label+serial, ui)
-	if err != nil {
-		return nil, err
+	const tries = 3
+	for try := 1; ; try++ {
+		pin, asked, err := readPIN(ctx, t, label+serial, ui, try, tries)
+		if err != nil {
+			return nil, err
+		}
+		tok, err := hsm.Open(hsm.Config{Module: module, TokenLabel: label, TokenSerial: serial, PIN: pin})
+		clear(pin)
+		if err == nil || !asked || !errors.Is(err, hsm.ErrWrongPIN) || try == tries {
+			return tok, err
+		}
+		ui.Info(fmt.Sprintf("wrong PIN for token %q: nothing was changed; type the user PIN again (the token counts failed logins)", label+serial))
 	}
-	defer clear(pin)
-	return hsm.Open(hsm.Config{Module: module, TokenLabel: label, TokenSerial: serial, PIN: pin})
 }
 
 // readPIN takes the PIN from token.pin_file, then token.pin_env, then
 // $KEYCEREMONY_PIN, then asks the UI. Never from a flag or the config itself.
-func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI) ([]byte, error) {
+func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI, try, tries int) (pin []byte, asked bool, err error) {
 	_, _, _, pinFile := t.selector()
 	if pinFile != "" {
 		b, err := os.ReadFile(pinFile)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read the PIN file named by token.pin_file: %w", err)
+			return nil, false, fmt.Errorf("failed to read the PIN file named by token.pin_file: %w", err)
 		}
 		n := len(b)
 		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
@@ -392,19 +420,24 @@ func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI) ([]byte, 
 		}
 		pin := append([]byte(nil), b[:n]...)
 		clear(b)
-		return pin, nil
+		return pin, false, nil
 	}
 	env := t.PINEnv
 	if env == "" {
 		env = DefaultPINEnv
 	}
 	if v, ok := os.LookupEnv(env); ok {
-		return []byte(v), nil
+		return []byte(v), false, nil
 	}
 	if t.PINEnv != "" {
-		return nil, fmt.Errorf("token.pin_env names %s but it is not set: export it, or remove pin_env to be asked", t.PINEnv)
+		return nil, false, fmt.Errorf("token.pin_env names %s but it is not set: export it, or remove pin_env to be asked", t.PINEnv)
 	}
-	return ui.Secret(ctx, fmt.Sprintf("User PIN for token %q", token))
+	prompt := fmt.Sprintf("User PIN for token %q", token)
+	if try > 1 {
+		prompt += fmt.Sprintf(" (try %d of %d)", try, tries)
+	}
+	pin, err = ui.Secret(ctx, prompt)
+	return pin, true, err
 }
 
 func sha256Hex(b []byte) string {

@@ -205,11 +205,20 @@ func custodians(ctx context.Context, s *state) (string, error) {
 // among the custodians, every key wrapped under it on the token, the blob
 // and the sealed shares written, and every M-subset of the shares recombined
 // and checked against the commitments and, on the token, against the blob.
-func escrowKeys(ctx context.Context, s *state) (string, error) {
+func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 	e := s.cfg.Escrow
 	if s.escrowed {
 		return "the escrow was made and checked before the restart", nil
 	}
+	// An attempt that stops after writing files leaves shares that no
+	// recorded escrow uses: say so in the transcript, with who took one.
+	var taken []string
+	first := len(s.files)
+	defer func() {
+		if err != nil && len(s.files) > first {
+			err = s.voidEscrow(s.files[first:], taken, err)
+		}
+	}()
 	id := s.cfg.Ceremony.ID
 	n := len(e.Custodians)
 	defer func() { s.openers = nil }()
@@ -327,12 +336,16 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 	// Each custodian, in turn, takes their share file and confirms it.
 	for i, c := range e.Custodians {
 		d := custData[i]
+		if err := handOver(ctx, s.ui, c.Name, fmt.Sprintf("Custodian %s takes their share file %s and confirms it.", c.Name, d["file"])); err != nil {
+			return "", err
+		}
 		got, err := s.ui.Confirm(ctx, fmt.Sprintf("Custodian %s (%d of %d): take %s (sha256 %.16s…) and keep it safe; %d of %d shares recover the keys.",
 			c.Name, i+1, n, d["file"], d["file_sha256"], e.Threshold, n), c.Name)
 		if err != nil {
 			return "", fmt.Errorf("custodian %q did not confirm receiving their share: %w", c.Name, err)
 		}
 		d["receipt"] = got.Record("custodian " + c.Name)
+		taken = append(taken, c.Name)
 	}
 	if err := s.record("escrow", map[string]any{
 		"threshold": e.Threshold, "shares": n, "custodians": custData,
@@ -350,6 +363,9 @@ func escrowKeys(ctx context.Context, s *state) (string, error) {
 // askRecipient has custodian name give their recipient at the keyboard,
 // asking again (three tries) while it does not parse.
 func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
+	if err := handOver(ctx, ui, name, fmt.Sprintf("Custodian %s gives the public recipient their share is sealed to.", name)); err != nil {
+		return "", err
+	}
 	var last error
 	for try := 0; try < 3; try++ {
 		r, err := ui.Ask(ctx, fmt.Sprintf("Custodian %s: type or paste your age recipient (age1…) or SSH public key (ssh-ed25519 …)", name))
@@ -361,7 +377,9 @@ func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
 			ui.Info(fmt.Sprintf("custodian %s: that is not a recipient: %v", name, err))
 			continue
 		}
-		return strings.TrimSpace(r), nil
+		r = strings.TrimSpace(r)
+		ui.Info(fmt.Sprintf("custodian %s: recorded recipient %s", name, r))
+		return r, nil
 	}
 	return "", fmt.Errorf("custodian %s gave no valid recipient in three tries: %w", name, last)
 }
@@ -369,6 +387,9 @@ func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
 // askPassphrase has a custodian type a new passphrase twice at the keyboard;
 // a short or mistyped one is asked again, three tries in all.
 func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
+	if err := handOver(ctx, ui, name, fmt.Sprintf("Custodian %s chooses the passphrase their share is sealed to, out of sight of everyone else.", name)); err != nil {
+		return nil, err
+	}
 	for try := 0; try < 3; try++ {
 		pass, err := ui.Secret(ctx, fmt.Sprintf("Escrow passphrase of custodian %q (at least %d characters)", name, MinPassphrase))
 		if err != nil {
@@ -393,4 +414,27 @@ func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
 		ui.Info(fmt.Sprintf("custodian %s: the two passphrases differ: type it again", name))
 	}
 	return nil, fmt.Errorf("%s: custodian %q gave no matching passphrase of at least %d characters in three tries: nothing was changed", p, name, MinPassphrase)
+}
+
+// voidEscrow records that an escrow attempt stopped after writing files
+// (cause): its shares belong to no recorded escrow and are void. A resume
+// moves the files aside and makes a new escrow; custodians who took a share
+// of this attempt destroy it. The files are named without "file" keys: they
+// are not evidence of the ceremony.
+func (s *state) voidEscrow(files []map[string]any, taken []string, cause error) error {
+	var void []any
+	for _, f := range files {
+		void = append(void, map[string]any{"name": f["file"], "content_sha256": f["sha256"]})
+	}
+	if taken == nil {
+		taken = []string{}
+	}
+	if err := s.record("escrow-void", map[string]any{"void_files": void, "shares_taken_by": taken,
+		"reason": "the escrow step stopped before it was recorded: " + cause.Error()}); err != nil {
+		return fmt.Errorf("%w (and recording the void escrow failed: %v)", cause, err)
+	}
+	if len(taken) > 0 {
+		s.ui.Info(fmt.Sprintf("the shares already taken by %s are void: they belong to no recorded escrow; destroy them", strings.Join(taken, ", ")))
+	}
+	return cause
 }

@@ -72,7 +72,9 @@ func offlineKMSKeys(s *state) (string, error) {
 // offlineParams copies each params file into the evidence and records it.
 func offlineParams(s *state) (string, error) {
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		if k.imported || k.params != nil && k.bundle != nil {
 			continue
 		}

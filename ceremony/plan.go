@@ -108,9 +108,6 @@ func (c *Config) Plan() []PlanItem {
 		}
 	}
 	items = append(items, PlanItem{"Evidence", c.OutDir()})
-	if _, err := os.Stat(filepath.Join(c.OutDir(), "transcript.jsonl")); err == nil {
-		items = append(items, PlanItem{"Resume", "unsealed transcript found: resumes where it stopped"})
-	}
 	return items
 }
 

@@ -57,6 +57,7 @@ func (s *state) resume() error {
 		byLabel[k.cfg.Label] = k
 	}
 	s.referenced = map[string]bool{}
+	s.voided = map[string]bool{}
 	s.stepHadEvents = map[int]bool{}
 	for _, e := range events {
 		s.stepHadEvents[e.StepNo] = true
@@ -72,6 +73,14 @@ func (s *state) resume() error {
 		switch e.Step {
 		case "escrow":
 			s.escrowed = true
+			continue
+		case "escrow-void":
+			for _, f := range voidFiles(e.Data) {
+				s.voided[f] = true
+			}
+			continue
+		case "set-aside":
+			s.res.SetAside = append(s.res.SetAside, SetAside{Name: str("name"), MovedTo: str("moved_to"), Reason: str("reason")})
 			continue
 		case "signing-key":
 			s.signingKeyWritten = true
@@ -217,9 +226,13 @@ func (s *state) setAside(name string) error {
 	if err != nil {
 		return err
 	}
+	prefix, reason := "unrecorded", "not recorded in the transcript: written by a step that did not finish"
+	if s.voided[name] {
+		prefix, reason = "void", "a file of an escrow attempt that stopped before it was recorded: its shares are void"
+	}
 	aside := ""
 	for i := 1; ; i++ {
-		aside = fmt.Sprintf("unrecorded-%d-%s", i, name)
+		aside = fmt.Sprintf("%s-%d-%s", prefix, i, name)
 		if _, err := os.Stat(filepath.Join(s.res.OutDir, aside)); errors.Is(err, os.ErrNotExist) {
 			break
 		}
@@ -227,8 +240,27 @@ func (s *state) setAside(name string) error {
 	if err := os.Rename(p, filepath.Join(s.res.OutDir, aside)); err != nil {
 		return fmt.Errorf("failed to move aside %s: %w", name, err)
 	}
-	return s.record("set-aside", map[string]any{"name": name, "moved_to": aside, "sha256": evidence.Hash(data),
-		"reason": "written before the process died, not recorded in the transcript"})
+	s.res.SetAside = append(s.res.SetAside, SetAside{Name: name, MovedTo: aside, Reason: reason})
+	return s.record("set-aside", map[string]any{"name": name, "moved_to": aside, "sha256": evidence.Hash(data), "reason": reason})
+}
+
+// SetAside is a file a resumed ceremony moved out of the way because the
+// transcript does not record it as evidence.
+type SetAside struct {
+	Name, MovedTo, Reason string
+}
+
+// voidFiles lists the names an escrow-void event gives.
+func voidFiles(data map[string]any) []string {
+	var out []string
+	fs, _ := data["void_files"].([]any)
+	for _, x := range fs {
+		m, _ := x.(map[string]any)
+		if n, _ := m["name"].(string); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // freshName returns base, or base with a number before its extension, so

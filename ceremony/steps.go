@@ -193,7 +193,9 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	}
 	var out []string
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		if k.generated {
 			out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
 			continue
@@ -228,7 +230,9 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 	}
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		// Parameters fetched before a restart serve while they are valid
 		// for another hour; an imported key needs none.
 		if k.imported || k.paramsRecorded && k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
@@ -291,7 +295,9 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 	}
 	now := testOnlyNow()
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		if k.imported {
 			k.res.ValidTo = k.validTo
 			continue
@@ -305,7 +311,7 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if vt != nil {
 			expiry = "expires " + vt.Format(time.RFC3339)
 		}
-		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.arn, expiry), k.cfg.Label)
+		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q (key check value %s) into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.kcv, k.arn, expiry), k.cfg.Label)
 		if err != nil {
 			return "", err
 		}
@@ -333,7 +339,9 @@ func checkImport(ctx context.Context, s *state) (string, error) {
 		return "offline: keyceremony upload checks each key in KMS after importing it", nil
 	}
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		if k.checked {
 			continue
 		}

@@ -91,7 +91,9 @@ func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy strin
 func wrapKeys(ctx context.Context, s *state) (string, error) {
 	inHSM, host := 0, 0
 	for n, k := range s.keys {
-		s.ui.Progress(n, len(s.keys))
+		if err := s.next(n); err != nil {
+			return "", err
+		}
 		if k.imported || k.bundle != nil && k.bundle.ParamsValidTo.Equal(k.params.ValidTo) {
 			continue
 		}

@@ -80,7 +80,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "tui":
-		err = cmdTUI(ctx, args[1:], stdin, stderr)
+		err = cmdTUI(ctx, args[1:], stdin, stdout, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":
@@ -114,6 +114,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
+	var quiet silentError
+	if errors.As(err, &quiet) {
+		return exitError
+	}
 	fmt.Fprintf(stderr, "keyceremony: error: %s\n", oneLine(err.Error()))
 	var he *hintError
 	if errors.As(err, &he) && he.hint != "" {
@@ -134,6 +138,10 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 }
 
 type usageError string
+
+// silentError exits with exitError without a message: what happened was
+// already said on stdout.
+type silentError struct{ error }
 
 func (e usageError) Error() string { return string(e) }
 

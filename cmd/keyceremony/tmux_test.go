@@ -38,10 +38,17 @@ func TestTUITmux(t *testing.T) {
 	}
 
 	tmux("send-keys", "-t", "c", "Enter")
-	// Bob mistypes the second time and is asked again.
+	// Bob comes to the keyboard, mistypes the second time and is asked
+	// again.
+	waitFor("Hand the keyboard to bob.")
+	tmux("send-keys", "-t", "c", "Enter")
 	waitFor(`Escrow passphrase of custodian "bob"`)
 	tmux("send-keys", "-t", "c", "-l", bobPass)
-	masked := waitFor("> " + strings.Repeat("*", len(bobPass)))
+	// The mask does not show the length.
+	masked := waitFor("> [typed, hidden]")
+	if strings.Contains(masked, "*") {
+		t.Errorf("the mask shows one character per character typed:\n%s", masked)
+	}
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor(`Custodian "bob": the same passphrase again`)
 	tmux("send-keys", "-t", "c", "-l", bobPass+"x")
@@ -54,7 +61,7 @@ func TestTUITmux(t *testing.T) {
 	}
 	waitFor("User PIN")
 	tmux("send-keys", "-t", "c", hsmtest.PIN)
-	typed := waitFor("> ****")
+	typed := waitFor("> [typed, hidden]")
 	if strings.Contains(masked, bobPass) || strings.Contains(typed, bobPass) {
 		t.Fatalf("the passphrase is visible:\n%s", masked)
 	}
@@ -63,11 +70,15 @@ func TestTUITmux(t *testing.T) {
 	}
 	tmux("send-keys", "-t", "c", "Enter")
 	for _, alias := range []string{"alice", "bob", "payments-tmux", "archive-tmux"} {
+		if alias == "alice" || alias == "bob" {
+			waitFor("Hand the keyboard to " + alias + ".")
+			tmux("send-keys", "-t", "c", "Enter")
+		}
 		waitFor(fmt.Sprintf("Type %q to confirm", alias))
 		tmux("send-keys", "-t", "c", alias, "Enter")
 	}
-	done := waitFor("Ceremony complete.")
-	for _, want := range []string{"✓ 10 Seal the transcript", "Seal words: ", "Key payments-tmux: kcv "} {
+	done := waitFor("complete: the transcript is sealed")
+	for _, want := range []string{"All 10 steps done", "Seal words (read aloud", "  payments-tmux", "key check value  "} {
 		if !strings.Contains(done, want) {
 			t.Errorf("final screen lacks %q:\n%s", want, done)
 		}
@@ -82,7 +93,18 @@ func TestTUITmux(t *testing.T) {
 		t.Error("the passphrase is on the final screen")
 	}
 	tmux("send-keys", "-t", "c", "Enter")
-	waitFor("EXIT=0")
+	// The summary stays in the terminal after the TUI exits, and in the
+	// evidence directory.
+	after := waitFor("EXIT=0")
+	for _, want := range []string{"This summary is also in", "keyceremony verify --pubkey"} {
+		if !strings.Contains(after, want) {
+			t.Errorf("the terminal after exit lacks %q:\n%s", want, after)
+		}
+	}
+	summary, err := os.ReadFile(filepath.Join(e.dir, "tmux", "summary.txt"))
+	if err != nil || !strings.Contains(string(summary), " 1 ") || !strings.Contains(string(summary), "key check value") {
+		t.Errorf("summary.txt: %v\n%s", err, summary)
+	}
 	// Neither secret is in any file the ceremony wrote.
 	entries, _ := os.ReadDir(filepath.Join(e.dir, "tmux"))
 	for _, ent := range entries {
@@ -96,7 +118,8 @@ func TestTUITmux(t *testing.T) {
 	colour := strings.Replace(tuiCommand(e), " NO_COLOR=1", "", 1)
 	tmux("new-session", "-d", "-s", "styled", "-x", "80", "-y", "24", fmt.Sprintf("cd %s && %s; sleep 60", e.dir, colour))
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if sc := tmux("capture-pane", "-e", "-p", "-t", "styled"); strings.Contains(sc, "Review the plan") {
+		// The ceremony is sealed by now: the screen says it is complete.
+		if sc := tmux("capture-pane", "-e", "-p", "-t", "styled"); strings.Contains(sc, "Nothing will run.") {
 			if !strings.Contains(sc, "\x1b[") {
 				t.Errorf("without NO_COLOR the plan is not styled either: the NO_COLOR check proves nothing:\n%q", sc)
 			}
@@ -134,6 +157,8 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("User PIN")
 	tmux("send-keys", "-t", "c", hsmtest.PIN, "Enter")
+	waitFor("Hand the keyboard to alice.")
+	tmux("send-keys", "-t", "c", "Enter")
 	waitFor(`Type "alice" to confirm`)
 	tmux("send-keys", "-t", "c", "alice", "Enter")
 	waitFor(`Type "payments-kill" to confirm`)
@@ -149,8 +174,8 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	if err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).Run(); err != nil {
 		t.Fatal(err)
 	}
-	plan := waitFor("Review the plan")
-	if !strings.Contains(plan, "Resume") || !strings.Contains(plan, "resumes where it stopped") {
+	plan := waitFor("enter: resume")
+	if !strings.Contains(plan, "This ceremony was begun before") || !strings.Contains(plan, "Done, as the transcript records") {
 		t.Fatalf("the plan does not say it resumes:\n%s", plan)
 	}
 	tmux("send-keys", "-t", "c", "Enter")
@@ -159,7 +184,7 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	// Only the key not imported before the kill asks for confirmation.
 	waitFor(`Type "archive-kill" to confirm`)
 	tmux("send-keys", "-t", "c", "archive-kill", "Enter")
-	waitFor("Ceremony complete.")
+	waitFor("complete: the transcript is sealed")
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("SECOND=0")
 

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -14,9 +15,17 @@ import (
 type bridge struct {
 	mu   sync.Mutex
 	send func(tea.Msg)
+	// stop is set when the operator confirmed a stop: the engine sees it
+	// between two operations (ceremony.Interrupter), and every question
+	// asked after it is answered with ceremony.ErrInterrupted.
+	stop atomic.Bool
 }
 
-var _ ceremony.UI = (*bridge)(nil)
+var (
+	_ ceremony.UI          = (*bridge)(nil)
+	_ ceremony.Interrupter = (*bridge)(nil)
+	_ ceremony.HandOver    = (*bridge)(nil)
+)
 
 func (b *bridge) setSend(send func(tea.Msg)) {
 	b.mu.Lock()
@@ -39,7 +48,10 @@ type request struct {
 	want   string // for confirmations: what the operator must type
 	secret bool
 	free   bool // a public answer, shown as typed
-	reply  chan reply
+	// handOver is a hand-over screen: the person named must come to the
+	// keyboard; enter answers it.
+	handOver string
+	reply    chan reply
 }
 
 type reply struct {
@@ -48,6 +60,9 @@ type reply struct {
 }
 
 func (b *bridge) ask(ctx context.Context, r *request) (reply, error) {
+	if b.stop.Load() {
+		return reply{}, ceremony.ErrInterrupted
+	}
 	r.reply = make(chan reply, 1)
 	b.post(r)
 	select {
@@ -57,6 +72,9 @@ func (b *bridge) ask(ctx context.Context, r *request) (reply, error) {
 		return reply{}, ctx.Err()
 	}
 }
+
+// StopRequested implements ceremony.Interrupter.
+func (b *bridge) StopRequested() bool { return b.stop.Load() }
 
 func (b *bridge) StepStarted(i, n int, s ceremony.Step) { b.post(stepStartedMsg{i - 1}) }
 
@@ -82,4 +100,11 @@ func (b *bridge) Ask(ctx context.Context, prompt string) (string, error) {
 func (b *bridge) Confirm(ctx context.Context, prompt, want string) (ceremony.Confirmation, error) {
 	_, err := b.ask(ctx, &request{prompt: prompt, want: want})
 	return ceremony.Confirmation{Typed: err == nil}, err
+}
+
+// HandOver implements ceremony.HandOver: a screen that asks for the
+// keyboard to be handed to name, answered with enter.
+func (b *bridge) HandOver(ctx context.Context, name, why string) error {
+	_, err := b.ask(ctx, &request{prompt: why, handOver: name})
+	return err
 }

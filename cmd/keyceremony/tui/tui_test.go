@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -83,25 +84,41 @@ func enter(m *Model) { m.Update(tea.KeyMsg{Type: tea.KeyEnter}) }
 // which changes with every build: goldens hold a placeholder.
 var binaryHash = regexp.MustCompile(`(?m)^( Binary +sha256 | +)[0-9a-f]{8} [0-9a-f]{8} [0-9a-f]{8} [0-9a-f]{8}$`)
 
-// checkScreen compares the view with its golden file and checks it fits
-// 80×24.
+// checkScreen compares the view at 80×24 and at 60×15 with golden files
+// and checks it fits, with colours off.
 func checkScreen(t *testing.T, m *Model) string {
 	t.Helper()
-	v := m.View()
+	var v80 string
+	for _, size := range [][2]int{{80, 24}, {60, 15}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
+			v := m.View()
+			if size[0] == 80 {
+				v80 = v
+			}
+			checkFits(t, v, size[0], size[1])
+			golden.RequireEqual(t, []byte(binaryHash.ReplaceAllString(v, "${1}xxxxxxxx xxxxxxxx xxxxxxxx xxxxxxxx")))
+		})
+	}
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	return v80
+}
+
+// checkFits checks that a screen fits w×h and has no colour.
+func checkFits(t *testing.T, v string, w, h int) {
+	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(v, "\n"), "\n")
-	if len(lines) > 24 {
-		t.Errorf("screen has %d lines, more than 24", len(lines))
+	if len(lines) > h {
+		t.Errorf("screen has %d lines, more than %d", len(lines), h)
 	}
 	for i, l := range lines {
-		if w := lipgloss.Width(l); w > 80 {
-			t.Errorf("line %d is %d columns wide: %q", i+1, w, l)
+		if lw := lipgloss.Width(l); lw > w {
+			t.Errorf("line %d is %d columns wide: %q", i+1, lw, l)
 		}
 	}
 	if strings.Contains(v, "\x1b[") {
 		t.Error("screen has escape sequences with colour off")
 	}
-	golden.RequireEqual(t, []byte(binaryHash.ReplaceAllString(v, "${1}xxxxxxxx xxxxxxxx xxxxxxxx xxxxxxxx")))
-	return v
 }
 
 func TestPlanScreen(t *testing.T) {
@@ -149,7 +166,7 @@ func TestConfirmScreen(t *testing.T) {
 		infoMsg(`key "payments" generated on the token, key check value 06437a`), progressMsg{1, 2},
 		stepDoneMsg{4, "payments kcv 06437a, archive kcv 9d2e11"}, stepStartedMsg{5}, stepDoneMsg{5, "2 key(s) escrowed 1-of-1, all 1 subsets checked"},
 		stepStartedMsg{6}, stepDoneMsg{6, "2 key(s) wrapped inside the HSM"}, stepStartedMsg{7}, progressMsg{0, 2})
-	req := &request{prompt: `Import the material of "payments" into arn:aws:kms:eu-west-1:111122223333:key/bc418427 (expires 2027-02-21T04:08:35Z). KMS will accept only this material for the key from now on.`, want: "payments", reply: make(chan reply, 1)}
+	req := &request{prompt: `Import the material of "payments" (key check value 06437a) into arn:aws:kms:eu-west-1:111122223333:key/bc418427 (expires 2027-02-21T04:08:35Z). KMS will accept only this material for the key from now on.`, want: "payments", reply: make(chan reply, 1)}
 	send(m, req)
 	typeText(m, "paymnts")
 	enter(m)
@@ -164,14 +181,66 @@ func TestConfirmScreen(t *testing.T) {
 	}
 }
 
-func TestEscCancels(t *testing.T) {
+// TestEscAsksToStop: esc at a question asks for confirmation; n goes on
+// with the question still open, y answers it with ErrInterrupted and the
+// program does not quit while the engine runs.
+func TestEscAsksToStop(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
 	req := &request{prompt: "confirm", want: "x", reply: make(chan reply, 1)}
 	send(m, req)
 	m.Update(tea.KeyMsg{Type: tea.KeyEsc})
-	if got := <-req.reply; got.err == nil {
-		t.Fatal("esc did not cancel")
+	if len(req.reply) != 0 || !m.stopAsk || !strings.Contains(m.View(), "Stop the ceremony?") {
+		t.Fatal("esc did not ask to confirm the stop")
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("n")})
+	if m.stopAsk || m.prompt != req || len(req.reply) != 0 || m.ui.StopRequested() {
+		t.Fatal("n did not go back to the question")
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyEsc})
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("y")})
+	got := <-req.reply
+	if !errors.Is(got.err, ceremony.ErrInterrupted) || !m.ui.StopRequested() {
+		t.Fatalf("y: reply %v, stop %v", got.err, m.ui.StopRequested())
+	}
+	if cmd != nil {
+		t.Fatal("the program quits while the engine runs")
+	}
+	// A question asked after the stop is answered at once.
+	if _, err := m.ui.Secret(context.Background(), "PIN"); !errors.Is(err, ceremony.ErrInterrupted) {
+		t.Fatalf("a question after the stop: %v", err)
+	}
+}
+
+// TestCtrlCDuringStep: ctrl+c while a step runs asks, then stops only
+// through the engine; the screen says it waits for the running call.
+func TestCtrlCDuringStep(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2})
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyCtrlC})
+	if cmd != nil || !m.stopAsk {
+		t.Fatal("ctrl+c during a step did not ask first")
+	}
+	checkScreen(t, m)
+	_, cmd = m.Update(tea.KeyMsg{Type: tea.KeyCtrlC})
+	if cmd != nil || !m.stopping || !m.ui.StopRequested() {
+		t.Fatal("a second ctrl+c did not confirm the stop, or quit at once")
+	}
+	if !strings.Contains(m.View(), "waiting for the running PKCS#11 or KMS call") {
+		t.Fatal("the screen does not say it waits for the running call")
+	}
+	send(m, doneMsg{err: &ceremony.StepError{Step: "kms-keys", Err: ceremony.ErrInterrupted, Changed: true},
+		status: &ceremony.Status{Begun: true, Next: 3, Done: []string{"KMS key of payments (created): arn:aws:kms:eu-west-1:111122223333:key/bc418427-5d3f-4e0b-9c1a-7f6e2d8c9b10"}}})
+	v := checkScreen(t, m)
+	for _, want := range []string{"Stopped at step 3 (Create or check the KMS keys)", "The stop is recorded", "key/bc418427-5d3f-4e0b-9c1a-7f6e2d8c9b10", "To go on: keyceremony tui --config ceremony.yaml"} {
+		if !strings.Contains(strings.ReplaceAll(v, "\n", ""), want) && !strings.Contains(m.Outcome().Report, want) {
+			t.Errorf("stop screen lacks %q:\n%s", want, v)
+		}
+	}
+	o := m.Outcome()
+	if !o.Stopped() || !strings.Contains(o.Report, "arn:aws:kms:eu-west-1:111122223333:key/bc418427-5d3f-4e0b-9c1a-7f6e2d8c9b10") {
+		t.Errorf("outcome: %+v", o)
 	}
 }
 

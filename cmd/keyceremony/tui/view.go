@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
@@ -19,50 +20,175 @@ var (
 	warnStyle  = lipgloss.NewStyle().Foreground(lipgloss.Color("3"))
 )
 
-// View implements tea.Model. Every line fits the terminal's width; at 80×24
-// the whole ceremony fits on one screen.
+// View implements tea.Model. The screen is a title, a body that scrolls,
+// and a footer that stays: the pending question and the key hints. Nothing
+// is cut off: long values wrap, and what does not fit scrolls.
 func (m *Model) View() string {
+	w, h := m.size()
+	if w < minWidth || h < minHeight {
+		return m.tooSmall(w, h)
+	}
+	header := m.header(w)
+	footer := m.footer(w)
+	body := m.body(w)
+	avail := max(h-len(header)-len(footer), 1)
+	off := m.clampOffset(len(body), avail)
+	end := min(off+avail, len(body))
 	var b strings.Builder
-	w := m.width
+	for _, l := range header {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range body[off:end] {
+		b.WriteString(l + "\n")
+	}
+	for _, l := range footer {
+		b.WriteString(l + "\n")
+	}
+	// No newline after the last line: on a full screen it would scroll
+	// the title away.
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+func (m *Model) size() (int, int) {
+	w, h := m.width, m.height
 	if w <= 0 {
 		w = 80
 	}
-	line := func(format string, args ...any) {
-		b.WriteString(ansi.Truncate(fmt.Sprintf(format, args...), w, "…"))
-		b.WriteByte('\n')
+	if h <= 0 {
+		h = 24
 	}
+	return w, h
+}
+
+func (m *Model) tooSmall(w, h int) string {
+	msg := fmt.Sprintf("The terminal is %dx%d: keyceremony needs at least %dx%d. Make the window larger; the ceremony waits, and nothing is lost.", w, h, minWidth, minHeight)
+	return strings.Join(wrap(msg, max(w, 10), 0), "\n") + "\n"
+}
+
+// clampOffset returns the first body line to show.
+func (m *Model) clampOffset(n, avail int) int {
+	last := max(n-avail, 0)
+	if m.follow {
+		return last
+	}
+	return min(max(m.offset, 0), last)
+}
+
+// bodyHeight is how many body lines the screen shows now.
+func (m *Model) bodyHeight() (n, avail int) {
+	w, h := m.size()
+	return len(m.body(w)), max(h-len(m.header(w))-len(m.footer(w)), 1)
+}
+
+// scrollKey scrolls the body; it reports whether k was a scrolling key.
+func (m *Model) scrollKey(k string) bool {
+	n, avail := m.bodyHeight()
+	cur := m.clampOffset(n, avail)
+	last := max(n-avail, 0)
+	switch k {
+	case "up", "k":
+		cur--
+	case "down", "j":
+		cur++
+	case "pgup", "b":
+		cur -= max(avail-1, 1)
+	case "pgdown", "f", " ":
+		cur += max(avail-1, 1)
+	case "home", "g":
+		cur = 0
+	case "end", "G":
+		cur = last
+	default:
+		return false
+	}
+	m.offset = min(max(cur, 0), last)
+	m.follow = m.offset == last && m.phase == phaseRunning
+	return true
+}
+
+func (m *Model) header(w int) []string {
 	right := ""
 	switch m.phase {
 	case phasePlan:
 		right = "plan review"
+		if m.status != nil && m.status.Begun {
+			right = "resume review"
+		}
 	case phaseRunning:
 		right = fmt.Sprintf("step %d/%d", m.currentStep()+1, len(m.steps))
-	case phaseDone:
+		if m.stopping {
+			right = "stopping…"
+		}
+	case phaseDone, phaseSealed:
 		right = "complete"
-	case phaseFailed:
+	case phaseFailed, phaseStopped:
 		right = "stopped"
 	}
-	title := titleStyle.Render("keyceremony") + " · ceremony " + m.cfg.Ceremony.ID
-	gap := w - 2 - lipgloss.Width(title) - lipgloss.Width(right)
+	title := " " + titleStyle.Render("keyceremony") + " · ceremony " + m.cfg.Ceremony.ID
+	gap := w - 1 - lipgloss.Width(title) - lipgloss.Width(right)
 	if gap < 1 {
-		gap = 1
+		// A long ceremony id: the phase goes on the rule line.
+		return append(wrap(title, w, 1), ansi.Truncate(" "+right+" "+strings.Repeat("─", w), w, ""))
 	}
-	line(" %s%s%s", title, strings.Repeat(" ", gap), right)
-	line("%s", strings.Repeat("─", w))
+	return []string{title + strings.Repeat(" ", gap) + right, strings.Repeat("─", w)}
+}
 
-	if m.phase == phasePlan {
-		line(" Review the plan. Nothing has happened yet.")
-		line("")
-		for _, it := range m.cfg.Plan() {
-			line(" %-12s %s", it.Label, it.Value)
+// body is every line of the scrolling part, wrapped to w.
+func (m *Model) body(w int) []string {
+	var out []string
+	add := func(indent int, s string) { out = append(out, wrap(s, w, indent)...) }
+	if m.help {
+		for _, l := range helpText {
+			add(15, l)
 		}
-		line("")
-		line(" %s", faintStyle.Render("enter: start the ceremony · q: quit"))
-		return b.String()
+		return out
 	}
+	switch m.phase {
+	case phasePlan:
+		m.planBody(add)
+		return out
+	case phaseSealed:
+		for _, l := range m.sealedReport() {
+			add(3, " "+l)
+		}
+		return out
+	case phaseDone:
+		add(1, " "+doneStyle.Render("✓")+fmt.Sprintf(" All %d steps done.", len(m.steps)))
+		add(0, "")
+		for _, l := range strings.Split(strings.TrimRight(ceremony.Summary(m.cfg, m.result), "\n"), "\n") {
+			add(indentOf(l)+1, " "+l)
+		}
+		return out
+	}
+	m.stepsBody(add)
+	if len(m.infos) > 0 {
+		add(0, "")
+	}
+	for _, in := range m.infos {
+		add(3, " · "+in)
+	}
+	if m.progAll > 1 {
+		add(0, fmt.Sprintf(" %s %d/%d", m.bar.ViewAs(float64(m.progDone)/float64(m.progAll)), m.progDone, m.progAll))
+	}
+	switch m.phase {
+	case phaseFailed:
+		add(0, "")
+		m.failureBody(add)
+	case phaseStopped:
+		add(0, "")
+		for i, l := range m.stopReport() {
+			if i == 0 {
+				l = warnStyle.Render(l)
+			}
+			add(indentOf(l)+1, " "+l)
+		}
+	}
+	return out
+}
 
+func (m *Model) stepsBody(add func(int, string)) {
 	// Step numbers are right-aligned so that titles line up past step 9.
-	width := len(fmt.Sprint(len(m.steps)))
+	nw := len(fmt.Sprint(len(m.steps)))
 	for i, s := range m.steps {
 		mark, text := " ", faintStyle.Render(s.Title)
 		switch m.state[i] {
@@ -70,123 +196,244 @@ func (m *Model) View() string {
 			mark, text = m.spin.View(), s.Title
 		case stepDone:
 			mark, text = doneStyle.Render("✓"), s.Title
+			if m.skipped(s) {
+				mark = "-"
+			}
 		case stepFailed:
 			mark, text = failStyle.Render("✗"), s.Title
+		case stepStopped:
+			mark, text = warnStyle.Render("■"), s.Title
 		}
 		if m.summary[i] != "" {
-			text = fmt.Sprintf("%-36s %s", s.Title, faintStyle.Render(m.summary[i]))
+			text += ": " + faintStyle.Render(m.summary[i])
 		}
-		line(" %s %*d %s", mark, width, i+1, text)
+		add(4+nw, fmt.Sprintf(" %s %*d %s", mark, nw, i+1, text))
 	}
-	line("")
-	// Keep to 24 lines: fewer info lines while a question is shown, none
-	// on the summary.
-	infos := m.infos
-	if m.prompt != nil && len(infos) > 2 {
-		infos = infos[len(infos)-2:]
-	}
-	if m.phase == phaseDone {
-		infos = nil
-	}
-	for _, in := range infos {
-		line(" %s", in)
-	}
-	if m.progAll > 1 {
-		line(" %s %d/%d", m.bar.ViewAs(float64(m.progDone)/float64(m.progAll)), m.progDone, m.progAll)
-	}
-
-	switch {
-	case m.prompt != nil:
-		line("")
-		for _, l := range wrapText(m.prompt.prompt, w-2) {
-			line(" %s", l)
-		}
-		switch {
-		case m.prompt.secret:
-			line(" %s", faintStyle.Render("(masked as you type; enter: submit · esc: cancel)"))
-		case m.prompt.free:
-			line(" %s", faintStyle.Render("(enter: submit · esc: cancel)"))
-		default:
-			line(" Type %q to confirm, or esc to cancel.", m.prompt.want)
-		}
-		line(" %s", m.input.View())
-		if m.warn != "" {
-			line(" %s", warnStyle.Render(m.warn))
-		}
-	case m.phase == phaseFailed:
-		m.viewFailure(line, w)
-	case m.phase == phaseDone:
-		m.viewDone(line)
-	}
-	return b.String()
 }
 
-func (m *Model) viewFailure(line func(string, ...any), w int) {
+// skipped reports whether step s did nothing in this ceremony: an offline
+// ceremony imports and checks nothing in KMS.
+func (m *Model) skipped(s ceremony.Step) bool {
+	return m.cfg.Offline() && (s.ID == "import" || s.ID == "check-import")
+}
+
+func (m *Model) planBody(add func(int, string)) {
+	st := m.status
+	switch {
+	case m.statusErr != nil:
+		add(1, " "+failStyle.Render("Cannot start: "+m.statusErr.Error()))
+		add(0, "")
+	case st != nil && st.Begun:
+		add(1, " "+warnStyle.Render("This ceremony was begun before: enter resumes it where it stopped."))
+		if st.Stopped != "" {
+			add(3, " Last run: "+st.Stopped+".")
+		}
+		add(0, "")
+		add(1, " Done, as the transcript records (checked against the token on resume):")
+		if len(st.Done) == 0 {
+			add(5, "   - nothing yet")
+		}
+		for _, d := range st.Done {
+			add(5, "   - "+d)
+		}
+		if len(st.Voided) > 0 {
+			add(1, " Void:")
+			for _, v := range st.Voided {
+				add(5, "   - "+v)
+			}
+		}
+		add(1, " Remaining, each skipping what is done:")
+		for _, s := range st.Remaining() {
+			add(8, fmt.Sprintf("   %2d %s", s.No, s.Title))
+		}
+		add(0, "")
+	default:
+		add(1, " Review the plan. Nothing has happened yet.")
+		add(0, "")
+	}
+	lw := 0
+	for _, it := range m.cfg.Plan() {
+		lw = max(lw, len(it.Label))
+	}
+	for _, it := range m.cfg.Plan() {
+		add(4, fmt.Sprintf(" %-*s  %s", lw, it.Label, it.Value))
+	}
+}
+
+func (m *Model) failureBody(add func(int, string)) {
 	var se *ceremony.StepError
-	step := "the ceremony"
+	step := "The ceremony"
 	msg := m.err.Error()
 	if errors.As(m.err, &se) {
-		step = "step " + se.Step
+		step = "Step " + m.stepName(se.Step)
 		msg = se.Err.Error()
 	}
-	line(" %s", failStyle.Render(step+" failed"))
-	for _, l := range wrapText(msg, w-2) {
-		line(" %s", l)
-	}
-	line("")
+	add(1, " "+failStyle.Render(step+" failed:"))
+	add(1, " "+msg)
+	add(0, "")
 	switch {
 	case m.retryable() && !m.changed():
-		line(" Nothing was changed: fix the cause and retry.")
-		line(" %s", faintStyle.Render("r: retry · q: quit"))
+		add(1, " Nothing was changed: fix the cause and retry.")
 	case m.retryable():
-		line(" The transcript in %s records what was done.", m.cfg.OutDir())
-		line(" Fix the cause, then resume: the ceremony goes on where it stopped.")
-		line(" %s", faintStyle.Render("r: resume · q: quit (keyceremony resumes it later too)"))
-	default:
-		line(" %s", faintStyle.Render("q: quit"))
+		add(1, fmt.Sprintf(" The transcript in %s records what was done. Fix the cause, then resume: the ceremony goes on where it stopped (r here, or %s later).", m.cfg.OutDir(), m.command))
 	}
 }
 
-func (m *Model) viewDone(line func(string, ...any)) {
-	r := m.result
-	line(" %s", doneStyle.Render("Ceremony complete."))
-	for i, k := range r.Keys {
-		if i == 3 && len(r.Keys) > 4 {
-			line(" … and %d more keys (see the transcript)", len(r.Keys)-3)
-			break
+// stepName names a step by number and title, as the script does.
+func (m *Model) stepName(id string) string {
+	for _, s := range m.steps {
+		if s.ID == id {
+			return fmt.Sprintf("%d (%s)", s.No, s.Title)
 		}
-		expiry := "does not expire"
-		if r.Offline {
-			// The whole command, wrapped with shell continuations so that
-			// it works as printed.
-			line(" Key %s: kcv %s, to upload:", k.Label, k.KeyCheckValue)
-			cmd := wrapText(k.UploadCommand, m.width-6)
-			for j, l := range cmd {
-				if j < len(cmd)-1 {
-					l += " \\"
-				}
-				line("   %s", l)
-			}
-			continue
-		} else if k.ValidTo != nil {
-			expiry = "valid to " + k.ValidTo.UTC().Format("2006-01-02 15:04Z")
-		}
-		line(" Key %s: kcv %s, %s", k.Label, k.KeyCheckValue, expiry)
 	}
-	if r.SealWords != "" {
-		for i, l := range wrapText("Seal words: "+r.SealWords, m.width-2) {
-			if i == 0 {
-				l = strings.Replace(l, "Seal words:", titleStyle.Render("Seal words:"), 1)
-			}
-			line(" %s", l)
+	return id
+}
+
+// stopReport says what a stop changed and how to go on, from the
+// transcript as it is after the engine returned.
+func (m *Model) stopReport() []string {
+	var se *ceremony.StepError
+	where := "before the first step"
+	if errors.As(m.err, &se) {
+		where = "at step " + m.stepName(se.Step)
+	}
+	out := []string{fmt.Sprintf("Stopped %s, as you asked; the running call finished first.", where)}
+	if !m.changed() {
+		return append(out, "Nothing was changed: no transcript was written, no key made, nothing sent to KMS.",
+			"To start again: "+m.command)
+	}
+	out = append(out, "The stop is recorded in "+filepath.Join(m.cfg.OutDir(), "transcript.jsonl")+".", "Changed so far, as the transcript records:")
+	if st := m.status; st != nil {
+		if len(st.Done) == 0 {
+			out = append(out, "  - nothing outside the transcript")
 		}
+		for _, d := range st.Done {
+			out = append(out, "  - "+d)
+		}
+		if len(st.Voided) > 0 {
+			out = append(out, "Void:")
+			for _, v := range st.Voided {
+				out = append(out, "  - "+v)
+			}
+		}
+	}
+	return append(out, "To go on: "+m.command+" (it resumes where it stopped; what is done is not done again).")
+}
+
+func (m *Model) sealedReport() []string {
+	out := m.cfg.OutDir()
+	return []string{
+		doneStyle.Render("This ceremony is complete: its transcript in " + out + " is sealed. Nothing will run."),
+		"",
+		"Check it, and see its seal words again:",
+		"  " + ceremony.NextCommands(m.cfg, &ceremony.Result{OutDir: out})[0],
+		"For a new ceremony, use a new ceremony.out_dir.",
+	}
+}
+
+func (m *Model) notStartedReport() []string {
+	if m.status != nil && m.status.Begun {
+		return []string{fmt.Sprintf("Ceremony %s not resumed: nothing was changed now. To resume it: %s", m.cfg.Ceremony.ID, m.command)}
+	}
+	return []string{fmt.Sprintf("Ceremony %s not started: nothing was changed.", m.cfg.Ceremony.ID)}
+}
+
+// footer is the part that stays: the stop confirmation or the pending
+// question, and the key hints.
+func (m *Model) footer(w int) []string {
+	top := m.footerTop(w)
+	return append(top, wrap(" "+faintStyle.Render(m.hints(len(top))), w, 1)...)
+}
+
+func (m *Model) footerTop(w int) []string {
+	var out []string
+	add := func(indent int, s string) { out = append(out, wrap(s, w, indent)...) }
+	switch {
+	case m.help:
+	case m.stopAsk:
+		out = append(out, strings.Repeat("─", w))
+		add(1, " "+warnStyle.Render("Stop the ceremony?")+" The running call finishes first; the stop is recorded, and running the same command again resumes where it stopped.")
+	case m.stopping:
+		out = append(out, strings.Repeat("─", w))
+		add(1, " Stopping: waiting for the running PKCS#11 or KMS call to finish…")
+	case m.prompt != nil:
+		out = append(out, strings.Repeat("─", w))
+		m.promptFooter(add)
+	}
+	return out
+}
+
+func (m *Model) promptFooter(add func(int, string)) {
+	p := m.prompt
+	if p.handOver != "" {
+		add(1, " "+titleStyle.Render("Hand the keyboard to "+p.handOver+"."))
+		add(1, " "+p.prompt)
+		add(1, fmt.Sprintf(" %s: press enter when you are at the keyboard.", p.handOver))
 	} else {
-		line(" Seal: %s", groupHex(r.SealHash))
+		add(1, " "+p.prompt)
 	}
-	line(" Witnesses: write the words down; keyceremony verify shows them again.")
-	line(" Evidence: %s", r.OutDir)
-	line(" Next: keyceremony verify, then a recovery drill (README: Escrow and recovery)")
-	line(" %s", faintStyle.Render("enter: exit"))
+	switch {
+	case p.handOver != "":
+	case p.secret:
+		state := "nothing typed yet"
+		if m.input.Value() != "" {
+			state = "typed, hidden"
+		}
+		add(3, " > ["+state+"]")
+	case p.free:
+		add(3, " > "+m.input.Value()+"█")
+	default:
+		add(1, fmt.Sprintf(" Type %q to confirm.", p.want))
+		add(3, " > "+m.input.Value()+"█")
+	}
+	if m.warn != "" {
+		add(1, " "+warnStyle.Render(m.warn))
+	}
+}
+
+func (m *Model) hints(top int) string {
+	w, h := m.size()
+	scroll := ""
+	if len(m.body(w)) > h-len(m.header(w))-top-1 {
+		scroll = " · ↑↓/pgup/pgdn: scroll"
+	}
+	switch {
+	case m.help:
+		return "any key: close the help"
+	case m.stopAsk:
+		return "y: stop · n: go on"
+	case m.stopping:
+		return "stopping…" + scroll
+	case m.prompt != nil && m.prompt.handOver != "":
+		return "enter: continue · esc: stop" + scroll + " · f1: help"
+	case m.prompt != nil && m.prompt.secret:
+		return "enter: submit (masked, length hidden) · esc: stop" + scroll + " · f1: help"
+	case m.prompt != nil:
+		return "enter: submit · esc: stop" + scroll + " · f1: help"
+	}
+	switch m.phase {
+	case phasePlan:
+		if m.statusErr != nil {
+			return "q: quit" + scroll + " · ?: help"
+		}
+		if m.status != nil && m.status.Begun {
+			return "enter: resume · q: quit" + scroll + " · ?: help"
+		}
+		return "enter: start the ceremony · q: quit" + scroll + " · ?: help"
+	case phaseRunning:
+		return "ctrl+c or esc: stop safely" + scroll + " · ?: help"
+	case phaseFailed:
+		switch {
+		case m.retryable() && !m.changed():
+			return "r: retry · q: quit" + scroll + " · ?: help"
+		case m.retryable():
+			return "r: resume · q: quit" + scroll + " · ?: help"
+		}
+		return "q: quit" + scroll + " · ?: help"
+	case phaseDone:
+		return "enter: exit, printing this summary" + scroll + " · ?: help"
+	}
+	return "enter: exit" + scroll + " · ?: help"
 }
 
 func (m *Model) currentStep() int {
@@ -203,40 +450,97 @@ func (m *Model) currentStep() int {
 	return 0
 }
 
-// groupHex shows the first 32 hex digits of h in groups of four, for
-// reading aloud.
-func groupHex(h string) string {
-	if len(h) > 32 {
-		h = h[:32]
-	}
-	var parts []string
-	for len(h) > 4 {
-		parts = append(parts, h[:4])
-		h = h[4:]
-	}
-	return strings.Join(append(parts, h), " ")
+var helpText = []string{
+	"Keys",
+	"  enter        start the ceremony at the plan; submit an answer",
+	"  ctrl+c, esc  stop the ceremony safely: you are asked to confirm; the running PKCS#11 or KMS call finishes, the stop is recorded in the transcript, and running the same command again resumes where it stopped",
+	"  ↑ ↓ (k j)    scroll a line (k and j not while typing)",
+	"  pgup pgdn    scroll a page; home and end: top and bottom",
+	"  ? (f1)       this help (f1 while typing)",
+	"  r            after a failure: retry, or resume",
+	"  q            quit when nothing is running",
+	"",
+	"Secrets typed here (PINs, passphrases) are never shown, not even their length, and are never written anywhere.",
+	"Everything witnesses write down (key check values, ARNs, seal words) is shown in full: scroll if it does not fit.",
+	"",
+	"Any key closes this help.",
 }
 
-// wrapText breaks s into lines of at most w columns at spaces.
-func wrapText(s string, w int) []string {
-	if w < 20 {
-		w = 20
-	}
+// wrap breaks s into lines of at most w columns, at spaces where it can
+// and inside long words (ARNs, hashes) where it must; continuation lines
+// are indented by indent columns. Nothing is cut off.
+func wrap(s string, w, indent int) []string {
+	w = max(w, 2)
+	indent = min(indent, w/2)
+	pad := strings.Repeat(" ", indent)
 	var lines []string
-	cur := ""
-	for _, word := range strings.Fields(s) {
-		switch {
-		case cur == "":
-			cur = word
-		case ansi.StringWidth(cur)+1+ansi.StringWidth(word) <= w:
-			cur += " " + word
-		default:
-			lines = append(lines, cur)
-			cur = word
+	cur, curW := "", 0
+	fresh := true // nothing but indentation on cur yet
+	for _, t := range tokens(s) {
+		gap := t.space
+		if fresh && len(lines) > 0 {
+			gap = "" // a wrapped line starts at its indent
 		}
+		ww := ansi.StringWidth(t.word)
+		if curW+len(gap)+ww <= w {
+			cur, curW = cur+gap+t.word, curW+len(gap)+ww
+			fresh = fresh && t.word == ""
+			continue
+		}
+		word := t.word
+		if ww <= w-indent || curW+len(gap) >= w {
+			// It fits on a line of its own: start one.
+			lines = append(lines, cur)
+			cur, curW, gap = pad, indent, ""
+		}
+		cur, curW = cur+gap, curW+len(gap)
+		// A word longer than the line (an ARN, a hash) is broken where
+		// the line ends, never cut.
+		for ww > w-curW {
+			lines = append(lines, cur+ansi.Cut(word, 0, w-curW))
+			word = ansi.Cut(word, w-curW, ww)
+			ww = ansi.StringWidth(word)
+			cur, curW = pad, indent
+		}
+		cur, curW, fresh = cur+word, curW+ww, false
 	}
-	if cur != "" {
-		lines = append(lines, cur)
+	return append(lines, cur)
+}
+
+type token struct{ space, word string }
+
+// tokens splits s into words, each with the spaces before it, so that
+// alignment inside a line is kept.
+func tokens(s string) []token {
+	var out []token
+	for s != "" {
+		i := len(s) - len(strings.TrimLeft(s, " "))
+		j := strings.IndexByte(s[i:], ' ')
+		if j < 0 {
+			j = len(s) - i
+		}
+		out = append(out, token{s[:i], s[i : i+j]})
+		s = s[i+j:]
 	}
-	return lines
+	return out
+}
+
+// indentOf is the number of leading spaces of l.
+func indentOf(l string) int { return len(l) - len(strings.TrimLeft(l, " ")) }
+
+func joinLines(ls []string) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(ansi.Strip(l) + "\n")
+	}
+	return b.String()
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// looksSecret reports whether a value pasted as a public recipient is a
+// secret key: an age identity or a private key file.
+func looksSecret(v string) bool {
+	u := strings.ToUpper(v)
+	return strings.Contains(u, "AGE-SECRET-KEY-") || strings.Contains(u, "AGE-PLUGIN-") || strings.Contains(u, "PRIVATE KEY")
 }
