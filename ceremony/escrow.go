@@ -429,7 +429,9 @@ func (s *state) voidEscrow(files []map[string]any, taken []string, cause error) 
 	if taken == nil {
 		taken = []string{}
 	}
-	if err := s.record("escrow-void", map[string]any{"void_files": void, "shares_taken_by": taken,
+	// Signed at once, so that a resume trusts it and says these files
+	// are void rather than unrecorded.
+	if err := s.recordChange("escrow-void", map[string]any{"void_files": void, "shares_taken_by": taken,
 		"reason": "the escrow step stopped before it was recorded: " + cause.Error()}); err != nil {
 		return fmt.Errorf("%w (and recording the void escrow failed: %v)", cause, err)
 	}
