@@ -173,26 +173,12 @@ func (a *AllowedSigner) parseOptions(opts string) error {
 			}
 			a.Namespaces = &v
 		case optMatch(&opts, "valid-after"):
-			if a.ValidAfter != 0 {
-				return errors.New(`multiple "valid-after" clauses`)
-			}
-			v, err := optDequote(&opts)
-			if err != nil {
+			if err := optTime(&opts, &a.ValidAfter, "valid-after"); err != nil {
 				return err
-			}
-			if a.ValidAfter = parseAbsoluteTime(v); a.ValidAfter == 0 {
-				return errors.New(`invalid "valid-after" time`)
 			}
 		case optMatch(&opts, "valid-before"):
-			if a.ValidBefore != 0 {
-				return errors.New(`multiple "valid-before" clauses`)
-			}
-			v, err := optDequote(&opts)
-			if err != nil {
+			if err := optTime(&opts, &a.ValidBefore, "valid-before"); err != nil {
 				return err
-			}
-			if a.ValidBefore = parseAbsoluteTime(v); a.ValidBefore == 0 {
-				return errors.New(`invalid "valid-before" time`)
 			}
 		}
 		if opts == "" {
@@ -219,6 +205,21 @@ func optMatch(opts *string, name string) bool {
 		return true
 	}
 	return false
+}
+
+// optTime reads the quoted time of option name into t, once.
+func optTime(opts *string, t *uint64, name string) error {
+	if *t != 0 {
+		return fmt.Errorf("multiple %q clauses", name)
+	}
+	v, err := optDequote(opts)
+	if err != nil {
+		return err
+	}
+	if *t = parseAbsoluteTime(v); *t == 0 {
+		return fmt.Errorf("invalid %q time", name)
+	}
+	return nil
 }
 
 // optDequote is OpenSSH's opt_dequote: a double-quoted value in which \"
