@@ -28,7 +28,8 @@ func fuzzCall(s *Server, op string, body []byte) *httptest.ResponseRecorder {
 // FuzzRequest sends any body to every operation but GetParametersForImport
 // (which generates an RSA key). Whatever the body, the answer is 200 or a
 // 400 in AWS's error form (the __type in the body and the header agree,
-// the message is one line): bad input is never an internal error.
+// the message is one line): bad input is never an internal error, and a
+// body that is not JSON to encoding/json is never accepted.
 func FuzzRequest(f *testing.F) {
 	var ops []string
 	for op := range handlers {
@@ -64,6 +65,10 @@ func FuzzRequest(f *testing.F) {
 		out := rec.Body.Bytes()
 		if !json.Valid(out) || !bytes.HasPrefix(out, []byte("{")) {
 			t.Fatalf("%s: status %d, body is not a JSON object: %q", name, rec.Code, out)
+		}
+		// A body encoding/json refuses is never acted on.
+		if b := bytes.TrimSpace(body); len(b) > 0 && !json.Valid(b) && rec.Code == http.StatusOK {
+			t.Fatalf("%s accepted a body that is not JSON: %q", name, body)
 		}
 		switch rec.Code {
 		case http.StatusOK:
