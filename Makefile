@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test demo bench lint clean release release-check fuzz
+.PHONY: all build deps test demo bench lint clean crash release release-check fuzz
 
 all: build
 
@@ -27,6 +27,14 @@ deps:
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+
+# Crash tests: the boundary sweep (every transcript line, before and after
+# every KMS request) plus CRASH_RANDOM (default 200) ceremonies killed with
+# SIGKILL at random moments, every other one killed again while resuming.
+# CRASH_SEED=N repeats a run.
+CRASH_RANDOM ?= 200
+crash: deps
+	CRASH_SWEEP=1 CRASH_RANDOM=$(CRASH_RANDOM) $(GO) test -count=1 -timeout 120m -v -run 'TestCrash' ./cmd/keyceremony
 
 # A complete ceremony on a throw-away SoftHSM token and the loopback KMS.
 # DEMO_DIR=path keeps the evidence there (default: a new temp dir).

@@ -570,7 +570,7 @@ func (c *crashCase) checkMsg() string {
 
 // crashEnv sets up what every crash test needs: SoftHSM, custodians, and a
 // clean run to count the transcript lines and KMS requests of a ceremony.
-func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []string) {
+func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []string, took time.Duration) {
 	hsmtest.Require(t)
 	conf, err := hsmtest.SetupDir(t.TempDir())
 	if err != nil {
@@ -579,7 +579,9 @@ func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []
 	t.Setenv("SOFTHSM2_CONF", conf)
 	cu = newCrashCustodians(t)
 	c := newCrashCase(t, conf, cu, 0)
+	start := time.Now()
 	r := c.run(killPoint{line: -1, request: -1})
+	took = time.Since(start)
 	if r.code != 0 {
 		t.Fatalf("clean run exited %d:\n%s", r.code, r.stderr)
 	}
@@ -593,7 +595,7 @@ func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []
 	c.kms.mu.Lock()
 	ops = slices.Clone(c.kms.ops)
 	c.kms.mu.Unlock()
-	return conf, cu, len(tl), ops
+	return conf, cu, len(tl), ops, took
 }
 
 // TestCrashBoundaries kills a 3-key ceremony with a 2-of-3 escrow after
@@ -606,7 +608,7 @@ func TestCrashBoundaries(t *testing.T) {
 	if os.Getenv("CRASH_SWEEP") == "" {
 		t.Skip("set CRASH_SWEEP=1: the sweep joins make test once every kill point passes")
 	}
-	conf, cu, lines, ops := crashEnv(t)
+	conf, cu, lines, ops, _ := crashEnv(t)
 	var points []killPoint
 	for l := 0; l <= lines; l++ {
 		points = append(points, lineKill(l))
@@ -642,9 +644,7 @@ func TestCrashRandom(t *testing.T) {
 	}
 	t.Logf("CRASH_SEED=%d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	start := time.Now()
-	conf, cu, lines, ops := crashEnv(t)
-	clean := time.Since(start)
+	conf, cu, lines, ops, clean := crashEnv(t)
 	random := func() killPoint {
 		switch rng.IntN(3) {
 		case 0:
@@ -778,7 +778,7 @@ func snapshot(t *testing.T, dir, kmsState string) string {
 // and the token key by label and id, and adopts both, asking nobody to
 // destroy anything.
 func TestCrashAdoption(t *testing.T) {
-	conf, cu, _, ops := crashEnv(t)
+	conf, cu, _, ops, _ := crashEnv(t)
 	second := slices.Index(ops, "CreateKey") + 1
 	// The line count just after the generate-key event that follows the
 	// second generate-key-intent and its checkpoint, from a clean run's
