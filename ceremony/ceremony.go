@@ -215,6 +215,9 @@ type state struct {
 	tagged *[]awskms.TaggedKey
 	// voided names the files of escrow attempts recorded as void.
 	voided map[string]bool
+	// goneKeys are labels the transcript records work for that the config
+	// no longer lists, with what was done (amend.go).
+	goneKeys map[string]string
 }
 
 type pendingEvent struct {
@@ -250,7 +253,7 @@ func (s *state) begin() error {
 		}
 	}
 	s.pending = nil
-	return nil
+	return s.recordConfig()
 }
 
 // testOnlyNow replaces the clock in tests.

@@ -37,6 +37,8 @@ type Config struct {
 	// against it.
 	dir  string
 	hash string
+	// raw is the file's bytes: a ceremony keeps a copy (amend.go).
+	raw []byte
 	// where caches the KMS endpoint and Region the plan shows.
 	where *[2]string
 }
@@ -158,6 +160,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, err
 	}
 	cfg.hash = sha256Hex(data)
+	cfg.raw = append([]byte(nil), data...)
 	cfg.dir = "."
 	return &cfg, nil
 }

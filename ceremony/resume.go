@@ -41,9 +41,8 @@ func (s *state) resume() error {
 	if r.Header.CeremonyID != s.cfg.Ceremony.ID {
 		return fail(fmt.Errorf("%s holds ceremony %q, not %q: use a new ceremony.out_dir", out, r.Header.CeremonyID, s.cfg.Ceremony.ID))
 	}
-	if r.Header.ConfigHash != s.cfg.Hash() {
-		return fail(fmt.Errorf("the config changed since ceremony %q began in %s (sha256 %.12s…, now %.12s…): resume with the config it began with, or use a new ceremony.out_dir", s.cfg.Ceremony.ID, out, r.Header.ConfigHash, s.cfg.Hash()))
-	}
+	// The config in force: the header's, or the last amendment's.
+	configSum := r.Header.ConfigHash
 	// Only what a checkpoint signed by the header's signing key covers is
 	// trusted; openToken then checks that key is the token's. Events after
 	// it (a step cut short, or lines someone added) stay in the file but
@@ -85,8 +84,17 @@ func (s *state) resume() error {
 		case "signing-key":
 			s.signingKeyWritten = true
 			continue
+		case "amend":
+			configSum = str("new_config_sha256")
+			continue
 		}
 		if k == nil {
+			if label != "" {
+				if s.goneKeys == nil {
+					s.goneKeys = map[string]string{}
+				}
+				s.goneKeys[label] = "event " + e.Step
+			}
 			continue
 		}
 		switch e.Step {
@@ -133,6 +141,10 @@ func (s *state) resume() error {
 			k.checked = true
 		}
 	}
+	amend, err := s.planAmend(configSum)
+	if err != nil {
+		return fail(err)
+	}
 	s.tr = r.Writer
 	s.resumed = true
 	data := map[string]any{"events_before": len(r.Events), "events_trusted": trusted}
@@ -150,6 +162,9 @@ func (s *state) resume() error {
 	stepNo := s.stepNo
 	s.stepNo = 0
 	err = s.record("resume", data)
+	if err == nil && amend != nil {
+		err = s.recordAmend(amend)
+	}
 	s.stepNo = stepNo
 	if err != nil {
 		return fail(err)

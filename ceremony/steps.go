@@ -235,7 +235,8 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		}
 		// Parameters fetched before a restart serve while they are valid
 		// for another hour; an imported key needs none.
-		if k.imported || k.paramsRecorded && k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
+		if k.imported || k.paramsRecorded && k.params.Algorithm == alg && k.params.KeySpec == s.cfg.KMS.WrappingKeySpec &&
+			k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
 			continue
 		}
 		if err := s.fetchParamsFor(ctx, k); err != nil {

@@ -61,11 +61,17 @@ type e2e struct {
 // package and the real AWS SDK.
 func newE2E(t *testing.T) *e2e {
 	t.Helper()
+	return newE2EWith(t)
+}
+
+// newE2EWith is newE2E with extra kmslocal arguments.
+func newE2EWith(t *testing.T, kmsArgs ...string) *e2e {
+	t.Helper()
 	hsmtest.Require(t)
 	dir := t.TempDir()
 	conf := hsmtest.Setup(t, "ceremony")
 	ready := filepath.Join(dir, "kms.addr")
-	kms := exec.Command(filepath.Join(binDir, "kmslocal"), "--addr", "127.0.0.1:0", "--ready-file", ready)
+	kms := exec.Command(filepath.Join(binDir, "kmslocal"), append([]string{"--addr", "127.0.0.1:0", "--ready-file", ready}, kmsArgs...)...)
 	var kmsLog bytes.Buffer
 	kms.Stderr = &kmsLog
 	if err := kms.Start(); err != nil {

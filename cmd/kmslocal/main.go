@@ -7,6 +7,7 @@
 //
 //	kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
 //	         [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N] [--rotation-limit N]
+//	         [--wrapping-algorithms ALG,...]
 //
 // It exits 0 after a clean shutdown on SIGINT or SIGTERM, 1 on a runtime
 // error and 2 on a usage error.
@@ -50,7 +51,7 @@ the Region of its SigV4 signature; multi-Region keys (mrk-...) have replicas.
 Usage:
   kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
            [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N]
-           [--rotation-limit N]
+           [--rotation-limit N] [--wrapping-algorithms ALG,...]
 
 Point an AWS SDK or the AWS CLI at it:
   export AWS_ENDPOINT_URL_KMS=http://127.0.0.1:4599 AWS_REGION=us-east-1
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:4599", "listen `address` host:port; the host must be loopback (127.0.0.1, ::1 or localhost); port 0 picks a free port")
 	state := fs.String("state", "", "JSON state `file`: loaded at start if it exists, rewritten after every change (key material in the clear)")
 	readyFile := fs.String("ready-file", "", "once listening, write the actual listen address (host:port) to this `file`; removed on clean shutdown")
+	wrapAlgs := fs.String("wrapping-algorithms", "", "comma-separated wrapping `algorithms` GetParametersForImport offers (default all), to test an endpoint without one")
 	poolSize := fs.Int("pool-size", kmslocal.DefaultPoolSize, "RSA wrapping key pairs kept ready per size (2048, 3072, 4096); negative turns the pool off")
 	poolSpecs := fs.String("pool-specs", "", "comma-separated wrapping key `specs` the pool keeps ready (default all: RSA_2048,RSA_3072,RSA_4096)")
 	poolFill := fs.Bool("pool-fill", false, "fill the pool before listening (the ready file appears only then), so the first --pool-size imports per spec generate no key")
@@ -119,8 +121,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		specs = strings.Split(*poolSpecs, ",")
 	}
 
+	var algs []string
+	if *wrapAlgs != "" {
+		algs = strings.Split(*wrapAlgs, ",")
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	s, err := kmslocal.Open(kmslocal.Options{
+	s, err := kmslocal.Open(kmslocal.Options{WrappingAlgorithms: algs,
 		StateFile: *state, PoolSize: *poolSize, PoolSpecs: specs, Logger: logger,
 		Latency: *latency, RequestsPerSecond: *quota, RotationLimit: *rotationLimit,
 	})

@@ -201,6 +201,9 @@ func (s *Server) getParametersForImport(c *call) (any, error) {
 	if err := checkWrapping(in.WrappingAlgorithm, in.WrappingKeySpec); err != nil {
 		return nil, err
 	}
+	if err := s.offersWrapping(in.WrappingAlgorithm); err != nil {
+		return nil, err
+	}
 	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
 	if err != nil {
 		return nil, err

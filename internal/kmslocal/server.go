@@ -31,6 +31,12 @@ const maxBodySize = 1 << 20
 // Options configures a Server. The zero value is an in-memory server with
 // the real clock, the default pool size and no logging.
 type Options struct {
+	// WrappingAlgorithms, if set, are the only wrapping algorithms
+	// GetParametersForImport offers (others get an
+	// UnsupportedOperationException), to test clients against an endpoint
+	// that lacks one, as an older Region might.
+	WrappingAlgorithms []string
+
 	// Clock returns the current time; nil means time.Now. Every time-based
 	// rule (import token lifetime, ValidTo, deletion dates) reads this clock,
 	// so tests can move time forward.
