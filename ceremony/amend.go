@@ -21,7 +21,7 @@ import (
 // contradicts done work is refused, naming the field and why.
 
 // configFile is the name of the copy of the config with SHA-256 sum.
-func configFile(sum string) string { return "config-" + sum[:16] + ".yaml" }
+func configFile(sum string) string { return "config-" + sum[:min(16, len(sum))] + ".yaml" }
 
 // recordConfig writes the copy of the config the ceremony begins with.
 func (s *state) recordConfig() error {

@@ -160,9 +160,10 @@ func TestResumeRefusals(t *testing.T) {
 	tpath := filepath.Join(out, "transcript.jsonl")
 	orig, _ := os.ReadFile(tpath)
 
+	// A change that contradicts what was done is refused.
 	other := resumeConfig(t, out)
-	other.hash = "0000"
-	if _, err := Run(context.Background(), other, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "the config changed") {
+	other.Token.SigningKey, other.hash = "other", strings.Repeat("0", 64)
+	if _, err := Run(context.Background(), other, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "the config changed") || !strings.Contains(err.Error(), "token.signing_key cannot change") {
 		t.Errorf("changed config: %v", err)
 	}
 	bundle := filepath.Join(out, "bundle-one.json")

@@ -216,7 +216,7 @@ func TestCeremonyEndToEnd(t *testing.T) {
 			t.Errorf("kms-key event does not record the endpoint and Region: %v", ev.Data)
 		}
 	}
-	wantSteps := "open-token kms-key-intent kms-key kms-key-intent kms-key fetch-params fetch-params generate-key-intent generate-key generate-key-intent generate-key escrow wrap wrap import import check-import check-import signing-key files"
+	wantSteps := "open-token config kms-key-intent kms-key kms-key-intent kms-key fetch-params fetch-params generate-key-intent generate-key generate-key-intent generate-key escrow wrap wrap import import check-import check-import signing-key files"
 	if got := strings.Join(steps, " "); got != wantSteps {
 		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
 	}
