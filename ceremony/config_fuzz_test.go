@@ -49,7 +49,7 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded config refused: %v\n%s", err, out)
 		}
-		again.hash = cfg.hash
+		again.hash, again.raw = cfg.hash, cfg.raw
 		if !reflect.DeepEqual(cfg, again) {
 			t.Fatalf("round trip changed the config:\n%s", out)
 		}
