@@ -25,6 +25,7 @@ import (
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/internal/secret"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -429,8 +430,9 @@ func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI, try, trie
 	if env == "" {
 		env = DefaultPINEnv
 	}
-	if v, ok := os.LookupEnv(env); ok {
-		return []byte(v), false, nil
+	// Taken out of the environment once read: no child inherits it.
+	if v, ok := secret.TakeEnv(env); ok {
+		return v, false, nil
 	}
 	if t.PINEnv != "" {
 		return nil, false, fmt.Errorf("token.pin_env names %s but it is not set: export it, or remove pin_env to be asked", t.PINEnv)

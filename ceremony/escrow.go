@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/internal/secret"
 )
 
 // EscrowConfig is the escrow section: who holds the shares of the escrow
@@ -164,11 +165,11 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 		pass = append([]byte(nil), b[:n]...)
 		clear(b)
 	case cu.PassphraseEnv != "":
-		v, ok := os.LookupEnv(cu.PassphraseEnv)
+		v, ok := secret.TakeEnv(cu.PassphraseEnv)
 		if !ok {
 			return nil, fmt.Errorf("%s.passphrase_env names %s but it is not set: export it, or remove passphrase_env to be asked", p, cu.PassphraseEnv)
 		}
-		pass = []byte(v)
+		pass = v
 	default:
 		return askPassphrase(ctx, cu.Name, p, ui)
 	}

@@ -3,7 +3,6 @@ package ceremony
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -438,23 +437,17 @@ func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, 
 		in := tok.Info()
 		return tok, map[string]any{"label": in.Label, "serial": in.Serial, "model": in.Model, "scratch": false}, func() { _ = tok.Close() }, nil
 	}
-	dir, err := os.MkdirTemp("", "keyceremony-drill-")
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("failed to make a scratch directory: %w", err)
+	if _, err := os.Stat(hsm.DefaultModule); err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %s does not exist: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)", hsm.ErrModuleNotFound, hsm.DefaultModule)
 	}
-	pinBytes := make([]byte, 16)
-	_, _ = rand.Read(pinBytes)
-	pin := []byte(hex.EncodeToString(pinBytes))
-	clear(pinBytes)
-	conf, err := hsm.ScratchSoftHSM(dir, DrillToken, string(pin))
+	dir, stale, err := newScratchDir()
+	for _, d := range stale {
+		r.ui.Info("removed the scratch directory of a drill that did not finish: " + d)
+	}
 	if err != nil {
-		os.RemoveAll(dir)
 		return nil, nil, nil, err
 	}
 	old, had := os.LookupEnv("SOFTHSM2_CONF")
-	os.Setenv("SOFTHSM2_CONF", conf)
-	tok, err := hsm.Open(hsm.Config{Module: hsm.DefaultModule, TokenLabel: DrillToken, PIN: pin})
-	clear(pin)
 	restore := func() {
 		if had {
 			os.Setenv("SOFTHSM2_CONF", old)
@@ -463,6 +456,20 @@ func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, 
 		}
 		os.RemoveAll(dir)
 	}
+	conf, err := hsm.ScratchConfig(dir)
+	if err != nil {
+		restore()
+		return nil, nil, nil, err
+	}
+	// SoftHSM reads its config at C_Initialize; the path is no secret.
+	os.Setenv("SOFTHSM2_CONF", conf)
+	pin, err := hsm.InitScratchToken(hsm.DefaultModule, DrillToken)
+	if err != nil {
+		restore()
+		return nil, nil, nil, err
+	}
+	tok, err := hsm.Open(hsm.Config{Module: hsm.DefaultModule, TokenLabel: DrillToken, PIN: pin})
+	clear(pin)
 	if err != nil {
 		restore()
 		return nil, nil, nil, err
@@ -490,7 +497,9 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 		}
 		d["matches_transcript"] = true
 	}
-	key, err := tok.UnwrapKWP(kekKey, bk.WrappedKey, bk.Label, id, true)
+	// A drill's keys are session objects: gone with the session, never in
+	// the scratch token's files.
+	key, err := tok.UnwrapKWP(kekKey, bk.WrappedKey, bk.Label, id, !r.o.Drill)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -504,6 +513,9 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 		return nil, nil, fmt.Errorf("the recovered token key %q does not wrap back to the escrowed bytes", bk.Label)
 	}
 	d["token_key"] = "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
+	if r.o.Drill {
+		d["token_key"] = "session,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
+	}
 	if err := r.record("recover-key", d); err != nil {
 		return nil, nil, err
 	}

@@ -17,12 +17,16 @@ import (
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
-// quietUI answers nothing and confirms everything, as the config would.
+// quietUI confirms everything, as the config would, and gives the test
+// token's PIN when asked for a secret: the PIN variable is taken out of the
+// environment by the first run, as it is in production.
 type quietUI struct{ infos []string }
 
-func (u *quietUI) StepStarted(i, n int, s Step)                   {}
-func (u *quietUI) StepDone(i, n int, s Step, summary string)      {}
-func (u *quietUI) Secret(context.Context, string) ([]byte, error) { return nil, ErrNoPIN }
+func (u *quietUI) StepStarted(i, n int, s Step)              {}
+func (u *quietUI) StepDone(i, n int, s Step, summary string) {}
+func (u *quietUI) Secret(context.Context, string) ([]byte, error) {
+	return []byte(hsmtest.PIN), nil
+}
 func (u *quietUI) Confirm(context.Context, string, string) (Confirmation, error) {
 	return Confirmation{}, nil
 }
@@ -39,7 +43,6 @@ func loopbackKMS(t *testing.T) {
 	for k, v := range map[string]string{
 		"AWS_ENDPOINT_URL_KMS": hs.URL, "AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDCEREMONYTEST", "AWS_SECRET_ACCESS_KEY": "not-a-secret",
 		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
-		"KEYCEREMONY_PIN": hsmtest.PIN,
 	} {
 		t.Setenv(k, v)
 	}

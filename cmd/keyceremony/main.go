@@ -22,6 +22,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+
+	"github.com/keyceremony/keyceremony/internal/secret"
 )
 
 // Exit codes.
@@ -63,6 +65,12 @@ AWS_ENDPOINT_URL_KMS, and the usual credentials chain.
 `
 
 func main() {
+	// Before any secret is read: no core file, and no other process of the
+	// same user can read this one's memory.
+	if err := secret.Harden(); err != nil {
+		fmt.Fprintf(os.Stderr, "keyceremony: error: failed to turn core dumps off: %v\n", err)
+		os.Exit(exitError)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
