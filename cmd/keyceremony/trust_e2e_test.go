@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/rand"
@@ -12,13 +14,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
@@ -285,4 +295,231 @@ func TestUploadVerifiesFirst(t *testing.T) {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// slowKMS starts another kmslocal whose every answer takes latency, so that
+// the binary stays alive long enough to be looked at from outside.
+func slowKMS(t *testing.T, latency string) string {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "addr")
+	cmd := exec.Command(filepath.Join(binDir, "kmslocal"), "--addr", "127.0.0.1:0", "--ready-file", ready, "--latency", latency)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; i < 400; i++ {
+		if b, _ := os.ReadFile(ready); len(b) > 0 {
+			return "http://" + strings.TrimSpace(string(b))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatal("kmslocal did not start")
+	return ""
+}
+
+// procWatch records, while the process pid runs, every descendant it
+// starts (with its argv and environment) until stop is closed.
+type procWatch struct {
+	mu   sync.Mutex
+	seen map[int]string
+}
+
+func watchChildren(pid int, stop <-chan struct{}) *procWatch {
+	w := &procWatch{seen: map[int]string{}}
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+			for _, st := range stats {
+				b, err := os.ReadFile(st)
+				if err != nil {
+					continue
+				}
+				f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+				if len(f) < 2 || f[1] != strconv.Itoa(pid) {
+					continue
+				}
+				dir := filepath.Dir(st)
+				cmdline, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+				environ, _ := os.ReadFile(filepath.Join(dir, "environ"))
+				w.mu.Lock()
+				w.seen[len(w.seen)] = string(cmdline) + "\x00" + string(environ)
+				w.mu.Unlock()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+// TestSecretsStayOut runs a ceremony and drills through the real binary
+// and looks at them from outside while they run: once read, the PIN and a
+// custodian's passphrase are in no argv, no environment block
+// (/proc/PID/environ, the process's and every child's), no output; core
+// dumps are off; a drill leaves no directory, and one killed mid-way leaves
+// none of the recovered keys and is cleaned up by the next drill.
+func TestSecretsStayOut(t *testing.T) {
+	e := newE2E(t)
+	const carolPass = "carol-passphrase-7f3k-never-in-env"
+	var recips, ids []string
+	for _, name := range []string{"alice", "bob"} {
+		id, _ := age.GenerateX25519Identity()
+		ids = append(ids, e.config(name+".key", id.String()+"\n"))
+		recips = append(recips, id.Recipient().String())
+	}
+	out := filepath.Join(e.dir, "sec")
+	cfg := e.config("sec.yaml", fmt.Sprintf(`
+ceremony: {id: sec, operator: tester, out_dir: %s}
+token: {label: ceremony}
+kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
+keys:
+  - {label: sec-key, create: true, valid_for: 30d}
+escrow:
+  threshold: 2
+  custodians:
+    - {name: alice, recipient: %s}
+    - {name: bob, recipient: %s}
+    - {name: carol, passphrase: true, passphrase_env: CAROL_PASS}
+`, out, recips[0], recips[1]))
+	slow := slowKMS(t, "300ms")
+	secrets := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN, carolPass}
+	tmp := t.TempDir()
+	start := func(extra []string, args ...string) (*exec.Cmd, *bytes.Buffer, io.ReadCloser) {
+		cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+		cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TMPDIR=" + tmp, "KEYCEREMONY_CONTROL=visible"}, e.env...), extra...)
+		var stdout bytes.Buffer
+		cmd.Stdout = &stdout
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &stdout, stderr
+	}
+	env := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN, "CAROL_PASS=" + carolPass, "AWS_ENDPOINT_URL_KMS=" + slow}
+
+	// The ceremony, looked at once it talks to KMS (the PIN and the
+	// passphrase are read by then).
+	cmd, stdout, stderrPipe := start(env, "run", "--config", cfg)
+	stop := make(chan struct{})
+	children := watchChildren(cmd.Process.Pid, stop)
+	var stderr strings.Builder
+	looked := false
+	sc := bufio.NewScanner(stderrPipe)
+	for sc.Scan() {
+		stderr.WriteString(sc.Text() + "\n")
+		if looked || !strings.Contains(sc.Text(), "KMS: endpoint") {
+			continue
+		}
+		looked = true
+		dir := fmt.Sprintf("/proc/%d/", cmd.Process.Pid)
+		environ, err := os.ReadFile(dir + "environ")
+		if err != nil || !strings.Contains(string(environ), "KEYCEREMONY_CONTROL=visible") {
+			t.Fatalf("cannot read the process's environment (the control): %v", err)
+		}
+		cmdline, _ := os.ReadFile(dir + "cmdline")
+		for _, s := range secrets {
+			if strings.Contains(string(environ), s) || strings.Contains(string(cmdline), s) {
+				t.Errorf("%q is still in the running process's environment block or argv", s)
+			}
+		}
+		limits, _ := os.ReadFile(dir + "limits")
+		if !regexp.MustCompile(`(?m)^Max core file size\s+0\s+0\s`).Match(limits) {
+			t.Errorf("core dumps are not off:\n%s", limits)
+		}
+	}
+	err := cmd.Wait()
+	close(stop)
+	if err != nil || !looked {
+		t.Fatalf("run: %v (looked: %v)\n%s%s", err, looked, stdout, stderr.String())
+	}
+
+	// A drill, with the PIN and the passphrase in its environment.
+	drill := func(outDir string) (*exec.Cmd, *bytes.Buffer, io.ReadCloser) {
+		return start([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN, "CAROL_PASS=" + carolPass}, "recover", "--drill", "--escrow", filepath.Join(out, "escrow.json"),
+			"--share", filepath.Join(out, "share-1-alice.age"), "--share", filepath.Join(out, "share-2-bob.age"), "--identity", ids[0], "--identity", ids[1], "--out", outDir)
+	}
+	dcmd, dout, derr := drill(filepath.Join(e.dir, "drill1"))
+	stop = make(chan struct{})
+	dchildren := watchChildren(dcmd.Process.Pid, stop)
+	dstderr, _ := io.ReadAll(derr)
+	err = dcmd.Wait()
+	close(stop)
+	if err != nil || !strings.Contains(dout.String(), "drill PASSED") {
+		t.Fatalf("drill: %v\n%s%s", err, dout, dstderr)
+	}
+	for _, w := range []*procWatch{children, dchildren} {
+		w.mu.Lock()
+		for _, c := range w.seen {
+			for _, s := range secrets {
+				if strings.Contains(c, s) {
+					t.Errorf("a child process holds %q: %q", s, c)
+				}
+			}
+		}
+		w.mu.Unlock()
+	}
+	for _, s := range append(secrets, hsmtest.PIN) {
+		if strings.Contains(stdout.String()+stderr.String()+dout.String()+string(dstderr), s) {
+			t.Errorf("the output holds %q", s)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "keyceremony-drill-*")); len(left) != 0 {
+		t.Fatalf("a drill left %v", left)
+	}
+
+	// A drill killed right after it recorded a recovered key leaves at
+	// most the scratch signing key pair (an even number of objects), never
+	// the recovered key; the next drill removes what it left.
+	var stale string
+	for try := 0; try < 20 && stale == ""; try++ {
+		killedOut := filepath.Join(e.dir, fmt.Sprintf("killed%d", try))
+		kcmd, _, kerr := drill(killedOut)
+		go io.Copy(io.Discard, kerr)
+		for i := 0; i < 5000; i++ {
+			if b, _ := os.ReadFile(filepath.Join(killedOut, "transcript.jsonl")); bytes.Contains(b, []byte(`"step":"recover-key"`)) {
+				_ = kcmd.Process.Signal(syscall.SIGKILL)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		_ = kcmd.Wait()
+		if m, _ := filepath.Glob(filepath.Join(tmp, "keyceremony-drill-*")); len(m) > 0 {
+			stale = m[0]
+		}
+	}
+	if stale == "" {
+		t.Fatal("no drill was killed after recovering a key")
+	}
+	if st, err := os.Stat(stale); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("scratch directory %s: %v %v", stale, st.Mode(), err)
+	}
+	if n := objectFiles(t, stale); n%2 != 0 {
+		t.Errorf("the killed drill's token store holds %d objects: a recovered key reached its files", n)
+	}
+	dcmd, dout, derr = drill(filepath.Join(e.dir, "drill2"))
+	dstderr, _ = io.ReadAll(derr)
+	if err := dcmd.Wait(); err != nil || !strings.Contains(string(dstderr), "removed the scratch directory of a drill that did not finish: "+stale+"\n") {
+		t.Fatalf("next drill: %v\n%s%s", err, dout, dstderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "keyceremony-drill-*")); len(left) != 0 {
+		t.Fatalf("after the next drill: %v", left)
+	}
+}
+
+// objectFiles counts the SoftHSM files of key objects under dir (not the
+// token's own token.object).
+func objectFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && filepath.Ext(p) == ".object" && filepath.Base(p) != "token.object" {
+			n++
+		}
+		return nil
+	})
+	return n
 }
