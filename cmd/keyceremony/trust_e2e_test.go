@@ -438,8 +438,10 @@ escrow:
 	}
 
 	// A drill, with the PIN and the passphrase in its environment.
+	fp := strings.Fields(strings.SplitN(stdout.String(), "signer fingerprint: ", 2)[1])[0]
 	drill := func(outDir string) (*exec.Cmd, *bytes.Buffer, io.ReadCloser) {
 		return start([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN, "CAROL_PASS=" + carolPass}, "recover", "--drill", "--escrow", filepath.Join(out, "escrow.json"),
+			"--transcript", filepath.Join(out, "transcript.jsonl"), "--fingerprint", fp,
 			"--share", filepath.Join(out, "share-1-alice.age"), "--share", filepath.Join(out, "share-2-bob.age"), "--identity", ids[0], "--identity", ids[1], "--out", outDir)
 	}
 	dcmd, dout, derr := drill(filepath.Join(e.dir, "drill1"))
