@@ -240,7 +240,9 @@ func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) s
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			sc := tmux("capture-pane", "-p", "-t", "c")
+			// -J joins lines the terminal wrapped: what a command printed
+			// after the TUI left is matched wherever its column falls.
+			sc := tmux("capture-pane", "-p", "-J", "-t", "c")
 			if strings.Contains(sc, s) {
 				return sc
 			}
