@@ -3,6 +3,7 @@ package ceremony
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -73,6 +74,7 @@ func (e *EscrowConfig) validate() error {
 		return errors.New("escrow.threshold 1 lets any one custodian recover every key alone: raise it, or set escrow.allow_single_custodian: true")
 	}
 	seen := map[string]bool{}
+	keys := map[string]string{} // recipient key → custodian
 	for i, c := range e.Custodians {
 		p := fmt.Sprintf("escrow.custodians[%d]", i)
 		if !custodianRE.MatchString(c.Name) {
@@ -86,9 +88,14 @@ func (e *EscrowConfig) validate() error {
 			return fmt.Errorf("%s: set exactly one of recipient (age1… or an SSH public key) and passphrase: true", p)
 		}
 		if c.Recipient != "" && c.Recipient != AskRecipient {
-			if _, err := escrow.ParseRecipient(c.Recipient); err != nil {
+			r, err := escrow.ParseRecipient(c.Recipient)
+			if err != nil {
 				return fmt.Errorf("%s.recipient: %w", p, err)
 			}
+			if other, ok := keys[r.Key]; ok {
+				return fmt.Errorf("%s.recipient is the same key as custodian %q's: each custodian holds their own key, or one person holds two shares", p, other)
+			}
+			keys[r.Key] = c.Name
 			if c.PassphraseEnv != "" || c.PassphraseFile != "" {
 				return fmt.Errorf("%s: passphrase_env and passphrase_file need passphrase: true", p)
 			}
@@ -114,13 +121,27 @@ func recipients(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, err
 func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, []age.Identity, error) {
 	var out []*escrow.Recipient
 	var ids []age.Identity
+	// Keys already taken, by the config's custodians first: a custodian
+	// asked at the keyboard cannot give another custodian's key.
+	taken := map[string]string{}
+	for _, cu := range c.Escrow.Custodians {
+		if r, err := escrow.ParseRecipient(cu.Recipient); err == nil {
+			taken[r.Key] = cu.Name
+		}
+	}
+	var passes [][]byte
+	defer func() {
+		for _, p := range passes {
+			clear(p)
+		}
+	}()
 	for i, cu := range c.Escrow.Custodians {
 		p := fmt.Sprintf("escrow.custodians[%d]", i)
 		if !cu.Passphrase {
 			rec := cu.Recipient
 			if rec == AskRecipient {
 				var err error
-				if rec, err = askRecipient(ctx, cu.Name, ui); err != nil {
+				if rec, err = askRecipient(ctx, cu.Name, ui, taken); err != nil {
 					return nil, nil, fmt.Errorf("%s: %w", p, err)
 				}
 			}
@@ -128,6 +149,7 @@ func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipie
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s.recipient: %w", p, err)
 			}
+			taken[r.Key] = cu.Name
 			out, ids = append(out, r), append(ids, nil)
 			continue
 		}
@@ -135,6 +157,13 @@ func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipie
 		if err != nil {
 			return nil, nil, err
 		}
+		for j, prev := range passes {
+			if subtle.ConstantTimeCompare(prev, pass) == 1 {
+				clear(pass)
+				return nil, nil, fmt.Errorf("%s: custodian %q chose the same passphrase as custodian %q: each custodian chooses their own, or one person holds two shares; nothing was changed", p, cu.Name, passNames(c, j))
+			}
+		}
+		passes = append(passes, append([]byte(nil), pass...))
 		r, err := escrow.PassphraseRecipient(pass)
 		if err != nil {
 			clear(pass)
@@ -171,13 +200,26 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 		}
 		pass = v
 	default:
-		return askPassphrase(ctx, cu.Name, p, ui)
+		return askPassphrase(ctx, cu.Name, p, c.Ceremony.ID, ui)
 	}
-	if len(pass) < MinPassphrase {
+	if err := checkPassphrase(pass, cu.Name, c.Ceremony.ID); err != nil {
 		clear(pass)
-		return nil, fmt.Errorf("%s: the passphrase of custodian %q is shorter than %d characters: choose a longer one", p, cu.Name, MinPassphrase)
+		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	return pass, nil
+}
+
+// passNames names the j-th passphrase custodian.
+func passNames(c *Config, j int) string {
+	for _, cu := range c.Escrow.Custodians {
+		if cu.Passphrase {
+			if j == 0 {
+				return cu.Name
+			}
+			j--
+		}
+	}
+	return ""
 }
 
 // ErrNoEscrow is returned by Run for a config without an escrow section.
@@ -363,19 +405,25 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 
 // askRecipient has custodian name give their recipient at the keyboard,
 // asking again (three tries) while it does not parse.
-func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
+func askRecipient(ctx context.Context, name string, ui UI, taken map[string]string) (string, error) {
 	if err := handOver(ctx, ui, name, fmt.Sprintf("Custodian %s gives the public recipient their share is sealed to.", name)); err != nil {
 		return "", err
 	}
 	var last error
 	for try := 0; try < 3; try++ {
-		r, err := ui.Ask(ctx, fmt.Sprintf("Custodian %s: type or paste your age recipient (age1…) or SSH public key (ssh-ed25519 …)", name))
+		r, err := ui.Ask(ctx, fmt.Sprintf("Custodian %s: type or paste your age recipient (age1pq1… post-quantum, or age1…) or SSH public key (ssh-ed25519 …)", name))
 		if err != nil {
 			return "", err
 		}
-		if _, err := escrow.ParseRecipient(strings.TrimSpace(r)); err != nil {
+		rec, err := escrow.ParseRecipient(strings.TrimSpace(r))
+		if err != nil {
 			last = err
 			ui.Info(fmt.Sprintf("custodian %s: that is not a recipient: %v", name, err))
+			continue
+		}
+		if other, ok := taken[rec.Key]; ok {
+			last = fmt.Errorf("that is custodian %s's key", other)
+			ui.Info(fmt.Sprintf("custodian %s: that is custodian %s's key: each custodian gives their own", name, other))
 			continue
 		}
 		r = strings.TrimSpace(r)
@@ -386,8 +434,8 @@ func askRecipient(ctx context.Context, name string, ui UI) (string, error) {
 }
 
 // askPassphrase has a custodian type a new passphrase twice at the keyboard;
-// a short or mistyped one is asked again, three tries in all.
-func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
+// a short, weak or mistyped one is asked again, three tries in all.
+func askPassphrase(ctx context.Context, name, p, ceremonyID string, ui UI) ([]byte, error) {
 	if err := handOver(ctx, ui, name, fmt.Sprintf("Custodian %s chooses the passphrase their share is sealed to, out of sight of everyone else.", name)); err != nil {
 		return nil, err
 	}
@@ -396,9 +444,9 @@ func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: cannot ask custodian %q for a passphrase (%w): for a non-interactive run set %s.passphrase_env or passphrase_file", p, name, err, p)
 		}
-		if len(pass) < MinPassphrase {
+		if err := checkPassphrase(pass, name, ceremonyID); err != nil {
 			clear(pass)
-			ui.Info(fmt.Sprintf("custodian %s: that passphrase is shorter than %d characters: choose a longer one", name, MinPassphrase))
+			ui.Info(fmt.Sprintf("custodian %s: %v", name, err))
 			continue
 		}
 		again, err := ui.Secret(ctx, fmt.Sprintf("Custodian %q: the same passphrase again", name))
@@ -414,7 +462,7 @@ func askPassphrase(ctx context.Context, name, p string, ui UI) ([]byte, error) {
 		clear(pass)
 		ui.Info(fmt.Sprintf("custodian %s: the two passphrases differ: type it again", name))
 	}
-	return nil, fmt.Errorf("%s: custodian %q gave no matching passphrase of at least %d characters in three tries: nothing was changed", p, name, MinPassphrase)
+	return nil, fmt.Errorf("%s: custodian %q gave no matching, strong enough passphrase of at least %d characters in three tries: nothing was changed", p, name, MinPassphrase)
 }
 
 // voidEscrow records that an escrow attempt stopped after writing files

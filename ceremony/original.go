@@ -193,6 +193,31 @@ func (o *Original) CheckShare(sh *escrow.Share) error {
 	return nil
 }
 
+// CheckOpener checks that the identity that opened sh is the one the
+// transcript sealed that share to: the same public key (compared as keys),
+// or a passphrase for a passphrase custodian. A share sealed to one
+// custodian and opened by another's key was re-sealed: it counts for no one.
+func (o *Original) CheckOpener(sh *escrow.Share, id *escrow.Identity) error {
+	c := o.Custodians[sh.Index-1]
+	ok := id.Kind == c.RecipientType
+	if ok && c.Recipient != "" {
+		r, err := escrow.ParseRecipient(c.Recipient)
+		ok = err == nil && r.Key == id.Key
+	}
+	if ok {
+		return nil
+	}
+	return &escrow.ShareError{File: sh.File, Custodian: sh.Custodian, Index: sh.Index,
+		Reason: fmt.Sprintf("was opened by %s, but the transcript sealed share %d to %s's %s: it was re-sealed to another custodian and counts for no one", id, sh.Index, c.Name, recipientName(c))}
+}
+
+func recipientName(c OriginalCustodian) string {
+	if c.Recipient == "" {
+		return c.RecipientType
+	}
+	return c.RecipientType + " key"
+}
+
 // CheckBlob checks that b is the escrow blob the transcript recorded: its
 // canonical SHA-256, commitments, KEK check value, custodians and key check
 // values.

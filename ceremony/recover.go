@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/escrow"
@@ -34,7 +34,7 @@ type RecoverOptions struct {
 	// the threshold, each of a different custodian.
 	ShareFiles []string
 	// Identities open shares sealed to age X25519 or SSH keys.
-	Identities []age.Identity
+	Identities []*escrow.Identity
 	// Passphrases are tried on passphrase-sealed shares before the UI is
 	// asked. Recover zeroes them.
 	Passphrases [][]byte
@@ -214,31 +214,46 @@ func (r *recovery) record(step string, data map[string]any) error {
 	return r.tr.Append(step, r.o.Operator, data)
 }
 
-func (r *recovery) openShares(ctx context.Context) ([]*escrow.Share, error) {
+// openShares opens every share file, and returns the shares with the
+// identities that opened them.
+func (r *recovery) openShares(ctx context.Context) ([]*escrow.Share, []*escrow.Identity, error) {
 	var shares []*escrow.Share
+	var openers []*escrow.Identity
 	for _, f := range r.o.ShareFiles {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("failed to read share file: %w", err)
+			return nil, nil, fmt.Errorf("failed to read share file: %w", err)
 		}
-		sh, err := OpenShareFile(ctx, data, f, r.o.Identities, r.o.Passphrases, r.ui)
+		sh, id, err := OpenShareFile(ctx, data, f, r.o.Identities, r.o.Passphrases, r.ui)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		shares = append(shares, sh)
+		shares, openers = append(shares, sh), append(openers, id)
 	}
-	return shares, nil
+	return shares, openers, nil
 }
 
 // OpenShareFile opens one sealed share: with the passphrases given, then
-// with the UI's Secret when it is passphrase-sealed, else with ids. name
-// names it in errors.
-func OpenShareFile(ctx context.Context, data []byte, name string, ids []age.Identity, passphrases [][]byte, ui UI) (*escrow.Share, error) {
+// with the UI's Secret when it is passphrase-sealed, else with each of ids in
+// turn. It returns the share and the identity that opened it. name names it
+// in errors.
+func OpenShareFile(ctx context.Context, data []byte, name string, ids []*escrow.Identity, passphrases [][]byte, ui UI) (*escrow.Share, *escrow.Identity, error) {
 	if !escrow.NeedsPassphrase(data) {
 		if len(ids) == 0 {
-			return nil, fmt.Errorf("%s is sealed to an age or SSH key: give the custodian's identity file with --identity", name)
+			return nil, nil, fmt.Errorf("%s is sealed to an age or SSH key: give the custodian's identity file with --identity", name)
 		}
-		return escrow.OpenShare(data, name, ids...)
+		var last error
+		for _, id := range ids {
+			sh, err := escrow.OpenShare(data, name, id)
+			if err == nil {
+				return sh, id, nil
+			}
+			if !errors.Is(err, escrow.ErrWrongIdentity) {
+				return nil, nil, err
+			}
+			last = err
+		}
+		return nil, nil, last
 	}
 	for _, p := range passphrases {
 		id, err := escrow.PassphraseIdentity(p)
@@ -246,47 +261,70 @@ func OpenShareFile(ctx context.Context, data []byte, name string, ids []age.Iden
 			continue
 		}
 		if sh, err := escrow.OpenShare(data, name, id); err == nil {
-			return sh, nil
+			return sh, id, nil
 		} else if !errors.Is(err, escrow.ErrWrongIdentity) {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if ui == nil {
-		return nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
+		return nil, nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
 	}
 	pass, err := ui.Secret(ctx, fmt.Sprintf("Passphrase of share %s", filepath.Base(name)))
 	if err != nil {
 		if len(passphrases) > 0 {
-			return nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
+			return nil, nil, fmt.Errorf("%s: %w: no passphrase given opens it", name, escrow.ErrWrongIdentity)
 		}
-		return nil, fmt.Errorf("%s is sealed to a passphrase and it cannot be asked for (%w): give it with --passphrase-file", name, err)
+		return nil, nil, fmt.Errorf("%s is sealed to a passphrase and it cannot be asked for (%w): give it with --passphrase-file", name, err)
 	}
 	defer clear(pass)
 	id, err := escrow.PassphraseIdentity(pass)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return escrow.OpenShare(data, name, id)
+	sh, err := escrow.OpenShare(data, name, id)
+	return sh, id, err
+}
+
+// SSHPassphrase returns the callback an encrypted SSH identity calls, when a
+// share is sealed to its key, for its passphrase: the first of passphrases
+// that decrypts it, else the UI's Secret.
+func SSHPassphrase(ctx context.Context, pemBytes []byte, file string, passphrases [][]byte, ui UI) func(ssh.PublicKey) ([]byte, error) {
+	return func(ssh.PublicKey) ([]byte, error) {
+		for _, p := range passphrases {
+			if escrow.CheckSSHPassphrase(pemBytes, p) {
+				return append([]byte(nil), p...), nil
+			}
+		}
+		if ui == nil {
+			return nil, fmt.Errorf("%s is encrypted and no passphrase given decrypts it", file)
+		}
+		p, err := ui.Secret(ctx, fmt.Sprintf("Passphrase of SSH key %s", filepath.Base(file)))
+		if err != nil {
+			return nil, fmt.Errorf("%s is encrypted and its passphrase cannot be asked for (%w): give it with --passphrase-file", file, err)
+		}
+		return p, nil
+	}
 }
 
 func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	o := r.o
 	res := &RecoverResult{Drill: o.Drill}
-	shares, err := r.openShares(ctx)
+	shares, openers, err := r.openShares(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var used []map[string]any
-	for _, sh := range shares {
+	for i, sh := range shares {
 		res.Custodians = append(res.Custodians, sh.Custodian)
-		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File)})
+		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File),
+			"opened_by": openers[i].Kind, "opened_by_key": openers[i].Key})
 	}
 	com := r.blob.Public()
 	if r.orig != nil {
 		com = &r.orig.Escrow
 	}
-	for _, sh := range shares {
-		if err := r.checkShare(sh); err != nil {
+	for i, sh := range shares {
+		if err := r.checkShare(sh, openers[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -399,9 +437,12 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 // share's index, and the blob the share was made with. A swapped blob (other
 // KMS keys, other labels, other wrapped keys) is refused before anything is
 // unwrapped.
-func (r *recovery) checkShare(sh *escrow.Share) error {
+func (r *recovery) checkShare(sh *escrow.Share, opener *escrow.Identity) error {
 	if r.orig != nil {
 		if err := r.orig.CheckShare(sh); err != nil {
+			return err
+		}
+		if err := r.orig.CheckOpener(sh, opener); err != nil {
 			return err
 		}
 	}

@@ -233,14 +233,15 @@ func TestSealOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sshIDs, err := ParseIdentities(pem.EncodeToMemory(blk))
+	sshParsed, err := ParseIdentities(pem.EncodeToMemory(blk), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	xIDs, err := ParseIdentities([]byte("# created: now\n" + x.String() + "\n"))
+	xParsed, err := ParseIdentities([]byte("# created: now\n"+x.String()+"\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sshIDs, xIDs := ageIDs(sshParsed), ageIDs(xParsed)
 
 	pr, err := PassphraseRecipient([]byte("correct horse"))
 	if err != nil {
@@ -360,4 +361,103 @@ func BenchmarkCheckQuorum3of5(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func ageIDs(ids []*Identity) []age.Identity {
+	var out []age.Identity
+	for _, id := range ids {
+		out = append(out, id)
+	}
+	return out
+}
+
+// TestIdentities: post-quantum age keys, SSH key tags, encrypted SSH keys,
+// and keys compared as keys.
+func TestIdentities(t *testing.T) {
+	s, _, _ := split(t, "c1", 2, 3)
+	sh, err := s.Share(1, "c1", "alice", strings.Repeat("ab", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("post-quantum", func(t *testing.T) {
+		pq, err := age.GenerateHybridIdentity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := ParseRecipient(pq.Recipient().String())
+		if err != nil || r.Kind != "mlkem768x25519" {
+			t.Fatal(r, err)
+		}
+		data, err := SealShare(sh, r, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckSealed(data, r); err != nil {
+			t.Error(err)
+		}
+		ids, err := ParseIdentities([]byte(pq.String()+"\n"), nil)
+		if err != nil || len(ids) != 1 || ids[0].Kind != "mlkem768x25519" || ids[0].Key != r.Key {
+			t.Fatalf("identity %v %v", ids, err)
+		}
+		if _, err := OpenShare(data, "pq.age", ids[0]); err != nil {
+			t.Error(err)
+		}
+	})
+	_, edA, _ := ed25519.GenerateKey(rand.Reader)
+	_, edB, _ := ed25519.GenerateKey(rand.Reader)
+	pubA, _ := ssh.NewPublicKey(edA.Public())
+	pubB, _ := ssh.NewPublicKey(edB.Public())
+	lineA := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pubA)))
+	rA, _ := ParseRecipient(lineA + " alice@laptop")
+	rB, _ := ParseRecipient(string(ssh.MarshalAuthorizedKey(pubB)))
+	t.Run("ssh tag", func(t *testing.T) {
+		data, err := SealShare(sh, rA, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckSealed(data, rA); err != nil {
+			t.Error(err)
+		}
+		if err := CheckSealed(data, rB); err == nil || !strings.Contains(err.Error(), "is for another SSH key than the custodian's") {
+			t.Errorf("sealed to A, checked for B: %v", err)
+		}
+	})
+	t.Run("same key", func(t *testing.T) {
+		if !SameKey(lineA, lineA+" a comment") || !SameKey(lineA, "  "+strings.Replace(lineA, " ", "   ", 1)) {
+			t.Error("the same SSH key with another comment or spacing is not the same key")
+		}
+		if SameKey(lineA, rB.Public) {
+			t.Error("two SSH keys are the same key")
+		}
+	})
+	t.Run("encrypted ssh key", func(t *testing.T) {
+		blk, err := ssh.MarshalPrivateKeyWithPassphrase(edA, "", []byte("key passphrase"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pemBytes := pem.EncodeToMemory(blk)
+		asked := 0
+		ids, err := ParseIdentities(pemBytes, func(ssh.PublicKey) ([]byte, error) { asked++; return []byte("key passphrase"), nil })
+		if err != nil || len(ids) != 1 || ids[0].Key != rA.Key || ids[0].Kind != "ssh-ed25519" {
+			t.Fatalf("identity %v %v", ids, err)
+		}
+		if !CheckSSHPassphrase(pemBytes, []byte("key passphrase")) || CheckSSHPassphrase(pemBytes, []byte("wrong")) {
+			t.Error("CheckSSHPassphrase")
+		}
+		data, _ := SealShare(sh, rA, false)
+		other, _ := SealShare(sh, rB, false)
+		if _, err := OpenShare(other, "b.age", ids[0]); !errors.Is(err, ErrWrongIdentity) || asked != 0 {
+			t.Errorf("a share sealed to another key: %v, passphrase asked %d times", err, asked)
+		}
+		if _, err := OpenShare(data, "a.age", ids[0]); err != nil || asked != 1 {
+			t.Errorf("open: %v, passphrase asked %d times", err, asked)
+		}
+		wrong, _ := ParseIdentities(pemBytes, func(ssh.PublicKey) ([]byte, error) { return []byte("wrong"), nil })
+		if _, err := OpenShare(data, "a.age", wrong[0]); err == nil {
+			t.Error("opened with a wrong key passphrase")
+		}
+		if _, err := ParseIdentities(pemBytes, nil); err == nil {
+			t.Error("an encrypted key without a way to ask for its passphrase")
+		}
+	})
 }

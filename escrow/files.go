@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"filippo.io/age/armor"
 
 	"github.com/cloudflare/circl/secretsharing"
+	"golang.org/x/crypto/ssh"
 )
 
 // Share is one custodian's share: the plaintext sealed inside an age file.
@@ -82,35 +84,74 @@ func (sh *Share) validate() error {
 }
 
 // Recipient is a custodian's age recipient and its kind, as recorded in the
-// transcript: "x25519", "ssh-ed25519", "ssh-rsa" or "passphrase".
+// transcript: "mlkem768x25519" (age's post-quantum hybrid, age1pq1…),
+// "x25519", "ssh-ed25519", "ssh-rsa" or "passphrase".
 type Recipient struct {
 	age.Recipient
 	Kind string
 	// Public is the recipient string ("" for a passphrase).
 	Public string
+	// Key is the recipient's public key in one canonical form (the age
+	// encoding, or the SSH key type and wire encoding without comment), so
+	// that two recipients are compared as keys, not as text.
+	Key string
+	// tag is the SSH key tag age writes in the stanza ("" for age keys).
+	tag string
 }
 
-// ParseRecipient parses an age X25519 recipient (age1…) or an SSH public key
-// (ssh-ed25519 …, ssh-rsa …).
+// ParseRecipient parses an age recipient (age1pq1… post-quantum hybrid, or
+// age1… X25519) or an SSH public key (ssh-ed25519 …, ssh-rsa …).
 func ParseRecipient(s string) (*Recipient, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case strings.HasPrefix(s, "age1pq1"):
-		return nil, errors.New("post-quantum age recipients are not supported for escrow shares yet: use an X25519 (age1…) or SSH key")
+		r, err := age.ParseHybridRecipient(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid post-quantum age recipient: %w", err)
+		}
+		return &Recipient{Recipient: r, Kind: "mlkem768x25519", Public: s, Key: r.String()}, nil
 	case strings.HasPrefix(s, "age1"):
 		r, err := age.ParseX25519Recipient(s)
 		if err != nil {
 			return nil, fmt.Errorf("invalid age recipient: %w", err)
 		}
-		return &Recipient{Recipient: r, Kind: "x25519", Public: s}, nil
+		return &Recipient{Recipient: r, Kind: "x25519", Public: s, Key: r.String()}, nil
 	case strings.HasPrefix(s, "ssh-ed25519 "), strings.HasPrefix(s, "ssh-rsa "):
 		r, err := agessh.ParseRecipient(s)
 		if err != nil {
 			return nil, fmt.Errorf("invalid SSH recipient: %w", err)
 		}
-		return &Recipient{Recipient: r, Kind: strings.Fields(s)[0], Public: s}, nil
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(s))
+		if err != nil {
+			return nil, fmt.Errorf("invalid SSH recipient: %w", err)
+		}
+		return &Recipient{Recipient: r, Kind: pk.Type(), Public: s, Key: sshKey(pk), tag: sshTag(pk)}, nil
 	}
-	return nil, errors.New("recipient must be an age X25519 recipient (age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)")
+	return nil, errors.New("recipient must be an age recipient (age1pq1… post-quantum, or age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)")
+}
+
+// sshKey is an SSH public key's canonical form: type and wire encoding.
+func sshKey(pk ssh.PublicKey) string {
+	return pk.Type() + " " + base64.StdEncoding.EncodeToString(pk.Marshal())
+}
+
+// sshTag is the tag age's SSH recipients write in their stanza: the first 4
+// bytes of the SHA-256 of the key's wire encoding, unpadded base64.
+func sshTag(pk ssh.PublicKey) string {
+	h := sha256.Sum256(pk.Marshal())
+	return base64.RawStdEncoding.EncodeToString(h[:4])
+}
+
+// SameKey reports whether two recipient strings are the same public key,
+// whatever their text (an SSH key's comment, spacing). Unparsable strings
+// are compared as text.
+func SameKey(a, b string) bool {
+	ra, err1 := ParseRecipient(a)
+	rb, err2 := ParseRecipient(b)
+	if err1 != nil || err2 != nil {
+		return strings.TrimSpace(a) == strings.TrimSpace(b)
+	}
+	return ra.Key == rb.Key
 }
 
 // testOnlyScryptWorkFactor lowers the scrypt work factor in tests; 0 keeps
@@ -132,29 +173,105 @@ func PassphraseRecipient(pass []byte) (*Recipient, error) {
 	return &Recipient{Recipient: r, Kind: "passphrase"}, nil
 }
 
+// Identity opens shares sealed to one custodian, and says whose: the kind
+// and public recipient it opens for, so that a recovery records which
+// identity opened which share and checks it against the transcript.
+type Identity struct {
+	age.Identity
+	// Kind is as [Recipient.Kind].
+	Kind string
+	// Key is the public key it opens for, as [Recipient.Key] ("" for a
+	// passphrase).
+	Key string
+}
+
+// String names the identity by its public side, never its secret.
+func (id *Identity) String() string {
+	if id.Key == "" {
+		return id.Kind
+	}
+	k := id.Key
+	if len(k) > 40 {
+		k = k[:40] + "…"
+	}
+	return k
+}
+
 // PassphraseIdentity opens a passphrase-sealed share.
-func PassphraseIdentity(pass []byte) (age.Identity, error) {
+func PassphraseIdentity(pass []byte) (*Identity, error) {
 	if len(pass) == 0 {
 		return nil, errors.New("the passphrase is empty")
 	}
-	return age.NewScryptIdentity(string(pass))
+	id, err := age.NewScryptIdentity(string(pass))
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{Identity: id, Kind: "passphrase"}, nil
 }
 
-// ParseIdentities reads an age identity file (AGE-SECRET-KEY-1… lines) or an
-// unencrypted SSH private key (PEM).
-func ParseIdentities(data []byte) ([]age.Identity, error) {
+// ParseIdentities reads an age identity file (AGE-SECRET-KEY-1… and
+// AGE-SECRET-KEY-PQ-1… lines) or an SSH private key (PEM). An encrypted SSH
+// key asks passphrase for its passphrase only when a share is sealed to it.
+func ParseIdentities(data []byte, passphrase func(ssh.PublicKey) ([]byte, error)) ([]*Identity, error) {
 	if bytes.Contains(data, []byte("-----BEGIN")) && bytes.Contains(data, []byte("PRIVATE KEY-----")) {
-		id, err := agessh.ParseIdentity(data)
-		if err != nil {
-			return nil, fmt.Errorf("invalid SSH private key (encrypted SSH keys are not supported: use an unencrypted copy on the offline machine): %w", err)
-		}
-		return []age.Identity{id}, nil
+		return parseSSHIdentity(data, passphrase)
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("invalid age identity file: %w", err)
 	}
-	return ids, nil
+	var out []*Identity
+	for _, id := range ids {
+		switch id := id.(type) {
+		case *age.X25519Identity:
+			out = append(out, &Identity{Identity: id, Kind: "x25519", Key: id.Recipient().String()})
+		case *age.HybridIdentity:
+			out = append(out, &Identity{Identity: id, Kind: "mlkem768x25519", Key: id.Recipient().String()})
+		default:
+			return nil, fmt.Errorf("unsupported age identity type %T", id)
+		}
+	}
+	return out, nil
+}
+
+func parseSSHIdentity(data []byte, passphrase func(ssh.PublicKey) ([]byte, error)) ([]*Identity, error) {
+	raw, err := ssh.ParseRawPrivateKey(data)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case errors.As(err, &missing):
+		if missing.PublicKey == nil {
+			return nil, errors.New("encrypted SSH private key in an old PEM format that does not name its public key: convert it with ssh-keygen -p -o")
+		}
+		if passphrase == nil {
+			return nil, errors.New("the SSH private key is encrypted and its passphrase cannot be asked here")
+		}
+		pk := missing.PublicKey
+		id, err := agessh.NewEncryptedSSHIdentity(pk, data, func() ([]byte, error) { return passphrase(pk) })
+		if err != nil {
+			return nil, fmt.Errorf("invalid SSH private key: %w", err)
+		}
+		return []*Identity{{Identity: id, Kind: pk.Type(), Key: sshKey(pk)}}, nil
+	case err != nil:
+		return nil, fmt.Errorf("invalid SSH private key: %w", err)
+	}
+	signer, err := ssh.NewSignerFromKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("invalid SSH private key: %w", err)
+	}
+	id, err := agessh.ParseIdentity(data)
+	if err != nil {
+		return nil, fmt.Errorf("invalid SSH private key: %w", err)
+	}
+	pk := signer.PublicKey()
+	return []*Identity{{Identity: id, Kind: pk.Type(), Key: sshKey(pk)}}, nil
+}
+
+// CheckSSHPassphrase reports whether pass decrypts the encrypted SSH private
+// key pemBytes, so that a caller can try the passphrases it was given before
+// asking.
+func CheckSSHPassphrase(pemBytes, pass []byte) bool {
+	_, err := ssh.ParseRawPrivateKeyWithPassphrase(pemBytes, pass)
+	return err == nil
 }
 
 // SealShare encrypts sh to r with age, in age's armored text form when armor
@@ -201,24 +318,34 @@ func dearmor(data []byte) io.Reader {
 }
 
 // stanzaTypes maps a recipient kind to the age stanza type it writes.
-var stanzaTypes = map[string]string{"x25519": "X25519", "ssh-ed25519": "ssh-ed25519", "ssh-rsa": "ssh-rsa", "passphrase": "scrypt"}
+var stanzaTypes = map[string]string{"mlkem768x25519": "mlkem768x25519", "x25519": "X25519", "ssh-ed25519": "ssh-ed25519", "ssh-rsa": "ssh-rsa", "passphrase": "scrypt"}
 
 // CheckSealed checks that a sealed share is an age file with exactly one
-// recipient stanza, of the kind r writes: a share meant for one custodian
-// opens for that custodian only.
+// recipient stanza, of the kind r writes and, for SSH keys, tagged with r's
+// key: a share meant for one custodian opens for that custodian only. age's
+// X25519, post-quantum and scrypt stanzas do not name their recipient, so
+// for those only the kind is checked here; opening the share with the
+// custodian's identity checks the rest.
 func CheckSealed(data []byte, r *Recipient) error {
 	hdr, err := age.ExtractHeader(dearmor(data))
 	if err != nil {
 		return fmt.Errorf("the sealed share is not a readable age file: %w", err)
 	}
-	var types []string
+	var stanzas [][]string
 	for _, l := range strings.Split(string(hdr), "\n") {
 		if rest, ok := strings.CutPrefix(l, "-> "); ok {
-			types = append(types, strings.Fields(rest)[0])
+			stanzas = append(stanzas, strings.Fields(rest))
 		}
 	}
-	if len(types) != 1 || types[0] != stanzaTypes[r.Kind] {
+	if len(stanzas) != 1 || len(stanzas[0]) == 0 || stanzas[0][0] != stanzaTypes[r.Kind] {
+		var types []string
+		for _, st := range stanzas {
+			types = append(types, strings.Join(st[:min(1, len(st))], ""))
+		}
 		return fmt.Errorf("the sealed share has recipient stanzas %v, want one %s", types, stanzaTypes[r.Kind])
+	}
+	if r.tag != "" && (len(stanzas[0]) < 2 || stanzas[0][1] != r.tag) {
+		return fmt.Errorf("the sealed share's %s stanza is for another SSH key than the custodian's (tag %s, want %s)", r.Kind, strings.Join(stanzas[0][1:min(2, len(stanzas[0]))], ""), r.tag)
 	}
 	return nil
 }

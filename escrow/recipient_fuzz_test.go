@@ -56,7 +56,7 @@ func FuzzParseIdentities(f *testing.F) {
 	f.Add([]byte("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ==\n-----END OPENSSH PRIVATE KEY-----\n"))
 	f.Add([]byte("AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ids, err := ParseIdentities(data)
+		ids, err := ParseIdentities(data, nil)
 		if err != nil {
 			for _, f := range bytes.Fields(data) {
 				if len(f) >= 16 && strings.Contains(err.Error(), string(f)) {
@@ -66,7 +66,7 @@ func FuzzParseIdentities(f *testing.F) {
 			return
 		}
 		for _, id := range ids {
-			x, ok := id.(*age.X25519Identity)
+			x, ok := id.Identity.(*age.X25519Identity)
 			if !ok {
 				continue
 			}

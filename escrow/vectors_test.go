@@ -47,7 +47,7 @@ func v1Shares(t *testing.T) []*Share {
 	}{
 		{"share-1-alice.age", mustIDs(t, read("identities/alice.key"))},
 		{"share-2-bob.age", mustIDs(t, read("identities/bob_ed25519"))},
-		{"share-3-carol.age", []age.Identity{carol}},
+		{"share-3-carol.age", []age.Identity{carol.Identity}},
 		{"share-4-dave.age", mustIDs(t, read("identities/dave_rsa"))},
 	} {
 		sh, err := OpenShare(read(c.file), c.file, c.id...)
@@ -64,11 +64,11 @@ func v1Shares(t *testing.T) []*Share {
 
 func mustIDs(t *testing.T, data []byte) []age.Identity {
 	t.Helper()
-	ids, err := ParseIdentities(data)
+	ids, err := ParseIdentities(data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ids
+	return ageIDs(ids)
 }
 
 func TestFrozenV1(t *testing.T) {

@@ -8,8 +8,6 @@ import (
 	"os"
 	"strings"
 
-	"filippo.io/age"
-
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/transcripts"
@@ -76,10 +74,6 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 		}
 		return err
 	}
-	identities, err := readIdentities(ids)
-	if err != nil {
-		return err
-	}
 	passes, err := readPassphrases(passFiles)
 	if err != nil {
 		return err
@@ -89,16 +83,23 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 			clear(p)
 		}
 	}()
+	ui := &lineUI{in: stdin, out: stderr}
+	identities, err := readIdentities(ctx, ids, passes, ui)
+	if err != nil {
+		return err
+	}
 	data, err := os.ReadFile(*share)
 	if err != nil {
 		return fmt.Errorf("failed to read share file: %w", err)
 	}
-	ui := &lineUI{in: stdin, out: stderr}
-	sh, err := ceremony.OpenShareFile(ctx, data, *share, identities, passes, ui)
+	sh, opener, err := ceremony.OpenShareFile(ctx, data, *share, identities, passes, ui)
 	if err != nil {
 		return shareError(err)
 	}
 	if err := orig.CheckShare(sh); err != nil {
+		return verifyFailure{err}
+	}
+	if err := orig.CheckOpener(sh, opener); err != nil {
 		return verifyFailure{err}
 	}
 	verdict := "OK"
@@ -111,16 +112,18 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 	return nil
 }
 
-func readIdentities(files []string) ([]age.Identity, error) {
-	var out []age.Identity
+// readIdentities reads identity files; an encrypted SSH key's passphrase
+// is one of passphrases or asked through ui, when a share is sealed to it.
+func readIdentities(ctx context.Context, files []string, passphrases [][]byte, ui ceremony.UI) ([]*escrow.Identity, error) {
+	var out []*escrow.Identity
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read identity file: %w", err)
 		}
-		ids, err := escrow.ParseIdentities(b)
-		clear(b)
+		ids, err := escrow.ParseIdentities(b, ceremony.SSHPassphrase(ctx, b, f, passphrases, ui))
 		if err != nil {
+			clear(b)
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
 		out = append(out, ids...)

@@ -220,11 +220,11 @@ escrow:
 			continue
 		}
 		key, _ := os.ReadFile(idFiles[name])
-		ids, err := escrow.ParseIdentities(key)
+		ids, err := escrow.ParseIdentities(key, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sh, err := escrow.OpenShare(data, name, ids...)
+		sh, err := escrow.OpenShare(data, name, ids[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -542,11 +542,11 @@ func relabel(t *testing.T, file, id, name, recipient string) []byte {
 	t.Helper()
 	data, _ := os.ReadFile(file)
 	key, _ := os.ReadFile(id)
-	ids, err := escrow.ParseIdentities(key)
+	ids, err := escrow.ParseIdentities(key, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := escrow.OpenShare(data, file, ids...)
+	sh, err := escrow.OpenShare(data, file, ids[0])
 	if err != nil {
 		t.Fatal(err)
 	}

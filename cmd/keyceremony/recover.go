@@ -56,8 +56,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	blob := fs.String("escrow", "", "the ceremony's escrow blob `file` (escrow.json)")
 	var shares, ids, passFiles multi
 	fs.Var(&shares, "share", "a sealed share `file` (repeat for each custodian)")
-	fs.Var(&ids, "identity", "age identity `file` or unencrypted SSH private key (repeatable)")
-	fs.Var(&passFiles, "passphrase-file", "`file` holding a custodian's passphrase (repeatable; else asked)")
+	fs.Var(&ids, "identity", "age identity `file` or SSH private key (repeatable; an encrypted one's passphrase from --passphrase-file or asked)")
+	fs.Var(&passFiles, "passphrase-file", "`file` holding a custodian's passphrase, or an SSH identity's (repeatable; else asked)")
 	out := fs.String("out", "", "new output `directory` for the recovery transcript")
 	drill := fs.Bool("drill", false, "recover into a scratch SoftHSM token and compare key check values; touches no production token and no KMS")
 	label := fs.String("token-label", "", "target token `label`")
@@ -125,13 +125,13 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	if o.Pin, err = pins.pin("recover", *orig); err != nil {
 		return err
 	}
-	if o.Identities, err = readIdentities(ids); err != nil {
-		return err
-	}
 	if o.Passphrases, err = readPassphrases(passFiles); err != nil {
 		return err
 	}
 	ui := &lineUI{in: stdin, out: stderr}
+	if o.Identities, err = readIdentities(ctx, ids, o.Passphrases, ui); err != nil {
+		return err
+	}
 	res, err := ceremony.Recover(ctx, o, ui)
 	if err != nil {
 		var se *escrow.ShareError
