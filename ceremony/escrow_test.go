@@ -57,6 +57,8 @@ func TestCustodianPassphrases(t *testing.T) {
 	short := filepath.Join(dir, "short.pass")
 	_ = os.WriteFile(good, []byte("a long enough passphrase\n"), 0o600)
 	_ = os.WriteFile(short, []byte("short\n"), 0o600)
+	weak := filepath.Join(dir, "weak.pass")
+	_ = os.WriteFile(weak, []byte("Password1234\n"), 0o600)
 	t.Setenv("ERIN_PASS", "erin's long passphrase")
 	t.Setenv("SHORT_PASS", "tiny")
 
@@ -71,7 +73,9 @@ func TestCustodianPassphrases(t *testing.T) {
 		{"prompt", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, the same"}, ""},
 		{"prompt differs, then matches", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, not same", "typed twice, the same", "typed twice, the same"}, ""},
 		{"prompt short, then long", CustodianConfig{Name: "c", Passphrase: true}, []string{"tiny1", "typed twice, the same", "typed twice, the same"}, ""},
-		{"prompt differs three times", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, not same", "typed twice, the same", "typed twice, not same", "tiny"}, `escrow.custodians[0]: custodian "c" gave no matching passphrase of at least 12 characters in three tries`},
+		{"prompt differs three times", CustodianConfig{Name: "c", Passphrase: true}, []string{"typed twice, the same", "typed twice, not same", "typed twice, the same", "typed twice, not same", "tiny"}, `escrow.custodians[0]: custodian "c" gave no matching, strong enough passphrase of at least 12 characters in three tries`},
+		{"prompt weak, then strong", CustodianConfig{Name: "c", Passphrase: true}, []string{"aaaaaaaaaaaaaaaaaaaa", "typed twice, the same", "typed twice, the same"}, ""},
+		{"file weak", CustodianConfig{Name: "c", Passphrase: true, PassphraseFile: weak}, nil, `escrow.custodians[0]: the passphrase of custodian "c" is too easy to guess`},
 		{"no terminal", CustodianConfig{Name: "c", Passphrase: true}, nil, "escrow.custodians[0]: cannot ask custodian \"c\" for a passphrase (no secret available): for a non-interactive run set escrow.custodians[0].passphrase_env or passphrase_file"},
 		{"env missing", CustodianConfig{Name: "c", Passphrase: true, PassphraseEnv: "NOPE_PASS"}, nil, "escrow.custodians[0].passphrase_env names NOPE_PASS but it is not set"},
 		{"env short", CustodianConfig{Name: "c", Passphrase: true, PassphraseEnv: "SHORT_PASS"}, nil, "shorter than 12"},
@@ -101,6 +105,32 @@ func TestCustodianPassphrases(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDistinctCustodians: two custodians may not share a passphrase, nor a
+// key given at the keyboard.
+func TestDistinctCustodians(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "p.pass")
+	_ = os.WriteFile(pass, []byte("a long enough passphrase\n"), 0o600)
+	cfg := &Config{dir: dir, Escrow: &EscrowConfig{Threshold: 2, Custodians: []CustodianConfig{
+		{Name: "a", Passphrase: true, PassphraseFile: pass}, {Name: "b", Passphrase: true, PassphraseFile: pass}}}}
+	_, err := recipients(context.Background(), cfg, &fakeUI{})
+	if err == nil || err.Error() != `escrow.custodians[1]: custodian "b" chose the same passphrase as custodian "a": each custodian chooses their own, or one person holds two shares; nothing was changed` {
+		t.Errorf("same passphrase: %v", err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	other, _ := age.GenerateX25519Identity()
+	cfg.Escrow.Custodians = []CustodianConfig{{Name: "a", Recipient: id.Recipient().String()}, {Name: "b", Recipient: AskRecipient}}
+	ui := &fakeUI{answers: []string{id.Recipient().String(), other.Recipient().String()}}
+	rs, err := recipients(context.Background(), cfg, ui)
+	if err != nil || len(rs) != 2 || rs[1].Public != other.Recipient().String() {
+		t.Fatalf("asked again after a taken key: %v %v", rs, err)
+	}
+	ui = &fakeUI{answers: []string{id.Recipient().String(), id.Recipient().String(), id.Recipient().String()}}
+	if _, err := recipients(context.Background(), cfg, ui); err == nil || !strings.Contains(err.Error(), "that is custodian a's key") {
+		t.Errorf("three times a taken key: %v", err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/escrow"
@@ -116,18 +117,24 @@ func TestEscrowEndToEnd(t *testing.T) {
 	r := newEscrowRig(t)
 	ctx := context.Background()
 
-	// Five custodians: three age X25519 keys, an SSH key, a passphrase.
+	// Five custodians: two age X25519 keys, a post-quantum age key (erin),
+	// an SSH key encrypted with a passphrase (bob), a passphrase (carol).
 	var recips []string
 	idFiles := map[string]string{}
-	for _, name := range []string{"alice", "dave", "erin"} {
+	for _, name := range []string{"alice", "dave"} {
 		id, _ := age.GenerateX25519Identity()
 		idFiles[name] = r.write(name+".key", id.String()+"\n")
 		recips = append(recips, id.Recipient().String())
 	}
+	pq, _ := age.GenerateHybridIdentity()
+	idFiles["erin"] = r.write("erin.key", pq.String()+"\n")
+	recips = append(recips, pq.Recipient().String())
 	sshKey := filepath.Join(r.dir, "bob_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bob", "-f", sshKey).CombinedOutput(); err != nil {
+	const bobKeyPassphrase = "bob's ssh key passphrase"
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", bobKeyPassphrase, "-C", "bob", "-f", sshKey).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
 	}
+	bobKeyPass := r.write("bob-key.pass", bobKeyPassphrase+"\n")
 	idFiles["bob"] = sshKey
 	sshPub, _ := os.ReadFile(sshKey + ".pub")
 	carolPass := r.write("carol.pass", "carol's long passphrase\n")
@@ -165,6 +172,13 @@ escrow:
 	// Threshold 1 lets any one custodian recover alone: only when asked.
 	single := r.write("single.yaml", strings.Replace(cfgText, "threshold: 3", "threshold: 1", 1))
 	r.wantExact(1, single+": escrow.threshold 1 lets any one custodian recover every key alone: raise it, or set escrow.allow_single_custodian: true", nil, "run", "--config", single)
+	// One key for two custodians (as keys: another comment is the same
+	// key), and a weak passphrase, are refused before anything changes.
+	sameKey := r.write("same-key.yaml", strings.Replace(cfgText, "{name: dave, recipient: "+recips[1]+"}",
+		fmt.Sprintf("{name: dave, recipient: %q}", strings.Replace(strings.TrimSpace(string(sshPub)), " bob", " dave@laptop", 1)), 1))
+	r.wantExact(1, sameKey+": escrow.custodians[3].recipient is the same key as custodian \"bob\"'s: each custodian holds their own key, or one person holds two shares", nil, "run", "--config", sameKey)
+	weak := r.write("weak.yaml", strings.Replace(cfgText, carolPass, r.write("weak.pass", "carolcarol2026\n"), 1))
+	r.wantExact(1, "step custodians: escrow.custodians[2]: the passphrase of custodian \"carol\" is too easy to guess (about 31 bits, at least 50 needed: it repeats or runs characters, or is built on common words, the custodian's name or the ceremony id): choose another, such as five random words", nil, "run", "--config", weak)
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a refused ceremony wrote its output directory")
 	}
@@ -220,7 +234,7 @@ escrow:
 			continue
 		}
 		key, _ := os.ReadFile(idFiles[name])
-		ids, err := escrow.ParseIdentities(key, nil)
+		ids, err := escrow.ParseIdentities(key, func(ssh.PublicKey) ([]byte, error) { return []byte(bobKeyPassphrase), nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +256,7 @@ escrow:
 			t.Errorf("verify-share alice: %s", got)
 		}
 		// The seal words typed back, in any case and spacing.
-		got = r.mustRun(nil, vs(2, "bob", "--identity", idFiles["bob"], "--transcript", tr, "--seal-words", "  "+strings.ToUpper(words)+" ")...)
+		got = r.mustRun(nil, vs(2, "bob", "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--transcript", tr, "--seal-words", "  "+strings.ToUpper(words)+" ")...)
 		if !strings.HasPrefix(got, "OK: share 2 of 5 of custodian \"bob\"") || !strings.Contains(got, "pinned by: seal words typed back") {
 			t.Errorf("verify-share bob: %s", got)
 		}
@@ -280,7 +294,7 @@ escrow:
 		// alice's, and the transcript binds the index to her.
 		relabelled := r.write("relabelled.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "bob", string(sshPub))))
 		r.wantExact(3, "share 1 of custodian \"bob\" ("+relabelled+"): names custodian \"bob\", but the transcript gave share 1 to \"alice\": the share was relabelled; use alice's own share file", nil,
-			"escrow", "verify-share", "--share", relabelled, "--identity", idFiles["bob"], "--transcript", tr, "--fingerprint", fp)
+			"escrow", "verify-share", "--share", relabelled, "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--transcript", tr, "--fingerprint", fp)
 		r.wantExact(2, "escrow verify-share takes --share FILE and --transcript FILE, with the transcript's signer pinned (--fingerprint HEX or --seal-words \"…\")", nil,
 			"escrow", "verify-share", "--share", share(1, "alice"))
 	})
@@ -290,7 +304,7 @@ escrow:
 		env := []string{"AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1", "KEYCEREMONY_PIN=9999"}
 		drillOut := filepath.Join(r.dir, "drill")
 		got := r.mustRun(env, append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(3, "carol"),
-			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", carolPass, "--out", drillOut}, pinned...)...)
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--passphrase-file", carolPass, "--out", drillOut}, pinned...)...)
 		if !strings.Contains(got, "drill PASSED") || !strings.Contains(got, "key payments (id 0a0b)") || !strings.Contains(got, "pinned by:   signer fingerprint "+fp) {
 			t.Errorf("drill: %s", got)
 		}
@@ -306,6 +320,16 @@ escrow:
 				if tok["label"] != "keyceremony-drill" || tok["scratch"] != true {
 					t.Errorf("the drill did not use a scratch token: %v", e.Data)
 				}
+				// Which identity opened which share.
+				var opened []string
+				used, _ := e.Data["used"].([]any)
+				for _, u := range used {
+					m, _ := u.(map[string]any)
+					opened = append(opened, fmt.Sprintf("%v:%v", m["custodian"], m["opened_by"]))
+				}
+				if got := strings.Join(opened, " "); got != "alice:x25519 bob:ssh-ed25519 carol:passphrase" {
+					t.Errorf("shares opened by %s", got)
+				}
 			}
 			if e.Step == "drill" && e.Data["result"] == "pass" {
 				pass = true
@@ -320,7 +344,7 @@ escrow:
 		// Pinned only by the key file beside the transcript: every key
 		// recovers, but the drill does not claim to have passed.
 		got = r.mustRun(env, "recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(4, "dave"),
-			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"], "--transcript", tr, "--pubkey", pub, "--out", filepath.Join(r.dir, "drill-pubkey"))
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--identity", idFiles["dave"], "--transcript", tr, "--pubkey", pub, "--out", filepath.Join(r.dir, "drill-pubkey"))
 		if strings.Contains(got, "PASSED") || !strings.HasPrefix(got, "drill NOT CONFIRMED: every key recovered, but the original transcript was pinned by public key file signing-key.pem") {
 			t.Errorf("drill pinned by a key file: %s", got)
 		}
@@ -348,11 +372,20 @@ escrow:
 		relabelled := r.write("relabelled2.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "bob", string(sshPub))))
 		r.wantExact(3, "recovery drill FAILED: share 1 of custodian \"bob\" ("+relabelled+"): names custodian \"bob\", but the transcript gave share 1 to \"alice\": the share was relabelled; use alice's own share file", env,
 			append([]string{"recover", "--drill", "--escrow", blob, "--share", relabelled, "--share", share(4, "dave"), "--share", share(5, "erin"),
-				"--identity", idFiles["bob"], "--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-relabelled")}, pinned...)...)
+				"--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-relabelled")}, pinned...)...)
+		// Alice's share re-sealed to dave: dave would hold two shares. It
+		// opens with dave's key, which is not the key the transcript sealed
+		// share 1 to.
+		resealed := r.write("resealed.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "alice", recips[1])))
+		r.wantFail(3, []string{"recovery drill FAILED: share 1 of custodian \"alice\" (" + resealed + "): was opened by age1", "but the transcript sealed share 1 to alice's x25519 key: it was re-sealed to another custodian and counts for no one"}, env,
+			append([]string{"recover", "--drill", "--escrow", blob, "--share", resealed, "--share", share(4, "dave"), "--share", share(5, "erin"),
+				"--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-resealed")}, pinned...)...)
+		r.wantFail(3, []string{"was opened by age1", "but the transcript sealed share 1 to alice's x25519 key"}, nil,
+			"escrow", "verify-share", "--share", resealed, "--identity", idFiles["dave"], "--transcript", tr, "--fingerprint", fp)
 		// A failing drill (too few shares) is recorded as a failure.
 		failOut := filepath.Join(r.dir, "drill-fail")
 		r.wantFail(3, []string{"recovery drill FAILED", "too few shares", "needs 3 of 5"}, env,
-			append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--identity", idFiles["alice"], "--identity", idFiles["bob"], "--out", failOut}, pinned...)...)
+			append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--out", failOut}, pinned...)...)
 		if d, _ := os.ReadFile(filepath.Join(failOut, "transcript.jsonl")); !bytes.Contains(d, []byte(`"result":"fail"`)) {
 			t.Errorf("failed drill not recorded: %s", d)
 		}
@@ -367,7 +400,7 @@ escrow:
 		forgedKCV := forgeCeremony(t, blobData, fdir, []string{recips[0], strings.TrimSpace(string(sshPub)), "", recips[1], recips[2]})
 		fshare := func(i int, name string) string { return filepath.Join(fdir, fmt.Sprintf("share-%d-%s.age", i, name)) }
 		args := []string{"recover", "--drill", "--share", fshare(1, "alice"), "--share", fshare(2, "bob"), "--share", fshare(4, "dave"),
-			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--identity", idFiles["dave"]}
+			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--identity", idFiles["dave"]}
 		out := func(n string) []string { return []string{"--out", filepath.Join(r.dir, n)} }
 		// The forged files, swapped into place, against the real transcript.
 		r.wantFail(3, []string{filepath.Join(fdir, "escrow.json") + " is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
@@ -465,7 +498,7 @@ escrow:
 	// material goes back into KMS with the air-gap commands.
 	recOut := filepath.Join(r.dir, "recovery")
 	got := r.mustRun(nil, "recover", "--escrow", blob, "--share", share(2, "bob"), "--share", share(3, "carol"), "--share", share(5, "erin"),
-		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass,
+		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", bobKeyPass, "--passphrase-file", carolPass,
 		"--token-label", "recovery", "--transcript", tr, "--seal-words", words, "--out", recOut)
 	if !strings.Contains(got, "key payments (id 0a0b): recovered into the token, kcv") || !strings.Contains(got, "shares used: bob, carol, erin") {
 		t.Errorf("recover: %s", got)
@@ -501,7 +534,7 @@ escrow:
 	// second recovery into the same token refuses to overwrite it.
 	r.wantFail(1, []string{"already holds a key labelled \"payments\""}, nil,
 		"recover", "--escrow", blob, "--share", share(2, "bob"), "--share", share(3, "carol"), "--share", share(5, "erin"),
-		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", carolPass, "--token-label", "recovery", "--out", filepath.Join(r.dir, "again"),
+		"--identity", idFiles["bob"], "--identity", idFiles["erin"], "--passphrase-file", bobKeyPass, "--passphrase-file", carolPass, "--token-label", "recovery", "--out", filepath.Join(r.dir, "again"),
 		"--transcript", tr, "--fingerprint", fp)
 	if _, err := os.Stat(filepath.Join(r.dir, "again")); err == nil {
 		t.Error("a refused recovery left its output directory behind")
