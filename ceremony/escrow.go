@@ -316,12 +316,21 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 	if err != nil {
 		return "", err
 	}
+	written, err := escrow.ParseBlob(blobData)
+	if err != nil {
+		return "", err
+	}
 
 	var shares []*escrow.Share
 	var custData []map[string]any
 	for i, c := range e.Custodians {
 		sh, err := sharing.Share(i+1, id, c.Name, blobSum)
 		if err != nil {
+			return "", err
+		}
+		// Every share carries the blob as written, so that any M
+		// custodians recover with their shares alone.
+		if err := sh.Carry(written); err != nil {
 			return "", err
 		}
 		shares = append(shares, sh)

@@ -28,7 +28,8 @@ const DrillToken = "keyceremony-drill"
 
 // RecoverOptions describe a recovery from escrow, or a drill.
 type RecoverOptions struct {
-	// EscrowFile is the escrow blob (escrow.json) of the ceremony.
+	// EscrowFile is the escrow blob (escrow.json) of the ceremony; when
+	// empty, the blob the shares carry (format v2) is used.
 	EscrowFile string
 	// ShareFiles are the sealed shares brought by the custodians: at least
 	// the threshold, each of a different custodian.
@@ -102,10 +103,12 @@ type recovery struct {
 	ui      UI
 	blob    *escrow.Blob
 	blobSum string
-	orig    *Original
-	tr      *transcripts.Writer
-	trPath  string
-	ceremID string
+	// blobName names where the blob came from, in messages.
+	blobName string
+	orig     *Original
+	tr       *transcripts.Writer
+	trPath   string
+	ceremID  string
 }
 
 // Recover recovers the keys of an escrow blob from M custodians' shares into
@@ -131,28 +134,33 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	if o.Transcript == "" && !o.Pin.Insecure {
 		return nil, errors.New("recover needs the original transcript (--transcript) and its signer pinned: the escrow and shares alone can be forged")
 	}
+	if o.Transcript == "" && o.EscrowFile == "" {
+		return nil, errors.New("without the original transcript, recover needs the escrow blob (--escrow escrow.json)")
+	}
 	defer func() {
 		for _, p := range o.Passphrases {
 			clear(p)
 		}
 	}()
 	r := &recovery{o: o, ui: ui}
-	data, err := os.ReadFile(o.EscrowFile)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the escrow blob: %w", err)
-	}
-	if r.blob, err = escrow.ParseBlob(data); err != nil {
-		return nil, fmt.Errorf("%s: %w", o.EscrowFile, err)
-	}
-	if r.blobSum, err = r.blob.SHA256(); err != nil {
-		return nil, err
-	}
-	r.ceremID = r.blob.CeremonyID
 	if o.Transcript != "" {
 		if r.orig, err = OpenOriginal(o.Transcript, o.Pin); err != nil {
 			return nil, err
 		}
-		if err := r.orig.CheckBlob(r.blob, o.EscrowFile); err != nil {
+		r.ceremID = r.orig.Escrow.CeremonyID
+	}
+	// The escrow blob from --escrow, checked now; else the one the shares
+	// carry, checked once they are open.
+	if o.EscrowFile != "" {
+		data, err := os.ReadFile(o.EscrowFile)
+		if err != nil {
+			return nil, fmt.Errorf("failed to read the escrow blob: %w", err)
+		}
+		b, err := escrow.ParseBlob(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", o.EscrowFile, err)
+		}
+		if err := r.useBlob(b, o.EscrowFile); err != nil {
 			return nil, err
 		}
 	}
@@ -180,6 +188,24 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	return res, err
 }
 
+// useBlob takes b (from file name) as the escrow to recover, after checking
+// it against the original transcript.
+func (r *recovery) useBlob(b *escrow.Blob, name string) error {
+	sum, err := b.SHA256()
+	if err != nil {
+		return err
+	}
+	if r.orig != nil {
+		if err := r.orig.CheckBlob(b, name); err != nil {
+			return err
+		}
+	} else {
+		r.ceremID = b.CeremonyID
+	}
+	r.blob, r.blobSum, r.blobName = b, sum, name
+	return nil
+}
+
 func (r *recovery) begin() error {
 	if r.tr != nil {
 		return nil
@@ -197,14 +223,33 @@ func (r *recovery) begin() error {
 	if r.o.Drill {
 		mode = "drill"
 	}
-	d := map[string]any{"mode": mode, "escrow_file": filepath.Base(r.o.EscrowFile), "escrow_sha256": r.blobSum, "original_ceremony_id": r.blob.CeremonyID,
-		"threshold": r.blob.Threshold, "shares": r.blob.Shares, "commitments": r.blob.Commitments}
+	// With a transcript, the escrow is the one it recorded (a blob from
+	// --escrow was checked against it already; one carried by the shares
+	// is checked once they are open).
+	com, sum, file := r.commitments(), r.blobSum, "carried by the shares"
+	if r.orig != nil {
+		sum = r.orig.BlobSHA256
+	}
+	if r.o.EscrowFile != "" {
+		file = filepath.Base(r.o.EscrowFile)
+	}
+	d := map[string]any{"mode": mode, "escrow_file": file, "escrow_sha256": sum, "original_ceremony_id": r.ceremID,
+		"threshold": com.Threshold, "shares": com.Shares, "commitments": com.Commitments}
 	if r.orig != nil {
 		maps.Copy(d, r.orig.record())
 	} else {
 		d["pinned_by"], d["pin_confirmed"] = "nothing: no original transcript (--insecure-unpinned)", false
 	}
 	return r.tr.Append("recovery", r.o.Operator, d)
+}
+
+// commitments are what shares are checked against: the original
+// transcript's, else the blob's.
+func (r *recovery) commitments() *escrow.Commitments {
+	if r.orig != nil {
+		return &r.orig.Escrow
+	}
+	return r.blob.Public()
 }
 
 func (r *recovery) record(step string, data map[string]any) error {
@@ -319,10 +364,12 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File),
 			"opened_by": openers[i].Kind, "opened_by_key": openers[i].Key})
 	}
-	com := r.blob.Public()
-	if r.orig != nil {
-		com = &r.orig.Escrow
+	if r.blob == nil {
+		if err := r.blobFromShares(shares); err != nil {
+			return nil, err
+		}
 	}
+	com := r.commitments()
 	for i, sh := range shares {
 		if err := r.checkShare(sh, openers[i]); err != nil {
 			return nil, err
@@ -338,7 +385,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		return nil, err
 	}
 	if kcv != r.blob.KEKCheckValue {
-		return nil, fmt.Errorf("the shares recombine to a KEK with check value %s, but %s was made under %s: the blob and the shares do not belong together", kcv, o.EscrowFile, r.blob.KEKCheckValue)
+		return nil, fmt.Errorf("the shares recombine to a KEK with check value %s, but %s was made under %s: the blob and the shares do not belong together", kcv, r.blobName, r.blob.KEKCheckValue)
 	}
 	r.ui.Info(fmt.Sprintf("%d share(s) of %s verified against the commitments; KEK check value %s matches the escrow", len(shares), strings.Join(res.Custodians, ", "), kcv))
 
@@ -355,7 +402,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 			return nil, err
 		}
 	}
-	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo}); err != nil {
+	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo, "escrow_sha256": r.blobSum}); err != nil {
 		return nil, err
 	}
 	kekKey, err := tok.ImportKEK(kek)
@@ -431,6 +478,17 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	return res, nil
 }
 
+// blobFromShares takes the escrow blob the shares carry (format v2): the
+// first one; every share is then checked to name that same blob.
+func (r *recovery) blobFromShares(shares []*escrow.Share) error {
+	for _, sh := range shares {
+		if sh.Escrow != nil {
+			return r.useBlob(sh.Escrow, "the escrow blob carried by "+filepath.Base(sh.File))
+		}
+	}
+	return errors.New("these shares do not carry the escrow blob (made before keyceremony/share/v2): give the ceremony's escrow.json with --escrow")
+}
+
 // checkShare binds a share to its custodian and escrow: against the
 // original transcript (commitments, name and index, blob hash) when there is
 // one, and always against the blob: the custodian the blob lists for the
@@ -453,10 +511,10 @@ func (r *recovery) checkShare(sh *escrow.Share, opener *escrow.Identity) error {
 		return err
 	}
 	if bc := r.blob.Custodian(sh.Index); bc == nil || bc.Name != sh.Custodian {
-		return bad("names custodian %q, but %s gives share %d to another custodian: the share was relabelled; use the custodian's own share file", sh.Custodian, filepath.Base(r.o.EscrowFile), sh.Index)
+		return bad("names custodian %q, but %s gives share %d to another custodian: the share was relabelled; use the custodian's own share file", sh.Custodian, filepath.Base(r.blobName), sh.Index)
 	}
 	if sh.EscrowSHA256 != r.blobSum {
-		return bad("was made with escrow blob sha256 %s, not %s (sha256 %s): use the escrow.json of its ceremony", short(sh.EscrowSHA256), filepath.Base(r.o.EscrowFile), short(r.blobSum))
+		return bad("was made with escrow blob sha256 %s, not %s (sha256 %s): use the escrow.json of its ceremony", short(sh.EscrowSHA256), filepath.Base(r.blobName), short(r.blobSum))
 	}
 	return nil
 }

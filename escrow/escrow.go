@@ -38,11 +38,14 @@ import (
 
 // Format identifiers and scheme names written in the files.
 const (
-	ShareFormat = "keyceremony/share/v1"
-	BlobFormat  = "keyceremony/escrow/v1"
-	Group       = "ristretto255"
-	KDF         = "HKDF-SHA256"
-	Mechanism   = "CKM_AES_KEY_WRAP_PAD"
+	ShareFormat = "keyceremony/share/v2"
+	// ShareFormatV1 is a share that does not carry the escrow blob: made
+	// before v2, it recovers with the escrow.json of its ceremony.
+	ShareFormatV1 = "keyceremony/share/v1"
+	BlobFormat    = "keyceremony/escrow/v1"
+	Group         = "ristretto255"
+	KDF           = "HKDF-SHA256"
+	Mechanism     = "CKM_AES_KEY_WRAP_PAD"
 	// MaxShares bounds N: every M-subset is checked at the table.
 	MaxShares = 16
 )
@@ -92,7 +95,9 @@ func (s *Sharing) KEK(ceremonyID string) ([]byte, error) {
 	return DeriveKEK(s.secret, ceremonyID)
 }
 
-// Share returns share i (1-based) for custodian, ready to seal.
+// Share returns share i (1-based) for custodian, naming the escrow blob by
+// its canonical SHA-256 but not carrying it (as format v1); [Share.Carry]
+// adds the blob.
 func (s *Sharing) Share(i int, ceremonyID, custodian, escrowSHA256 string) (*Share, error) {
 	if i < 1 || i > len(s.shares) {
 		return nil, fmt.Errorf("share index %d is out of range 1..%d", i, len(s.shares))
@@ -102,7 +107,7 @@ func (s *Sharing) Share(i int, ceremonyID, custodian, escrowSHA256 string) (*Sha
 		return nil, err
 	}
 	return &Share{
-		Format: ShareFormat, CeremonyID: ceremonyID, Custodian: custodian, Index: i,
+		Format: ShareFormatV1, CeremonyID: ceremonyID, Custodian: custodian, Index: i,
 		Threshold: s.Threshold, Shares: s.Shares, Group: Group,
 		Commitments: append([]string(nil), s.Commitments...), EscrowSHA256: escrowSHA256,
 		Value: hex.EncodeToString(v),

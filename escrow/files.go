@@ -41,6 +41,10 @@ type Share struct {
 	EscrowSHA256 string `json:"escrow_sha256"`
 	// Value is the share's scalar, hex. Secret.
 	Value string `json:"value"`
+	// Escrow is the escrow blob (format v2): the keys wrapped under the KEK
+	// and the commitments, public, carried by every share so that any M
+	// custodians recover with their shares alone.
+	Escrow *Blob `json:"escrow,omitempty"`
 
 	// File is where the share was read from, for error messages.
 	File string `json:"-"`
@@ -65,10 +69,26 @@ func (sh *Share) Public() *Commitments {
 	return &Commitments{CeremonyID: sh.CeremonyID, Threshold: sh.Threshold, Shares: sh.Shares, Commitments: sh.Commitments}
 }
 
+// Carry puts the escrow blob b into the share (format v2). b must be the
+// blob the share names.
+func (sh *Share) Carry(b *Blob) error {
+	sum, err := b.SHA256()
+	if err != nil {
+		return err
+	}
+	if sum != sh.EscrowSHA256 {
+		return fmt.Errorf("the escrow blob has sha256 %s, the share names %s", sum, sh.EscrowSHA256)
+	}
+	sh.Escrow, sh.Format = b, ShareFormat
+	return sh.validate()
+}
+
 func (sh *Share) validate() error {
 	switch {
-	case sh.Format != ShareFormat:
+	case sh.Format != ShareFormat && sh.Format != ShareFormatV1:
 		return fmt.Errorf("format is %q, want %q", sh.Format, ShareFormat)
+	case (sh.Format == ShareFormat) != (sh.Escrow != nil):
+		return fmt.Errorf("a %s share must carry the escrow blob, and only it", ShareFormat)
 	case sh.Group != Group:
 		return fmt.Errorf("group is %q, want %q", sh.Group, Group)
 	case sh.CeremonyID == "" || sh.Custodian == "":
@@ -79,6 +99,18 @@ func (sh *Share) validate() error {
 		return fmt.Errorf("index %d is out of range 1..%d", sh.Index, sh.Shares)
 	case len(sh.Commitments) != sh.Threshold:
 		return fmt.Errorf("%d commitments for threshold %d", len(sh.Commitments), sh.Threshold)
+	}
+	if b := sh.Escrow; b != nil {
+		if err := b.validate(); err != nil {
+			return fmt.Errorf("the escrow blob it carries: %w", err)
+		}
+		sum, err := b.SHA256()
+		if err != nil {
+			return err
+		}
+		if sum != sh.EscrowSHA256 || b.CeremonyID != sh.CeremonyID || b.Threshold != sh.Threshold || b.Shares != sh.Shares || !equal(b.Commitments, sh.Commitments) {
+			return errors.New("the escrow blob it carries is not the one it names")
+		}
 	}
 	return nil
 }

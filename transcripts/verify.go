@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -138,7 +139,15 @@ type FileRef struct {
 	Line   int    `json:"line"`
 	Name   string `json:"file"`
 	SHA256 string `json:"sha256"`
+	// Optional files may be absent from the evidence: the share files,
+	// which their custodians take away. One that is there must match.
+	Optional bool `json:"optional,omitempty"`
+	// Absent reports an optional file that was not there when checked.
+	Absent bool `json:"absent,omitempty"`
 }
+
+// shareFileRE is the name keyceremony gives a custodian's share file.
+var shareFileRE = regexp.MustCompile(`^share-[0-9]+-[A-Za-z0-9][A-Za-z0-9._-]*\.age$`)
 
 // Witness is a verified witness signature.
 type Witness struct {
@@ -703,15 +712,19 @@ func appendFileRefs(out []FileRef, line int, e *eventInfo) []FileRef {
 		f, _ := m["file"].(string)
 		h, _ := m["sha256"].(string)
 		if f != "" && h != "" {
-			out = append(out, FileRef{Line: line, Name: f, SHA256: h})
+			out = append(out, FileRef{Line: line, Name: f, SHA256: h, Optional: shareFileRE.MatchString(f)})
 		}
 	}
 	return out
 }
 
 func checkFiles(fsys fs.FS, refs []FileRef) error {
-	for _, r := range refs {
+	for i, r := range refs {
 		b, err := fs.ReadFile(fsys, r.Name)
+		if r.Optional && errors.Is(err, fs.ErrNotExist) {
+			refs[i].Absent = true
+			continue
+		}
 		if err != nil {
 			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "file", Reason: fmt.Sprintf("file %s named by the transcript cannot be read: %v", r.Name, err), Expected: r.SHA256, Found: "no file"}
 		}

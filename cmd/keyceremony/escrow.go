@@ -102,6 +102,11 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 	if err := orig.CheckOpener(sh, opener); err != nil {
 		return verifyFailure{err}
 	}
+	if sh.Escrow != nil {
+		if err := orig.CheckBlob(sh.Escrow, "the escrow blob it carries"); err != nil {
+			return verifyFailure{err}
+		}
+	}
 	verdict := "OK"
 	if !orig.Genuine {
 		verdict = "NOT CONFIRMED"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -247,6 +248,29 @@ escrow:
 		}
 	}
 
+	// The evidence archive does not need the share files: they are handed
+	// to the custodians. One that is there must be the one recorded.
+	t.Run("archive without shares", func(t *testing.T) {
+		archive := filepath.Join(r.dir, "archive")
+		if err := os.MkdirAll(archive, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		entries, _ := os.ReadDir(out)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "share-") || e.IsDir() {
+				continue
+			}
+			b, _ := os.ReadFile(filepath.Join(out, e.Name()))
+			_ = os.WriteFile(filepath.Join(archive, e.Name()), b, 0o644)
+		}
+		got := r.mustRun(nil, "verify", "--pubkey", pub, "--files", archive, tr)
+		if !strings.Contains(got, "; 5 share file(s) not here (held by their custodians)") {
+			t.Errorf("verify --files without the shares: %s", got)
+		}
+		r.write("archive/share-2-bob.age", "not bob's share")
+		r.wantFail(6, []string{"file share-2-bob.age is not the file the transcript names"}, nil, "verify", "--pubkey", pub, "--files", archive, tr)
+	})
+
 	t.Run("verify-share", func(t *testing.T) {
 		vs := func(i int, name string, rest ...string) []string {
 			return append([]string{"escrow", "verify-share", "--share", share(i, name)}, rest...)
@@ -340,6 +364,27 @@ escrow:
 		}
 		if !pass {
 			t.Error("drill transcript has no passing drill event")
+		}
+		// Any three custodians with their shares alone: no escrow.json.
+		got = r.mustRun(env, append([]string{"recover", "--drill", "--share", share(1, "alice"), "--share", share(4, "dave"), "--share", share(5, "erin"),
+			"--identity", idFiles["alice"], "--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-shares-only")}, pinned...)...)
+		if !strings.Contains(got, "drill PASSED") || !strings.Contains(got, "key payments (id 0a0b)") {
+			t.Errorf("drill from the shares alone: %s", got)
+		}
+		if d, _ := os.ReadFile(filepath.Join(r.dir, "drill-shares-only", "transcript.jsonl")); !bytes.Contains(d, []byte(`"escrow_file":"carried by the shares"`)) {
+			t.Errorf("the drill does not record where the escrow came from: %s", d)
+		}
+		// escrow.json re-serialised (compact, CRLF) still recovers: its hash
+		// is taken over its canonical form.
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, blobData); err != nil {
+			t.Fatal(err)
+		}
+		reser := r.write("reserialised.json", strings.ReplaceAll(compact.String(), ",", ",\r\n"))
+		got = r.mustRun(env, append([]string{"recover", "--drill", "--escrow", reser, "--share", share(1, "alice"), "--share", share(4, "dave"), "--share", share(5, "erin"),
+			"--identity", idFiles["alice"], "--identity", idFiles["dave"], "--identity", idFiles["erin"], "--out", filepath.Join(r.dir, "drill-reserialised")}, pinned...)...)
+		if !strings.Contains(got, "drill PASSED") {
+			t.Errorf("drill with a re-serialised escrow.json: %s", got)
 		}
 		// Pinned only by the key file beside the transcript: every key
 		// recovers, but the drill does not claim to have passed.

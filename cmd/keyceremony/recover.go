@@ -16,7 +16,7 @@ import (
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
-const recoverHelp = `Usage: keyceremony recover --escrow FILE --share FILE... --out DIR
+const recoverHelp = `Usage: keyceremony recover --share FILE... [--escrow FILE] --out DIR
                            (--token-label LABEL | --token-uri URI | --drill)
                            --transcript ORIGINAL (--fingerprint HEX | --seal-words WORDS)
                            [--identity FILE]... [--passphrase-file FILE]...
@@ -24,8 +24,10 @@ const recoverHelp = `Usage: keyceremony recover --escrow FILE --share FILE... --
 
 Recovers the keys of an escrow from the shares of M custodians, rooted in the
 ceremony's original transcript, whose signer is pinned out of band: the
-fingerprint or the seal words the witnesses wrote down. The blob must be the
-one the transcript recorded; each share is opened and checked against the
+fingerprint or the seal words the witnesses wrote down. Each share carries the
+escrow blob (the wrapped keys, public); --escrow gives it from escrow.json
+instead (needed for shares made before keyceremony/share/v2). The blob must be
+the one the transcript recorded; each share is opened and checked against the
 transcript's commitments and must be the share the transcript gave its
 custodian (a bad share is named); the shares give the escrow key-encryption
 key, which enters the token only as a session key; each key is unwrapped as a
@@ -53,7 +55,7 @@ from --passphrase-file or a prompt; never from a flag.
 
 func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := newFlags("recover", stderr, recoverHelp)
-	blob := fs.String("escrow", "", "the ceremony's escrow blob `file` (escrow.json)")
+	blob := fs.String("escrow", "", "the ceremony's escrow blob `file` (escrow.json); default: the one the shares carry")
 	var shares, ids, passFiles multi
 	fs.Var(&shares, "share", "a sealed share `file` (repeat for each custodian)")
 	fs.Var(&ids, "identity", "age identity `file` or SSH private key (repeatable; an encrypted one's passphrase from --passphrase-file or asked)")
@@ -82,8 +84,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	switch {
 	case len(pos) > 0:
 		return usageError(fmt.Sprintf("recover takes no positional arguments, got %q", pos[0]))
-	case *blob == "" || len(shares) == 0 || *out == "":
-		return usageError("recover needs --escrow FILE, at least one --share FILE and --out DIR")
+	case len(shares) == 0 || *out == "":
+		return usageError("recover needs at least one --share FILE and --out DIR")
 	case *drill && (*label != "" || *uri != "" || *module != "" || *pinFile != ""):
 		return usageError("--drill makes its own scratch token: drop --token-label, --token-uri, --module and --pin-file")
 	case *drill && *reimport:

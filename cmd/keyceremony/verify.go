@@ -190,7 +190,17 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "seal words: %s\n", res.Seal.Words)
 	if res.FilesChecked {
-		fmt.Fprintf(stdout, "files: %d checked\n", len(res.Files))
+		absent := 0
+		for _, f := range res.Files {
+			if f.Absent {
+				absent++
+			}
+		}
+		fmt.Fprintf(stdout, "files: %d checked", len(res.Files)-absent)
+		if absent > 0 {
+			fmt.Fprintf(stdout, "; %d share file(s) not here (held by their custodians)", absent)
+		}
+		fmt.Fprintln(stdout)
 	}
 	for _, w := range res.Witnesses {
 		fmt.Fprintf(stdout, "witness: %s (%s)\n", w.Name, w.Fingerprint)
