@@ -61,7 +61,7 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 	if *share == "" || len(pos) > 0 || *trPath == "" {
 		return usageError("escrow verify-share takes --share FILE and --transcript FILE, with the transcript's signer pinned (--fingerprint HEX or --seal-words \"…\")")
 	}
-	pin, err := pins.pin("escrow verify-share", *trPath)
+	pin, err := pins.pin("escrow verify-share", *trPath, askLine(ctx, stdin, stderr))
 	if err != nil {
 		return err
 	}

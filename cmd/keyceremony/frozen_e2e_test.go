@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,5 +78,45 @@ func TestFrozenV1Drill(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPromptsTmux: a custodian checks their share at a terminal, with an
+// encrypted SSH key and no pin flag: keyceremony asks for the seal words and
+// for the key's passphrase, and shows neither secret.
+func TestPromptsTmux(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dir := t.TempDir()
+	abs, err := filepath.Abs(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := os.ReadFile(v1 + "identities/bob_ed25519")
+	enc := filepath.Join(dir, "bob_encrypted")
+	if err := os.WriteFile(enc, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const keyPass = "bob's tmux key passphrase"
+	if out, err := exec.Command("ssh-keygen", "-q", "-p", "-P", "", "-N", keyPass, "-f", enc).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen -p: %v %s", err, out)
+	}
+	tmux, waitFor := startTmux(t, nil, fmt.Sprintf("cd %s && %s escrow verify-share --share %s/share-2-bob.age --identity %s --transcript %s/transcript.jsonl; echo EXIT=$?; sleep 60",
+		dir, filepath.Join(binDir, "keyceremony"), abs, enc, abs))
+	waitFor("wrote them down:")
+	tmux("send-keys", "-t", "c", "-l", v1Seal)
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("Passphrase of SSH key bob_encrypted:")
+	tmux("send-keys", "-t", "c", "-l", keyPass)
+	tmux("send-keys", "-t", "c", "Enter")
+	sc := waitFor("EXIT=")
+	for _, want := range []string{"OK: share 2 of 4 of custodian \"bob\" for ceremony frozen-v1", "pinned by: seal words typed back", "EXIT=0"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("screen lacks %q:\n%s", want, sc)
+		}
+	}
+	if strings.Contains(sc, keyPass) {
+		t.Errorf("the key passphrase is on the screen:\n%s", sc)
 	}
 }

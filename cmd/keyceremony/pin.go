@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"strings"
 
@@ -28,7 +31,9 @@ func addPinFlags(fs *flag.FlagSet) *pinFlags {
 var hex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // pin turns the flags into a ceremony.Pin; cmd names the command in errors.
-func (p *pinFlags) pin(cmd, transcript string) (ceremony.Pin, error) {
+// Without a pin flag, the seal words are asked at the keyboard (ask), when
+// there is one.
+func (p *pinFlags) pin(cmd, transcript string, ask func(prompt string) (string, error)) (ceremony.Pin, error) {
 	var pin ceremony.Pin
 	if *p.fingerprint != "" {
 		fp := strings.ToLower(strings.ReplaceAll(*p.fingerprint, ":", ""))
@@ -47,6 +52,11 @@ func (p *pinFlags) pin(cmd, transcript string) (ceremony.Pin, error) {
 	}
 	pin.Insecure = *p.insecure
 	pinned := pin.Genuine() || pin.PublicKey != nil
+	if !pinned && !pin.Insecure && transcript != "" && ask != nil {
+		if w, err := ask(fmt.Sprintf("Seal words of %s, as the witnesses wrote them down", transcript)); err == nil && w != "" {
+			pin.Words, pinned = w, true
+		}
+	}
 	switch {
 	case transcript == "" && (pinned || !pin.Insecure):
 		return pin, usageError(cmd + " needs --transcript ORIGINAL with its signer pinned (--fingerprint HEX or --seal-words \"…\" from the witnesses' notes); --insecure-unpinned goes on without proof")
@@ -56,4 +66,10 @@ func (p *pinFlags) pin(cmd, transcript string) (ceremony.Pin, error) {
 		return pin, usageError(fmt.Sprintf("%s needs the signer of %s pinned: --fingerprint HEX or --seal-words \"…\" as the witnesses wrote them down (or --insecure-unpinned, which proves nothing)", cmd, transcript))
 	}
 	return pin, nil
+}
+
+// askLine asks a question on the terminal, if stdin is one.
+func askLine(ctx context.Context, stdin *os.File, stderr io.Writer) func(string) (string, error) {
+	ui := &lineUI{in: stdin, out: stderr}
+	return func(prompt string) (string, error) { return ui.Ask(ctx, prompt) }
 }

@@ -124,7 +124,7 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		}
 		o.Reimport = ro
 	}
-	if o.Pin, err = pins.pin("recover", *orig); err != nil {
+	if o.Pin, err = pins.pin("recover", *orig, askLine(ctx, stdin, stderr)); err != nil {
 		return err
 	}
 	if o.Passphrases, err = readPassphrases(passFiles); err != nil {
