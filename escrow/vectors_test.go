@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -126,4 +127,85 @@ func compact(t *testing.T, data []byte) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// The frozen vectors in testdata/v2 were made by keyceremony with shares of
+// format keyceremony/share/v2, which carry the escrow blob: a 2-of-5
+// ceremony "frozen-v2" with alice on an age post-quantum key, bob on an
+// encrypted SSH ed25519 key, carol on a passphrase, dave on ssh-rsa, erin
+// on age X25519.
+const (
+	v2Dir      = "testdata/v2"
+	v2BlobHash = "5b1f09c67fed9cdd2660eb90b90317eb8bb29c3e6491285cf825fe732514dad6"
+	v2KEKCheck = "1b50d9"
+)
+
+var v2KCVs = map[string]string{"payments": "42c26b", "ledger": "363bb2"}
+
+func TestFrozenV2(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(v2Dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ids := func(name string) []age.Identity {
+		key := read("identities/" + name)
+		got, err := ParseIdentities(key, func(ssh.PublicKey) ([]byte, error) {
+			return bytes.TrimSpace(read("identities/bob_key.pass")), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ageIDs(got)
+	}
+	carol, err := PassphraseIdentity(bytes.TrimSpace(read("identities/carol.pass")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shares []*Share
+	for i, c := range []struct {
+		file string
+		id   []age.Identity
+	}{
+		{"share-1-alice.age", ids("alice.key")},
+		{"share-2-bob.age", ids("bob_ed25519")},
+		{"share-3-carol.age", []age.Identity{carol.Identity}},
+		{"share-4-dave.age", ids("dave_rsa")},
+		{"share-5-erin.age", ids("erin.key")},
+	} {
+		sh, err := OpenShare(read(c.file), c.file, c.id...)
+		if err != nil {
+			t.Fatalf("%s: %v", c.file, err)
+		}
+		if sh.Format != ShareFormat || sh.Index != i+1 || sh.EscrowSHA256 != v2BlobHash || sh.Escrow == nil {
+			t.Fatalf("%s: format %s, index %d, escrow %s", c.file, sh.Format, sh.Index, sh.EscrowSHA256)
+		}
+		if sum, _ := sh.Escrow.SHA256(); sum != v2BlobHash {
+			t.Fatalf("%s carries a blob with sha256 %s", c.file, sum)
+		}
+		shares = append(shares, sh)
+	}
+	b := shares[4].Escrow
+	n, err := b.Public().CheckQuorum(shares, v2KEKCheck, func(kek []byte) error {
+		for _, k := range b.Keys {
+			key, err := wrap.KeyUnwrapPad(kek, k.WrappedKey)
+			if err != nil {
+				return err
+			}
+			if kcv, _ := CheckValue(key); kcv != v2KCVs[k.Label] {
+				t.Errorf("key %s unwraps to kcv %s, want %s", k.Label, kcv, v2KCVs[k.Label])
+			}
+		}
+		return nil
+	})
+	if err != nil || n != 10 {
+		t.Fatalf("quorum check: %d subsets, %v", n, err)
+	}
+	if file, err := ParseBlob(read("escrow.json")); err != nil {
+		t.Fatal(err)
+	} else if sum, _ := file.SHA256(); sum != v2BlobHash {
+		t.Errorf("escrow.json has canonical sha256 %s, want %s", sum, v2BlobHash)
+	}
 }

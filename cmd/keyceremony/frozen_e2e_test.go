@@ -14,11 +14,15 @@ import (
 )
 
 // v1 is the frozen 2-of-4 escrow made by keyceremony at commit 5aa1006
-// (escrow/testdata/v1): a drill of today's binary must recover its keys.
+// (escrow/testdata/v1), v2 the frozen 2-of-5 escrow whose shares carry the
+// blob (escrow/testdata/v2): a drill of today's binary must recover their
+// keys.
 const (
 	v1     = "../../escrow/testdata/v1/"
 	v1Fp   = "655a4693f23f2f5fc3508975f6f3107b1dead5192547207178fc8df80c242147"
 	v1Seal = "endorse amulet eyeglass hamburger dreadful repellent ringbolt molecule bookshelf adroitness cobra cumbersome adult revival facial Virginia"
+	v2     = "../../escrow/testdata/v2/"
+	v2Fp   = "ce7452b8db00fafdaa182b4c36e8f59b45a619c3818957f6a6d7616682e2a1b2"
 )
 
 func runBin(t *testing.T, args ...string) (string, string, int) {
@@ -35,7 +39,7 @@ func runBin(t *testing.T, args ...string) (string, string, int) {
 	return o.String(), e.String(), cmd.ProcessState.ExitCode()
 }
 
-func TestFrozenV1Drill(t *testing.T) {
+func TestFrozenDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
@@ -51,28 +55,37 @@ func TestFrozenV1Drill(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		name, escrow string
-		shares, ids  []string
-		pin          []string
+		name, dir, escrow string
+		shares, ids       []string
+		pin               []string
+		kcvs              [2]string
 	}{
-		{"alice+dave", v1 + "escrow.json", []string{"share-1-alice.age", "share-4-dave.age"}, []string{"identities/alice.key", "identities/dave_rsa"}, []string{"--fingerprint", v1Fp}},
-		{"bob+carol, CRLF escrow.json", crlf, []string{"share-2-bob.age", "share-3-carol.age"}, []string{"identities/bob_ed25519"}, []string{"--seal-words", v1Seal}},
+		{"v1 alice+dave", v1, v1 + "escrow.json", []string{"share-1-alice.age", "share-4-dave.age"}, []string{"identities/alice.key", "identities/dave_rsa"}, []string{"--fingerprint", v1Fp}, [2]string{"167a0c", "d828ec"}},
+		{"v1 bob+carol, CRLF escrow.json", v1, crlf, []string{"share-2-bob.age", "share-3-carol.age"}, []string{"identities/bob_ed25519"}, []string{"--seal-words", v1Seal}, [2]string{"167a0c", "d828ec"}},
+		{"v2 alice+bob, shares alone", v2, "", []string{"share-1-alice.age", "share-2-bob.age"}, []string{"identities/alice.key", "identities/bob_ed25519"}, []string{"--fingerprint", v2Fp}, [2]string{"42c26b", "363bb2"}},
+		{"v2 carol+erin, shares alone", v2, "", []string{"share-3-carol.age", "share-5-erin.age"}, []string{"identities/erin.key"}, []string{"--fingerprint", v2Fp}, [2]string{"42c26b", "363bb2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			args := []string{"recover", "--drill", "--escrow", c.escrow, "--transcript", v1 + "transcript.jsonl", "--passphrase-file", v1 + "identities/carol.pass",
+			args := []string{"recover", "--drill", "--transcript", c.dir + "transcript.jsonl", "--passphrase-file", c.dir + "identities/carol.pass",
 				"--out", filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))}
+			if c.escrow != "" {
+				args = append(args, "--escrow", c.escrow)
+			}
+			if c.dir == v2 {
+				args = append(args, "--passphrase-file", c.dir+"identities/bob_key.pass")
+			}
 			for _, s := range c.shares {
-				args = append(args, "--share", v1+s)
+				args = append(args, "--share", c.dir+s)
 			}
 			for _, id := range c.ids {
-				args = append(args, "--identity", v1+id)
+				args = append(args, "--identity", c.dir+id)
 			}
 			out, errs, code := runBin(t, append(args, c.pin...)...)
 			if code != 0 {
 				t.Fatalf("exit %d\n%s%s", code, out, errs)
 			}
-			for _, want := range []string{"drill PASSED", "key payments (id 0a0b): recovered into a scratch SoftHSM token (destroyed), kcv 167a0c matches",
-				"key ledger (id 0c0d): recovered into a scratch SoftHSM token (destroyed), kcv d828ec matches"} {
+			for _, want := range []string{"drill PASSED", "key payments (id 0a0b): recovered into a scratch SoftHSM token (destroyed), kcv " + c.kcvs[0] + " matches",
+				"key ledger (id 0c0d): recovered into a scratch SoftHSM token (destroyed), kcv " + c.kcvs[1] + " matches"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, out)
 				}
