@@ -8,7 +8,7 @@
 //	keyceremony wrap --params params.json --key LABEL --token LABEL --out-dir DIR
 //	keyceremony upload --bundle DIR/bundle-LABEL.json --valid-for 90d
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
-//	keyceremony escrow verify-share --share FILE --transcript FILE
+//	keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
 //	keyceremony version [--json]
 package main
@@ -52,9 +52,10 @@ Usage:
   keyceremony witness sign --key KEY --name NAME FILE
                                          co-sign a sealed transcript with an SSH key
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
-  keyceremony escrow verify-share --share FILE --transcript FILE
+  keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
                                          a custodian checks their escrow share alone
-  keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
+  keyceremony recover --share FILE... --transcript FILE --fingerprint HEX
+                      (--token-label L | --drill) --out DIR
                                          recover keys from M escrow shares, or drill it
   keyceremony version [--json]           print this binary's version, build and SHA-256
 
