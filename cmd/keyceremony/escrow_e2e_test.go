@@ -450,6 +450,9 @@ escrow:
 		// The forged files, swapped into place, against the real transcript.
 		r.wantFail(3, []string{filepath.Join(fdir, "escrow.json") + " is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
 			slices.Concat(args, []string{"--escrow", filepath.Join(fdir, "escrow.json")}, pinned, out("f1"))...)
+		// The forged shares alone, carrying the forged blob.
+		r.wantFail(3, []string{"recovery drill FAILED: the escrow blob carried by share-1-alice.age is not the escrow blob the transcript of ceremony escrow-e2e recorded"}, env,
+			slices.Concat(args, pinned, out("f5"))...)
 		// The forged shares with the real escrow.json.
 		r.wantFail(3, []string{"custodian \"alice\"", "belongs to another escrow of ceremony \"escrow-e2e\" (its commitments differ)"}, env,
 			slices.Concat(args, []string{"--escrow", blob}, pinned, out("f2"))...)
@@ -683,6 +686,13 @@ func forgeCeremony(t *testing.T, realBlob []byte, dir string, recipients []strin
 	for i, c := range b.Custodians {
 		sh, err := s.Share(i+1, b.CeremonyID, c.Name, evidence.Hash(data))
 		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := escrow.ParseBlob(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sh.Carry(pb); err != nil {
 			t.Fatal(err)
 		}
 		var rc *escrow.Recipient
