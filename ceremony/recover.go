@@ -34,7 +34,8 @@ type RecoverOptions struct {
 	// ShareFiles are the sealed shares brought by the custodians: at least
 	// the threshold, each of a different custodian.
 	ShareFiles []string
-	// Identities open shares sealed to age X25519 or SSH keys.
+	// Identities open shares sealed to age (X25519, post-quantum) or SSH
+	// keys.
 	Identities []*escrow.Identity
 	// Passphrases are tried on passphrase-sealed shares before the UI is
 	// asked. Recover zeroes them.
@@ -111,14 +112,17 @@ type recovery struct {
 	ceremID  string
 }
 
-// Recover recovers the keys of an escrow blob from M custodians' shares into
-// a token: the shares are opened and each checked against the blob's
-// commitments (a bad share is named), recombined into the KEK, the KEK is
-// imported as a session key, and each key is unwrapped as a sensitive token
-// key with its original label and CKA_ID, its check value compared with the
-// blob's (and the original transcript's). With Reimport it then goes back
-// into KMS. The recovery writes and seals its own transcript, which refers to
-// the blob and the original transcript by hash.
+// Recover recovers the keys of an escrow from M custodians' shares into a
+// token, rooted in the original transcript (o.Transcript, pinned by o.Pin):
+// the blob (from o.EscrowFile, or the one the shares carry) must be the one
+// it recorded; the shares are opened, each checked against its commitments,
+// custodian name and index and sealed-to key (a bad share is named), and
+// recombined into the KEK; the KEK is imported as a session key, and each key
+// is unwrapped as a sensitive token key with its original label and CKA_ID,
+// its check value compared with the blob's and the transcript's. With
+// Reimport it then goes back into KMS. The recovery writes and seals its own
+// transcript, which refers to the blob and the original transcript by hash
+// and records what pinned the original and which identity opened each share.
 //
 // A drill (o.Drill) does the same into a scratch SoftHSM token and reports
 // pass or fail; its errors wrap [ErrDrillFailed]. A drill sets SOFTHSM2_CONF
