@@ -32,6 +32,9 @@ const (
 // createKMSKey creates k's KMS key, or adopts the one a run that died made
 // for the same intent. It returns how the key was adopted ("" when created).
 func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (string, error) {
+	if err := s.begin(); err != nil {
+		return "", err
+	}
 	if k.nonce != "" {
 		arn, how, err := s.findKMSKey(ctx, c, k)
 		if err != nil || arn != "" {

@@ -111,7 +111,7 @@ func openToken(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 	}
-	if err := checkWrapAlgorithm(s); err != nil {
+	if err := checkToken(s); err != nil {
 		return "", err
 	}
 	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}); err != nil {
@@ -156,9 +156,8 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 	}
-	if err := s.begin(); err != nil {
-		return "", err
-	}
+	// The transcript and its signing key are made just before the first
+	// change (createKMSKey), or later when every key exists already.
 	var names []string
 	for _, k := range s.keys {
 		k.res.KMSKeyARN = k.arn

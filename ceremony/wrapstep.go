@@ -17,6 +17,14 @@ import (
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
+// checkToken checks, once the token is open and before anything changes,
+// that it can do what the ceremony needs. The token capability probe
+// (issue 11: every operation of the ceremony, probed on the token) belongs
+// here, beside the wrapping check.
+func checkToken(s *state) error {
+	return checkWrapAlgorithm(s)
+}
+
 // checkWrapAlgorithm refuses, right after the token is opened and before
 // anything changes, a wrapping algorithm the token cannot do inside the HSM
 // when host wrapping is not allowed. The token is probed with a throw-away
