@@ -90,7 +90,8 @@ func LockDir(dir, command string) (*DirLock, error) {
 			continue
 		}
 		info := fmt.Sprintf("pid %d\ncommand %s\nsince %s\n", os.Getpid(), command, time.Now().UTC().Format(time.RFC3339))
-		if err := f.Truncate(0); err == nil {
+		err = f.Truncate(0)
+		if err == nil {
 			_, err = f.WriteAt([]byte(info), 0)
 		}
 		if err != nil {
