@@ -5,9 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
@@ -287,4 +290,175 @@ func BenchmarkTUIFirstFrame(b *testing.B) {
 		exec.Command("tmux", "-S", sock, "kill-session", "-t", name).Run()
 		b.StartTimer()
 	}
+}
+
+// TestTUIStopResumeTenKeys drives the real binary in tmux through a
+// ten-key ceremony that is stopped twice and resumed: a custodian pastes a
+// secret key by mistake (refused, never shown), a wrong PIN is asked for
+// again alone, Esc at the second custodian's share voids the share the
+// first already took, ctrl+c at the fifth import stops with the first four
+// imported, and each stop prints what changed and exits 1. The resume plans
+// list what is done, void and remaining; the completed ceremony prints all
+// ten key check values and ARNs, writes summary.txt, and verifies; run once
+// more, it is shown complete and nothing runs.
+func TestTUIStopResumeTenKeys(t *testing.T) {
+	e := newE2E(t)
+	carol, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := "ceremony:\n  id: e2e-ten\n  operator: tester\n  out_dir: ten\ntoken:\n  label: ceremony\n" +
+		"kms:\n  wrapping_algorithm: RSAES_OAEP_SHA_1\n  wrapping_key_spec: RSA_2048\nkeys:\n"
+	var labels []string
+	for i := 1; i <= 10; i++ {
+		labels = append(labels, fmt.Sprintf("k%02d-ten", i))
+		cfg += fmt.Sprintf("  - label: %s\n    create: true\n    valid_for: 30d\n", labels[i-1])
+	}
+	cfg += "escrow:\n  threshold: 2\n  custodians:\n    - name: alice\n      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n    - name: carol\n      recipient: ask\n"
+	e.config("ceremony.yaml", cfg)
+	run := tuiCommand(e) + " tui --config ceremony.yaml"
+	// Between runs the shell waits for a line, so that the test reads what
+	// each run left in the terminal.
+	script := fmt.Sprintf("cd %s && %s; echo FIRST=$?; read x; %s; echo SECOND=$?; read x; %s; echo THIRD=$?; read x; %s; echo FOURTH=$?; sleep 60", e.dir, run, run, run, run)
+	tmux, waitFor := startTmux(t, e, script)
+	keys := func(k ...string) { tmux(append([]string{"send-keys", "-t", "c"}, k...)...) }
+	giveCarol := func() {
+		waitFor("Hand the keyboard to carol.")
+		keys("Enter")
+		waitFor("Custodian carol: type or paste")
+		keys("-l", carol.Recipient().String())
+		keys("Enter")
+	}
+
+	// First run: the plan scrolls to its end; carol pastes her secret key
+	// first; a wrong PIN; Esc at carol's share.
+	waitFor("Review the plan")
+	keys("End")
+	waitFor("Evidence")
+	keys("Enter")
+	waitFor("Hand the keyboard to carol.")
+	keys("Enter")
+	waitFor("Custodian carol: type or paste")
+	keys("-l", carol.String())
+	refused := waitFor("That is a SECRET key")
+	if strings.Contains(refused, carol.String()[:20]) {
+		t.Fatalf("the pasted secret key is on the screen:\n%s", refused)
+	}
+	keys("-l", carol.Recipient().String())
+	keys("Enter")
+	waitFor("User PIN")
+	keys("-l", "11111111")
+	keys("Enter")
+	waitFor("(try 2 of 3)")
+	keys("-l", hsmtest.PIN)
+	keys("Enter")
+	waitFor("Hand the keyboard to alice.")
+	keys("Enter")
+	waitFor(`Type "alice" to confirm`)
+	keys("alice", "Enter")
+	waitFor("Hand the keyboard to carol.")
+	keys("Escape")
+	waitFor("Stop the ceremony?")
+	keys("y")
+	waitFor("To go on:")
+	keys("Enter")
+	waitFor("FIRST=1")
+	stopped := strings.ReplaceAll(tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "c"), "\n", " ")
+	for _, want := range []string{"Stopped at step", "The stop is recorded", "the shares taken by alice are void", "To go on: keyceremony tui --config ceremony.yaml"} {
+		if !strings.Contains(stopped, want) {
+			t.Errorf("after the first stop the terminal lacks %q:\n%s", want, stopped)
+		}
+	}
+
+	keys("Enter")
+	// Second run: the plan lists the void share; ctrl+c at the fifth import.
+	waitFor("enter: resume")
+	// Page through the plan: everything in it can be reached.
+	plan := ""
+	for i := 0; i < 20 && !strings.Contains(plan, "Evidence"); i++ {
+		plan += tmux("capture-pane", "-p", "-t", "c")
+		keys("PgDn")
+		time.Sleep(300 * time.Millisecond)
+	}
+	keys("Home")
+	if !strings.Contains(plan, "Void:") || !strings.Contains(plan, "stopped by the operator at step") {
+		t.Errorf("the resume plan does not list the void escrow:\n%s", plan)
+	}
+	keys("Enter")
+	giveCarol()
+	waitFor("User PIN")
+	keys("-l", hsmtest.PIN)
+	keys("Enter")
+	for _, name := range []string{"alice", "carol"} {
+		waitFor("Hand the keyboard to " + name + ".")
+		keys("Enter")
+		waitFor(fmt.Sprintf("Type %q to confirm", name))
+		keys(name, "Enter")
+	}
+	for _, l := range labels[:4] {
+		waitFor(fmt.Sprintf("Type %q to confirm", l))
+		keys(l, "Enter")
+	}
+	waitFor(fmt.Sprintf("Type %q to confirm", labels[4]))
+	keys("C-c")
+	waitFor("Stop the ceremony?")
+	keys("y")
+	waitFor("To go on:")
+	keys("Enter")
+	waitFor("SECOND=1")
+	keys("Enter")
+
+	// Third run: only the last six keys are imported.
+	plan = waitFor("enter: resume")
+	if !strings.Contains(plan, "Done, as the transcript records") {
+		t.Errorf("second resume plan:\n%s", plan)
+	}
+	keys("Enter")
+	waitFor("User PIN")
+	keys("-l", hsmtest.PIN)
+	keys("Enter")
+	for _, l := range labels[4:] {
+		waitFor(fmt.Sprintf("Type %q to confirm", l))
+		keys(l, "Enter")
+	}
+	waitFor("complete: the transcript is sealed")
+	keys("Enter")
+	waitFor("THIRD=0")
+	// Every key's check value and ARN, printed in the terminal after exit.
+	printed := tmux("capture-pane", "-p", "-J", "-S", "-400", "-t", "c")
+	summary, err := os.ReadFile(filepath.Join(e.dir, "ten", "summary.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join(e.dir, "ten", "transcript.jsonl"))
+	for _, l := range labels {
+		kcv := regexp.MustCompile(`"key_check_value":"([0-9a-f]+)","label":"` + l + `"`).FindStringSubmatch(string(data))
+		if kcv == nil {
+			t.Fatalf("no key check value of %s in the transcript", l)
+		}
+		for where, text := range map[string]string{"terminal": printed, "summary.txt": string(summary)} {
+			if !strings.Contains(text, "  "+l+"\n") || !strings.Contains(text, "key check value  "+kcv[1]) {
+				t.Errorf("the %s lacks key %s (kcv %s)", where, l, kcv[1])
+			}
+		}
+	}
+	if n := strings.Count(string(summary), "arn:aws:kms:"); n != 10 {
+		t.Errorf("summary.txt names %d ARNs, want 10", n)
+	}
+	if n := strings.Count(string(data), `"step":"import"`); n != 10 {
+		t.Errorf("%d import events, want 10", n)
+	}
+	out := filepath.Join(e.dir, "ten")
+	if stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
+		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
+	}
+
+	// Fourth run: complete, shown as such; nothing runs.
+	keys("Enter")
+	sealed := waitFor("Nothing will run.")
+	if !strings.Contains(sealed, "keyceremony verify --pubkey") {
+		t.Errorf("the sealed screen lacks the verify command:\n%s", sealed)
+	}
+	keys("q")
+	waitFor("FOURTH=0")
 }

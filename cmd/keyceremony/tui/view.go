@@ -156,7 +156,7 @@ func (m *Model) body(w int) []string {
 		add(1, " "+doneStyle.Render("✓")+fmt.Sprintf(" All %d steps done.", len(m.steps)))
 		add(0, "")
 		for _, l := range strings.Split(strings.TrimRight(ceremony.Summary(m.cfg, m.result), "\n"), "\n") {
-			add(indentOf(l)+1, " "+l)
+			add(hang(l), " "+l)
 		}
 		return out
 	}
@@ -180,7 +180,7 @@ func (m *Model) body(w int) []string {
 			if i == 0 {
 				l = warnStyle.Render(l)
 			}
-			add(indentOf(l)+1, " "+l)
+			add(hang(l), " "+l)
 		}
 	}
 	return out
@@ -523,6 +523,16 @@ func tokens(s string) []token {
 		s = s[i+j:]
 	}
 	return out
+}
+
+// hang is the indent of the continuation lines of l (as shown after one
+// space): under its text, past a "- " bullet.
+func hang(l string) int {
+	n := indentOf(l) + 1
+	if strings.HasPrefix(l[n-1:], "- ") {
+		n += 2
+	}
+	return n
 }
 
 // indentOf is the number of leading spaces of l.
