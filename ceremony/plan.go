@@ -100,7 +100,7 @@ func (c *Config) Plan() []PlanItem {
 	if e := c.Escrow; e != nil {
 		var names []string
 		for _, cu := range e.Custodians {
-			names = append(names, cu.Name)
+			names = append(names, cu.Name+" ("+cu.kind()+")")
 		}
 		items = append(items, PlanItem{"Escrow", fmt.Sprintf("%d of %d custodians: %s", e.Threshold, len(e.Custodians), strings.Join(names, ", "))})
 		if e.Threshold == 1 {
@@ -156,4 +156,17 @@ func (c *Config) kmsWhere() (region, endpoint string) {
 		c.where = &w
 	}
 	return c.where[0], c.where[1]
+}
+
+// kind says how a custodian's share is sealed, for the plan.
+func (c *CustodianConfig) kind() string {
+	switch {
+	case c.Passphrase:
+		return "passphrase"
+	case c.Recipient == AskRecipient:
+		return "recipient given at the keyboard"
+	case strings.HasPrefix(c.Recipient, "ssh-"):
+		return "SSH key"
+	}
+	return "age key"
 }

@@ -40,6 +40,8 @@ const usage = `keyceremony runs key ceremonies on a PKCS#11 HSM and imports the 
 
 Usage:
   keyceremony [tui --config FILE]        run a ceremony in the terminal UI (default config ./ceremony.yaml)
+  keyceremony init [--out FILE] [--key LABEL]... [--custodian NAME=RECIPIENT]...
+                                         write a commented starter ceremony.yaml (asks in a terminal)
   keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
   keyceremony params fetch --key ARN --algorithm ALG --out FILE
                                          (online) fetch KMS import parameters into a params file
@@ -90,6 +92,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "tui":
 		err = cmdTUI(ctx, args[1:], stdin, stdout, stderr)
+	case "init":
+		err = cmdInit(args[1:], stdin, stdout, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":
