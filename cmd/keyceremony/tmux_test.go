@@ -155,7 +155,7 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	e := newE2E(t)
 	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "kill"))
 	run := tuiCommand(e)
-	tmux, waitFor := startTmux(t, e, fmt.Sprintf("cd %s && %s; echo FIRST=$?; %s; echo SECOND=$?; sleep 60", e.dir, run, run))
+	tmux, waitFor := startTmux(t, e, fmt.Sprintf("cd %s && %s; echo FIRST=$?; stty sane; %s; echo SECOND=$?; sleep 60", e.dir, run, run))
 	waitFor("Review the plan")
 	tmux("send-keys", "-t", "c", "Enter")
 	waitFor("User PIN")
@@ -168,7 +168,9 @@ func TestTUIResumeAfterKill(t *testing.T) {
 	tmux("send-keys", "-t", "c", "payments-kill", "Enter")
 	waitFor(`Type "archive-kill" to confirm`)
 
-	// The process dies without a chance to clean up.
+	// The process dies without a chance to clean up (the terminal stays in
+	// raw mode: the script's stty sane restores it, as an interactive
+	// shell would).
 	shell := strings.TrimSpace(tmux("display-message", "-p", "-t", "c", "#{pane_pid}"))
 	pid, err := exec.Command("pgrep", "-P", shell, "keyceremony").Output()
 	if err != nil {
