@@ -81,8 +81,10 @@ type RecoverResult struct {
 	Transcript string
 	PublicKey  string
 	SealHash   string
-	// Custodians are the custodians whose shares were used.
+	// Custodians are the custodians whose shares were used; OpenedBy names,
+	// for each, the identity that opened their share.
 	Custodians []string
+	OpenedBy   []string
 	Keys       []RecoveredKey
 }
 
@@ -365,6 +367,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	var used []map[string]any
 	for i, sh := range shares {
 		res.Custodians = append(res.Custodians, sh.Custodian)
+		res.OpenedBy = append(res.OpenedBy, openers[i].String())
 		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File),
 			"opened_by": openers[i].Kind, "opened_by_key": openers[i].Key})
 	}

@@ -461,3 +461,25 @@ func TestIdentities(t *testing.T) {
 		}
 	})
 }
+
+func TestIdentityString(t *testing.T) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := ssh.NewPublicKey(ed.Public())
+	blk, _ := ssh.MarshalPrivateKey(ed, "")
+	ids, err := ParseIdentities(pem.EncodeToMemory(blk), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids[0].String(), "ssh-ed25519 "+ssh.FingerprintSHA256(pub); got != want {
+		t.Errorf("SSH identity named %q, want %q", got, want)
+	}
+	x, _ := age.GenerateX25519Identity()
+	ids, _ = ParseIdentities([]byte(x.String()), nil)
+	if got := ids[0].String(); got != x.Recipient().String()[:40]+"…" {
+		t.Errorf("age identity named %q", got)
+	}
+	p, _ := PassphraseIdentity([]byte("a passphrase"))
+	if p.String() != "passphrase" {
+		t.Errorf("passphrase identity named %q", p)
+	}
+}

@@ -218,7 +218,16 @@ type Identity struct {
 }
 
 // String names the identity by its public side, never its secret.
+// An SSH key is named by its OpenSSH fingerprint, an age key by the start of
+// its recipient.
 func (id *Identity) String() string {
+	if t, b64, ok := strings.Cut(id.Key, " "); ok {
+		if wire, err := base64.StdEncoding.DecodeString(b64); err == nil {
+			if pk, err := ssh.ParsePublicKey(wire); err == nil {
+				return t + " " + ssh.FingerprintSHA256(pk)
+			}
+		}
+	}
 	if id.Key == "" {
 		return id.Kind
 	}

@@ -329,6 +329,10 @@ escrow:
 		drillOut := filepath.Join(r.dir, "drill")
 		got := r.mustRun(env, append([]string{"recover", "--drill", "--escrow", blob, "--share", share(1, "alice"), "--share", share(2, "bob"), "--share", share(3, "carol"),
 			"--identity", idFiles["alice"], "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--passphrase-file", carolPass, "--out", drillOut}, pinned...)...)
+		bobFp, _ := exec.Command("ssh-keygen", "-l", "-E", "sha256", "-f", sshKey+".pub").Output()
+		if f := strings.Fields(string(bobFp)); len(f) < 2 || !strings.Contains(got, "  share of bob opened by ssh-ed25519 "+f[1]+"\n") || !strings.Contains(got, "  share of carol opened by passphrase\n") {
+			t.Errorf("drill output does not say which identity opened which share (bob's key %s): %s", bobFp, got)
+		}
 		if !strings.Contains(got, "drill PASSED") || !strings.Contains(got, "key payments (id 0a0b)") || !strings.Contains(got, "pinned by:   signer fingerprint "+fp) {
 			t.Errorf("drill: %s", got)
 		}

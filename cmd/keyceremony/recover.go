@@ -162,6 +162,9 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	}
 	fmt.Fprintf(stdout, "pinned by:   %s\n", res.PinnedBy)
 	fmt.Fprintf(stdout, "shares used: %s\n", strings.Join(res.Custodians, ", "))
+	for i, c := range res.Custodians {
+		fmt.Fprintf(stdout, "  share of %s opened by %s\n", c, res.OpenedBy[i])
+	}
 	for _, k := range res.Keys {
 		fmt.Fprintf(stdout, "key %s (id %s): %s, kcv %s matches", k.Label, k.ID, what, k.KeyCheckValue)
 		if len(k.Reimported) > 0 {
