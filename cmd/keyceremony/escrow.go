@@ -34,8 +34,9 @@ names the escrow blob the transcript recorded. Without --identity or
 --pubkey PEM pins the signer to a key file (keyceremony cannot tell whether it
 is genuine, and says so); --insecure-unpinned trusts an unpinned transcript,
 which proves nothing: anyone can make a transcript and shares that agree.
-Exit 0: the share is good; 3: it is not, or the transcript is not the pinned
-one; 1: it did not open.
+Exit 0: the share is good; 3: it is not; 4: the transcript is signed by
+another key than the pin (other transcript failures as keyceremony verify);
+1: it did not open; 2: no pin.
 
 `
 

@@ -44,7 +44,8 @@ with each other, so that proves nothing.
 occasion: it touches no production token and no KMS. Drill after every
 ceremony. Exit 0: recovered / drill passed (or, not pinned out of band, "not
 confirmed"); 3: a share or the escrow failed a check, or the drill failed;
-1: another error.
+4: the original transcript is signed by another key than the pin (other
+transcript failures as keyceremony verify); 2: no pin; 1: another error.
 
 --reimport then imports each recovered key again into its KMS keys (wrapped on
 the token), configured the standard AWS way (AWS_REGION, AWS_ENDPOINT_URL_KMS...).
