@@ -137,6 +137,13 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	if !o.Drill && o.Token == nil {
 		return nil, errors.New("recover needs a target token, or a drill")
 	}
+	// The token's selector (a URI may carry a PIN) is checked before
+	// anything is read.
+	if o.Token != nil {
+		if err := o.Token.validate(); err != nil {
+			return nil, err
+		}
+	}
 	if o.Transcript == "" && !o.Pin.Insecure {
 		return nil, errors.New("recover needs the original transcript (--transcript) and its signer pinned: the escrow and shares alone can be forged")
 	}

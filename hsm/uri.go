@@ -28,19 +28,21 @@ type URI struct {
 	PINSource string
 }
 
+var errPINValue = errors.New("pkcs11 URI contains pin-value: never put a PIN in a URI; use a PIN file, the PIN environment variable or the prompt")
+
 // ParseURI parses a "pkcs11:" URI as defined by RFC 7512. It rejects
 // "pin-value": a PIN must never be written on a command line or in a config
 // file, where it would end up in shell history and transcripts.
 func ParseURI(s string) (*URI, error) {
 	rest, ok := strings.CutPrefix(s, "pkcs11:")
 	if !ok {
-		return nil, fmt.Errorf("pkcs11 URI %q must start with \"pkcs11:\"", s)
+		return nil, errors.New(`a pkcs11 URI must start with "pkcs11:"`)
 	}
 	path, query, _ := strings.Cut(rest, "?")
 	u := &URI{}
 	if path != "" {
 		for attr := range strings.SplitSeq(path, ";") {
-			k, v, err := splitAttr(attr, s)
+			k, v, err := splitAttr(attr)
 			if err != nil {
 				return nil, err
 			}
@@ -57,16 +59,18 @@ func ParseURI(s string) (*URI, error) {
 				u.Object = v
 			case "id":
 				u.ID = []byte(v)
+			case "pin-value":
+				return nil, errPINValue
 			case "type", "library-manufacturer", "library-description", "library-version", "slot-description", "slot-manufacturer", "slot-id":
 				// Accepted by RFC 7512; keyceremony does not narrow by them.
 			default:
-				return nil, fmt.Errorf("pkcs11 URI %q: unknown path attribute %q (use token, serial, object or id)", s, k)
+				return nil, fmt.Errorf("pkcs11 URI: unknown path attribute %q (use token, serial, object or id)", k)
 			}
 		}
 	}
 	if query != "" {
 		for attr := range strings.SplitSeq(query, "&") {
-			k, v, err := splitAttr(attr, s)
+			k, v, err := splitAttr(attr)
 			if err != nil {
 				return nil, err
 			}
@@ -75,28 +79,30 @@ func ParseURI(s string) (*URI, error) {
 				u.ModulePath = v
 			case "pin-source":
 				if !strings.HasPrefix(v, "file:") {
-					return nil, fmt.Errorf("pkcs11 URI %q: pin-source must be a file: URI", s)
+					return nil, errors.New("pkcs11 URI: pin-source must be a file: URI")
 				}
 				u.PINSource = strings.TrimPrefix(strings.TrimPrefix(v, "file:"), "//")
 			case "pin-value":
-				return nil, errors.New("pkcs11 URI contains pin-value: never put a PIN in a URI; use a PIN file, the PIN environment variable or the prompt")
+				return nil, errPINValue
 			case "module-name":
 			default:
-				return nil, fmt.Errorf("pkcs11 URI %q: unknown query attribute %q (use module-path or pin-source)", s, k)
+				return nil, fmt.Errorf("pkcs11 URI: unknown query attribute %q (use module-path or pin-source)", k)
 			}
 		}
 	}
 	return u, nil
 }
 
-func splitAttr(attr, whole string) (string, string, error) {
+// splitAttr splits name=value. Its errors, like ParseURI's, never repeat
+// the URI or a value: a URI may hold a PIN.
+func splitAttr(attr string) (string, string, error) {
 	k, v, ok := strings.Cut(attr, "=")
 	if !ok || k == "" {
-		return "", "", fmt.Errorf("pkcs11 URI %q: attribute %q is not name=value", whole, attr)
+		return "", "", errors.New("pkcs11 URI: an attribute is not name=value")
 	}
 	dv, err := url.PathUnescape(v)
 	if err != nil {
-		return "", "", fmt.Errorf("pkcs11 URI %q: attribute %q has bad percent-encoding", whole, k)
+		return "", "", fmt.Errorf("pkcs11 URI: attribute %q has bad percent-encoding", k)
 	}
 	return k, dv, nil
 }

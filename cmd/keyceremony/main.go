@@ -5,8 +5,8 @@
 //
 //	keyceremony run --config ceremony.yaml [--allow-host-wrap]
 //	keyceremony params fetch --key ARN --algorithm ALG --out params.json
-//	keyceremony wrap --params params.json --key LABEL --token LABEL --out-dir DIR
-//	keyceremony upload --bundle DIR/bundle-LABEL.json --valid-for 90d
+//	keyceremony wrap --params params.json --wrapping-key-sha256 HEX --key LABEL --token LABEL --out-dir DIR
+//	keyceremony upload --bundle DIR/bundle-LABEL.json --transcript DIR/transcript.jsonl --fingerprint HEX --valid-for 90d
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
 //	keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
@@ -45,10 +45,10 @@ Usage:
   keyceremony run --config FILE          run a whole ceremony non-interactively from a config file
   keyceremony params fetch --key ARN --algorithm ALG --out FILE
                                          (online) fetch KMS import parameters into a params file
-  keyceremony wrap --params FILE --key LABEL --token LABEL --out-dir DIR
+  keyceremony wrap --params FILE --wrapping-key-sha256 HEX --key LABEL --token LABEL --out-dir DIR
                                          (offline) wrap a token key for KMS into a bundle
-  keyceremony upload --bundle FILE --valid-for 90d
-                                         (online) import a bundle into KMS and check the key
+  keyceremony upload --bundle FILE --transcript FILE --fingerprint HEX --valid-for 90d
+                                         (online) check a bundle against its transcript, import it, check the key
   keyceremony verify [--pubkey PEM] FILE check a transcript: chain, seal, order, files, witnesses
   keyceremony script --config FILE       print the ceremony as a numbered checklist for witnesses
   keyceremony witness sign --key KEY --name NAME FILE

@@ -532,3 +532,44 @@ func objectFiles(t *testing.T, dir string) int {
 	})
 	return n
 }
+
+// TestURIWithPIN: a PKCS#11 URI carrying a PIN (as a path or a query
+// attribute, in a config or on the command line) is refused with one line
+// that does not repeat it, and nothing is created.
+func TestURIWithPIN(t *testing.T) {
+	e := newE2E(t)
+	const pinValue = "S3CR3TPIN77"
+	for i, uri := range []string{
+		"pkcs11:token=ceremony;pin-value=" + pinValue,
+		"pkcs11:token=ceremony?pin-value=" + pinValue,
+		"pkcs11:token=ceremony;pin-value" + pinValue,
+		"pkcs11:token=ceremony;pin%2Dvalue=" + pinValue,
+		pinValue + ":token=ceremony",
+	} {
+		cfg := e.config(fmt.Sprintf("uri%d.yaml", i), strings.Replace(strings.Replace(fmt.Sprintf(ceremonyYAML, fmt.Sprintf("uri%d", i)),
+			"  label: ceremony\n", "  uri: \""+uri+"\"\n", 1), "threshold: 1\n", "threshold: 1\n  allow_single_custodian: true\n", 1))
+		for _, args := range [][]string{
+			{"run", "--config", cfg},
+			{"recover", "--escrow", cfg, "--share", cfg, "--token-uri", uri, "--out", filepath.Join(e.dir, fmt.Sprintf("uri%d", i)), "--transcript", cfg, "--insecure-unpinned"},
+		} {
+			stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, args...)
+			if code != 1 && code != 2 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "keyceremony: error: ") {
+				t.Errorf("%s %q: exit %d, want one error line:\n%s%s", args[0], uri, code, stdout, stderr)
+			}
+			if strings.Contains(stdout+stderr, pinValue) {
+				t.Errorf("%s %q: the output repeats the PIN: %s%s", args[0], uri, stdout, stderr)
+			}
+			if _, err := os.Stat(filepath.Join(e.dir, fmt.Sprintf("uri%d", i))); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s %q: created its output directory", args[0], uri)
+			}
+		}
+	}
+	// As a path or a query attribute, exactly.
+	for _, sep := range []string{";", "?"} {
+		cfg := e.config("q.yaml", strings.Replace(fmt.Sprintf(ceremonyYAML, "q"), "  label: ceremony\n", "  uri: \"pkcs11:token=ceremony"+sep+"pin-value="+pinValue+"\"\n", 1))
+		_, stderr, code := e.run(nil, "run", "--config", cfg)
+		if want := "keyceremony: error: " + cfg + ": token.uri: pkcs11 URI contains pin-value: never put a PIN in a URI; use a PIN file, the PIN environment variable or the prompt\n"; code != 1 || stderr != want {
+			t.Errorf("exit %d\ngot:  %swant: %s", code, stderr, want)
+		}
+	}
+}
