@@ -62,7 +62,9 @@ func (c *Config) Plan() []PlanItem {
 	}
 	items = append(items, PlanItem{"Wrapping", wrapping})
 	if c.KMS.InsecureUnpinnedWrappingKey {
-		items = append(items, PlanItem{"WARNING", "wrapping keys NOT pinned (" + UnpinnedOption + "): a swapped params file sends the keys to whoever made it; compare each hash below with what params fetch printed"})
+		items = append(items, PlanItem{"WARNING", "wrapping keys NOT pinned (" + UnpinnedOption + ")"},
+			PlanItem{"", "a swapped params file sends the keys to whoever made it:"},
+			PlanItem{"", "compare each hash below with what params fetch printed"})
 	}
 	for _, k := range c.Keys {
 		target := "new EXTERNAL key"

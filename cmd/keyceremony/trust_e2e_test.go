@@ -573,3 +573,39 @@ func TestURIWithPIN(t *testing.T) {
 		}
 	}
 }
+
+// TestWrapPinRecorded: wrap's transcript says whether the wrapping key was
+// pinned; without a pin it goes ahead only with the loudly named flag,
+// warns, and records who allowed it.
+func TestWrapPinRecorded(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	a.tokenKey("wp")
+	arn := a.createKey()
+	params := filepath.Join(work, "params.json")
+	pinHash := a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", params)
+	for _, c := range []struct {
+		name  string
+		flags []string
+		want  map[string]any
+	}{
+		{"pinned", []string{"--wrapping-key-sha256", pinHash}, map[string]any{"wrapping_key_pinned": true, "unpinned_allowed_by": nil}},
+		{"unpinned", []string{"--insecure-unpinned-wrapping-key"}, map[string]any{"wrapping_key_pinned": false, "unpinned_allowed_by": "--insecure-unpinned-wrapping-key"}},
+	} {
+		out := filepath.Join(work, c.name)
+		stdout, stderr, code := a.offline(pin, append([]string{"wrap", "--params", params, "--key", "wp", "--token", "ceremony", "--out-dir", out}, c.flags...)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s%s", c.name, code, stdout, stderr)
+		}
+		warning := "keyceremony: warning: the wrapping key (sha256 " + pinHash + ") is NOT pinned (--insecure-unpinned-wrapping-key): compare it with what params fetch printed\n"
+		if strings.Contains(stderr, warning) != (c.name == "unpinned") {
+			t.Errorf("%s: warning shown: %v\n%s", c.name, !strings.Contains(stderr, warning), stderr)
+		}
+		ev := event(t, filepath.Join(out, "transcript.jsonl"), "params")
+		for k, v := range c.want {
+			if ev[k] != v {
+				t.Errorf("%s: params event %s = %v, want %v", c.name, k, ev[k], v)
+			}
+		}
+	}
+}
