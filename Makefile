@@ -44,7 +44,7 @@ demo: deps build
 # Every fuzz target for FUZZTIME each (make fuzz FUZZTIME=10m for a campaign;
 # FUZZ=regexp picks targets). `make test` runs every seed corpus.
 FUZZTIME ?= 10s
-FUZZMINIMIZETIME ?= 5s
+FUZZMINIMIZETIME ?= 100x
 fuzz:
 	@FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) GO=$(GO) bash scripts/fuzz.sh
 

@@ -2,8 +2,9 @@
 # make fuzz: runs every Go fuzz target (func FuzzX in a _test.go file) for
 # FUZZTIME each, one after another, and prints one line per target.
 #   FUZZTIME          how long each target runs (go test -fuzztime), default 10s
-#   FUZZMINIMIZETIME  the most time spent minimising each new input, default 5s
-#                     (Go's default of 60s can eat a whole short run)
+#   FUZZMINIMIZETIME  the most spent minimising each new input, default 100x
+#                     (100 runs: a duration is mostly spent minimising on slow targets;
+#                     Go's default of 60s can eat a whole short run)
 #   FUZZPARALLEL      fuzzing workers per target (default: GOMAXPROCS)
 #   FUZZ              a regexp: only targets whose name matches
 # A crash leaves its input in the package's testdata/fuzz/FuzzX/ (commit it
@@ -12,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-10s}
-FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-5s}
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-100x}
 FUZZPARALLEL=${FUZZPARALLEL:-}
 FUZZ=${FUZZ:-.}
 
