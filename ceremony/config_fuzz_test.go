@@ -3,6 +3,8 @@ package ceremony
 import (
 	"errors"
 	"math/big"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,6 +21,17 @@ func FuzzParseConfig(f *testing.F) {
 	for _, r := range []string{"valid_for: 2160h", "valid_to: 2027-06-30T00:00:00Z", "does_not_expire: true",
 		"valid_for: 106751991167301d", "valid_for: 281474976710686d", "valid_for: 365d", "valid_for: -1d"} {
 		f.Add([]byte(strings.Replace(goodConfig, "valid_for: 90d", r, 1)))
+	}
+	examples, err := filepath.Glob("../examples/*.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, p := range examples {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	f.Add([]byte("ceremony: {id: x}\n---\nfoo: 1\n"))
 	f.Add([]byte(""))
