@@ -169,6 +169,8 @@ func (c *CustodianConfig) kind() string {
 		return "recipient given at the keyboard"
 	case strings.HasPrefix(c.Recipient, "ssh-"):
 		return "SSH key"
+	case strings.HasPrefix(c.Recipient, "age1pq1"):
+		return "post-quantum age key"
 	}
 	return "age key"
 }
