@@ -35,16 +35,3 @@ func TestCheckPassphrase(t *testing.T) {
 		}
 	}
 }
-
-func TestCustodianKind(t *testing.T) {
-	for rec, want := range map[string]string{
-		"age1pq1xyz": "post-quantum age key",
-		"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p": "age key",
-		"ssh-ed25519 AAAA": "SSH key",
-		AskRecipient:       "recipient given at the keyboard",
-	} {
-		if got := (&CustodianConfig{Recipient: rec}).kind(); got != want {
-			t.Errorf("%s: %q, want %q", rec, got, want)
-		}
-	}
-}
