@@ -1,9 +1,9 @@
 // Package hsm is keyceremony's only door to a PKCS#11 module.
 //
-// It alone imports github.com/miekg/pkcs11 and github.com/ThalesIgnite/crypto11.
-// A [Token] owns the module's process-wide lifetime (C_Initialize and
-// C_Finalize): crypto11 is configured first, and a direct miekg session shares
-// its login, as ../shared/SOFTHSM.md prescribes.
+// It alone imports github.com/miekg/pkcs11. A [Token] owns the module's
+// process-wide lifetime (C_Initialize with the module's initialisation
+// parameters, and C_Finalize); the transcript signer is this package's own
+// crypto.Signer over C_Sign, so no second library initialises the module.
 //
 // # Secrets
 //
@@ -17,9 +17,6 @@ package hsm
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -29,21 +26,27 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ThalesIgnite/crypto11"
 	"github.com/miekg/pkcs11"
 )
 
-// DefaultModule is the Debian path of the SoftHSM2 PKCS#11 module.
+// DefaultModule is the Debian path of the SoftHSM2 PKCS#11 module, loaded
+// only when neither a config, a flag, a URI's module-path nor
+// $KEYCEREMONY_PKCS11_MODULE names one; errors then say it was the default.
 const DefaultModule = "/usr/lib/softhsm/libsofthsm2.so"
 
 // ModuleEnv names the environment variable that chooses the PKCS#11 module.
 const ModuleEnv = "KEYCEREMONY_PKCS11_MODULE"
+
+// InitArgsEnv names the environment variable that gives the module its
+// initialisation parameters when the config and flags give none.
+const InitArgsEnv = "KEYCEREMONY_PKCS11_INIT_ARGS"
 
 // Errors callers act on. Each is wrapped in a one-line message that says what
 // to do; test with errors.Is.
 var (
 	ErrModuleNotFound = errors.New("pkcs11 module not found")
 	ErrTokenNotFound  = errors.New("token not found")
+	ErrAmbiguous      = errors.New("the selection matches several")
 	ErrWrongPIN       = errors.New("wrong PIN")
 	ErrPINLocked      = errors.New("PIN locked")
 	ErrKeyExists      = errors.New("key already exists")
@@ -56,22 +59,48 @@ type Config struct {
 	// Module is the path of the PKCS#11 shared library. Empty means
 	// $KEYCEREMONY_PKCS11_MODULE, then [DefaultModule].
 	Module string
-	// TokenLabel and TokenSerial select the token; at least one is needed.
+	// InitArgs are the module's initialisation parameters, passed as
+	// C_Initialize's pReserved (NSS softokn needs them: "configdir='sql:DIR'
+	// certPrefix='' keyPrefix='' secmod='' flags=optimizeSpace"). Empty
+	// means $KEYCEREMONY_PKCS11_INIT_ARGS, then none.
+	InitArgs string
+	// TokenLabel and TokenSerial select the token; at least one of them,
+	// or URI's token or serial, is needed.
 	TokenLabel  string
 	TokenSerial string
+	// URI, when set, narrows the token by every token, slot and library
+	// attribute it has (RFC 7512); its object attributes are for the
+	// caller that chooses a key.
+	URI *URI
 	// PIN is the user PIN. Open does not keep it; the caller zeroes it.
 	PIN []byte
 }
 
 // ModulePath returns the module path Open would load for c.
 func (c Config) ModulePath() string {
-	if c.Module != "" {
-		return c.Module
+	p, _ := c.modulePath()
+	return p
+}
+
+// modulePath returns the module and, when it is the default, why.
+func (c Config) modulePath() (string, string) {
+	switch {
+	case c.Module != "":
+		return c.Module, ""
+	case c.URI != nil && c.URI.ModulePath != "":
+		return c.URI.ModulePath, ""
 	}
 	if m := os.Getenv(ModuleEnv); m != "" {
-		return m
+		return m, ""
 	}
-	return DefaultModule
+	return DefaultModule, " (the default: no token.module, --module, module-path or $" + ModuleEnv + " named one)"
+}
+
+func (c Config) initArgs() string {
+	if c.InitArgs != "" {
+		return c.InitArgs
+	}
+	return os.Getenv(InitArgsEnv)
 }
 
 // Info describes a token.
@@ -81,6 +110,11 @@ type Info struct {
 	Manufacturer string `json:"manufacturer"`
 	Model        string `json:"model"`
 	Module       string `json:"module"`
+	// SlotID is the slot the token is in (not stable across restarts on
+	// every module: select by label or serial).
+	SlotID uint `json:"slot_id"`
+	// Library is the module's own description (C_GetInfo).
+	Library string `json:"library"`
 }
 
 // Token is an open, logged-in PKCS#11 token. Its methods are safe for
@@ -88,127 +122,130 @@ type Info struct {
 type Token struct {
 	mu      sync.Mutex
 	ctx     *pkcs11.Ctx
-	c11     *crypto11.Context
+	args    *initArgs
 	slot    uint
 	session pkcs11.SessionHandle
 	info    Info
+	// caps is the probe's result, made once (see [Token.Probe]); probing
+	// is the result being made while the probe runs.
+	caps, probing *Capabilities
 }
 
-// Open loads the module, finds the token and logs in as the user.
+// Open loads the module, finds the one token the selection matches and logs
+// in as the user. The token is chosen before any login: a selection that
+// matches several tokens is refused, listing them, without a PIN try.
 //
-// Errors wrap [ErrModuleNotFound], [ErrTokenNotFound], [ErrWrongPIN] or
-// [ErrPINLocked] with a message that says how to fix the problem.
+// Errors wrap [ErrModuleNotFound], [ErrTokenNotFound], [ErrAmbiguous],
+// [ErrWrongPIN] or [ErrPINLocked] with a message that says how to fix it.
 func Open(cfg Config) (*Token, error) {
-	path := cfg.ModulePath()
-	if cfg.TokenLabel == "" && cfg.TokenSerial == "" {
-		return nil, fmt.Errorf("%w: no token label or serial given: set token.label, token.serial or token.uri", ErrTokenNotFound)
+	path, dflt := cfg.modulePath()
+	sel, err := cfg.selector()
+	if err != nil {
+		return nil, err
 	}
 	if len(cfg.PIN) == 0 {
 		return nil, fmt.Errorf("%w: empty PIN: give the user PIN through the prompt, a PIN file or the PIN environment variable", ErrWrongPIN)
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("%w: %s does not exist: install the module (Debian: apt-get install softhsm2) or set --module / %s", ErrModuleNotFound, path, ModuleEnv)
+		hint := "install the module's package or set token.module / --module / $" + ModuleEnv
+		if path == DefaultModule {
+			hint = "install SoftHSM2 (Debian: apt-get install softhsm2), or name your HSM's module with token.module / --module / $" + ModuleEnv
+		}
+		return nil, fmt.Errorf("%w: %s%s does not exist: %s", ErrModuleNotFound, path, dflt, hint)
 	}
-
-	// Preflight with a direct context so that every failure gets a precise
-	// message, then finalize and hand the module to crypto11, which must
-	// initialize it first (../shared/SOFTHSM.md).
-	slot, info, err := preflight(path, cfg)
-	if err != nil {
+	ctx := pkcs11.New(path)
+	if ctx == nil {
+		return nil, fmt.Errorf("%w: %s is not a loadable PKCS#11 module: check --module or %s", ErrModuleNotFound, path, ModuleEnv)
+	}
+	args := newInitArgs(cfg.initArgs())
+	t := &Token{ctx: ctx, args: args}
+	if err := ctx.Initialize(args.options()...); err != nil {
+		ctx.Destroy()
+		args.free()
+		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			return nil, errors.New("the PKCS#11 module is already in use in this process: close the other token first")
+		}
+		hint := "check the module's own configuration"
+		if args == nil {
+			hint += "; a module that needs initialisation parameters (NSS softokn: configdir=…) gets them from token.init_args or $" + InitArgsEnv
+		}
+		return nil, fmt.Errorf("failed to initialize %s: %w (%s)", path, err, hint)
+	}
+	fail := func(err error) (*Token, error) {
+		t.finalize()
 		return nil, err
 	}
-	slotNum := int(slot)
-	pin := string(cfg.PIN)
-	c11, err := crypto11.Configure(&crypto11.Config{Path: path, SlotNumber: &slotNum, Pin: pin})
+	slot, info, err := t.choose(path, dflt, sel)
 	if err != nil {
-		return nil, fmt.Errorf("failed to configure crypto11 on token %q: %w", info.Label, err)
+		return fail(err)
 	}
-	ctx := pkcs11.New(path)
-	if ctx == nil {
-		_ = c11.Close()
-		return nil, fmt.Errorf("%w: %s could not be loaded", ErrModuleNotFound, path)
-	}
-	if err := ctx.Initialize(); err != nil && !isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		_ = c11.Close()
-		return nil, fmt.Errorf("failed to initialize %s: %w", path, err)
-	}
+	t.slot, t.info = slot, info
 	sh, err := ctx.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
 	if err != nil {
-		_ = c11.Close()
-		return nil, fmt.Errorf("failed to open a session on token %q: %w", info.Label, err)
+		return fail(fmt.Errorf("failed to open a session on token %q: %w", info.Label, err))
 	}
-	if err := ctx.Login(sh, pkcs11.CKU_USER, pin); err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
-		_ = ctx.CloseSession(sh)
-		_ = c11.Close()
-		return nil, loginError(err, info.Label)
+	t.session = sh
+	if err := ctx.Login(sh, pkcs11.CKU_USER, string(cfg.PIN)); err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		return fail(loginError(err, info.Label))
 	}
-	return &Token{ctx: ctx, c11: c11, slot: slot, session: sh, info: info}, nil
+	return t, nil
 }
 
-func preflight(path string, cfg Config) (uint, Info, error) {
-	ctx := pkcs11.New(path)
-	if ctx == nil {
-		return 0, Info{}, fmt.Errorf("%w: %s is not a loadable PKCS#11 module: check --module or %s", ErrModuleNotFound, path, ModuleEnv)
+// finalize closes every session and unloads the module.
+func (t *Token) finalize() {
+	_ = t.ctx.CloseAllSessions(t.slot)
+	_ = t.ctx.Finalize()
+	t.ctx.Destroy()
+	t.args.free()
+	t.ctx = nil
+}
+
+// choose finds the one slot whose token the selection matches.
+func (t *Token) choose(path, dflt string, sel *selection) (uint, Info, error) {
+	lib, err := t.ctx.GetInfo()
+	if err != nil {
+		return 0, Info{}, fmt.Errorf("failed to read the module information of %s: %w", path, err)
 	}
-	defer ctx.Destroy()
-	if err := ctx.Initialize(); err != nil {
-		if isCode(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-			return 0, Info{}, errors.New("the PKCS#11 module is already in use in this process: close the other token first")
-		}
-		return 0, Info{}, fmt.Errorf("failed to initialize %s: %w (for SoftHSM check SOFTHSM2_CONF)", path, err)
-	}
-	defer func() { _ = ctx.Finalize() }()
-	slots, err := ctx.GetSlotList(true)
+	slots, err := t.ctx.GetSlotList(true)
 	if err != nil {
 		return 0, Info{}, fmt.Errorf("failed to list slots of %s: %w", path, err)
 	}
-	var seen []string
+	library := trim(lib.ManufacturerID) + " " + trim(lib.LibraryDescription)
+	var seen, match []string
+	var found []uint
+	var infos []Info
 	for _, s := range slots {
-		ti, err := ctx.GetTokenInfo(s)
+		ti, err := t.ctx.GetTokenInfo(s)
+		if err != nil || ti.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			continue
+		}
+		si, err := t.ctx.GetSlotInfo(s)
 		if err != nil {
 			continue
 		}
-		label := strings.TrimRight(ti.Label, " \x00")
-		serial := strings.TrimRight(ti.SerialNumber, " \x00")
-		if label != "" {
-			seen = append(seen, fmt.Sprintf("%q", label))
-		}
-		if cfg.TokenLabel != "" && label != cfg.TokenLabel || cfg.TokenSerial != "" && serial != cfg.TokenSerial {
+		info := Info{Label: trim(ti.Label), Serial: trim(ti.SerialNumber), Manufacturer: trim(ti.ManufacturerID),
+			Model: trim(ti.Model), Module: path, SlotID: s, Library: library}
+		desc := fmt.Sprintf("%q (serial %s, slot %d, %s %s)", info.Label, info.Serial, s, info.Manufacturer, info.Model)
+		seen = append(seen, desc)
+		if !sel.matches(lib, si, ti, s) {
 			continue
-		}
-		info := Info{
-			Label:        label,
-			Serial:       serial,
-			Manufacturer: strings.TrimRight(ti.ManufacturerID, " \x00"),
-			Model:        strings.TrimRight(ti.Model, " \x00"),
-			Module:       path,
 		}
 		if ti.Flags&pkcs11.CKF_USER_PIN_LOCKED != 0 {
-			return 0, Info{}, fmt.Errorf("%w: the user PIN of token %q is locked: the security officer must unlock it", ErrPINLocked, label)
+			return 0, Info{}, fmt.Errorf("%w: the user PIN of token %q is locked: the security officer must unlock it", ErrPINLocked, info.Label)
 		}
-		sh, err := ctx.OpenSession(s, pkcs11.CKF_SERIAL_SESSION)
-		if err != nil {
-			return 0, Info{}, fmt.Errorf("failed to open a session on token %q: %w", label, err)
-		}
-		err = ctx.Login(sh, pkcs11.CKU_USER, string(cfg.PIN))
-		if err == nil {
-			_ = ctx.Logout(sh)
-		}
-		_ = ctx.CloseSession(sh)
-		if err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
-			return 0, Info{}, loginError(err, label)
-		}
-		return s, info, nil
+		found, infos, match = append(found, s), append(infos, info), append(match, desc)
 	}
-	want := "label " + fmt.Sprintf("%q", cfg.TokenLabel)
-	if cfg.TokenLabel == "" {
-		want = "serial " + fmt.Sprintf("%q", cfg.TokenSerial)
+	switch len(found) {
+	case 1:
+		return found[0], infos[0], nil
+	case 0:
+		have := "none"
+		if len(seen) > 0 {
+			have = strings.Join(seen, ", ")
+		}
+		return 0, Info{}, fmt.Errorf("%w: no token with %s in %s%s (tokens present: %s): check the token selection and the module, or initialize a token with the module's own tool", ErrTokenNotFound, sel, path, dflt, have)
 	}
-	have := "none"
-	if len(seen) > 0 {
-		have = strings.Join(seen, ", ")
-	}
-	return 0, Info{}, fmt.Errorf("%w: no token with %s in %s (tokens present: %s): check token.label/token.serial, or initialize one with softhsm2-util --init-token", ErrTokenNotFound, want, path, have)
+	return 0, Info{}, fmt.Errorf("%w: %d tokens match %s in %s: %s; nothing was logged in to: select one by serial (token.serial, serial=) or slot-id", ErrAmbiguous, len(found), sel, path, strings.Join(match, ", "))
 }
 
 func loginError(err error, label string) error {
@@ -228,6 +265,8 @@ func isCode(err error, code uint) bool {
 	return errors.As(err, &e) && uint(e) == code
 }
 
+func trim(s string) string { return strings.TrimRight(s, " \x00") }
+
 // Info describes the open token.
 func (t *Token) Info() Info { return t.info }
 
@@ -238,13 +277,8 @@ func (t *Token) Close() error {
 	if t.ctx == nil {
 		return nil
 	}
-	_ = t.ctx.CloseSession(t.session)
-	err := t.c11.Close()
-	t.ctx.Destroy()
-	t.ctx = nil
-	if err != nil {
-		return fmt.Errorf("failed to close token %q: %w", t.info.Label, err)
-	}
+	_ = t.ctx.Logout(t.session)
+	t.finalize()
 	return nil
 }
 
@@ -371,61 +405,6 @@ func (t *Token) find(tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, 
 	return hs, nil
 }
 
-// CheckValue returns the key's check value (KCV) as the token reports it in
-// CKA_CHECK_VALUE: for AES, the first 3 bytes of AES-ECB(key, zero block).
-func (t *Token) CheckValue(k *Key) ([]byte, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	attrs, err := t.ctx.GetAttributeValue(t.session, k.handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CHECK_VALUE, nil)})
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the check value of key %q: %w", k.Label, err)
-	}
-	if len(attrs) == 0 || len(attrs[0].Value) == 0 {
-		// SoftHSM 2.6.1 leaves CKA_CHECK_VALUE empty on keys made by
-		// C_UnwrapKey (recovered from escrow): compute it on the token.
-		kcv, err := t.derivedCheckValue(k)
-		if err != nil {
-			return nil, fmt.Errorf("token %q reports no check value for key %q, and computing it failed: %w", t.info.Label, k.Label, err)
-		}
-		return kcv, nil
-	}
-	return attrs[0].Value, nil
-}
-
-// WrapOAEP wraps k under pub with RSA-OAEP (hash and MGF1 both h, empty
-// label) by C_WrapKey, so the material is never in host memory. pub is
-// imported as a session object that is destroyed afterwards.
-//
-// When the token refuses the mechanism or its parameters (SoftHSM 2.6.1
-// supports only SHA-1), the error wraps [ErrMechanism].
-func (t *Token) WrapOAEP(k *Key, pub *rsa.PublicKey, h crypto.Hash) ([]byte, error) {
-	var hashMech, mgf uint
-	switch h {
-	case crypto.SHA1:
-		hashMech, mgf = pkcs11.CKM_SHA_1, pkcs11.CKG_MGF1_SHA1
-	case crypto.SHA256:
-		hashMech, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
-	default:
-		return nil, fmt.Errorf("unsupported OAEP hash %v", h)
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	pubH, err := t.importRSAPublic(pub)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = t.ctx.DestroyObject(t.session, pubH) }()
-	mech := pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.NewOAEPParams(hashMech, mgf, pkcs11.CKZ_DATA_SPECIFIED, nil))
-	out, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{mech}, pubH, k.handle)
-	if err != nil {
-		if isCode(err, pkcs11.CKR_MECHANISM_INVALID) || isCode(err, pkcs11.CKR_ARGUMENTS_BAD) || isCode(err, pkcs11.CKR_MECHANISM_PARAM_INVALID) {
-			return nil, fmt.Errorf("%w: token %q cannot wrap with RSA-OAEP-%s: %v", ErrMechanism, t.info.Label, h, err)
-		}
-		return nil, fmt.Errorf("failed to wrap key %q with RSA-OAEP-%s: %w", k.Label, h, err)
-	}
-	return out, nil
-}
-
 func (t *Token) importRSAPublic(pub *rsa.PublicKey) (pkcs11.ObjectHandle, error) {
 	tmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
@@ -462,45 +441,6 @@ func (t *Token) DestroyKey(k *Key) error {
 		return fmt.Errorf("failed to destroy key %q on token %q: %w", k.Label, t.info.Label, err)
 	}
 	return nil
-}
-
-// Signer returns the ECDSA P-256 key pair labelled label as a crypto.Signer
-// backed by the token (through crypto11). When there is none and create is
-// true, it generates one: private, sensitive, not extractable, sign only.
-// Its Public() is an *ecdsa.PublicKey read once from the token.
-func (t *Token) Signer(label string, create bool) (crypto.Signer, error) {
-	s, err := t.c11.FindKeyPair(nil, []byte(label))
-	if err != nil {
-		return nil, fmt.Errorf("failed to look up signing key %q on token %q: %w", label, t.info.Label, err)
-	}
-	if s == nil {
-		if !create {
-			return nil, fmt.Errorf("%w: no signing key labelled %q on token %q", ErrKeyNotFound, label, t.info.Label)
-		}
-		id := make([]byte, 16)
-		if _, err := rand.Read(id); err != nil {
-			return nil, err
-		}
-		pubAttrs, _ := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-		privAttrs, _ := crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-		_ = pubAttrs.Set(crypto11.CkaPrivate, false)
-		_ = pubAttrs.Set(crypto11.CkaEncrypt, false)
-		_ = pubAttrs.Set(crypto11.CkaWrap, false)
-		_ = pubAttrs.Set(crypto11.CkaDerive, false)
-		_ = privAttrs.Set(crypto11.CkaPrivate, true)
-		_ = privAttrs.Set(crypto11.CkaDecrypt, false)
-		_ = privAttrs.Set(crypto11.CkaUnwrap, false)
-		_ = privAttrs.Set(crypto11.CkaDerive, false)
-		s, err = t.c11.GenerateECDSAKeyPairWithAttributes(pubAttrs, privAttrs, elliptic.P256())
-		if err != nil {
-			return nil, fmt.Errorf("failed to generate signing key %q on token %q: %w", label, t.info.Label, err)
-		}
-	}
-	pub, ok := s.Public().(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("signing key %q on token %q is not ECDSA P-256", label, t.info.Label)
-	}
-	return s, nil
 }
 
 // PublicKeyPEM encodes an ECDSA or RSA public key as a PEM "PUBLIC KEY" block.

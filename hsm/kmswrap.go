@@ -2,7 +2,6 @@ package hsm
 
 import (
 	"crypto"
-	"crypto/aes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/subtle"
@@ -24,7 +23,7 @@ type Wrapped struct {
 	InHSM bool
 	// Method says how the wrap was made, for the transcript: for example
 	// "C_WrapKey CKM_RSA_PKCS_OAEP SHA-1" or "composed on token:
-	// CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP SHA-1".
+	// CKM_AES_KEY_WRAP_KWP (RFC 5649) + CKM_RSA_PKCS_OAEP SHA-1".
 	Method string
 	// HostReason, set only when InHSM is false, says why the token could not
 	// wrap with the algorithm (the mechanism it refused and the CKR_ code).
@@ -32,42 +31,50 @@ type Wrapped struct {
 }
 
 // WrapForKMS wraps k under the KMS wrapping public key pub with alg, inside
-// the token wherever the token can:
+// the token wherever the probe ([Token.Probe]) proved the token can:
 //
 //   - RSAES_OAEP_*: C_WrapKey with CKM_RSA_PKCS_OAEP (hash and MGF1 per alg)
 //     under pub, imported as a session public-key object.
 //   - RSA_AES_KEY_WRAP_*: CKM_RSA_AES_KEY_WRAP when the token lists it and
 //     accepts the call; otherwise composed on the token: an ephemeral
-//     session AES-256 key wraps k with CKM_AES_KEY_WRAP_PAD, pub wraps the
+//     session AES-256 key wraps k with the mechanism proven to compute RFC
+//     5649 (never an unproven CKM_AES_KEY_WRAP_PAD), pub wraps the
 //     ephemeral key with CKM_RSA_PKCS_OAEP, and the ephemeral key is
 //     destroyed.
 //
-// Whether the token can is decided by what it lists and by the CKR_ code of
-// the actual call. When it cannot and allowHost is false, the error wraps
+// When the token cannot and allowHost is false, the error wraps
 // [ErrMechanism] and names the algorithms the token can do inside the HSM.
 // When allowHost is true, the material leaves the token once, wrapped under
-// a fresh session key, is unwrapped in host memory, checked against the
-// token's key check value, wrapped with [wrap.EncryptOnHost], and every host
-// buffer holding it is zeroed; the result says so in InHSM and HostReason.
+// a fresh session key with a proven AES key-wrap mechanism, is unwrapped in
+// host memory, checked against the key's check value, wrapped with
+// [wrap.EncryptOnHost], and every host buffer holding it is zeroed; the
+// result says so in InHSM and HostReason.
 func (t *Token) WrapForKMS(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm, allowHost bool) (*Wrapped, error) {
 	if _, err := wrap.ParseAlgorithm(string(alg)); err != nil {
 		return nil, err
 	}
+	caps, err := t.Probe()
+	if err != nil {
+		return nil, err
+	}
 	var w *Wrapped
-	var err error
-	if testOnlyForceHost {
+	switch {
+	case testOnlyForceHost:
 		err = fmt.Errorf("%w: in-HSM wrapping switched off by a test", ErrMechanism)
-	} else if alg.KeyWrap() {
-		w, err = t.wrapRSAAES(k, pub, alg.Hash())
-	} else {
-		var out []byte
+	case !caps.KMSInHSM(alg):
+		err = fmt.Errorf("%w: %s", ErrMechanism, caps.kmsReason(alg))
+	default:
 		t.mu.Lock()
-		err = t.checkWrapLocked(pkcs11.CKM_RSA_PKCS_OAEP)
-		t.mu.Unlock()
-		if err == nil {
-			out, err = t.WrapOAEP(k, pub, alg.Hash())
+		var pubH pkcs11.ObjectHandle
+		if pubH, err = t.importRSAPublic(pub); err == nil {
+			if alg.KeyWrap() {
+				w, err = t.wrapRSAAESLocked(k.handle, k.Label, pubH, alg.Hash())
+			} else {
+				w, err = t.wrapOAEPLocked(k.handle, k.Label, pubH, alg.Hash())
+			}
+			_ = t.ctx.DestroyObject(t.session, pubH)
 		}
-		w = &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_PKCS_OAEP " + hashName(alg.Hash())}
+		t.mu.Unlock()
 	}
 	if err == nil {
 		if len(w.Ciphertext) < pub.Size() {
@@ -80,13 +87,11 @@ func (t *Token) WrapForKMS(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm, allow
 	}
 	reason := strings.TrimPrefix(err.Error(), ErrMechanism.Error()+": ")
 	if !allowHost {
-		can, perr := t.InHSMAlgorithms(pub)
-		if perr != nil {
-			return nil, perr
-		}
-		names := make([]string, len(can))
-		for i, a := range can {
-			names[i] = string(a)
+		names := make([]string, 0, len(caps.KMS))
+		for _, r := range caps.KMS {
+			if r.InHSM {
+				names = append(names, string(r.Algorithm))
+			}
 		}
 		list := "none"
 		if len(names) > 0 {
@@ -134,20 +139,53 @@ var testOnlyForceRSAAES = false
 // tests and benchmarks can time the host path on SoftHSM for SHA-1 too.
 var testOnlyForceHost = false
 
-// wrapRSAAES makes an RSA_AES_KEY_WRAP_* wrap inside the token.
-func (t *Token) wrapRSAAES(k *Key, pub *rsa.PublicKey, h crypto.Hash) (*Wrapped, error) {
+// WrapOAEP wraps k under pub with RSA-OAEP (hash and MGF1 both h, empty
+// label) by C_WrapKey, so the material is never in host memory. pub is
+// imported as a session object that is destroyed afterwards.
+//
+// When the token refuses the mechanism or its parameters (SoftHSM 2.6.1
+// supports only SHA-1), the error wraps [ErrMechanism].
+func (t *Token) WrapOAEP(k *Key, pub *rsa.PublicKey, h crypto.Hash) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	oaep, err := oaepMechanism(h)
-	if err != nil {
-		return nil, err
-	}
 	pubH, err := t.importRSAPublic(pub)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = t.ctx.DestroyObject(t.session, pubH) }()
+	w, err := t.wrapOAEPLocked(k.handle, k.Label, pubH, h)
+	if err != nil {
+		return nil, err
+	}
+	return w.Ciphertext, nil
+}
 
+func (t *Token) wrapOAEPLocked(key pkcs11.ObjectHandle, label string, pubH pkcs11.ObjectHandle, h crypto.Hash) (*Wrapped, error) {
+	mech, err := oaepMechanism(h)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.checkWrapLocked(pkcs11.CKM_RSA_PKCS_OAEP); err != nil {
+		return nil, err
+	}
+	out, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{mech}, pubH, key)
+	if err != nil {
+		if refused(err) {
+			return nil, fmt.Errorf("%w: token %q cannot wrap with RSA-OAEP-%s: %v", ErrMechanism, t.info.Label, hashName(h), err)
+		}
+		return nil, fmt.Errorf("failed to wrap key %q with RSA-OAEP-%s: %w", label, hashName(h), err)
+	}
+	return &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_PKCS_OAEP " + hashName(h)}, nil
+}
+
+// wrapRSAAESLocked makes an RSA_AES_KEY_WRAP_* wrap inside the token. The
+// composed path needs the RFC 5649 mechanism the probe proved: it uses
+// t.caps, which the probe fills in (its key-wrap part runs first).
+func (t *Token) wrapRSAAESLocked(key pkcs11.ObjectHandle, label string, pubH pkcs11.ObjectHandle, h crypto.Hash) (*Wrapped, error) {
+	oaep, err := oaepMechanism(h)
+	if err != nil {
+		return nil, err
+	}
 	m, listed, err := t.mechanismLocked(pkcs11.CKM_RSA_AES_KEY_WRAP)
 	if err != nil {
 		return nil, err
@@ -159,65 +197,44 @@ func (t *Token) wrapRSAAES(k *Key, pub *rsa.PublicKey, h crypto.Hash) (*Wrapped,
 			hm, mgf = pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256
 		}
 		params := &pkcs11.RSAAESKeyWrapParams{AESKeyBits: 256, OAEPParams: pkcs11.OAEPParams{HashAlg: hm, MGF: mgf, SourceType: pkcs11.CKZ_DATA_SPECIFIED}}
-		out, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_AES_KEY_WRAP, params)}, pubH, k.handle)
+		out, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_RSA_AES_KEY_WRAP, params)}, pubH, key)
 		if err == nil {
 			return &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_AES_KEY_WRAP " + hashName(h)}, nil
 		}
 		if !refused(err) {
-			return nil, fmt.Errorf("failed to wrap key %q with CKM_RSA_AES_KEY_WRAP: %w", k.Label, err)
+			return nil, fmt.Errorf("failed to wrap key %q with CKM_RSA_AES_KEY_WRAP: %w", label, err)
 		}
 		direct = fmt.Sprintf("CKM_RSA_AES_KEY_WRAP refused (%v), ", err)
 	}
-
+	var kwp *mech
+	if t.caps != nil {
+		kwp = t.caps.escrowWrap
+	} else if t.probing != nil {
+		kwp = t.probing.escrowWrap
+	}
+	if kwp == nil {
+		return nil, fmt.Errorf("%w: %stoken %q has no AES key-wrap mechanism proven to compute RFC 5649", ErrMechanism, direct, t.info.Label)
+	}
+	if err := t.checkWrapLocked(pkcs11.CKM_RSA_PKCS_OAEP); err != nil {
+		return nil, fmt.Errorf("%s%w", direct, err)
+	}
 	// Compose it: an ephemeral session AES-256 key, never on the token's
 	// storage, usable only to wrap, destroyed before returning.
-	for _, id := range []uint{pkcs11.CKM_AES_KEY_GEN, pkcs11.CKM_AES_KEY_WRAP_PAD, pkcs11.CKM_RSA_PKCS_OAEP} {
-		if id == pkcs11.CKM_AES_KEY_GEN {
-			if _, listed, err := t.mechanismLocked(id); err != nil {
-				return nil, err
-			} else if !listed {
-				return nil, fmt.Errorf("%w: %stoken %q does not list CKM_AES_KEY_GEN", ErrMechanism, direct, t.info.Label)
-			}
-			continue
-		}
-		if err := t.checkWrapLocked(id); err != nil {
-			if direct != "" {
-				return nil, fmt.Errorf("%s%w", direct, err)
-			}
-			return nil, err
-		}
-	}
-	eph, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-ephemeral-kek"),
-	})
+	eph, err := t.sessionAESLocked(nil)
 	if err != nil {
 		if refused(err) {
 			return nil, fmt.Errorf("%w: %stoken %q cannot make an ephemeral AES-256 key: %v", ErrMechanism, direct, t.info.Label, err)
 		}
-		return nil, fmt.Errorf("failed to generate an ephemeral AES key on token %q: %w", t.info.Label, err)
+		return nil, err
 	}
 	defer func() { _ = t.ctx.DestroyObject(t.session, eph) }()
 	// A nil parameter: SoftHSM refuses an explicit IV (../shared/SOFTHSM.md).
-	tail, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, eph, k.handle)
+	tail, err := t.ctx.WrapKey(t.session, kwp.pkcs11(), eph, key)
 	if err != nil {
 		if refused(err) {
-			return nil, fmt.Errorf("%w: %stoken %q cannot wrap with CKM_AES_KEY_WRAP_PAD: %v", ErrMechanism, direct, t.info.Label, err)
+			return nil, fmt.Errorf("%w: %stoken %q cannot wrap with %s: %v", ErrMechanism, direct, t.info.Label, kwp, err)
 		}
-		return nil, fmt.Errorf("failed to wrap key %q with CKM_AES_KEY_WRAP_PAD: %w", k.Label, err)
+		return nil, fmt.Errorf("failed to wrap key %q with %s: %w", label, kwp, err)
 	}
 	head, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{oaep}, pubH, eph)
 	if err != nil {
@@ -226,69 +243,25 @@ func (t *Token) wrapRSAAES(k *Key, pub *rsa.PublicKey, h crypto.Hash) (*Wrapped,
 		}
 		return nil, fmt.Errorf("failed to wrap the ephemeral AES key with CKM_RSA_PKCS_OAEP: %w", err)
 	}
-	if err := t.ctx.DestroyObject(t.session, eph); err != nil {
-		return nil, fmt.Errorf("failed to destroy the ephemeral AES key on token %q: %w", t.info.Label, err)
-	}
-	if len(head) != pub.Size() {
-		return nil, fmt.Errorf("token %q returned a %d-byte RSA-OAEP block for a %d-byte modulus", t.info.Label, len(head), pub.Size())
-	}
-	method := "composed on token: CKM_AES_KEY_WRAP_PAD + CKM_RSA_PKCS_OAEP " + hashName(h)
+	method := "composed on token: " + kwp.String() + " (RFC 5649) + CKM_RSA_PKCS_OAEP " + hashName(h)
 	if direct != "" {
 		method += " (" + strings.TrimSuffix(direct, ", ") + ")"
 	}
 	return &Wrapped{Ciphertext: append(head, tail...), InHSM: true, Method: method}, nil
 }
 
-// InHSMAlgorithms lists the KMS wrapping algorithms the token can do inside
-// the HSM for the public key pub. It decides by trying: each OAEP hash is
-// probed with C_WrapKey of a fresh session AES key (never key material)
-// under pub, and the AES part by the token's mechanism list and a
-// CKM_AES_KEY_WRAP_PAD call between two session keys.
-func (t *Token) InHSMAlgorithms(pub *rsa.PublicKey) ([]wrap.Algorithm, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	pubH, err := t.importRSAPublic(pub)
+// InHSMAlgorithms lists the KMS wrapping algorithms the probe proved the
+// token does inside the HSM ([Capabilities.KMS]). pub is not used: the
+// probe decrypts its own throw-away wraps on the host.
+func (t *Token) InHSMAlgorithms(_ *rsa.PublicKey) ([]wrap.Algorithm, error) {
+	caps, err := t.Probe()
 	if err != nil {
 		return nil, err
-	}
-	defer func() { _ = t.ctx.DestroyObject(t.session, pubH) }()
-	a, err := t.sessionAESLocked(nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = t.ctx.DestroyObject(t.session, a) }()
-	b, err := t.sessionAESLocked(nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = t.ctx.DestroyObject(t.session, b) }()
-	_, kwpErr := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, a, b)
-	if kwpErr != nil && !refused(kwpErr) {
-		return nil, fmt.Errorf("failed to probe CKM_AES_KEY_WRAP_PAD on token %q: %w", t.info.Label, kwpErr)
 	}
 	var out []wrap.Algorithm
-	for _, h := range []crypto.Hash{crypto.SHA1, crypto.SHA256} {
-		m, _ := oaepMechanism(h)
-		_, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{m}, pubH, a)
-		if err != nil {
-			if refused(err) {
-				continue
-			}
-			return nil, fmt.Errorf("failed to probe CKM_RSA_PKCS_OAEP on token %q: %w", t.info.Label, err)
-		}
-		if h == crypto.SHA1 {
-			out = append(out, wrap.RSAESOAEPSHA1)
-		} else {
-			out = append(out, wrap.RSAESOAEPSHA256)
-		}
-	}
-	if kwpErr == nil {
-		for _, alg := range append([]wrap.Algorithm(nil), out...) {
-			if alg == wrap.RSAESOAEPSHA1 {
-				out = append(out, wrap.RSAAESKeyWrapSHA1)
-			} else {
-				out = append(out, wrap.RSAAESKeyWrapSHA256)
-			}
+	for _, r := range caps.KMS {
+		if r.InHSM {
+			out = append(out, r.Algorithm)
 		}
 	}
 	return out, nil
@@ -322,17 +295,30 @@ func (t *Token) sessionAESLocked(value []byte) (pkcs11.ObjectHandle, error) {
 	}
 	tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
 	h, err := t.ctx.CreateObject(t.session, tmpl)
+	for _, a := range tmpl {
+		if a.Type == pkcs11.CKA_VALUE {
+			clear(a.Value)
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("failed to import a session AES key into token %q: %w", t.info.Label, err)
 	}
 	return h, nil
 }
 
-// wrapOnHost is the host path: the material leaves the token once, wrapped
-// with CKM_AES_KEY_WRAP_PAD under a random session key made on the host, is
-// unwrapped in host memory, checked against the token's CKA_CHECK_VALUE,
-// wrapped for KMS with crypto/rsa and AES-KWP, and zeroed.
-func (t *Token) wrapOnHost(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm) ([]byte, error) {
+// takeOut is the one way key material reaches host memory: k is wrapped
+// under a random session key with a key-wrap mechanism the probe proved, and
+// unwrapped on the host; the material is checked against k's check value.
+// The caller zeroes the result.
+func (t *Token) takeOut(k *Key) ([]byte, error) {
+	caps, err := t.Probe()
+	if err != nil {
+		return nil, err
+	}
+	m, scheme, ok := caps.transport()
+	if !ok {
+		return nil, fmt.Errorf("%w: token %q has no AES key-wrap mechanism that the probe proved, to take key %q out", ErrMechanism, t.info.Label, k.Label)
+	}
 	kcv, err := t.CheckValue(k)
 	if err != nil {
 		return nil, err
@@ -343,37 +329,43 @@ func (t *Token) wrapOnHost(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm) ([]by
 		return nil, fmt.Errorf("failed to make a session key: %w", err)
 	}
 	t.mu.Lock()
-	kekH, err := t.sessionAESLocked(kek)
+	kekH, err := t.sessionAESLocked(append([]byte(nil), kek...))
 	if err != nil {
 		t.mu.Unlock()
 		return nil, err
 	}
-	sealed, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_WRAP_PAD, nil)}, kekH, k.handle)
+	sealed, err := t.ctx.WrapKey(t.session, m.pkcs11(), kekH, k.handle)
 	derr := t.ctx.DestroyObject(t.session, kekH)
 	t.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("failed to take key %q out of token %q under a session key (CKM_AES_KEY_WRAP_PAD): %w", k.Label, t.info.Label, err)
+		return nil, fmt.Errorf("failed to take key %q out of token %q under a session key (%s): %w", k.Label, t.info.Label, m, err)
 	}
 	if derr != nil {
 		return nil, fmt.Errorf("failed to destroy the session key on token %q: %w", t.info.Label, derr)
 	}
-	material, err := wrap.KeyUnwrapPad(kek, sealed)
+	material, err := hostUnwrap(scheme, kek, sealed)
 	clear(sealed)
 	if err != nil {
 		return nil, fmt.Errorf("failed to unwrap key %q in host memory: %w", k.Label, err)
 	}
-	defer clear(material)
-	// The material in host memory must be the token's key: compare check values.
-	blk, err := aes.NewCipher(material)
-	if err != nil {
-		return nil, fmt.Errorf("key %q is not an AES key: %w", k.Label, err)
+	if len(material) != 32 {
+		clear(material)
+		return nil, fmt.Errorf("key %q is not an AES-256 key", k.Label)
 	}
-	var zero [16]byte
-	blk.Encrypt(zero[:], zero[:])
-	ok := len(kcv) <= len(zero) && subtle.ConstantTimeCompare(zero[:len(kcv)], kcv) == 1
-	clear(zero[:])
-	if !ok {
+	got := checkValue(material)
+	if subtle.ConstantTimeCompare(got, kcv) != 1 {
+		clear(material)
 		return nil, fmt.Errorf("key %q: the material taken out of token %q does not match its key check value", k.Label, t.info.Label)
 	}
+	return material, nil
+}
+
+// wrapOnHost is the host path of WrapForKMS.
+func (t *Token) wrapOnHost(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm) ([]byte, error) {
+	material, err := t.takeOut(k)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
 	return wrap.EncryptOnHost(rand.Reader, alg, pub, material)
 }

@@ -30,6 +30,7 @@ var mechanismNames = map[uint]string{
 	pkcs11.CKM_RSA_AES_KEY_WRAP:      "CKM_RSA_AES_KEY_WRAP",
 	pkcs11.CKM_AES_KEY_WRAP:          "CKM_AES_KEY_WRAP",
 	pkcs11.CKM_AES_KEY_WRAP_PAD:      "CKM_AES_KEY_WRAP_PAD",
+	CKMAESKeyWrapKWP:                 "CKM_AES_KEY_WRAP_KWP",
 	pkcs11.CKM_AES_KEY_GEN:           "CKM_AES_KEY_GEN",
 	pkcs11.CKM_RSA_PKCS:              "CKM_RSA_PKCS",
 	pkcs11.CKM_ECDSA:                 "CKM_ECDSA",

@@ -89,3 +89,78 @@ func InitToken(conf, label string) error {
 	}
 	return nil
 }
+
+// NSS softokn, the second module the tests run on (README "PKCS#11
+// modules"): a token is an NSS database made by certutil in a temp dir and
+// given to the module through its initialisation parameters; nothing is
+// registered with p11-kit or anywhere outside the temp dir.
+const (
+	// NSSLabel is the label of the NSS database's token.
+	NSSLabel = "NSS Certificate DB"
+	// NSSInstallHint installs NSS softokn and certutil on Debian.
+	NSSInstallHint = "apt-get update && apt-get install -y libnss3 libnss3-tools p11-kit p11-kit-modules"
+)
+
+// NSSModule returns the path of libsoftokn3.so, or "" when it is missing.
+func NSSModule() string {
+	for _, p := range []string{"/usr/lib/x86_64-linux-gnu/libsoftokn3.so", "/usr/lib/aarch64-linux-gnu/libsoftokn3.so", "/usr/lib64/libsoftokn3.so"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// RequireNSS skips t when NSS softokn or certutil is missing, or fails it
+// when $CI is set.
+func RequireNSS(t testing.TB) string {
+	t.Helper()
+	_, err := exec.LookPath("certutil")
+	if m := NSSModule(); m != "" && err == nil {
+		return m
+	}
+	msg := "NSS softokn or certutil is not installed; install them with: " + NSSInstallHint
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// NSS is a throw-away NSS softokn token.
+type NSS struct {
+	// Module is libsoftokn3.so's path; InitArgs its initialisation
+	// parameters (they name the database directory).
+	Module, InitArgs string
+	// Dir is the database directory.
+	Dir string
+}
+
+// SetupNSS makes a fresh NSS database in a temp dir whose token
+// ([NSSLabel]) has the user PIN [PIN].
+func SetupNSS(t testing.TB) *NSS {
+	t.Helper()
+	module := RequireNSS(t)
+	n, err := SetupNSSDir(t.TempDir(), module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// SetupNSSDir is SetupNSS for callers without a testing.TB.
+func SetupNSSDir(dir, module string) (*NSS, error) {
+	db := filepath.Join(dir, "nssdb")
+	if err := os.MkdirAll(db, 0o700); err != nil {
+		return nil, err
+	}
+	pw := filepath.Join(dir, "nss-pin")
+	if err := os.WriteFile(pw, []byte(PIN+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(pw)
+	if out, err := exec.Command("certutil", "-N", "-d", "sql:"+db, "-f", pw).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("certutil -N: %v: %s", err, out)
+	}
+	return &NSS{Module: module, Dir: db, InitArgs: fmt.Sprintf("configdir='sql:%s' certPrefix='' keyPrefix='' secmod='' flags=optimizeSpace", db)}, nil
+}
