@@ -394,13 +394,17 @@ func ToolVersion() string {
 // PIN is zeroed before it returns.
 func OpenToken(ctx context.Context, t *TokenConfig, ui UI) (*hsm.Token, error) {
 	module, label, serial, _ := t.selector()
+	var u *hsm.URI
+	if t.URI != "" {
+		u, _ = hsm.ParseURI(t.URI) // validated
+	}
 	const tries = 3
 	for try := 1; ; try++ {
 		pin, asked, err := readPIN(ctx, t, label+serial, ui, try, tries)
 		if err != nil {
 			return nil, err
 		}
-		tok, err := hsm.Open(hsm.Config{Module: module, TokenLabel: label, TokenSerial: serial, PIN: pin})
+		tok, err := hsm.Open(hsm.Config{Module: module, InitArgs: t.InitArgs, TokenLabel: label, TokenSerial: serial, URI: u, PIN: pin})
 		clear(pin)
 		if err == nil || !asked || !errors.Is(err, hsm.ErrWrongPIN) || try == tries {
 			return tok, err

@@ -57,6 +57,11 @@ type CeremonyConfig struct {
 // TokenConfig chooses the PKCS#11 module, token and PIN source.
 type TokenConfig struct {
 	Module string `yaml:"module"`
+	// InitArgs are the module's initialisation parameters (C_Initialize's
+	// pReserved), for modules that need them: NSS softokn takes
+	// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod=''
+	// flags=optimizeSpace". Not secret: never put a PIN here.
+	InitArgs string `yaml:"init_args"`
 	Label  string `yaml:"label"`
 	Serial string `yaml:"serial"`
 	// URI is an RFC 7512 PKCS#11 URI, an alternative to Label/Serial/Module.

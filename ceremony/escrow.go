@@ -279,6 +279,13 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 		clear(kek)
 		return "", err
 	}
+	// The token's probe proved which mechanism computes RFC 5649 (it
+	// refused the ceremony at open-token when none does).
+	wrapMech, err := s.tok.EscrowMechanism()
+	if err != nil {
+		clear(kek)
+		return "", err
+	}
 	kekKey, err := s.tok.ImportKEK(kek) // zeroes kek
 	if err != nil {
 		return "", err
@@ -401,7 +408,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 	}
 	if err := s.record("escrow", map[string]any{
 		"threshold": e.Threshold, "shares": n, "custodians": custData,
-		"group": escrow.Group, "kdf": escrow.KDF, "wrap_mechanism": escrow.Mechanism,
+		"group": escrow.Group, "kdf": escrow.KDF, "wrap_scheme": escrow.WrapScheme, "wrap_mechanism": wrapMech,
 		"commitments": sharing.Commitments, "kek_check_value": kekCheck,
 		"file": filepath.Base(blobPath), "file_sha256": blobSum, "keys": keyData,
 		"armor": e.Armor, "quorum_check": "ok", "subsets_checked": subsets,

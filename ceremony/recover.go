@@ -59,6 +59,11 @@ type RecoverOptions struct {
 	// Reimport, when set, wraps each recovered key for KMS and imports it
 	// again into its KMS keys. Not allowed with Drill.
 	Reimport *ReimportOptions
+	// HostUnwrap unwraps each key (RFC 5649) in host memory and creates it
+	// on the target token, for a token without a mechanism proven to unwrap
+	// RFC 5649: the material is in host memory only for the call that
+	// creates the token key, then zeroed. Recorded in the transcript.
+	HostUnwrap bool
 }
 
 // ReimportOptions say how recovered keys go back into KMS.
@@ -102,7 +107,9 @@ type RecoveredKey struct {
 var ErrDrillFailed = errors.New("recovery drill FAILED")
 
 type recovery struct {
-	o       *RecoverOptions
+	o *RecoverOptions
+	// hostKEK is the KEK in host memory, for --host-unwrap only.
+	hostKEK []byte
 	ui      UI
 	blob    *escrow.Blob
 	blobSum string
@@ -394,6 +401,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		return nil, err
 	}
 	defer clear(kek)
+	defer func() { r.hostKEK = nil }()
 	kcv, err := escrow.CheckValue(kek)
 	if err != nil {
 		return nil, err
@@ -416,14 +424,27 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 			return nil, err
 		}
 	}
-	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo, "escrow_sha256": r.blobSum}); err != nil {
+	// Unwrap with the mechanism the target token's probe proved computes
+	// RFC 5649, whatever the vendor that made the escrow called theirs.
+	unwrapWith := "host (recover --host-unwrap)"
+	if !o.HostUnwrap {
+		if unwrapWith, err = tok.RecoveryMechanism(); err != nil {
+			return nil, fmt.Errorf("%w; recover with --host-unwrap, which unwraps each key in host memory only for the call that creates it on the token", err)
+		}
+	}
+	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo, "escrow_sha256": r.blobSum,
+		"wrap_scheme": r.blob.Scheme, "unwrap": unwrapWith, "host_unwrap": o.HostUnwrap}); err != nil {
 		return nil, err
 	}
-	kekKey, err := tok.ImportKEK(kek)
-	if err != nil {
-		return nil, err
+	var kekKey *hsm.Key
+	if o.HostUnwrap {
+		r.hostKEK = kek
+	} else {
+		if kekKey, err = tok.ImportKEK(kek); err != nil {
+			return nil, err
+		}
+		defer func() { _ = tok.DestroyKey(kekKey) }()
 	}
-	defer func() { _ = tok.DestroyKey(kekKey) }()
 
 	var kms *awskms.Client
 	if o.Reimport != nil {
@@ -594,13 +615,16 @@ func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, 
 
 func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey) (*RecoveredKey, *hsm.Key, error) {
 	id, _ := hex.DecodeString(bk.ID) // validated by ParseBlob
-	cv, err := tok.KWPCheckValue(kekKey, bk.WrappedKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("key %q: %w", bk.Label, err)
+	var got string
+	var key *hsm.Key
+	var err error
+	if r.hostKEK != nil {
+		got, key, err = r.hostUnwrapKey(tok, bk, id)
+	} else {
+		got, key, err = r.tokenUnwrapKey(tok, kekKey, bk, id)
 	}
-	got := hex.EncodeToString(cv)
-	if got != bk.KeyCheckValue {
-		return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	if err != nil {
+		return nil, nil, err
 	}
 	d := map[string]any{"label": bk.Label, "id": bk.ID, "key_check_value": got, "kms_key_arns": bk.KMSKeyARNs, "matches_escrow": true}
 	if r.orig != nil {
@@ -609,21 +633,6 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 			return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, want)
 		}
 		d["matches_transcript"] = true
-	}
-	// A drill's keys are session objects: gone with the session, never in
-	// the scratch token's files.
-	key, err := tok.UnwrapKWP(kekKey, bk.WrappedKey, bk.Label, id, !r.o.Drill)
-	if err != nil {
-		return nil, nil, err
-	}
-	// Key wrap with padding is deterministic: the token key holds exactly
-	// the escrowed material if wrapping it again gives the escrowed bytes.
-	again, err := tok.WrapKWP(kekKey, key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !bytes.Equal(again, bk.WrappedKey) {
-		return nil, nil, fmt.Errorf("the recovered token key %q does not wrap back to the escrowed bytes", bk.Label)
 	}
 	d["token_key"] = "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
 	if r.o.Drill {
@@ -634,6 +643,67 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 	}
 	r.ui.Info(fmt.Sprintf("key %q recovered onto the token, key check value %s matches", bk.Label, got))
 	return &RecoveredKey{Label: bk.Label, ID: bk.ID, KeyCheckValue: got, KMSKeyARNs: bk.KMSKeyARNs}, key, nil
+}
+
+// tokenUnwrapKey checks the wrapped key's check value on a session copy,
+// then unwraps it as a token key.
+func (r *recovery) tokenUnwrapKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey, id []byte) (string, *hsm.Key, error) {
+	cv, err := tok.KWPCheckValue(kekKey, bk.WrappedKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("key %q: %w", bk.Label, err)
+	}
+	got := hex.EncodeToString(cv)
+	if got != bk.KeyCheckValue {
+		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	}
+	if r.orig != nil && r.orig.KCVs[bk.Label] != got {
+		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, r.orig.KCVs[bk.Label])
+	}
+	// A drill's keys are session objects: gone with the session, never in
+	// the scratch token's files.
+	key, err := tok.UnwrapKWP(kekKey, bk.WrappedKey, bk.Label, id, !r.o.Drill)
+	if err != nil {
+		return "", nil, err
+	}
+	// The token key must hold exactly the escrowed material.
+	back, err := tok.CheckValue(key)
+	if err != nil {
+		return "", nil, err
+	}
+	if hex.EncodeToString(back) != got {
+		return "", nil, fmt.Errorf("the recovered token key %q has check value %x, the escrow says %s", bk.Label, back, got)
+	}
+	return got, key, nil
+}
+
+// hostUnwrapKey unwraps the key in host memory (RFC 5649), checks it, and
+// creates it on the token; the material is zeroed right after.
+func (r *recovery) hostUnwrapKey(tok *hsm.Token, bk escrow.BlobKey, id []byte) (string, *hsm.Key, error) {
+	material, err := wrap.KeyUnwrapPad(r.hostKEK, bk.WrappedKey)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: key %q: the escrow key-encryption key is not the one it was wrapped under, or the escrow file was changed (%v)", hsm.ErrUnwrap, bk.Label, err)
+	}
+	got, err := escrow.CheckValue(material)
+	if err != nil || got != bk.KeyCheckValue {
+		clear(material)
+		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	}
+	if r.orig != nil && r.orig.KCVs[bk.Label] != got {
+		clear(material)
+		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, r.orig.KCVs[bk.Label])
+	}
+	key, err := tok.ImportAESKey(material, bk.Label, id) // zeroes material
+	if err != nil {
+		return "", nil, err
+	}
+	back, err := tok.CheckValue(key)
+	if err != nil {
+		return "", nil, err
+	}
+	if hex.EncodeToString(back) != got {
+		return "", nil, fmt.Errorf("the recovered token key %q has check value %x, the escrow says %s", bk.Label, back, got)
+	}
+	return got, key, nil
 }
 
 func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.Token, key *hsm.Key, bk escrow.BlobKey, arn string) error {

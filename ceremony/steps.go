@@ -111,10 +111,11 @@ func openToken(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 	}
-	if err := checkToken(s); err != nil {
+	caps, err := checkToken(s)
+	if err != nil {
 		return "", err
 	}
-	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}); err != nil {
+	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module, "probe": caps}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("token %q (serial %s, %s %s)", in.Label, in.Serial, in.Manufacturer, in.Model), nil

@@ -2,14 +2,11 @@ package ceremony
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyceremony/keyceremony/hsm"
@@ -17,70 +14,53 @@ import (
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
-// checkToken checks, once the token is open and before anything changes,
-// that it can do what the ceremony needs. The token capability probe
-// (issue 11: every operation of the ceremony, probed on the token) belongs
-// here, beside the wrapping check.
-func checkToken(s *state) error {
-	return checkWrapAlgorithm(s)
+// checkToken refuses, right after the token is opened and before anything
+// changes, a token that lacks something the ceremony needs, naming it: the
+// probe (hsm.Token.Probe) tried each thing on throw-away session objects.
+// It returns the probe's result for the transcript.
+func checkToken(s *state) (*hsm.Capabilities, error) {
+	caps, err := s.tok.Probe()
+	if err != nil {
+		return nil, err
+	}
+	algs := map[wrap.Algorithm]bool{}
+	if a, err := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm); err == nil && !s.cfg.Offline() {
+		algs[a] = true
+	}
+	for _, k := range s.keys {
+		if k.offline != nil {
+			algs[k.offline.Algorithm] = true
+		}
+	}
+	var lacks []string
+	for _, a := range []wrap.Algorithm{wrap.RSAESOAEPSHA1, wrap.RSAESOAEPSHA256, wrap.RSAAESKeyWrapSHA1, wrap.RSAAESKeyWrapSHA256} {
+		if algs[a] && !caps.KMSInHSM(a) && !s.cfg.KMS.AllowHostWrap {
+			var can []string
+			for _, r := range caps.KMS {
+				if r.InHSM {
+					can = append(can, string(r.Algorithm))
+				}
+			}
+			list := "none"
+			if len(can) > 0 {
+				list = strings.Join(can, ", ")
+			}
+			return nil, fmt.Errorf("%w: token %q cannot wrap with %s inside the HSM; inside the HSM it can do: %s; set kms.wrapping_algorithm to one of those, or allow host wrapping (kms.allow_host_wrap: true or --allow-host-wrap)",
+				hsm.ErrMechanism, s.tok.Info().Label, a, list)
+		}
+		if algs[a] {
+			lacks = append(lacks, caps.Lacks(a, s.cfg.KMS.AllowHostWrap)...)
+		}
+	}
+	if len(algs) == 0 {
+		lacks = caps.Lacks("", true)
+	}
+	if len(lacks) > 0 {
+		return nil, fmt.Errorf("%w: token %q lacks what the ceremony needs: %s; nothing was changed (keyceremony probe shows what the token can do)", hsm.ErrMechanism, s.tok.Info().Label, strings.Join(slices.Compact(lacks), "; "))
+	}
+	return caps, nil
 }
 
-// checkWrapAlgorithm refuses, right after the token is opened and before
-// anything changes, a wrapping algorithm the token cannot do inside the HSM
-// when host wrapping is not allowed. The token is probed with a throw-away
-// RSA key of the configured size: no key material is involved.
-func checkWrapAlgorithm(s *state) error {
-	if s.cfg.KMS.AllowHostWrap {
-		return nil
-	}
-	alg, err := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
-	if err != nil {
-		return err
-	}
-	bits := map[string]int{"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}[s.cfg.KMS.WrappingKeySpec]
-	probe, err := probeKey(bits)
-	if err != nil {
-		return err
-	}
-	can, err := s.tok.InHSMAlgorithms(&probe.PublicKey)
-	if err != nil {
-		return err
-	}
-	if slices.Contains(can, alg) {
-		return nil
-	}
-	names := make([]string, len(can))
-	for i, a := range can {
-		names[i] = string(a)
-	}
-	list := "none"
-	if len(names) > 0 {
-		list = strings.Join(names, ", ")
-	}
-	return fmt.Errorf("%w: token %q cannot wrap with %s inside the HSM; inside the HSM it can do: %s; set kms.wrapping_algorithm to one of those, or allow host wrapping (kms.allow_host_wrap: true or --allow-host-wrap)",
-		hsm.ErrMechanism, s.tok.Info().Label, alg, list)
-}
-
-// probeKeys caches throw-away RSA keys for probing by size: only their
-// public halves are used, to ask the token what it can do.
-var (
-	probeMu   sync.Mutex
-	probeKeys = map[int]*rsa.PrivateKey{}
-)
-
-func probeKey(bits int) (*rsa.PrivateKey, error) {
-	probeMu.Lock()
-	defer probeMu.Unlock()
-	if k, ok := probeKeys[bits]; ok {
-		return k, nil
-	}
-	k, err := rsa.GenerateKey(rand.Reader, bits)
-	if err != nil {
-		return nil, fmt.Errorf("failed to make an RSA key to probe the token: %w", err)
-	}
-	probeKeys[bits] = k
-	return k, nil
-}
 
 // wrapData is the transcript event data of one wrap.
 func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy string) map[string]any {

@@ -9,7 +9,9 @@
 // checked alone against the public commitments (g^a_0, …, g^a_{M-1}) of the
 // polynomial. The KEK is HKDF-SHA256 of the scalar with a context naming the
 // ceremony ([DeriveKEK]). The token wraps each key under the KEK with AES key
-// wrap with padding (RFC 5649); this package never sees key material.
+// wrap with padding (RFC 5649, [WrapScheme]), named by its standard and not
+// by a vendor's mechanism number, so that any vendor's token recovers it;
+// this package never sees key material.
 //
 // # Files
 //
@@ -45,7 +47,17 @@ const (
 	BlobFormat    = "keyceremony/escrow/v1"
 	Group         = "ristretto255"
 	KDF           = "HKDF-SHA256"
-	Mechanism     = "CKM_AES_KEY_WRAP_PAD"
+	// WrapScheme names, by its standard, how the token wraps each key under
+	// the KEK: AES key wrap with padding (RFC 5649). Any token whose probe
+	// proved a mechanism computes it makes or recovers the escrow, whatever
+	// its vendor calls that mechanism.
+	WrapScheme = "RFC 5649"
+	// LegacyMechanism is what blobs written before WrapScheme named
+	// instead ("wrap_mechanism"); they were made on SoftHSM2, where that
+	// mechanism computes RFC 5649, and are read as WrapScheme.
+	LegacyMechanism = "CKM_AES_KEY_WRAP_PAD"
+	// WrappedKeyLen is the length of an RFC 5649 wrap of an AES-256 key.
+	WrappedKeyLen = 40
 	// MaxShares bounds N: every M-subset is checked at the table.
 	MaxShares = 16
 )

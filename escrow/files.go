@@ -445,8 +445,12 @@ type Blob struct {
 	Created    time.Time `json:"created"`
 	Group      string    `json:"group"`
 	KDF        string    `json:"kdf"`
-	Mechanism  string    `json:"wrap_mechanism"`
-	Threshold  int       `json:"threshold"`
+	// Scheme is [WrapScheme]. Blobs written before it was named by its
+	// standard have LegacyMechanism ("wrap_mechanism") instead; ParseBlob
+	// reads them with Scheme set.
+	Scheme          string `json:"wrap_scheme,omitempty"`
+	LegacyMechanism string `json:"wrap_mechanism,omitempty"`
+	Threshold       int    `json:"threshold"`
 	Shares     int       `json:"shares"`
 	// Commitments are hex compressed Ristretto255 elements.
 	Commitments []string `json:"commitments"`
@@ -471,7 +475,7 @@ type BlobKey struct {
 	ID         string   `json:"id"`
 	KeyType    string   `json:"key_type"`
 	KMSKeyARNs []string `json:"kms_key_arns"`
-	// WrappedKey is the key wrapped under the KEK with RFC 5649.
+	// WrappedKey is the key wrapped under the KEK with RFC 5649 (40 bytes).
 	WrappedKey []byte `json:"wrapped_key"`
 	// KeyCheckValue is the key's check value from the token, hex.
 	KeyCheckValue string `json:"key_check_value"`
@@ -494,7 +498,7 @@ func (b *Blob) Public() *Commitments {
 
 // Marshal encodes b, indented, with a final newline.
 func (b *Blob) Marshal() ([]byte, error) {
-	b.Format, b.Group, b.KDF, b.Mechanism = BlobFormat, Group, KDF, Mechanism
+	b.Format, b.Group, b.KDF, b.Scheme, b.LegacyMechanism = BlobFormat, Group, KDF, WrapScheme, ""
 	if err := b.validate(); err != nil {
 		return nil, fmt.Errorf("invalid escrow blob: %w", err)
 	}
@@ -530,6 +534,9 @@ func ParseBlob(data []byte) (*Blob, error) {
 	if err := b.validate(); err != nil {
 		return nil, fmt.Errorf("invalid escrow blob: %w", err)
 	}
+	if b.LegacyMechanism != "" {
+		b.Scheme, b.LegacyMechanism = WrapScheme, ""
+	}
 	return &b, nil
 }
 
@@ -537,8 +544,12 @@ func (b *Blob) validate() error {
 	switch {
 	case b.Format != BlobFormat:
 		return fmt.Errorf("format is %q, want %q", b.Format, BlobFormat)
-	case b.Group != Group || b.KDF != KDF || b.Mechanism != Mechanism:
-		return fmt.Errorf("scheme %s/%s/%s is not %s/%s/%s", b.Group, b.KDF, b.Mechanism, Group, KDF, Mechanism)
+	case (b.Scheme == "") == (b.LegacyMechanism == ""):
+		return errors.New("exactly one of wrap_scheme and (in older files) wrap_mechanism must be set")
+	case b.LegacyMechanism != "" && b.LegacyMechanism != LegacyMechanism:
+		return fmt.Errorf("wrap_mechanism %q is not %s", b.LegacyMechanism, LegacyMechanism)
+	case b.Group != Group || b.KDF != KDF || b.Scheme != "" && b.Scheme != WrapScheme:
+		return fmt.Errorf("scheme %s/%s/%s is not %s/%s/%s", b.Group, b.KDF, b.Scheme, Group, KDF, WrapScheme)
 	case b.CeremonyID == "":
 		return errors.New("ceremony_id is empty")
 	case b.Threshold < 1 || b.Shares < b.Threshold || b.Shares > MaxShares:
@@ -570,8 +581,8 @@ func (b *Blob) validate() error {
 		if id, err := hex.DecodeString(k.ID); err != nil || len(id) == 0 {
 			return fmt.Errorf("keys[%d].id must be hex", i)
 		}
-		if len(k.WrappedKey) < 24 {
-			return fmt.Errorf("keys[%d].wrapped_key is too short", i)
+		if len(k.WrappedKey) != WrappedKeyLen {
+			return fmt.Errorf("keys[%d].wrapped_key is %d bytes; an RFC 5649 wrap of an AES-256 key is %d", i, len(k.WrappedKey), WrappedKeyLen)
 		}
 		if kcv, err := hex.DecodeString(k.KeyCheckValue); err != nil || len(kcv) != 3 {
 			return fmt.Errorf("keys[%d].key_check_value must be 3 bytes of hex", i)

@@ -318,7 +318,7 @@ func TestRunBadInput(t *testing.T) {
 		want []string
 	}{
 		{"wrong PIN", good, []string{"KEYCEREMONY_PIN=7391"}, nil, []string{"wrong PIN for token \"ceremony\"", "try again with the user PIN"}},
-		{"missing module", good, []string{"KEYCEREMONY_PIN=1234"}, []string{"--module", "/nonexistent/libnothing.so"}, []string{"pkcs11 module not found", "apt-get install softhsm2"}},
+		{"missing module", good, []string{"KEYCEREMONY_PIN=1234"}, []string{"--module", "/nonexistent/libnothing.so"}, []string{"pkcs11 module not found", "install the module's package"}},
 		{"unknown token", strings.Replace(good, "label: ceremony", "label: no-such-token", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"token not found", `tokens present: "ceremony"`}},
 		{"no PIN", good, nil, nil, []string{"no PIN available", "KEYCEREMONY_PIN"}},
 		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`unknown field "operater" in ceremony`}},

@@ -20,6 +20,7 @@ const recoverHelp = `Usage: keyceremony recover --share FILE... [--escrow FILE] 
                            (--token-label LABEL | --token-uri URI | --drill)
                            --transcript ORIGINAL (--fingerprint HEX | --seal-words WORDS)
                            [--identity FILE]... [--passphrase-file FILE]...
+                           [--module PATH [--init-args ARGS]] [--host-unwrap]
                            [--reimport (--valid-for DUR | --does-not-expire)]
 
 Recovers the keys of an escrow from the shares of M custodians, rooted in the
@@ -47,6 +48,12 @@ confirmed"); 3: a share or the escrow failed a check, or the drill failed;
 4: the original transcript is signed by another key than the pin (other
 transcript failures as keyceremony verify); 2: no pin; 1: another error.
 
+The escrow names its wrapping scheme by its standard (RFC 5649), so any
+vendor's token recovers it: the target token is probed and the mechanism
+proven to unwrap RFC 5649 is used. A token without one recovers with
+--host-unwrap: each key is unwrapped in host memory only for the call that
+creates it on the token, then zeroed; the transcript records it.
+
 --reimport then imports each recovered key again into its KMS keys (wrapped on
 the token), configured the standard AWS way (AWS_REGION, AWS_ENDPOINT_URL_KMS...).
 The user PIN comes from --pin-file, $KEYCEREMONY_PIN or a prompt; passphrases
@@ -66,6 +73,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	label := fs.String("token-label", "", "target token `label`")
 	uri := fs.String("token-uri", "", "target token as an RFC 7512 PKCS#11 `URI`")
 	module := fs.String("module", "", "PKCS#11 module `path` of the target token")
+	initArgs := fs.String("init-args", "", "the module's initialisation `parameters` (NSS softokn: configdir=…); else $"+hsm.InitArgsEnv)
+	hostUnwrap := fs.Bool("host-unwrap", false, "unwrap each key in host memory and create it on the token, for a token without an RFC 5649 unwrap mechanism")
 	pinFile := fs.String("pin-file", "", "`file` holding the target token's user PIN")
 	signingKey := fs.String("signing-key", "keyceremony-transcript", "`label` of the token key that seals the recovery transcript (made if missing)")
 	orig := fs.String("transcript", "", "the original ceremony `transcript`: verified against the pin; the escrow, the shares and the key check values must match it")
@@ -87,8 +96,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		return usageError(fmt.Sprintf("recover takes no positional arguments, got %q", pos[0]))
 	case len(shares) == 0 || *out == "":
 		return usageError("recover needs at least one --share FILE and --out DIR")
-	case *drill && (*label != "" || *uri != "" || *module != "" || *pinFile != ""):
-		return usageError("--drill makes its own scratch token: drop --token-label, --token-uri, --module and --pin-file")
+	case *drill && (*label != "" || *uri != "" || *module != "" || *pinFile != "" || *initArgs != "" || *hostUnwrap):
+		return usageError("--drill makes its own scratch token: drop --token-label, --token-uri, --module, --init-args, --pin-file and --host-unwrap")
 	case *drill && *reimport:
 		return usageError("--drill touches no KMS: drop --reimport")
 	case !*drill && (*label == "") == (*uri == ""):
@@ -103,9 +112,9 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		return err
 	}
 	defer lock.Unlock()
-	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, Transcript: *orig, OutDir: *out, Operator: *operator}
+	o := &ceremony.RecoverOptions{EscrowFile: *blob, ShareFiles: shares, Drill: *drill, Transcript: *orig, OutDir: *out, Operator: *operator, HostUnwrap: *hostUnwrap}
 	if !*drill {
-		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, PINFile: *pinFile, SigningKey: *signingKey}
+		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, InitArgs: *initArgs, PINFile: *pinFile, SigningKey: *signingKey}
 	}
 	if *reimport {
 		a, err := wrap.ParseAlgorithm(*alg)

@@ -53,6 +53,7 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	token := fs.String("token", "", "token `label`")
 	config := fs.String("config", "", "ceremony config `file` (its token and kms.allow_host_wrap; its key if it lists one)")
 	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
+	initArgs := fs.String("init-args", "", "the module's initialisation `parameters` (overrides token.init_args and $"+hsm.InitArgsEnv+")")
 	outDir := fs.String("out-dir", "", "output `directory` (files in it are never overwritten)")
 	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM")
 	pinHash := fs.String("wrapping-key-sha256", "", "hex SHA-256 of the wrapping public key, as params fetch printed it (`HEX`)")
@@ -187,6 +188,9 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	}
 	if plan.KeyLabel == "" {
 		return usageError("wrap needs --key LABEL: the label of the AES key on the token")
+	}
+	if *initArgs != "" {
+		plan.Token.InitArgs = *initArgs
 	}
 	if *module != "" {
 		plan.Token.Module = *module

@@ -1,0 +1,251 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/wrap"
+)
+
+// A token on one of the two modules make test runs on, with the flags that
+// select it on the command line and the token section of a config.
+type vendorToken struct {
+	name  string
+	flags []string // --module … --init-args … --token-label …
+	yaml  string
+	label string
+}
+
+func softhsmToken(label string) vendorToken {
+	return vendorToken{name: "softhsm", label: label, flags: []string{"--module", hsmtest.Module},
+		yaml: fmt.Sprintf("  module: %s\n  label: %s\n", hsmtest.Module, label)}
+}
+
+func nssToken(t *testing.T) vendorToken {
+	n := hsmtest.SetupNSS(t)
+	return vendorToken{name: "nss", label: hsmtest.NSSLabel, flags: []string{"--module", n.Module, "--init-args", n.InitArgs},
+		yaml: fmt.Sprintf("  module: %s\n  init_args: %q\n  label: %s\n", n.Module, n.InitArgs, hsmtest.NSSLabel)}
+}
+
+const vendorYAML = `
+ceremony:
+  id: %[1]s
+  operator: tester
+  out_dir: %[2]s
+token:
+%[3]s
+kms:
+  wrapping_algorithm: %[4]s
+  wrapping_key_spec: RSA_2048
+keys:
+  - label: key-%[1]s
+    create: true
+    does_not_expire: true
+escrow:
+  threshold: 1
+  custodians:
+    - name: alice
+      recipient: %[5]s
+`
+
+// TestCrossVendor runs a ceremony on SoftHSM2 and on NSS softokn, verifies
+// each (transcript, share, drill), recovers each escrow into the other
+// vendor's token (in the token, and with --host-unwrap), and uploads each
+// ceremony's key to the loopback KMS with all four wrapping algorithms (in
+// the HSM where the probe proved the token can, on the host where not).
+func TestCrossVendor(t *testing.T) {
+	e := newE2E(t)
+	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "target"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "target2"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idFile := e.config("alice.key", id.String()+"\n")
+	pinEnv := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN}
+	soft, nss := softhsmToken("ceremony"), nssToken(t)
+	inHSM := map[string]map[wrap.Algorithm]bool{
+		// What the probe finds (hsm.TestProbe checks it on each module).
+		"softhsm": {wrap.RSAESOAEPSHA1: true, wrap.RSAAESKeyWrapSHA1: true},
+		"nss":     {wrap.RSAESOAEPSHA1: true, wrap.RSAESOAEPSHA256: true, wrap.RSAAESKeyWrapSHA1: true, wrap.RSAAESKeyWrapSHA256: true},
+	}
+	type made struct{ dir, label, kcv string }
+	ceremonies := map[string]made{}
+	for _, v := range []struct {
+		tok vendorToken
+		alg wrap.Algorithm
+	}{{soft, wrap.RSAESOAEPSHA1}, {nss, wrap.RSAESOAEPSHA256}} {
+		name := "x-" + v.tok.name
+		out := filepath.Join(e.dir, name)
+		cfg := e.config(name+".yaml", fmt.Sprintf(vendorYAML, name, out, strings.TrimRight(v.tok.yaml, "\n"), v.alg, id.Recipient()))
+		if stdout, stderr, code := e.run(pinEnv, "run", "--config", cfg); code != 0 {
+			t.Fatalf("%s ceremony: exit %d\n%s\n%s", v.tok.name, code, stdout, stderr)
+		}
+		tr := filepath.Join(out, "transcript.jsonl")
+		if _, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), tr); code != 0 {
+			t.Fatalf("%s verify: %s", v.tok.name, stderr)
+		}
+		if _, stderr, code := e.run(nil, "escrow", "verify-share", "--share", filepath.Join(out, "share-1-alice.age"), "--identity", idFile, "--transcript", tr, "--pubkey", filepath.Join(out, "signing-key.pem")); code != 0 {
+			t.Fatalf("%s verify-share: %s", v.tok.name, stderr)
+		}
+		blob, _ := os.ReadFile(filepath.Join(out, "escrow.json"))
+		if !strings.Contains(string(blob), `"wrap_scheme": "RFC 5649"`) || strings.Contains(string(blob), "CKM_") {
+			t.Errorf("%s escrow blob does not name its scheme by its standard:\n%s", v.tok.name, blob)
+		}
+		stdout, stderr, code := e.run(nil, "recover", "--drill", "--escrow", filepath.Join(out, "escrow.json"), "--share", filepath.Join(out, "share-1-alice.age"), "--identity", idFile, "--transcript", tr, "--out", filepath.Join(e.dir, name+"-drill"))
+		if code != 0 || !strings.Contains(stdout, "drill PASSED") {
+			t.Fatalf("%s drill: exit %d\n%s\n%s", v.tok.name, code, stdout, stderr)
+		}
+		kcv := kcvOf(t, tr, "key-"+name)
+		ceremonies[v.tok.name] = made{dir: out, label: "key-" + name, kcv: kcv}
+	}
+
+	// Cross-vendor recovery: NSS's escrow into SoftHSM, SoftHSM's into NSS
+	// (a fresh NSS database), each in the token and with --host-unwrap.
+	nss2 := nssToken(t)
+	for _, c := range []struct {
+		from   string
+		target vendorToken
+		host   bool
+	}{
+		{"nss", softhsmToken("target"), false},
+		{"nss", softhsmToken("target2"), true},
+		{"softhsm", nss2, false},
+		{"softhsm", nss, true},
+	} {
+		m := ceremonies[c.from]
+		out := filepath.Join(e.dir, fmt.Sprintf("rec-%s-%s-%v", c.from, c.target.label, c.host))
+		args := append([]string{"recover", "--escrow", filepath.Join(m.dir, "escrow.json"), "--share", filepath.Join(m.dir, "share-1-alice.age"),
+			"--identity", idFile, "--transcript", filepath.Join(m.dir, "transcript.jsonl"), "--out", out, "--token-label", c.target.label}, c.target.flags...)
+		if c.host {
+			args = append(args, "--host-unwrap")
+		}
+		stdout, stderr, code := e.run(pinEnv, args...)
+		if code != 0 || !strings.Contains(stdout, "kcv "+m.kcv+" matches") {
+			t.Fatalf("recover %s escrow into %s (host %v): exit %d\n%s\n%s", c.from, c.target.name, c.host, code, stdout, stderr)
+		}
+		if _, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
+			t.Fatalf("verify recovery transcript: %s", stderr)
+		}
+		unwrap := eventData(t, filepath.Join(out, "transcript.jsonl"), "shares")["unwrap"]
+		if want := "host (recover --host-unwrap)"; c.host && unwrap != want || !c.host && (unwrap == want || unwrap == nil) {
+			t.Errorf("recovery of %s into %s records unwrap %v", c.from, c.target.name, unwrap)
+		}
+	}
+
+	// Each ceremony's key, wrapped by its own token with every algorithm,
+	// imports into the loopback KMS.
+	kc, err := awskms.New(context.Background(), awskms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []vendorToken{soft, nss} {
+		m := ceremonies[v.name]
+		for _, alg := range []wrap.Algorithm{wrap.RSAESOAEPSHA1, wrap.RSAESOAEPSHA256, wrap.RSAAESKeyWrapSHA1, wrap.RSAAESKeyWrapSHA256} {
+			arn, err := kc.CreateKey(context.Background(), "cross-vendor", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			work := filepath.Join(e.dir, fmt.Sprintf("up-%s-%s", v.name, alg))
+			params := work + "-params.json"
+			if _, stderr, code := e.run(nil, "params", "fetch", "--key", arn, "--algorithm", string(alg), "--key-spec", "RSA_3072", "--out", params); code != 0 {
+				t.Fatalf("params fetch: %s", stderr)
+			}
+			args := append([]string{"wrap", "--params", params, "--key", m.label, "--token", v.label, "--out-dir", work}, v.flags...)
+			if !inHSM[v.name][alg] {
+				args = append(args, "--allow-host-wrap")
+			}
+			stdout, stderr, code := e.run(pinEnv, args...)
+			if code != 0 {
+				t.Fatalf("%s wrap %s: exit %d\n%s", v.name, alg, code, stderr)
+			}
+			where := "inside the HSM"
+			if !inHSM[v.name][alg] {
+				where = "on the host"
+			}
+			if !strings.Contains(stdout, where) || !strings.Contains(stdout, "kcv "+m.kcv) {
+				t.Errorf("%s wrap %s: want %q and kcv %s:\n%s", v.name, alg, where, m.kcv, stdout)
+			}
+			if _, stderr, code := e.run(nil, "upload", "--bundle", filepath.Join(work, "bundle-"+m.label+".json"), "--does-not-expire"); code != 0 {
+				t.Fatalf("%s upload %s: %s", v.name, alg, stderr)
+			}
+		}
+	}
+}
+
+// TestFrozenEscrowRecovers: an escrow made by main at 5aa1006 (before the
+// blob named its scheme by its standard) still recovers: on a SoftHSM drill,
+// into NSS softokn, and with --host-unwrap.
+func TestFrozenEscrowRecovers(t *testing.T) {
+	e := newE2E(t)
+	src := filepath.Join("testdata", "escrow-main-5aa1006")
+	abs := func(f string) string { p, _ := filepath.Abs(filepath.Join(src, f)); return p }
+	common := []string{"recover", "--escrow", abs("escrow.json"), "--share", abs("share-1-alice.age"), "--share", abs("share-2-bob.age"),
+		"--identity", abs("alice.key"), "--identity", abs("bob.key"), "--transcript", abs("transcript.jsonl"), "--pubkey", abs("signing-key.pem")}
+	nss := nssToken(t)
+	for _, c := range []struct {
+		name  string
+		extra []string
+	}{
+		{"drill", []string{"--drill"}},
+		{"nss", append([]string{"--token-label", nss.label}, nss.flags...)},
+		{"softhsm-host", []string{"--token-label", "ceremony", "--host-unwrap"}},
+	} {
+		out := filepath.Join(e.dir, "frozen-"+c.name)
+		stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, append(append(append([]string(nil), common...), "--out", out), c.extra...)...)
+		if code != 0 || !strings.Contains(stdout, "kcv c0c1d8 matches") || !strings.Contains(stdout, "kcv 69bb38 matches") {
+			t.Fatalf("%s: exit %d\n%s\n%s", c.name, code, stdout, stderr)
+		}
+	}
+}
+
+// eventData returns the data of the first event of step in a transcript.
+func eventData(t *testing.T, path, step string) map[string]any {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := transcripts.Verify(bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range res.Events {
+		if ev.Step == step {
+			return ev.Data
+		}
+	}
+	t.Fatalf("%s has no %s event", path, step)
+	return nil
+}
+
+// kcvOf returns the key check value a ceremony transcript recorded for label.
+func kcvOf(t *testing.T, path, label string) string {
+	t.Helper()
+	data, _ := os.ReadFile(path)
+	res, err := transcripts.Verify(bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range res.Events {
+		if ev.Step == "generate-key" && ev.Data["label"] == label {
+			return ev.Data["key_check_value"].(string)
+		}
+	}
+	t.Fatalf("%s has no generate-key event for %s", path, label)
+	return ""
+}
