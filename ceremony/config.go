@@ -62,8 +62,8 @@ type TokenConfig struct {
 	// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod=''
 	// flags=optimizeSpace". Not secret: never put a PIN here.
 	InitArgs string `yaml:"init_args"`
-	Label  string `yaml:"label"`
-	Serial string `yaml:"serial"`
+	Label    string `yaml:"label"`
+	Serial   string `yaml:"serial"`
 	// URI is an RFC 7512 PKCS#11 URI, an alternative to Label/Serial/Module.
 	URI string `yaml:"uri"`
 	// PINEnv names an environment variable holding the user PIN.

@@ -61,7 +61,6 @@ func checkToken(s *state) (*hsm.Capabilities, error) {
 	return caps, nil
 }
 
-
 // wrapData is the transcript event data of one wrap.
 func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy string) map[string]any {
 	d := map[string]any{

@@ -451,7 +451,7 @@ type Blob struct {
 	Scheme          string `json:"wrap_scheme,omitempty"`
 	LegacyMechanism string `json:"wrap_mechanism,omitempty"`
 	Threshold       int    `json:"threshold"`
-	Shares     int       `json:"shares"`
+	Shares          int    `json:"shares"`
 	// Commitments are hex compressed Ristretto255 elements.
 	Commitments []string `json:"commitments"`
 	// KEKCheckValue is the KEK's check value (hex): recombined shares are
