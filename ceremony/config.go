@@ -252,6 +252,10 @@ func kmsKeyName(s string) string {
 	return s
 }
 
+// Validate checks a token section given alone (probe --token), with the
+// errors validate gives in a config.
+func (t *TokenConfig) Validate() error { return t.validate() }
+
 func (t *TokenConfig) validate() error {
 	if t.URI != "" {
 		u, err := hsm.ParseURI(t.URI)

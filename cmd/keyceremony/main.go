@@ -10,6 +10,7 @@
 //	keyceremony verify [--pubkey signing-key.pem] transcript.jsonl
 //	keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
+//	keyceremony probe --token LABEL [--module PATH] [--init-args ARGS]
 //	keyceremony version [--json]
 package main
 
@@ -59,6 +60,8 @@ Usage:
   keyceremony recover --share FILE... --transcript FILE --fingerprint HEX
                       (--token-label L | --drill) --out DIR
                                          recover keys from M escrow shares, or drill it
+  keyceremony probe (--token LABEL | --config FILE)
+                                         what the token can do for a ceremony (known-answer tests)
   keyceremony version [--json]           print this binary's version, build and SHA-256
 
 The user PIN comes from token.pin_file, token.pin_env, $KEYCEREMONY_PIN, or a
@@ -114,6 +117,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdEscrow(ctx, args[1:], stdin, stdout, stderr)
 	case "recover":
 		err = cmdRecover(ctx, args[1:], stdin, stdout, stderr)
+	case "probe":
+		err = cmdProbe(ctx, args[1:], stdin, stdout, stderr)
 	case "version":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

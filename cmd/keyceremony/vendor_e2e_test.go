@@ -162,14 +162,17 @@ func TestCrossVendor(t *testing.T) {
 			}
 			work := filepath.Join(e.dir, fmt.Sprintf("up-%s-%s", v.name, alg))
 			params := work + "-params.json"
-			if _, stderr, code := e.run(nil, "params", "fetch", "--key", arn, "--algorithm", string(alg), "--key-spec", "RSA_3072", "--out", params); code != 0 {
-				t.Fatalf("params fetch: %s", stderr)
+			stdout, stderr, code := e.run(nil, "params", "fetch", "--key", arn, "--algorithm", string(alg), "--key-spec", "RSA_3072", "--out", params)
+			_, after, ok := strings.Cut(stdout, "wrapping public key sha256 ")
+			if code != 0 || !ok {
+				t.Fatalf("params fetch: %s%s", stdout, stderr)
 			}
-			args := append([]string{"wrap", "--params", params, "--key", m.label, "--token", v.label, "--out-dir", work}, v.flags...)
+			pin := strings.TrimSuffix(strings.Fields(after)[0], ":")
+			args := append([]string{"wrap", "--params", params, "--wrapping-key-sha256", pin, "--key", m.label, "--token", v.label, "--out-dir", work}, v.flags...)
 			if !inHSM[v.name][alg] {
 				args = append(args, "--allow-host-wrap")
 			}
-			stdout, stderr, code := e.run(pinEnv, args...)
+			stdout, stderr, code = e.run(pinEnv, args...)
 			if code != 0 {
 				t.Fatalf("%s wrap %s: exit %d\n%s", v.name, alg, code, stderr)
 			}
@@ -248,4 +251,39 @@ func kcvOf(t *testing.T, path, label string) string {
 	}
 	t.Fatalf("%s has no generate-key event for %s", path, label)
 	return ""
+}
+
+// TestProbeCommand runs keyceremony probe on both modules: it prints what
+// each AES key-wrap mechanism computes, and exits 3 naming what is missing
+// when a ceremony with the asked algorithm could not run.
+func TestProbeCommand(t *testing.T) {
+	e := newE2E(t)
+	pinEnv := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN}
+	nss := nssToken(t)
+	for _, c := range []struct {
+		tok   vendorToken
+		alg   string
+		code  int
+		wants []string
+	}{
+		{softhsmToken("ceremony"), "RSAES_OAEP_SHA_1", 0, []string{"CKM_AES_KEY_WRAP_PAD                         wraps RFC 5649; unwraps RFC 5649", "a ceremony can run on this token"}},
+		{softhsmToken("ceremony"), "RSAES_OAEP_SHA_256", 3, []string{`keyceremony: error: a ceremony cannot run on token "ceremony": it lacks wrapping for KMS with RSAES_OAEP_SHA_256 inside the HSM`}},
+		{nss, "RSA_AES_KEY_WRAP_SHA_256", 0, []string{"CKM_AES_KEY_WRAP_PAD                         wraps PKCS#7 + RFC 3394; unwraps PKCS#7 + RFC 3394", "key check value:                       computed"}},
+	} {
+		stdout, stderr, code := e.run(pinEnv, append([]string{"probe", "--token", c.tok.label, "--algorithm", c.alg}, c.tok.flags...)...)
+		if code != c.code {
+			t.Errorf("probe %s %s: exit %d, want %d\n%s%s", c.tok.name, c.alg, code, c.code, stdout, stderr)
+		}
+		for _, w := range c.wants {
+			if !strings.Contains(stdout+stderr, w) {
+				t.Errorf("probe %s %s lacks %q:\n%s%s", c.tok.name, c.alg, w, stdout, stderr)
+			}
+		}
+	}
+	// Without its initialisation parameters NSS does not load; the error says
+	// where they go.
+	_, stderr, code := e.run(pinEnv, "probe", "--token", nss.label, "--module", nss.flags[1])
+	if code != 1 || !strings.Contains(stderr, "token.init_args") {
+		t.Errorf("probe without init args: exit %d: %s", code, stderr)
+	}
 }
