@@ -175,4 +175,3 @@ func TestSigner(t *testing.T) {
 		t.Error("second lookup returned another key")
 	}
 }
-
