@@ -6,6 +6,7 @@ package ceremony
 // token, and Upload (online) imports the bundle.
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
@@ -51,8 +53,16 @@ type WrapPlan struct {
 	Operator string
 	// Token chooses the token and the PIN source (never a flag).
 	Token TokenConfig
-	// KeyLabel is the CKA_LABEL of the AES key to wrap.
+	// KeyLabel is the CKA_LABEL of the AES key to wrap, and KeyID its
+	// CKA_ID; one is enough when it names one key. A token URI's object,
+	// id and type select the key too, and must agree with these.
 	KeyLabel string
+	KeyID    []byte
+	// AcceptKeyUsage wraps a key that is not sensitive or allows encrypt,
+	// decrypt, sign or derive; AcceptedBy names the flag, for the
+	// transcript.
+	AcceptKeyUsage bool
+	AcceptedBy     string
 	// Params are the import parameters carried in, and ParamsFile the bytes
 	// they were read from (its hash goes into the transcript header).
 	Params     *wrap.Params
@@ -87,6 +97,44 @@ func checkPin(what string, pub []byte, pin string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: the wrapping key of %s has sha256 %.16s…, not the pinned %.16s…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again", ErrWrappingKeyMismatch, what, got, pin)
+}
+
+// keyFromURI takes the key selection of the token URI (object, id, type):
+// it must agree with KeyLabel and KeyID where both are given.
+func (plan *WrapPlan) keyFromURI() error {
+	if plan.Token.URI == "" {
+		return nil
+	}
+	u, err := hsm.ParseURI(plan.Token.URI)
+	if err != nil {
+		return fmt.Errorf("token URI: %w", err)
+	}
+	if u.Type != "" && u.Type != "secret-key" {
+		return fmt.Errorf("token URI: type=%s, but wrap wraps a secret key (type=secret-key)", u.Type)
+	}
+	if u.Object != "" {
+		if plan.KeyLabel != "" && plan.KeyLabel != u.Object {
+			return fmt.Errorf("the URI's object=%q and --key %q name different keys: give one", u.Object, plan.KeyLabel)
+		}
+		plan.KeyLabel = u.Object
+	}
+	if len(u.ID) > 0 {
+		if len(plan.KeyID) > 0 && !bytes.Equal(plan.KeyID, u.ID) {
+			return fmt.Errorf("the URI's id=%x and --key-id %x name different keys: give one", u.ID, plan.KeyID)
+		}
+		plan.KeyID = u.ID
+	}
+	return nil
+}
+
+// keyData is the transcript's "key" event of a wrap: the key, its
+// attributes, and who accepted its usage when it allows any.
+func keyData(key *hsm.Key, kcv string, f hsm.KeyFacts, acceptedBy string) map[string]any {
+	d := map[string]any{"label": key.Label, "id": hex.EncodeToString(key.ID), "key_check_value": kcv, "attributes": f}
+	if u := f.Usage(); len(u) > 0 {
+		d["usage"], d["usage_accepted_by"] = u, acceptedBy
+	}
+	return d
 }
 
 // WrapResult is what an offline wrap leaves.
@@ -133,15 +181,20 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	case plan.UnpinnedAllowedBy == "":
 		return nil, errors.New("the wrapping key is not pinned: give the SHA-256 params fetch printed")
 	}
-	if plan.KeyLabel == "" {
-		return nil, errors.New("no key label given: name the token key to wrap")
+	if err := plan.keyFromURI(); err != nil {
+		return nil, err
+	}
+	if plan.KeyLabel == "" && len(plan.KeyID) == 0 {
+		return nil, errors.New("no key given: name the token key to wrap by label or id")
 	}
 	if plan.OutDir == "" {
 		return nil, errors.New("no output directory given")
 	}
 	id := plan.CeremonyID
-	if id == "" {
+	if id == "" && plan.KeyLabel != "" {
 		id = "wrap-" + plan.KeyLabel
+	} else if id == "" {
+		id = "wrap-" + hex.EncodeToString(plan.KeyID)
 	}
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("ceremony id %q must be 1-64 letters, digits, '.', '_' or '-'", id)
@@ -172,10 +225,15 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	}
 	s.tok = tok
 	in := tok.Info()
-	key, err := tok.FindAESKey(plan.KeyLabel, nil)
+	key, err := tok.FindKey(plan.KeyLabel, plan.KeyID)
 	if err != nil {
 		return nil, err
 	}
+	facts, err := tok.CheckForeignKey(key, plan.AcceptKeyUsage)
+	if err != nil {
+		return nil, err
+	}
+	plan.KeyLabel = key.Label
 	kcvBytes, err := tok.CheckValue(key)
 	if err != nil {
 		return nil, err
@@ -202,7 +260,7 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 		data map[string]any
 	}{
 		{"open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}},
-		{"key", map[string]any{"label": key.Label, "id": hex.EncodeToString(key.ID), "key_check_value": kcv}},
+		{"key", keyData(key, kcv, facts, plan.AcceptedBy)},
 		{"params", pd},
 	} {
 		if err := s.record(e.step, e.data); err != nil {
@@ -222,7 +280,12 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 		return nil, err
 	}
 	res := &WrapResult{KeyCheckValue: kcv, InHSM: w.InHSM, Method: w.Method, HostReason: w.HostReason, Transcript: s.res.Transcript}
-	bundlePath, bundleSum, err := s.writeFile("bundle-"+plan.KeyLabel+".json", data)
+	// A key found by id may have a label that is no file name.
+	fileLabel := plan.KeyLabel
+	if !idRE.MatchString(fileLabel) {
+		fileLabel = "id-" + hex.EncodeToString(key.ID)
+	}
+	bundlePath, bundleSum, err := s.writeFile("bundle-"+fileLabel+".json", data)
 	if err != nil {
 		return nil, err
 	}

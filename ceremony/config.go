@@ -252,6 +252,23 @@ func kmsKeyName(s string) string {
 	return s
 }
 
+// refuseKeySelection refuses a token URI's object, id and type where no key
+// is chosen by them (why says where keys come from instead): RFC 7512
+// attributes are honoured or refused, never ignored.
+func (t *TokenConfig) refuseKeySelection(why string) error {
+	if t.URI == "" {
+		return nil
+	}
+	u, err := hsm.ParseURI(t.URI)
+	if err != nil {
+		return fmt.Errorf("token.uri: %w", err)
+	}
+	if u.Object != "" || len(u.ID) > 0 || u.Type != "" {
+		return fmt.Errorf("token.uri: object, id and type choose a key, but %s: drop them from the URI", why)
+	}
+	return nil
+}
+
 // Validate checks a token section given alone (probe --token), with the
 // errors validate gives in a config.
 func (t *TokenConfig) Validate() error { return t.validate() }

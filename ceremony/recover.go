@@ -564,6 +564,9 @@ func (r *recovery) signingKey() string {
 // openTarget opens the target token, or makes and opens a scratch one.
 func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, func(), error) {
 	if !r.o.Drill {
+		if err := r.o.Token.refuseKeySelection("a recovery makes its keys from the escrow's labels"); err != nil {
+			return nil, nil, nil, err
+		}
 		tok, err := OpenToken(ctx, r.o.Token, r.ui)
 		if err != nil {
 			return nil, nil, nil, err

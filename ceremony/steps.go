@@ -76,6 +76,9 @@ func (s *state) writeFileMode(name string, data []byte, mode os.FileMode) (strin
 }
 
 func openToken(ctx context.Context, s *state) (string, error) {
+	if err := s.cfg.Token.refuseKeySelection("a ceremony makes its keys from keys[]"); err != nil {
+		return "", err
+	}
 	tok, err := OpenToken(ctx, &s.cfg.Token, s.ui)
 	if err != nil {
 		return "", err

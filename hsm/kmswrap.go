@@ -173,7 +173,7 @@ func (t *Token) wrapOAEPLocked(key pkcs11.ObjectHandle, label string, pubH pkcs1
 		if refused(err) {
 			return nil, fmt.Errorf("%w: token %q cannot wrap with RSA-OAEP-%s: %v", ErrMechanism, t.info.Label, hashName(h), err)
 		}
-		return nil, fmt.Errorf("failed to wrap key %q with RSA-OAEP-%s: %w", label, hashName(h), err)
+		return nil, wrapFailed(err, label, "RSA-OAEP-"+hashName(h))
 	}
 	return &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_PKCS_OAEP " + hashName(h)}, nil
 }
@@ -202,7 +202,7 @@ func (t *Token) wrapRSAAESLocked(key pkcs11.ObjectHandle, label string, pubH pkc
 			return &Wrapped{Ciphertext: out, InHSM: true, Method: "C_WrapKey CKM_RSA_AES_KEY_WRAP " + hashName(h)}, nil
 		}
 		if !refused(err) {
-			return nil, fmt.Errorf("failed to wrap key %q with CKM_RSA_AES_KEY_WRAP: %w", label, err)
+			return nil, wrapFailed(err, label, "CKM_RSA_AES_KEY_WRAP")
 		}
 		direct = fmt.Sprintf("CKM_RSA_AES_KEY_WRAP refused (%v), ", err)
 	}
@@ -234,7 +234,7 @@ func (t *Token) wrapRSAAESLocked(key pkcs11.ObjectHandle, label string, pubH pkc
 		if refused(err) {
 			return nil, fmt.Errorf("%w: %stoken %q cannot wrap with %s: %v", ErrMechanism, direct, t.info.Label, kwp, err)
 		}
-		return nil, fmt.Errorf("failed to wrap key %q with %s: %w", label, kwp, err)
+		return nil, wrapFailed(err, label, kwp.String())
 	}
 	head, err := t.ctx.WrapKey(t.session, []*pkcs11.Mechanism{oaep}, pubH, eph)
 	if err != nil {
@@ -368,4 +368,13 @@ func (t *Token) wrapOnHost(k *Key, pub *rsa.PublicKey, alg wrap.Algorithm) ([]by
 	}
 	defer clear(material)
 	return wrap.EncryptOnHost(rand.Reader, alg, pub, material)
+}
+
+// wrapFailed explains a failed C_WrapKey of a key; CKR_KEY_UNEXTRACTABLE
+// gets what it means.
+func wrapFailed(err error, label, how string) error {
+	if isCode(err, pkcs11.CKR_KEY_UNEXTRACTABLE) {
+		return fmt.Errorf("failed to wrap key %q with %s: %w: the key is not extractable (CKA_EXTRACTABLE false) and can never leave the token, not even wrapped; a key for KMS must be generated extractable, as keyceremony's ceremony does", label, how, err)
+	}
+	return fmt.Errorf("failed to wrap key %q with %s: %w", label, how, err)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,17 +163,12 @@ func TestCrossVendor(t *testing.T) {
 			}
 			work := filepath.Join(e.dir, fmt.Sprintf("up-%s-%s", v.name, alg))
 			params := work + "-params.json"
-			stdout, stderr, code := e.run(nil, "params", "fetch", "--key", arn, "--algorithm", string(alg), "--key-spec", "RSA_3072", "--out", params)
-			_, after, ok := strings.Cut(stdout, "wrapping public key sha256 ")
-			if code != 0 || !ok {
-				t.Fatalf("params fetch: %s%s", stdout, stderr)
-			}
-			pin := strings.TrimSuffix(strings.Fields(after)[0], ":")
+			pin := e.fetchPinned(arn, string(alg), params)
 			args := append([]string{"wrap", "--params", params, "--wrapping-key-sha256", pin, "--key", m.label, "--token", v.label, "--out-dir", work}, v.flags...)
 			if !inHSM[v.name][alg] {
 				args = append(args, "--allow-host-wrap")
 			}
-			stdout, stderr, code = e.run(pinEnv, args...)
+			stdout, stderr, code := e.run(pinEnv, args...)
 			if code != 0 {
 				t.Fatalf("%s wrap %s: exit %d\n%s", v.name, alg, code, stderr)
 			}
@@ -286,4 +282,78 @@ func TestProbeCommand(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "token.init_args") {
 		t.Errorf("probe without init args: exit %d: %s", code, stderr)
 	}
+}
+
+// fetchPinned runs params fetch into out and returns the wrapping key's
+// SHA-256 it printed.
+func (e *e2e) fetchPinned(arn, alg, out string) string {
+	e.t.Helper()
+	stdout, stderr, code := e.run(nil, "params", "fetch", "--key", arn, "--algorithm", alg, "--key-spec", "RSA_3072", "--out", out)
+	_, after, ok := strings.Cut(stdout, "wrapping public key sha256 ")
+	if code != 0 || !ok {
+		e.t.Fatalf("params fetch: %s%s", stdout, stderr)
+	}
+	return strings.TrimSuffix(strings.Fields(after)[0], ":")
+}
+
+// TestWrapForeignKeys: wrap judges a key it did not make by its attributes
+// (made here with pkcs11-tool, as an operator would), chooses keys by CKA_ID
+// and lists the candidates when a label names several.
+func TestWrapForeignKeys(t *testing.T) {
+	e := newE2E(t)
+	keygen := func(typ, label, id string, extra ...string) {
+		args := append([]string{"--module", hsmtest.Module, "--login", "--pin", hsmtest.PIN, "--token-label", "ceremony", "--keygen", "--key-type", typ, "--label", label, "--id", id}, extra...)
+		if out, err := exec.Command("pkcs11-tool", args...).CombinedOutput(); err != nil {
+			t.Fatalf("pkcs11-tool: %v: %s", err, out)
+		}
+	}
+	keygen("AES:16", "small", "0a", "--extractable", "--sensitive")
+	keygen("AES:32", "loose", "0b", "--extractable", "--usage-decrypt")
+	keygen("AES:32", "stuck", "0c", "--sensitive")
+	keygen("AES:32", "twin", "0d", "--extractable", "--sensitive")
+	keygen("AES:32", "twin", "0e", "--extractable", "--sensitive")
+	kc, err := awskms.New(context.Background(), awskms.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn, err := kc.CreateKey(context.Background(), "foreign", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := filepath.Join(e.dir, "params.json")
+	pin := e.fetchPinned(arn, "RSAES_OAEP_SHA_1", params)
+	pinEnv := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN}
+	n := 0
+	wrapKey := func(code int, want string, key ...string) string {
+		t.Helper()
+		n++
+		out := filepath.Join(e.dir, fmt.Sprintf("w%d", n))
+		args := []string{"wrap", "--params", params, "--wrapping-key-sha256", pin, "--out-dir", out}
+		if !strings.Contains(strings.Join(key, " "), "--token-uri") {
+			args = append(args, "--token", "ceremony")
+		}
+		stdout, stderr, got := e.run(pinEnv, append(args, key...)...)
+		if got != code || !strings.Contains(stdout+stderr, want) {
+			t.Errorf("wrap %v: exit %d, want %d and %q:\n%s%s", key, got, code, want, stdout, stderr)
+		}
+		if code != 0 {
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("wrap %v failed but wrote %s", key, out)
+			}
+		}
+		return out
+	}
+	wrapKey(1, `key "small" on token "ceremony" is AES of 128 bits; KMS imports only AES-256`, "--key", "small")
+	wrapKey(1, `is not extractable (CKA_EXTRACTABLE false): it can never leave the token`, "--key", "stuck")
+	wrapKey(1, `key "loose" on token "ceremony" is not sensitive (CKA_SENSITIVE false: its value can be read), allows encrypt (CKA_ENCRYPT), allows decrypt (CKA_DECRYPT), allows sign (CKA_SIGN): it may have been used outside KMS; if you know why, accept it with --accept-key-usage`, "--key", "loose")
+	wrapKey(1, `2 secret keys with label "twin" on token "ceremony": "twin" (id 0d), "twin" (id 0e); choose one with --key-id`, "--key", "twin")
+	wrapKey(0, "key twin (kcv", "--key-id", "0e", "--accept-key-usage")
+	out := wrapKey(0, "key loose (kcv", "--key", "loose", "--accept-key-usage")
+	ev := eventData(t, filepath.Join(out, "transcript.jsonl"), "key")
+	if ev["usage_accepted_by"] != "--accept-key-usage" || ev["usage"] == nil {
+		t.Errorf("the transcript does not record the accepted usage: %v", ev)
+	}
+	wrapKey(0, "key twin (kcv", "--key-id", "0d", "--token-uri", "pkcs11:token=ceremony;object=twin;type=secret-key", "--accept-key-usage")
+	wrapKey(1, `the URI's id=0d and --key-id 0e name different keys`, "--key-id", "0e", "--token-uri", "pkcs11:token=ceremony;id=%0D")
+	wrapKey(1, `type=private, but wrap wraps a secret key`, "--token-uri", "pkcs11:token=ceremony;object=twin;type=private")
 }

@@ -35,6 +35,10 @@ DIR receives bundle-LABEL.json (for keyceremony upload), EncryptedKeyMaterial.bi
 and ImportToken.bin (for aws kms import-key-material), signing-key.pem and a
 transcript sealed on the token. Expired parameters are refused.
 
+The key must be AES-256 and extractable; a key that is not sensitive or
+allows encrypt, decrypt, sign or derive (not one keyceremony made) is refused
+unless --accept-key-usage, which the transcript records.
+
 The user PIN comes from token.pin_file, token.pin_env (with --config),
 $KEYCEREMONY_PIN, or a no-echo prompt; never from a flag.
 
@@ -50,6 +54,9 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	alg := fs.String("algorithm", "", "wrapping `algorithm` the AWS parameters were fetched for")
 	validTo := fs.String("params-valid-to", "", "ParametersValidTo (RFC 3339 `time`) of the AWS parameters (with --public-key)")
 	key := fs.String("key", "", "`label` of the AES key on the token")
+	keyID := fs.String("key-id", "", "CKA_ID of the AES key on the token, in `hex` (with or instead of --key)")
+	tokenURI := fs.String("token-uri", "", "token (and key: object=, id=, type=secret-key) as an RFC 7512 PKCS#11 `URI`")
+	acceptUsage := fs.Bool("accept-key-usage", false, "wrap a key that is not sensitive or allows encrypt, decrypt, sign or derive (recorded in the transcript)")
 	token := fs.String("token", "", "token `label`")
 	config := fs.String("config", "", "ceremony config `file` (its token and kms.allow_host_wrap; its key if it lists one)")
 	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
@@ -70,8 +77,15 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	if *outDir == "" {
 		return usageError("wrap needs --out-dir DIR for the bundle, the AWS CLI files and the transcript")
 	}
-	if (*token == "") == (*config == "") {
-		return usageError("wrap needs exactly one of --token LABEL and --config FILE to choose the token")
+	if n := countSet(*token, *tokenURI, *config); n != 1 {
+		return usageError("wrap needs exactly one of --token LABEL, --token-uri URI and --config FILE to choose the token")
+	}
+	var kid []byte
+	if *keyID != "" {
+		var err error
+		if kid, err = hex.DecodeString(*keyID); err != nil || len(kid) == 0 {
+			return usageError(fmt.Sprintf("--key-id %q must be the key's CKA_ID in hex", *keyID))
+		}
 	}
 
 	switch {
@@ -89,7 +103,10 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	defer lock.Unlock()
 
 	// Parameters first: expired or malformed ones stop us before the token.
-	plan := &ceremony.WrapPlan{KeyLabel: *key, OutDir: *outDir, CeremonyID: *id, Operator: *operator, WrappingKeySHA256: *pinHash}
+	plan := &ceremony.WrapPlan{KeyLabel: *key, KeyID: kid, OutDir: *outDir, CeremonyID: *id, Operator: *operator, WrappingKeySHA256: *pinHash}
+	if *acceptUsage {
+		plan.AcceptKeyUsage, plan.AcceptedBy = true, "--accept-key-usage"
+	}
 	if *unpinned {
 		plan.UnpinnedAllowedBy = "--insecure-unpinned-wrapping-key"
 	}
@@ -177,17 +194,25 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 		if plan.Operator == "" {
 			plan.Operator = cfg.Ceremony.Operator
 		}
-		if plan.KeyLabel == "" {
+		if plan.KeyLabel == "" && len(plan.KeyID) == 0 {
 			if len(cfg.Keys) != 1 {
 				return usageError(fmt.Sprintf("%s lists %d keys: choose one with --key LABEL", *config, len(cfg.Keys)))
 			}
 			plan.KeyLabel = cfg.Keys[0].Label
 		}
 	} else {
-		plan.Token = ceremony.TokenConfig{Label: *token}
+		plan.Token = ceremony.TokenConfig{Label: *token, URI: *tokenURI}
+		if err := plan.Token.Validate(); err != nil {
+			return usageError(err.Error())
+		}
 	}
-	if plan.KeyLabel == "" {
-		return usageError("wrap needs --key LABEL: the label of the AES key on the token")
+	uriKey := false
+	if *tokenURI != "" {
+		u, _ := hsm.ParseURI(*tokenURI) // validated
+		uriKey = u.Object != "" || len(u.ID) > 0
+	}
+	if plan.KeyLabel == "" && len(plan.KeyID) == 0 && !uriKey {
+		return usageError("wrap needs --key LABEL or --key-id HEX (or object= / id= in --token-uri): the AES key on the token")
 	}
 	if *initArgs != "" {
 		plan.Token.InitArgs = *initArgs
@@ -199,6 +224,9 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 		plan.AllowHostWrap, plan.HostWrapAllowedBy = true, "--allow-host-wrap"
 	}
 	for _, name := range []string{"transcript.jsonl", "bundle-" + plan.KeyLabel + ".json", "EncryptedKeyMaterial.bin", "ImportToken.bin"} {
+		if name == "bundle-.json" {
+			continue
+		}
 		if err := checkNew(*outDir + "/" + name); err != nil {
 			return err
 		}
@@ -225,6 +253,16 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	fmt.Fprintf(stdout, "signer fingerprint:     %s (write it down: upload checks the transcript against it)\n", res.Fingerprint)
 	fmt.Fprintf(stdout, "next: carry the bundle and the transcript online and run keyceremony upload; choose the expiry (--valid-for, --valid-to TIME or --does-not-expire):\n  %s\n", res.UploadCommand("--valid-for 365d"))
 	return nil
+}
+
+func countSet(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // checkNew refuses a path that already exists, before any work is done.
