@@ -123,7 +123,42 @@ func (t *Token) KeyFacts(k *Key) (KeyFacts, error) {
 	if ulong(attrs[0].Value) == pkcs11.CKK_AES {
 		f.KeyType = "AES"
 	}
+	if f.Bits == 0 && f.Extractable {
+		// SoftHSM 2.6.1 has no CKA_VALUE_LEN on unwrapped keys: the
+		// length of a wrap under a session key tells it.
+		if f.Bits, err = t.wrappedBitsLocked(k); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
+}
+
+// wrappedBitsLocked returns the size of k's value in bits, from the length
+// of its wrap under a throw-away session key with a key-wrap mechanism the
+// probe proved (the wrap is discarded; the session key destroyed).
+func (t *Token) wrappedBitsLocked(k *Key) (int, error) {
+	caps, err := t.probeLocked()
+	if err != nil {
+		return 0, err
+	}
+	m, scheme, ok := caps.transport()
+	if !ok {
+		return 0, fmt.Errorf("token %q reports no CKA_VALUE_LEN for key %q and has no proven key-wrap mechanism to measure it", t.info.Label, k.Label)
+	}
+	tmp, err := t.sessionAESLocked(nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = t.ctx.DestroyObject(t.session, tmp) }()
+	out, err := t.ctx.WrapKey(t.session, m.pkcs11(), tmp, k.handle)
+	if err != nil {
+		return 0, fmt.Errorf("failed to measure key %q on token %q: %w", k.Label, t.info.Label, err)
+	}
+	n := len(out) - 8
+	if scheme == PKCS7RFC3394 {
+		n -= 8 // a whole block of padding after a multiple of 8 bytes
+	}
+	return 8 * n, nil
 }
 
 // CheckForeignKey refuses, with an error wrapping [ErrForeignKey], a key

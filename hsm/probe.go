@@ -154,8 +154,11 @@ type Capabilities struct {
 	escrowWrap, escrowUnwrap *mech
 }
 
-// Probe failures that are answers, not errors: the token cannot.
-const capOK = "ok"
+// What a probe item says when the token can; anything else says why not.
+const (
+	capOK     = "ok"
+	signingOK = "ECDSA P-256"
+)
 
 // transport returns a mechanism proven both ways, and its scheme, for taking
 // a key out under a session key (host wrap) or copying it on the token.
@@ -194,7 +197,7 @@ func (c *Capabilities) Lacks(alg wrap.Algorithm, allowHost bool) []string {
 	if c.CheckValue != "reported" && c.CheckValue != "computed" {
 		out = append(out, "a key check value ("+c.CheckValue+")")
 	}
-	if !strings.HasPrefix(c.Signing, "ECDSA") {
+	if c.Signing != signingOK {
 		out = append(out, "a transcript signing key ("+c.Signing+")")
 	}
 	if c.escrowWrap == nil {
@@ -420,7 +423,7 @@ func (p *prober) signing() {
 	case !ecdsa.VerifyASN1(pk, digest[:], sig):
 		p.c.Signing = "ECDSA P-256 signatures do not verify"
 	default:
-		p.c.Signing = "ECDSA P-256"
+		p.c.Signing = signingOK
 	}
 }
 

@@ -271,7 +271,7 @@ func TestAirGapRefusals(t *testing.T) {
 		{"expired params", true, nil, []string{"wrap", "--params", expiredFile, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
 			[]string{"expired", "hint: fetch new parameters online with: keyceremony params fetch --key " + arn + " --algorithm RSAES_OAEP_SHA_256 --key-spec RSA_2048"}},
 		{"unknown field", true, pin, []string{"wrap", "--params", unknown, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 1, []string{`unknown field "extra"`}},
-		{"unknown key", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "nope", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no AES key labelled "nope"`}},
+		{"unknown key", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "nope", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1, []string{`no secret key with label "nope"`}},
 		{"two params sources", true, pin, []string{"wrap", "--params", params, "--aws-params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"exactly one of --params"}},
 		{"aws params without algorithm", true, pin, []string{"wrap", "--aws-params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"--aws-params needs --algorithm"}},
 		// The wrapping key is pinned on every path.
