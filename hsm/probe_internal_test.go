@@ -28,7 +28,9 @@ func TestLacks(t *testing.T) {
 		wants string
 	}{
 		{"no RFC 5649", func(c *Capabilities) { c.escrowWrap = nil }, wrap.RSAESOAEPSHA1, false, "computes RFC 5649 (CKM_AES_KEY_WRAP_KWP) for the escrow"},
-		{"wrong check value", func(c *Capabilities) { c.CheckValue = "the token reports check value 000000 for a key whose check value is 123456" }, wrap.RSAESOAEPSHA1, false, "a key check value (the token reports"},
+		{"wrong check value", func(c *Capabilities) {
+			c.CheckValue = "the token reports check value 000000 for a key whose check value is 123456"
+		}, wrap.RSAESOAEPSHA1, false, "a key check value (the token reports"},
 		{"no signing key", func(c *Capabilities) { c.Signing = "ECDSA P-256 key generation failed: CKR_MECHANISM_INVALID" }, wrap.RSAESOAEPSHA1, false, "a transcript signing key"},
 		{"no AES generation", func(c *Capabilities) { c.AESGenerate = "CKR_TEMPLATE_INCONSISTENT" }, wrap.RSAESOAEPSHA1, false, "AES-256 key generation (CKR_TEMPLATE_INCONSISTENT)"},
 		{"algorithm not in HSM", func(c *Capabilities) {}, wrap.RSAESOAEPSHA256, false, "wrapping for KMS with RSAES_OAEP_SHA_256 inside the HSM (token \"t\" cannot wrap with RSA-OAEP-SHA-256: CKR_ARGUMENTS_BAD; or allow host wrapping)"},
