@@ -433,7 +433,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		}
 	}
 	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo, "escrow_sha256": r.blobSum,
-		"wrap_scheme": r.blob.Scheme, "unwrap": unwrapWith, "host_unwrap": o.HostUnwrap}); err != nil {
+		"wrap_scheme": r.blob.Wrapping(), "unwrap": unwrapWith, "host_unwrap": o.HostUnwrap}); err != nil {
 		return nil, err
 	}
 	var kekKey *hsm.Key

@@ -446,8 +446,8 @@ type Blob struct {
 	Group      string    `json:"group"`
 	KDF        string    `json:"kdf"`
 	// Scheme is [WrapScheme]. Blobs written before it was named by its
-	// standard have LegacyMechanism ("wrap_mechanism") instead; ParseBlob
-	// reads them with Scheme set.
+	// standard have LegacyMechanism ("wrap_mechanism") instead, read as
+	// WrapScheme ([Blob.Wrapping]).
 	Scheme          string `json:"wrap_scheme,omitempty"`
 	LegacyMechanism string `json:"wrap_mechanism,omitempty"`
 	Threshold       int    `json:"threshold"`
@@ -534,10 +534,17 @@ func ParseBlob(data []byte) (*Blob, error) {
 	if err := b.validate(); err != nil {
 		return nil, fmt.Errorf("invalid escrow blob: %w", err)
 	}
-	if b.LegacyMechanism != "" {
-		b.Scheme, b.LegacyMechanism = WrapScheme, ""
-	}
 	return &b, nil
+}
+
+// Wrapping returns the blob's wrapping scheme, [WrapScheme], for new blobs
+// and for those that named it by LegacyMechanism. The blob is left as read:
+// its canonical hash ([Blob.SHA256]) covers the field as it was written.
+func (b *Blob) Wrapping() string {
+	if b.LegacyMechanism == LegacyMechanism {
+		return WrapScheme
+	}
+	return b.Scheme
 }
 
 func (b *Blob) validate() error {

@@ -54,6 +54,7 @@ keys:
     does_not_expire: true
 escrow:
   threshold: 1
+  allow_single_custodian: true
   custodians:
     - name: alice
       recipient: %[5]s
@@ -84,7 +85,7 @@ func TestCrossVendor(t *testing.T) {
 		"softhsm": {wrap.RSAESOAEPSHA1: true, wrap.RSAAESKeyWrapSHA1: true},
 		"nss":     {wrap.RSAESOAEPSHA1: true, wrap.RSAESOAEPSHA256: true, wrap.RSAAESKeyWrapSHA1: true, wrap.RSAAESKeyWrapSHA256: true},
 	}
-	type made struct{ dir, label, kcv string }
+	type made struct{ dir, label, kcv, fp string }
 	ceremonies := map[string]made{}
 	for _, v := range []struct {
 		tok vendorToken
@@ -93,9 +94,12 @@ func TestCrossVendor(t *testing.T) {
 		name := "x-" + v.tok.name
 		out := filepath.Join(e.dir, name)
 		cfg := e.config(name+".yaml", fmt.Sprintf(vendorYAML, name, out, strings.TrimRight(v.tok.yaml, "\n"), v.alg, id.Recipient()))
-		if stdout, stderr, code := e.run(pinEnv, "run", "--config", cfg); code != 0 {
+		stdout, stderr, code := e.run(pinEnv, "run", "--config", cfg)
+		_, fp, ok := strings.Cut(stdout, "signer fingerprint: ")
+		if code != 0 || !ok {
 			t.Fatalf("%s ceremony: exit %d\n%s\n%s", v.tok.name, code, stdout, stderr)
 		}
+		fp = strings.Fields(fp)[0]
 		tr := filepath.Join(out, "transcript.jsonl")
 		if _, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), tr); code != 0 {
 			t.Fatalf("%s verify: %s", v.tok.name, stderr)
@@ -107,12 +111,12 @@ func TestCrossVendor(t *testing.T) {
 		if !strings.Contains(string(blob), `"wrap_scheme": "RFC 5649"`) || strings.Contains(string(blob), "CKM_") {
 			t.Errorf("%s escrow blob does not name its scheme by its standard:\n%s", v.tok.name, blob)
 		}
-		stdout, stderr, code := e.run(nil, "recover", "--drill", "--escrow", filepath.Join(out, "escrow.json"), "--share", filepath.Join(out, "share-1-alice.age"), "--identity", idFile, "--transcript", tr, "--out", filepath.Join(e.dir, name+"-drill"))
+		stdout, stderr, code = e.run(nil, "recover", "--drill", "--escrow", filepath.Join(out, "escrow.json"), "--share", filepath.Join(out, "share-1-alice.age"), "--identity", idFile, "--transcript", tr, "--fingerprint", fp, "--out", filepath.Join(e.dir, name+"-drill"))
 		if code != 0 || !strings.Contains(stdout, "drill PASSED") {
 			t.Fatalf("%s drill: exit %d\n%s\n%s", v.tok.name, code, stdout, stderr)
 		}
 		kcv := kcvOf(t, tr, "key-"+name)
-		ceremonies[v.tok.name] = made{dir: out, label: "key-" + name, kcv: kcv}
+		ceremonies[v.tok.name] = made{dir: out, label: "key-" + name, kcv: kcv, fp: fp}
 	}
 
 	// Cross-vendor recovery: NSS's escrow into SoftHSM, SoftHSM's into NSS
@@ -131,7 +135,7 @@ func TestCrossVendor(t *testing.T) {
 		m := ceremonies[c.from]
 		out := filepath.Join(e.dir, fmt.Sprintf("rec-%s-%s-%v", c.from, c.target.label, c.host))
 		args := append([]string{"recover", "--escrow", filepath.Join(m.dir, "escrow.json"), "--share", filepath.Join(m.dir, "share-1-alice.age"),
-			"--identity", idFile, "--transcript", filepath.Join(m.dir, "transcript.jsonl"), "--out", out, "--token-label", c.target.label}, c.target.flags...)
+			"--identity", idFile, "--transcript", filepath.Join(m.dir, "transcript.jsonl"), "--fingerprint", m.fp, "--out", out, "--token-label", c.target.label}, c.target.flags...)
 		if c.host {
 			args = append(args, "--host-unwrap")
 		}
@@ -179,7 +183,9 @@ func TestCrossVendor(t *testing.T) {
 			if !strings.Contains(stdout, where) || !strings.Contains(stdout, "kcv "+m.kcv) {
 				t.Errorf("%s wrap %s: want %q and kcv %s:\n%s", v.name, alg, where, m.kcv, stdout)
 			}
-			if _, stderr, code := e.run(nil, "upload", "--bundle", filepath.Join(work, "bundle-"+m.label+".json"), "--does-not-expire"); code != 0 {
+			_, wfp, _ := strings.Cut(stdout, "signer fingerprint:")
+			wfp = strings.Fields(wfp + " -")[0]
+			if _, stderr, code := e.run(nil, "upload", "--bundle", filepath.Join(work, "bundle-"+m.label+".json"), "--transcript", filepath.Join(work, "transcript.jsonl"), "--fingerprint", wfp, "--does-not-expire"); code != 0 {
 				t.Fatalf("%s upload %s: %s", v.name, alg, stderr)
 			}
 		}
