@@ -656,11 +656,8 @@ func (r *recovery) tokenUnwrapKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.Blo
 		return "", nil, fmt.Errorf("key %q: %w", bk.Label, err)
 	}
 	got := hex.EncodeToString(cv)
-	if got != bk.KeyCheckValue {
-		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
-	}
-	if r.orig != nil && r.orig.KCVs[bk.Label] != got {
-		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, r.orig.KCVs[bk.Label])
+	if err := r.checkUnwrapped(bk, got); err != nil {
+		return "", nil, err
 	}
 	// A drill's keys are session objects: gone with the session, never in
 	// the scratch token's files.
@@ -668,15 +665,7 @@ func (r *recovery) tokenUnwrapKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.Blo
 	if err != nil {
 		return "", nil, err
 	}
-	// The token key must hold exactly the escrowed material.
-	back, err := tok.CheckValue(key)
-	if err != nil {
-		return "", nil, err
-	}
-	if hex.EncodeToString(back) != got {
-		return "", nil, fmt.Errorf("the recovered token key %q has check value %x, the escrow says %s", bk.Label, back, got)
-	}
-	return got, key, nil
+	return got, key, checkTokenKey(tok, key, got)
 }
 
 // hostUnwrapKey unwraps the key in host memory (RFC 5649), checks it, and
@@ -687,26 +676,43 @@ func (r *recovery) hostUnwrapKey(tok *hsm.Token, bk escrow.BlobKey, id []byte) (
 		return "", nil, fmt.Errorf("%w: key %q: the escrow key-encryption key is not the one it was wrapped under, or the escrow file was changed (%v)", hsm.ErrUnwrap, bk.Label, err)
 	}
 	got, err := escrow.CheckValue(material)
-	if err != nil || got != bk.KeyCheckValue {
-		clear(material)
-		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	if err == nil {
+		err = r.checkUnwrapped(bk, got)
 	}
-	if r.orig != nil && r.orig.KCVs[bk.Label] != got {
+	if err != nil {
 		clear(material)
-		return "", nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, r.orig.KCVs[bk.Label])
+		return "", nil, err
 	}
 	key, err := tok.ImportAESKey(material, bk.Label, id) // zeroes material
 	if err != nil {
 		return "", nil, err
 	}
+	return got, key, checkTokenKey(tok, key, got)
+}
+
+// checkUnwrapped compares the check value of an unwrapped key with the
+// blob's and the original transcript's, before it goes onto the token.
+func (r *recovery) checkUnwrapped(bk escrow.BlobKey, got string) error {
+	if got != bk.KeyCheckValue {
+		return fmt.Errorf("key %q unwraps to check value %s, the escrow says %s", bk.Label, got, bk.KeyCheckValue)
+	}
+	if r.orig != nil && r.orig.KCVs[bk.Label] != got {
+		return fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, r.orig.KCVs[bk.Label])
+	}
+	return nil
+}
+
+// checkTokenKey checks that the recovered token key holds exactly the
+// escrowed material.
+func checkTokenKey(tok *hsm.Token, key *hsm.Key, want string) error {
 	back, err := tok.CheckValue(key)
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	if hex.EncodeToString(back) != got {
-		return "", nil, fmt.Errorf("the recovered token key %q has check value %x, the escrow says %s", bk.Label, back, got)
+	if hex.EncodeToString(back) != want {
+		return fmt.Errorf("the recovered token key %q has check value %x, the escrow says %s", key.Label, back, want)
 	}
-	return got, key, nil
+	return nil
 }
 
 func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.Token, key *hsm.Key, bk escrow.BlobKey, arn string) error {

@@ -261,20 +261,8 @@ func (t *Token) computedCheckValueLocked(h pkcs11.ObjectHandle) ([]byte, error) 
 	if !ok {
 		return nil, fmt.Errorf("%w: no AES key-wrap mechanism proven to work both ways", ErrMechanism)
 	}
-	tmp, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-kcv-transport"),
-	})
+	tmp, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)},
+		append(sessionKeyTemplate("keyceremony-kcv-transport", false, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, 32)))
 	if err != nil {
 		return nil, fmt.Errorf("failed to make a session key: %w", err)
 	}
@@ -302,22 +290,7 @@ func (t *Token) KWPCheckValue(kek *Key, wrapped []byte) ([]byte, error) {
 }
 
 func (t *Token) unwrapCheckValue(m mech, kek pkcs11.ObjectHandle, wrapped []byte) ([]byte, error) {
-	tmpl := []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, "keyceremony-escrow-check"),
-	}
+	tmpl := sessionKeyTemplate("keyceremony-escrow-check", false, pkcs11.CKA_ENCRYPT)
 	h, err := t.unwrap(m, kek, wrapped, "the wrapped key", tmpl)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/miekg/pkcs11"
@@ -477,25 +478,30 @@ func ckr(err error) string {
 	return err.Error()
 }
 
-// kekTemplate is a session AES key-encryption key with a known value:
-// sensitive, not extractable, wrap and unwrap only.
-func kekTemplate(label string, id, value []byte) []*pkcs11.Attribute {
-	return []*pkcs11.Attribute{
+// sessionKeyTemplate is the one attribute set of every throw-away AES key:
+// a session object, private, sensitive, extractable only when asked, and
+// allowed only the usages given (CKA_WRAP, CKA_ENCRYPT, …).
+func sessionKeyTemplate(label string, extractable bool, usages ...uint) []*pkcs11.Attribute {
+	tmpl := []*pkcs11.Attribute{
 		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
 		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
 		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false),
 		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
 		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, false),
-		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
-		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, value),
+		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, extractable),
 	}
+	for _, u := range []uint{pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT, pkcs11.CKA_SIGN, pkcs11.CKA_VERIFY, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP, pkcs11.CKA_DERIVE} {
+		tmpl = append(tmpl, pkcs11.NewAttribute(u, slices.Contains(usages, u)))
+	}
+	if label != "" {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_LABEL, label))
+	}
+	return tmpl
+}
+
+// kekTemplate is a session AES key-encryption key with a known value:
+// sensitive, not extractable, wrap and unwrap only.
+func kekTemplate(label string, id, value []byte) []*pkcs11.Attribute {
+	return append(sessionKeyTemplate(label, false, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_VALUE, value))
 }
