@@ -339,3 +339,90 @@ func TestAskScreen(t *testing.T) {
 		t.Fatalf("reply %q %v", got.secret, got.err)
 	}
 }
+
+// TestScrollHelpAndSize: a long body scrolls to every line, ? shows the
+// keys, and a terminal below the minimum says so.
+func TestScrollHelpAndSize(t *testing.T) {
+	m := newModel(t, nil)
+	m.Update(tea.WindowSizeMsg{Width: 60, Height: 15})
+	if strings.Contains(m.View(), "Evidence") {
+		t.Fatal("the test needs a plan longer than the screen")
+	}
+	if !strings.Contains(m.View(), "↑↓/pgup/pgdn: scroll") {
+		t.Error("no scroll hint on a screen that scrolls")
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyEnd})
+	if v := m.View(); !strings.Contains(v, "Evidence") || !strings.Contains(v, "keyceremony · ceremony") {
+		t.Errorf("end does not show the last line under the title:\n%s", v)
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyHome})
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("j")})
+	if strings.Contains(m.View(), "Review the plan") {
+		t.Error("j did not scroll a line")
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("?")})
+	checkFits(t, m.View(), 60, 15)
+	if !strings.Contains(m.View(), "stop the ceremony safely") {
+		t.Errorf("? shows no help:\n%s", m.View())
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("x")})
+	if m.help {
+		t.Error("a key does not close the help")
+	}
+	m.Update(tea.WindowSizeMsg{Width: 40, Height: 10})
+	if v := strings.ReplaceAll(m.View(), "\n", " "); !strings.Contains(v, "needs at least 50x12") {
+		t.Errorf("too small:\n%s", v)
+	}
+}
+
+// TestSecretKeyPasted: a pasted age secret key is never shown nor sent.
+func TestSecretKeyPasted(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	req := &request{prompt: "Custodian carol: type or paste your age recipient", free: true, reply: make(chan reply, 1)}
+	send(m, stepStartedMsg{0}, req)
+	const secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(secret), Paste: true})
+	v := m.View()
+	if strings.Contains(v, "QQQQQQQQ") || !strings.Contains(v, "That is a SECRET key") || m.input.Value() != "" {
+		t.Fatalf("the secret key is shown or kept:\n%s", v)
+	}
+	enter(m)
+	if len(req.reply) != 0 {
+		t.Fatal("an empty answer was sent after the refusal")
+	}
+	typeText(m, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
+	if strings.Contains(m.View(), "SECRET") {
+		t.Error("the warning stays after the custodian typed again")
+	}
+}
+
+// TestHandOverScreen: the hand-over names the custodian and enter answers.
+func TestHandOverScreen(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	req := &request{prompt: "Custodian carol chooses the passphrase their share is sealed to, out of sight of everyone else.", handOver: "carol", reply: make(chan reply, 1)}
+	send(m, stepStartedMsg{0}, req)
+	typeText(m, "x")
+	v := checkScreen(t, m)
+	if !strings.Contains(v, "Hand the keyboard to carol.") || len(req.reply) != 0 {
+		t.Fatalf("hand-over:\n%s", v)
+	}
+	enter(m)
+	if got := <-req.reply; got.err != nil {
+		t.Fatal(got.err)
+	}
+}
+
+// TestQuitAtPlan: q at the plan is not an error and says nothing changed.
+func TestQuitAtPlan(t *testing.T) {
+	m := newModel(t, nil)
+	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("q")})
+	if cmd == nil {
+		t.Fatal("q did not quit")
+	}
+	o := m.Outcome()
+	if o.Started || o.Err != nil || !strings.Contains(o.Report, "not started: nothing was changed") {
+		t.Errorf("outcome %+v", o)
+	}
+}
