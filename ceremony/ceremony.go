@@ -216,6 +216,9 @@ type state struct {
 	tagged *[]awskms.TaggedKey
 	// voided names the files of escrow attempts recorded as void.
 	voided map[string]bool
+	// askedRecipients are the recipients custodians gave at the keyboard
+	// before a stop, by name, from the transcript.
+	askedRecipients map[string]string
 	// goneKeys are labels the transcript records work for that the config
 	// no longer lists, with what was done (amend.go).
 	goneKeys map[string]string

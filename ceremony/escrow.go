@@ -111,14 +111,16 @@ func (e *EscrowConfig) validate() error {
 // passphrases. It runs before anything changes, so a missing passphrase or a
 // bad recipient stops the ceremony with nothing done.
 func recipients(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, error) {
-	rs, _, err := resolveCustodians(ctx, c, ui)
+	rs, _, err := resolveCustodians(ctx, c, ui, nil)
 	return rs, err
 }
 
 // resolveCustodians returns each custodian's recipient and, for passphrase
 // custodians, the identity that opens their share (nil for the others), so
-// that the ceremony can open each passphrase share once at the table.
-func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipient, []age.Identity, error) {
+// that the ceremony can open each passphrase share once at the table. given
+// holds the recipients that custodians configured with "ask" gave before a
+// stop (from the transcript): they are used, not asked again.
+func resolveCustodians(ctx context.Context, c *Config, ui UI, given map[string]string) ([]*escrow.Recipient, []age.Identity, error) {
 	var out []*escrow.Recipient
 	var ids []age.Identity
 	// Keys already taken, by the config's custodians first: a custodian
@@ -139,7 +141,10 @@ func resolveCustodians(ctx context.Context, c *Config, ui UI) ([]*escrow.Recipie
 		p := fmt.Sprintf("escrow.custodians[%d]", i)
 		if !cu.Passphrase {
 			rec := cu.Recipient
-			if rec == AskRecipient {
+			if rec == AskRecipient && given[cu.Name] != "" {
+				rec = given[cu.Name]
+				ui.Info(fmt.Sprintf("custodian %s: the recipient given before the stop is used, as the transcript records it: %s", cu.Name, rec))
+			} else if rec == AskRecipient {
 				var err error
 				if rec, err = askRecipient(ctx, cu.Name, ui, taken); err != nil {
 					return nil, nil, fmt.Errorf("%s: %w", p, err)
@@ -232,11 +237,21 @@ func custodians(ctx context.Context, s *state) (string, error) {
 	if s.escrowed {
 		return "the escrow was made before the restart", nil
 	}
-	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui)
+	rs, ids, err := resolveCustodians(ctx, s.cfg, s.ui, s.askedRecipients)
 	if err != nil {
 		return "", err
 	}
 	s.recipients, s.openers = rs, ids
+	// A recipient given at the keyboard is recorded at once, so that a
+	// resume uses it instead of asking again (and accepting another).
+	for i, cu := range s.cfg.Escrow.Custodians {
+		if cu.Recipient != AskRecipient || s.askedRecipients[cu.Name] != "" {
+			continue
+		}
+		if err := s.record("custodian-recipient", map[string]any{"name": cu.Name, "recipient": rs[i].Public, "given": "typed at the keyboard"}); err != nil {
+			return "", err
+		}
+	}
 	e := s.cfg.Escrow
 	if e.Threshold == 1 {
 		s.ui.Info("WARNING: escrow threshold 1 (allow_single_custodian): any one custodian alone recovers every key")

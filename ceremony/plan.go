@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"strings"
 
@@ -83,20 +84,7 @@ func (c *Config) Plan() []PlanItem {
 		}
 		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s, %s", target, expiry)})
 		if k.ParamsFile != "" {
-			// What the params file carried in says the wrapping key is:
-			// compare with what params fetch printed online.
-			v := "params file unreadable"
-			if data, err := os.ReadFile(c.path(k.ParamsFile)); err == nil {
-				if p, err := wrap.ParseParams(data); err == nil {
-					v = "wrapping key sha256 " + sha256Hex(p.PublicKey)[:32]
-					if k.WrappingKeySHA256 != "" {
-						v += ", pinned in the config"
-					} else {
-						v += ", NOT pinned"
-					}
-				}
-			}
-			items = append(items, PlanItem{"", v})
+			items = append(items, c.paramsPlan(&k)...)
 		}
 	}
 	if e := c.Escrow; e != nil {
@@ -173,4 +161,27 @@ func (c *CustodianConfig) kind() string {
 		return "post-quantum age key"
 	}
 	return "age key"
+}
+
+// paramsPlan is what an offline key's params file says: the KMS key, the
+// wrapping algorithm, until when it is valid, and the wrapping key's SHA-256
+// in full, to compare with what params fetch printed online.
+func (c *Config) paramsPlan(k *KeyConfig) []PlanItem {
+	data, err := os.ReadFile(c.path(k.ParamsFile))
+	if err != nil {
+		return []PlanItem{{"", "params file unreadable: " + err.Error()}}
+	}
+	p, err := wrap.ParseParams(data)
+	if err != nil {
+		return []PlanItem{{"", "params file invalid: " + err.Error()}}
+	}
+	pin := ", NOT pinned"
+	if k.WrappingKeySHA256 != "" {
+		pin = ", pinned in the config"
+	}
+	return []PlanItem{
+		{"", "KMS key " + p.KeyARN},
+		{"", fmt.Sprintf("%s with %s, parameters valid until %s", p.Algorithm, p.KeySpec, p.ValidTo.UTC().Format(time.RFC3339))},
+		{"", "wrapping key sha256 " + sha256Hex(p.PublicKey) + pin},
+	}
 }

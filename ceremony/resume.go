@@ -57,6 +57,7 @@ func (s *state) resume() error {
 	}
 	s.referenced = map[string]bool{}
 	s.voided = map[string]bool{}
+	s.askedRecipients = map[string]string{}
 	s.stepHadEvents = map[int]bool{}
 	for _, e := range events {
 		s.stepHadEvents[e.StepNo] = true
@@ -72,6 +73,9 @@ func (s *state) resume() error {
 		switch e.Step {
 		case "escrow":
 			s.escrowed = true
+			continue
+		case "custodian-recipient":
+			s.askedRecipients[str("name")] = str("recipient")
 			continue
 		case "escrow-void":
 			for _, f := range voidFiles(e.Data) {
