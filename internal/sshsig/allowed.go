@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -52,7 +54,7 @@ func ParseAllowedSigners(data []byte) (signers AllowedSigners, skipped []Skipped
 		switch {
 		case errors.Is(err, errBlank):
 		case err != nil:
-			skipped = append(skipped, SkippedLine{Line: i + 1, Reason: err.Error()})
+			skipped = append(skipped, SkippedLine{Line: i + 1, Reason: printable(err.Error())})
 		default:
 			s.Line = i + 1
 			signers = append(signers, s)
@@ -62,6 +64,18 @@ func ParseAllowedSigners(data []byte) (signers AllowedSigners, skipped []Skipped
 }
 
 var errBlank = errors.New("blank or comment line")
+
+// printable replaces what a terminal would not show as text (control
+// characters, escapes, invalid UTF-8) with '?': errors from x/crypto can
+// quote bytes of a key blob, and the reasons are printed.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) {
+			return '?'
+		}
+		return r
+	}, s)
+}
 
 // whitespace is OpenSSH's WHITESPACE (misc.c), which strdelim skips.
 const whitespace = " \t\r\n"

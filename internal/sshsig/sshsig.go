@@ -136,7 +136,7 @@ func dearmor(armored []byte) ([]byte, error) {
 	}
 	blob, err := decodeBase64(body)
 	if err != nil {
-		return nil, fmt.Errorf("%w: the body is not base64: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: the body is not base64: %s", ErrMalformed, printable(err.Error()))
 	}
 	return blob, nil
 }
@@ -168,18 +168,18 @@ func Parse(armored []byte) (*Signature, error) {
 	}
 	var w wireSig
 	if err := ssh.Unmarshal(blob[len(magic):], &w); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %s", ErrMalformed, printable(err.Error()))
 	}
 	if w.Version != version {
 		return nil, fmt.Errorf("%w: unsupported version %d", ErrMalformed, w.Version)
 	}
 	pub, err := parseKey([]byte(w.PublicKey))
 	if err != nil {
-		return nil, fmt.Errorf("%w: public key: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: public key: %s", ErrMalformed, printable(err.Error()))
 	}
 	sig := new(ssh.Signature)
 	if err := ssh.Unmarshal([]byte(w.Signature), sig); err != nil {
-		return nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: signature: %s", ErrMalformed, printable(err.Error()))
 	}
 	// Bytes after the signature blob are a security key's flags and
 	// counter, and nothing for any other key: OpenSSH refuses them
@@ -189,7 +189,7 @@ func Parse(armored []byte) (*Signature, error) {
 		return nil, fmt.Errorf("%w: %d bytes after the signature blob", ErrMalformed, len(sig.Rest))
 	}
 	if w.HashAlg != "sha256" && w.HashAlg != "sha512" {
-		return nil, fmt.Errorf("%w: unsupported hash %q", ErrMalformed, w.HashAlg)
+		return nil, fmt.Errorf("%w: unsupported hash %q", ErrMalformed, printable(w.HashAlg))
 	}
 	return &Signature{PublicKey: pub, Namespace: w.Namespace, HashAlg: w.HashAlg, Sig: sig}, nil
 }

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
 	"golang.org/x/crypto/ssh"
@@ -44,6 +46,9 @@ func FuzzParse(f *testing.F) {
 			if !errors.Is(err, sshsig.ErrMalformed) {
 				t.Fatalf("error is not ErrMalformed: %v", err)
 			}
+			if !printableText(err.Error()) {
+				t.Fatalf("error is not printable text: %q", err)
+			}
 			return
 		}
 		again, err := sshsig.Parse([]byte(armour(wire{1, string(s.PublicKey.Marshal()), s.Namespace, "", s.HashAlg, string(ssh.Marshal(s.Sig))}.blob())))
@@ -69,7 +74,7 @@ func FuzzParseAllowedSigners(f *testing.F) {
 			t.Fatalf("%d signers and %d skipped from %d lines", len(as), len(skipped), len(lines))
 		}
 		for _, l := range skipped {
-			if l.Reason == "" || strings.Contains(l.Reason, "\n") {
+			if l.Reason == "" || !printableText(l.Reason) {
 				t.Fatalf("line %d skipped with reason %q", l.Line, l.Reason)
 			}
 		}
@@ -112,4 +117,14 @@ var timeWithSpace = regexp.MustCompile(`(?i)valid-(after|before)="[^"]*[^0-9zutc
 func stricter(err error, allowed []byte) bool {
 	s := err.Error()
 	return strings.Contains(s, "unsupported version 0") || strings.Contains(s, "DSA") || strings.Contains(s, "user presence") || timeWithSpace.Match(allowed)
+}
+
+// printableText reports whether s shows on a terminal as the text it is.
+func printableText(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) {
+			return false
+		}
+	}
+	return true
 }
