@@ -16,6 +16,7 @@ require (
 	github.com/charmbracelet/x/exp/golden v0.1.0
 	github.com/charmbracelet/x/exp/teatest v0.0.0-20251215102626-e0db08df7383
 	github.com/cloudflare/circl v1.6.5
+	github.com/go-json-experiment/json v1.27.2
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/muesli/termenv v0.16.0
 	golang.org/x/crypto v0.55.0

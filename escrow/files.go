@@ -1,7 +1,8 @@
 package escrow
 
 import (
-	"bufio"
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -423,7 +424,7 @@ func OpenShare(data []byte, file string, ids ...age.Identity) (*Share, error) {
 	}
 	defer clear(plain)
 	var sh Share
-	if err := strictJSON(plain, &sh); err != nil {
+	if err := strictjson.Unmarshal(plain, &sh); err != nil {
 		return nil, bad("opens but does not hold a keyceremony share: " + oneLine(err.Error()))
 	}
 	if err := sh.validate(); err != nil {
@@ -528,7 +529,7 @@ func (b *Blob) SHA256() (string, error) {
 // ParseBlob decodes and validates an escrow blob file.
 func ParseBlob(data []byte) (*Blob, error) {
 	var b Blob
-	if err := strictJSON(data, &b); err != nil {
+	if err := strictjson.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("invalid escrow blob: %w", err)
 	}
 	if err := b.validate(); err != nil {
@@ -594,18 +595,6 @@ func (b *Blob) validate() error {
 		if kcv, err := hex.DecodeString(k.KeyCheckValue); err != nil || len(kcv) != 3 {
 			return fmt.Errorf("keys[%d].key_check_value must be 3 bytes of hex", i)
 		}
-	}
-	return nil
-}
-
-func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bufio.NewReader(bytes.NewReader(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON object")
 	}
 	return nil
 }

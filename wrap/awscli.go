@@ -1,6 +1,8 @@
 package wrap
 
 import (
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,7 +35,7 @@ type awsCLIParams struct {
 // spec follows from the public key's size and the Region from the key ARN.
 func ParseAWSCLIParams(data []byte, alg Algorithm) (*Params, error) {
 	var a awsCLIParams
-	if err := strictJSON(data, &a); err != nil {
+	if err := strictjson.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("invalid aws kms get-parameters-for-import output: %w", err)
 	}
 	pub, err := base64.StdEncoding.DecodeString(a.PublicKey)

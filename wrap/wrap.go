@@ -7,14 +7,14 @@
 package wrap
 
 import (
-	"bytes"
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 )
 
@@ -152,7 +152,7 @@ func (p *Params) Marshal() ([]byte, error) {
 // ParseParams decodes and validates a params file.
 func ParseParams(b []byte) (*Params, error) {
 	var p Params
-	if err := strictJSON(b, &p); err != nil {
+	if err := strictjson.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("invalid params file: %w", err)
 	}
 	if err := p.validate(); err != nil {
@@ -187,7 +187,7 @@ func (b *Bundle) Marshal() ([]byte, error) {
 // ParseBundle decodes and validates a bundle file.
 func ParseBundle(data []byte) (*Bundle, error) {
 	var b Bundle
-	if err := strictJSON(data, &b); err != nil {
+	if err := strictjson.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("invalid bundle file: %w", err)
 	}
 	switch {
@@ -223,18 +223,4 @@ func marshal(v any) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
-}
-
-// strictJSON decodes exactly one JSON object into v, rejecting unknown
-// fields and trailing data.
-func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after the JSON object")
-	}
-	return nil
 }

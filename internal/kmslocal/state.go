@@ -1,14 +1,14 @@
 package kmslocal
 
 import (
-	"bytes"
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -86,14 +86,9 @@ func loadState(path string) (*store, error) {
 }
 
 func parseState(data []byte) (*store, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var f stateFile
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
+	if err := strictjson.Unmarshal(data, &f); err != nil {
+		return nil, err
 	}
 	if f.Format != stateFormat {
 		return nil, fmt.Errorf("format is %q, want %q", f.Format, stateFormat)
