@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // Nothing a ceremony makes is orphaned by a crash. Before it creates a KMS
@@ -47,7 +48,7 @@ func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState)
 			return "", err
 		}
 		k.nonce = hex.EncodeToString(nonce)
-		if err := s.recordChange("kms-key-intent", map[string]any{"label": k.cfg.Label, "nonce": k.nonce, "tags": s.kmsTags(k)}); err != nil {
+		if err := s.recordChange(&events.KMSKeyIntent{Label: k.cfg.Label, Nonce: k.nonce, Tags: s.kmsTags(k)}); err != nil {
 			return "", err
 		}
 	}
@@ -125,7 +126,7 @@ func (s *state) generateKey(k *keyState) (string, error) {
 				return "", err
 			}
 		}
-		if err := s.recordChange("generate-key-intent", map[string]any{"label": k.cfg.Label, "id": hex.EncodeToString(k.id)}); err != nil {
+		if err := s.recordChange(&events.GenerateKeyIntent{Label: k.cfg.Label, ID: hex.EncodeToString(k.id)}); err != nil {
 			return "", err
 		}
 		k.genIntent = true

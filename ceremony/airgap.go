@@ -7,6 +7,9 @@ package ceremony
 
 import (
 	"bytes"
+
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"crypto/ecdsa"
 	"encoding/hex"
@@ -129,10 +132,10 @@ func (plan *WrapPlan) keyFromURI() error {
 
 // keyData is the transcript's "key" event of a wrap: the key, its
 // attributes, and who accepted its usage when it allows any.
-func keyData(key *hsm.Key, kcv string, f hsm.KeyFacts, acceptedBy string) map[string]any {
-	d := map[string]any{"label": key.Label, "id": hex.EncodeToString(key.ID), "key_check_value": kcv, "attributes": f}
+func keyData(key *hsm.Key, kcv string, f hsm.KeyFacts, acceptedBy string) *events.Key {
+	d := &events.Key{Label: key.Label, ID: hex.EncodeToString(key.ID), KeyCheckValue: kcv, Attributes: events.Raw(f)}
 	if u := f.Usage(); len(u) > 0 {
-		d["usage"], d["usage_accepted_by"] = u, acceptedBy
+		d.Usage, d.UsageAcceptedBy = u, acceptedBy
 	}
 	return d
 }
@@ -252,18 +255,15 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	}
 
 	// The wrap worked: from here on, everything is evidence.
-	pd := map[string]any{"source": plan.ParamsSource, "file_sha256": cfg.hash, "kms_key_arn": p.KeyARN, "region": p.Region, "wrapping_algorithm": string(p.Algorithm),
-		"wrapping_key_spec": p.KeySpec, "public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo}
-	pinData(pd, plan.WrappingKeySHA256 != "", plan.UnpinnedAllowedBy)
-	for _, e := range []struct {
-		step string
-		data map[string]any
-	}{
-		{"open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module}},
-		{"key", keyData(key, kcv, facts, plan.AcceptedBy)},
-		{"params", pd},
+	pd := &events.Params{Source: plan.ParamsSource, FileSHA256: cfg.hash, KMSKeyARN: p.KeyARN, Region: p.Region, WrappingAlgorithm: string(p.Algorithm),
+		WrappingKeySpec: p.KeySpec, PublicKeySHA256: evidence.Hash(p.PublicKey), ImportTokenSHA256: evidence.Hash(p.ImportToken), ParametersValidTo: p.ValidTo}
+	pd.WrappingKeyPinned, pd.UnpinnedAllowedBy = pinData(plan.WrappingKeySHA256 != "", plan.UnpinnedAllowedBy)
+	for _, e := range []events.Data{
+		&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module},
+		keyData(key, kcv, facts, plan.AcceptedBy),
+		pd,
 	} {
-		if err := s.record(e.step, e.data); err != nil {
+		if err := s.record(e); err != nil {
 			return nil, err
 		}
 	}
@@ -299,10 +299,10 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	}
 	res.Bundle, res.EncryptedKeyMaterial, res.ImportToken = bundlePath, ekmPath, itPath
 	ev := wrapData(plan.KeyLabel, p.KeyARN, b, w, plan.HostWrapAllowedBy)
-	ev["file"], ev["file_sha256"] = filepath.Base(bundlePath), bundleSum
-	ev["encrypted_key_material_file"], ev["encrypted_key_material_file_sha256"] = filepath.Base(ekmPath), ekmSum
-	ev["import_token_file"], ev["import_token_file_sha256"] = filepath.Base(itPath), itSum
-	if err := s.record("wrap", ev); err != nil {
+	ev.File, ev.FileSHA256 = filepath.Base(bundlePath), bundleSum
+	ev.EncryptedKeyMaterialFile, ev.EncryptedKeyMaterialFileSHA256 = filepath.Base(ekmPath), ekmSum
+	ev.ImportTokenFile, ev.ImportTokenFileSHA256 = filepath.Base(itPath), itSum
+	if err := s.record(ev); err != nil {
 		return nil, err
 	}
 	if _, err := seal(ctx, s); err != nil {
@@ -449,17 +449,17 @@ func VerifyBundle(transcript []byte, pub *ecdsa.PublicKey, fingerprint string, b
 	if err != nil {
 		return nil, err
 	}
-	res, err := transcripts.VerifyBytes(transcript, transcripts.Options{PublicKey: pub, Fingerprint: fingerprint, DecodeEvents: true})
+	res, err := transcripts.VerifyBytes(transcript, transcripts.Options{PublicKey: pub, Fingerprint: fingerprint})
 	if err != nil {
 		return nil, err
 	}
 	sum := evidence.Hash(bundle)
 	for _, e := range res.Events {
-		if f, _ := e.Data["file_sha256"].(string); e.Step != "wrap" || f != sum {
+		w, ok := e.Data.(*events.Wrap)
+		if !ok || w.FileSHA256 != sum {
 			continue
 		}
-		kcv, _ := e.Data["key_check_value"].(string)
-		arn, _ := e.Data["kms_key_arn"].(string)
+		kcv, arn := w.KeyCheckValue, w.KMSKeyARN
 		if kcv == "" || kcv != b.KeyCheckValue || arn != b.KeyARN {
 			return nil, fmt.Errorf("the transcript of ceremony %s records this bundle for %s with key check value %q, but the bundle says %s and %q: the ceremony wrote inconsistent evidence; do not upload it", res.Header.CeremonyID, arn, kcv, b.KeyARN, b.KeyCheckValue)
 		}

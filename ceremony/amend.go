@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,7 +34,7 @@ func (s *state) recordConfig() error {
 	if err != nil {
 		return err
 	}
-	return s.record("config", map[string]any{"config_sha256": s.cfg.Hash(), "file": filepath.Base(name), "file_sha256": sum})
+	return s.record(&events.Config{ConfigSHA256: s.cfg.Hash(), File: filepath.Base(name), FileSHA256: sum})
 }
 
 // amendment is a config change a resume takes.
@@ -81,11 +83,11 @@ func (s *state) recordAmend(a *amendment) error {
 			return err
 		}
 	} else {
-		s.files = append(s.files, map[string]any{"file": name, "sha256": sum})
+		s.files = append(s.files, events.File{Name: name, SHA256: sum})
 		s.referenced[name] = true
 	}
-	if err := s.record("amend", map[string]any{"old_config_sha256": a.old, "new_config_sha256": s.cfg.Hash(), "changes": a.changes,
-		"file": filepath.Base(name), "file_sha256": sum}); err != nil {
+	if err := s.record(&events.Amend{OldConfigSHA256: a.old, NewConfigSHA256: s.cfg.Hash(), Changes: a.changes,
+		File: filepath.Base(name), FileSHA256: sum}); err != nil {
 		return err
 	}
 	s.ui.Info("the config changed since the ceremony began; the changes contradict nothing done and are recorded: " + strings.Join(a.changes, "; "))

@@ -8,6 +8,10 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/internal/evidence"
+
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -202,7 +206,7 @@ type state struct {
 	stepNo   int
 	recorded int
 	signer   crypto.Signer
-	files    []map[string]any
+	files    []events.File
 	// A resumed ceremony (see resume.go): the files its transcript names,
 	// the script steps that have events, and what was done.
 	resumed, escrowed, signingKeyWritten bool
@@ -226,8 +230,7 @@ type state struct {
 
 type pendingEvent struct {
 	stepNo int
-	step   string
-	data   map[string]any
+	data   events.Data
 }
 
 // begin creates the output directory and the transcript, and writes the
@@ -242,6 +245,9 @@ func (s *state) begin() error {
 	if err := os.MkdirAll(s.res.OutDir, 0o700); err != nil {
 		return fmt.Errorf("failed to create output directory: %w", err)
 	}
+	if err := evidence.SyncDir(filepath.Dir(s.res.OutDir)); err != nil {
+		return err
+	}
 	h, err := s.header()
 	if err != nil {
 		return err
@@ -252,7 +258,7 @@ func (s *state) begin() error {
 	}
 	s.tr = tr
 	for _, e := range s.pending {
-		if err := s.tr.AppendStep(e.stepNo, e.step, s.cfg.Ceremony.Operator, e.data); err != nil {
+		if err := s.tr.AppendStep(e.stepNo, s.cfg.Ceremony.Operator, e.data); err != nil {
 			return err
 		}
 	}
@@ -323,14 +329,14 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		}
 		if err != nil {
 			if s.tr != nil {
-				_ = s.tr.AppendStep(st.No, "failed", cfg.Ceremony.Operator, map[string]any{"step": st.ID, "error": err.Error()})
+				_ = s.tr.AppendStep(st.No, cfg.Ceremony.Operator, &events.Failed{StepID: st.ID, Error: err.Error()})
 			}
 			return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 		}
 		// Every script step leaves an event bearing its number: one that
 		// recorded nothing else records that it was done.
 		if s.recorded == recorded && !s.stepHadEvents[st.No] {
-			if err := s.record("step-done", map[string]any{"id": st.ID, "summary": summary}); err != nil {
+			if err := s.record(&events.StepDone{ID: st.ID, Summary: summary}); err != nil {
 				return nil, &StepError{Step: st.ID, Err: err, Changed: s.tr != nil}
 			}
 		}

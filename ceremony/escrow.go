@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -248,7 +250,7 @@ func custodians(ctx context.Context, s *state) (string, error) {
 		if cu.Recipient != AskRecipient || s.askedRecipients[cu.Name] != "" {
 			continue
 		}
-		if err := s.record("custodian-recipient", map[string]any{"name": cu.Name, "recipient": rs[i].Public, "given": "typed at the keyboard"}); err != nil {
+		if err := s.record(&events.CustodianRecipient{Name: cu.Name, Recipient: rs[i].Public, Given: "typed at the keyboard"}); err != nil {
 			return "", err
 		}
 	}
@@ -309,7 +311,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 
 	blob := &escrow.Blob{CeremonyID: id, Created: testOnlyNow().UTC(), Threshold: e.Threshold, Shares: n,
 		Commitments: sharing.Commitments, KEKCheckValue: kekCheck}
-	var keyData []map[string]any
+	var keyData []events.EscrowKey
 	for _, k := range s.keys {
 		wrapped, err := s.tok.WrapKWP(kekKey, k.key)
 		if err != nil {
@@ -325,7 +327,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 		}
 		blob.Keys = append(blob.Keys, escrow.BlobKey{Label: k.cfg.Label, ID: hex.EncodeToString(k.id), KeyType: "AES-256",
 			KMSKeyARNs: []string{k.arn}, WrappedKey: wrapped, KeyCheckValue: k.kcv})
-		keyData = append(keyData, map[string]any{"label": k.cfg.Label, "id": hex.EncodeToString(k.id), "key_check_value": k.kcv, "wrapped_key_sha256": evidence.Hash(wrapped)})
+		keyData = append(keyData, events.EscrowKey{Label: k.cfg.Label, ID: hex.EncodeToString(k.id), KeyCheckValue: k.kcv, WrappedKeySHA256: evidence.Hash(wrapped)})
 	}
 	for i, c := range e.Custodians {
 		blob.Custodians = append(blob.Custodians, escrow.BlobCustodian{Name: c.Name, Index: i + 1, RecipientType: s.recipients[i].Kind})
@@ -344,7 +346,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 	}
 
 	var shares []*escrow.Share
-	var custData []map[string]any
+	var custData []events.EscrowCustodian
 	for i, c := range e.Custodians {
 		sh, err := sharing.Share(i+1, id, c.Name, blobSum)
 		if err != nil {
@@ -378,11 +380,8 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 		if err != nil {
 			return "", err
 		}
-		d := map[string]any{"name": c.Name, "index": i + 1, "recipient_type": s.recipients[i].Kind, "file": filepath.Base(path), "file_sha256": sum, "sealed_check": check}
-		if s.recipients[i].Public != "" {
-			d["recipient"] = s.recipients[i].Public
-		}
-		custData = append(custData, d)
+		custData = append(custData, events.EscrowCustodian{Name: c.Name, Index: i + 1, RecipientType: s.recipients[i].Kind, Recipient: s.recipients[i].Public,
+			File: filepath.Base(path), FileSHA256: sum, SealedCheck: check})
 	}
 
 	// Recombine every M-subset: against the commitments and the KEK's check
@@ -409,24 +408,24 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 	}
 	// Each custodian, in turn, takes their share file and confirms it.
 	for i, c := range e.Custodians {
-		d := custData[i]
-		if err := handOver(ctx, s.ui, c.Name, fmt.Sprintf("Custodian %s takes their share file %s and confirms it.", c.Name, d["file"])); err != nil {
+		d := &custData[i]
+		if err := handOver(ctx, s.ui, c.Name, fmt.Sprintf("Custodian %s takes their share file %s and confirms it.", c.Name, d.File)); err != nil {
 			return "", err
 		}
 		got, err := s.ui.Confirm(ctx, fmt.Sprintf("Custodian %s (%d of %d): take %s (sha256 %.16s…) and keep it safe; %d of %d shares recover the keys.",
-			c.Name, i+1, n, d["file"], d["file_sha256"], e.Threshold, n), c.Name)
+			c.Name, i+1, n, d.File, d.FileSHA256, e.Threshold, n), c.Name)
 		if err != nil {
 			return "", fmt.Errorf("custodian %q did not confirm receiving their share: %w", c.Name, err)
 		}
-		d["receipt"] = got.Record("custodian " + c.Name)
+		d.Receipt = got.Record("custodian " + c.Name)
 		taken = append(taken, c.Name)
 	}
-	if err := s.record("escrow", map[string]any{
-		"threshold": e.Threshold, "shares": n, "custodians": custData,
-		"group": escrow.Group, "kdf": escrow.KDF, "wrap_scheme": escrow.WrapScheme, "wrap_mechanism": wrapMech,
-		"commitments": sharing.Commitments, "kek_check_value": kekCheck,
-		"file": filepath.Base(blobPath), "file_sha256": blobSum, "keys": keyData,
-		"armor": e.Armor, "quorum_check": "ok", "subsets_checked": subsets,
+	if err := s.record(&events.Escrow{
+		Threshold: e.Threshold, Shares: n, Custodians: custData,
+		Group: escrow.Group, KDF: escrow.KDF, WrapScheme: escrow.WrapScheme, WrapMechanism: wrapMech,
+		Commitments: sharing.Commitments, KEKCheckValue: kekCheck,
+		File: filepath.Base(blobPath), FileSHA256: blobSum, Keys: keyData,
+		Armor: e.Armor, QuorumCheck: "ok", SubsetsChecked: subsets,
 	}); err != nil {
 		return "", err
 	}
@@ -501,18 +500,17 @@ func askPassphrase(ctx context.Context, name, p, ceremonyID string, ui UI) ([]by
 // moves the files aside and makes a new escrow; custodians who took a share
 // of this attempt destroy it. The files are named without "file" keys: they
 // are not evidence of the ceremony.
-func (s *state) voidEscrow(files []map[string]any, taken []string, cause error) error {
-	var void []any
+func (s *state) voidEscrow(files []events.File, taken []string, cause error) error {
+	d := &events.EscrowVoid{SharesTakenBy: taken, Reason: "the escrow step stopped before it was recorded: " + cause.Error()}
 	for _, f := range files {
-		void = append(void, map[string]any{"name": f["file"], "content_sha256": f["sha256"]})
+		d.VoidFiles = append(d.VoidFiles, events.VoidFile{Name: f.Name, ContentSHA256: f.SHA256})
 	}
-	if taken == nil {
-		taken = []string{}
+	if d.SharesTakenBy == nil {
+		d.SharesTakenBy = []string{}
 	}
 	// Signed at once, so that a resume trusts it and says these files
 	// are void rather than unrecorded.
-	if err := s.recordChange("escrow-void", map[string]any{"void_files": void, "shares_taken_by": taken,
-		"reason": "the escrow step stopped before it was recorded: " + cause.Error()}); err != nil {
+	if err := s.recordChange(d); err != nil {
 		return fmt.Errorf("%w (and recording the void escrow failed: %v)", cause, err)
 	}
 	if len(taken) > 0 {

@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -47,8 +49,8 @@ func (s *state) stopped(st Step) error {
 	for _, k := range s.keys {
 		done = append(done, fmt.Sprintf("%s: %s", k.cfg.Label, k.progress()))
 	}
-	if err := s.record("interrupted", map[string]any{"stopped_step": st.ID, "title": st.Title, "keys": done,
-		"reason": "the operator stopped the ceremony; the running call finished first"}); err != nil {
+	if err := s.record(&events.Interrupted{StoppedStep: st.ID, Title: st.Title, Keys: done,
+		Reason: "the operator stopped the ceremony; the running call finished first"}); err != nil {
 		return &StepError{Step: st.ID, Err: fmt.Errorf("%w (and recording the stop failed: %v)", ErrInterrupted, err), Changed: true}
 	}
 	if s.signer != nil {

@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,7 +64,7 @@ func offlineKMSKeys(s *state) (string, error) {
 		if k.kmsRecorded {
 			continue
 		}
-		if err := s.record("kms-key", map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "created": false, "region": k.offline.Region, "source": "params file"}); err != nil {
+		if err := s.record(&events.KMSKey{Label: k.cfg.Label, KMSKeyARN: k.arn, Created: false, Region: k.offline.Region, Source: "params file"}); err != nil {
 			return "", err
 		}
 	}
@@ -87,11 +89,11 @@ func offlineParams(s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		d := map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
-			"public_key_sha256": hashHex(p.PublicKey), "import_token_sha256": hashHex(p.ImportToken), "parameters_valid_to": p.ValidTo,
-			"source": filepath.Base(k.cfg.ParamsFile), "file": filepath.Base(name), "file_sha256": sum}
-		pinData(d, k.cfg.WrappingKeySHA256 != "", UnpinnedOption)
-		if err := s.record("fetch-params", d); err != nil {
+		d := &events.FetchParams{Label: k.cfg.Label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
+			PublicKeySHA256: hashHex(p.PublicKey), ImportTokenSHA256: hashHex(p.ImportToken), ParametersValidTo: p.ValidTo,
+			Source: filepath.Base(k.cfg.ParamsFile), File: filepath.Base(name), FileSHA256: sum}
+		d.WrappingKeyPinned, d.UnpinnedAllowedBy = pinData(k.cfg.WrappingKeySHA256 != "", UnpinnedOption)
+		if err := s.record(d); err != nil {
 			return "", err
 		}
 	}
@@ -100,12 +102,12 @@ func offlineParams(s *state) (string, error) {
 
 func hashHex(b []byte) string { return sha256Hex(b) }
 
-// pinData records in an event whether the wrapping key was pinned and, if
-// not, which option allowed it: the transcript never suggests a check that
-// did not happen.
-func pinData(d map[string]any, pinned bool, allowedBy string) {
-	d["wrapping_key_pinned"] = pinned
-	if !pinned {
-		d["unpinned_allowed_by"] = allowedBy
+// pinData is what an event records about the wrapping key's pin: whether
+// it was pinned and, if not, which option allowed it: the transcript never
+// suggests a check that did not happen.
+func pinData(pinned bool, allowedBy string) (*bool, string) {
+	if pinned {
+		allowedBy = ""
 	}
+	return &pinned, allowedBy
 }

@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"crypto/ecdsa"
 	"errors"
 	"fmt"
@@ -96,7 +98,7 @@ func OpenOriginal(path string, pin Pin) (*Original, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the original transcript: %w", err)
 	}
-	opts := transcripts.Options{PublicKey: pin.PublicKey, Fingerprint: pin.Fingerprint, DecodeEvents: true}
+	opts := transcripts.Options{PublicKey: pin.PublicKey, Fingerprint: pin.Fingerprint}
 	res, err := transcripts.VerifyBytes(data, opts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -125,41 +127,22 @@ func OpenOriginal(path string, pin Pin) (*Original, error) {
 	return o, nil
 }
 
-// readEvents takes the escrow event and the key check values.
+// readEvents takes the escrow event and the key check values, from the
+// events that count (not the void ones: see transcripts).
 func (o *Original) readEvents(res *transcripts.Result) error {
-	found := false
 	for _, e := range res.Events {
-		switch e.Step {
-		case "generate-key":
-			l, _ := e.Data["label"].(string)
-			o.KCVs[l], _ = e.Data["key_check_value"].(string)
-		case "escrow":
-			found = true
-			m, _ := e.Data["threshold"].(float64)
-			n, _ := e.Data["shares"].(float64)
-			o.Escrow = escrow.Commitments{CeremonyID: res.Header.CeremonyID, Threshold: int(m), Shares: int(n)}
-			list, _ := e.Data["commitments"].([]any)
-			for _, v := range list {
-				s, _ := v.(string)
-				o.Escrow.Commitments = append(o.Escrow.Commitments, s)
-			}
-			o.KEKCheckValue, _ = e.Data["kek_check_value"].(string)
-			o.BlobSHA256, _ = e.Data["file_sha256"].(string)
-			cs, _ := e.Data["custodians"].([]any)
-			for _, c := range cs {
-				cm, _ := c.(map[string]any)
-				var oc OriginalCustodian
-				oc.Name, _ = cm["name"].(string)
-				i, _ := cm["index"].(float64)
-				oc.Index = int(i)
-				oc.RecipientType, _ = cm["recipient_type"].(string)
-				oc.Recipient, _ = cm["recipient"].(string)
-				o.Custodians = append(o.Custodians, oc)
-			}
+		if g, ok := e.Data.(*events.GenerateKey); ok {
+			o.KCVs[g.Label] = g.KeyCheckValue
 		}
 	}
-	if !found {
+	e := res.Escrow()
+	if e == nil {
 		return errors.New("the transcript has no escrow event: this ceremony made no escrow")
+	}
+	o.Escrow = escrow.Commitments{CeremonyID: res.Header.CeremonyID, Threshold: e.Threshold, Shares: e.Shares, Commitments: e.Commitments}
+	o.KEKCheckValue, o.BlobSHA256 = e.KEKCheckValue, e.FileSHA256
+	for _, c := range e.Custodians {
+		o.Custodians = append(o.Custodians, OriginalCustodian{Name: c.Name, Index: c.Index, RecipientType: c.RecipientType, Recipient: c.Recipient})
 	}
 	c := &o.Escrow
 	if c.Threshold < 1 || len(c.Commitments) != c.Threshold || len(o.Custodians) != c.Shares || o.BlobSHA256 == "" || o.KEKCheckValue == "" {
@@ -247,8 +230,8 @@ func (o *Original) CheckBlob(b *escrow.Blob, name string) error {
 	return nil
 }
 
-// record is what the recovery transcript says about the original.
-func (o *Original) record() map[string]any {
-	return map[string]any{"original_transcript": filepath.Base(o.File), "original_transcript_sha256": o.SHA256,
-		"original_signer": o.Signer, "pinned_by": o.PinnedBy, "pin_confirmed": o.Genuine}
+// record puts in d what the recovery transcript says about the original.
+func (o *Original) record(d *events.Recovery) {
+	d.OriginalTranscript, d.OriginalTranscriptSHA256 = filepath.Base(o.File), o.SHA256
+	d.OriginalSigner, d.PinnedBy, d.PinConfirmed = o.Signer, o.PinnedBy, &o.Genuine
 }

@@ -1,13 +1,14 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -194,7 +195,7 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 				return
 			}
 			if err != nil {
-				_ = r.tr.Append("drill", o.Operator, map[string]any{"result": "fail", "error": err.Error()})
+				_ = r.tr.Append(o.Operator, &events.Drill{Result: "fail", Error: err.Error()})
 				_ = r.tr.Close()
 				err = fmt.Errorf("%w: %w", ErrDrillFailed, err)
 			}
@@ -202,7 +203,7 @@ func Recover(ctx context.Context, o *RecoverOptions, ui UI) (res *RecoverResult,
 	}
 	res, err = r.run(ctx)
 	if err != nil && r.tr != nil && !o.Drill {
-		_ = r.tr.Append("failed", o.Operator, map[string]any{"step": "recover", "error": err.Error()})
+		_ = r.tr.Append(o.Operator, &events.Failed{StepID: "recover", Error: err.Error()})
 		_ = r.tr.Close()
 	}
 	return res, err
@@ -253,14 +254,14 @@ func (r *recovery) begin() error {
 	if r.o.EscrowFile != "" {
 		file = filepath.Base(r.o.EscrowFile)
 	}
-	d := map[string]any{"mode": mode, "escrow_file": file, "escrow_sha256": sum, "original_ceremony_id": r.ceremID,
-		"threshold": com.Threshold, "shares": com.Shares, "commitments": com.Commitments}
+	d := &events.Recovery{Mode: mode, EscrowFile: file, EscrowSHA256: sum, OriginalCeremonyID: r.ceremID,
+		Threshold: com.Threshold, Shares: com.Shares, Commitments: com.Commitments}
 	if r.orig != nil {
-		maps.Copy(d, r.orig.record())
+		r.orig.record(d)
 	} else {
-		d["pinned_by"], d["pin_confirmed"] = "nothing: no original transcript (--insecure-unpinned)", false
+		d.PinnedBy, d.PinConfirmed = "nothing: no original transcript (--insecure-unpinned)", new(bool)
 	}
-	return r.tr.Append("recovery", r.o.Operator, d)
+	return r.tr.Append(r.o.Operator, d)
 }
 
 // commitments are what shares are checked against: the original
@@ -272,11 +273,11 @@ func (r *recovery) commitments() *escrow.Commitments {
 	return r.blob.Public()
 }
 
-func (r *recovery) record(step string, data map[string]any) error {
+func (r *recovery) record(data events.Data) error {
 	if err := r.begin(); err != nil {
 		return err
 	}
-	return r.tr.Append(step, r.o.Operator, data)
+	return r.tr.Append(r.o.Operator, data)
 }
 
 // openShares opens every share file, and returns the shares with the
@@ -378,12 +379,12 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var used []map[string]any
+	var used []events.ShareUsed
 	for i, sh := range shares {
 		res.Custodians = append(res.Custodians, sh.Custodian)
 		res.OpenedBy = append(res.OpenedBy, openers[i].String())
-		used = append(used, map[string]any{"custodian": sh.Custodian, "index": sh.Index, "file": filepath.Base(sh.File),
-			"opened_by": openers[i].Kind, "opened_by_key": openers[i].Key})
+		used = append(used, events.ShareUsed{Custodian: sh.Custodian, Index: sh.Index, File: filepath.Base(sh.File),
+			OpenedBy: openers[i].Kind, OpenedByKey: openers[i].Key})
 	}
 	if r.blob == nil {
 		if err := r.blobFromShares(shares); err != nil {
@@ -432,8 +433,8 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 			return nil, fmt.Errorf("%w; recover with --host-unwrap, which unwraps each key in host memory only for the call that creates it on the token", err)
 		}
 	}
-	if err := r.record("shares", map[string]any{"used": used, "kek_check_value": kcv, "feldman_check": "ok", "token": tokInfo, "escrow_sha256": r.blobSum,
-		"wrap_scheme": r.blob.Wrapping(), "unwrap": unwrapWith, "host_unwrap": o.HostUnwrap}); err != nil {
+	if err := r.record(&events.Shares{Used: used, KEKCheckValue: kcv, FeldmanCheck: "ok", Token: tokInfo, EscrowSHA256: r.blobSum,
+		WrapScheme: r.blob.Wrapping(), Unwrap: unwrapWith, HostUnwrap: o.HostUnwrap}); err != nil {
 		return nil, err
 	}
 	var kekKey *hsm.Key
@@ -474,7 +475,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		if r.orig == nil || !r.orig.Genuine {
 			result = "recovered, not confirmed: the original transcript's signer was not pinned out of band"
 		}
-		if err := r.record("drill", map[string]any{"result": result, "keys": len(res.Keys)}); err != nil {
+		if err := r.record(&events.Drill{Result: result, Keys: len(res.Keys)}); err != nil {
 			return nil, err
 		}
 	}
@@ -490,7 +491,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	if err := evidence.Create(pubPath, pemBytes, 0o644); err != nil {
 		return nil, err
 	}
-	if err := r.record("signing-key", map[string]any{"label": r.signingKey(), "file": filepath.Base(pubPath), "file_sha256": evidence.Hash(pemBytes), "scratch": o.Drill}); err != nil {
+	if err := r.record(&events.SigningKey{Label: r.signingKey(), File: filepath.Base(pubPath), FileSHA256: evidence.Hash(pemBytes), Scratch: &o.Drill}); err != nil {
 		return nil, err
 	}
 	seal, err := r.tr.Seal(signer)
@@ -562,27 +563,27 @@ func (r *recovery) signingKey() string {
 }
 
 // openTarget opens the target token, or makes and opens a scratch one.
-func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, func(), error) {
+func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, events.TokenRef, func(), error) {
 	if !r.o.Drill {
 		if err := r.o.Token.refuseKeySelection("a recovery makes its keys from the escrow's labels"); err != nil {
-			return nil, nil, nil, err
+			return nil, events.TokenRef{}, nil, err
 		}
 		tok, err := OpenToken(ctx, r.o.Token, r.ui)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, events.TokenRef{}, nil, err
 		}
 		in := tok.Info()
-		return tok, map[string]any{"label": in.Label, "serial": in.Serial, "model": in.Model, "scratch": false}, func() { _ = tok.Close() }, nil
+		return tok, events.TokenRef{Label: in.Label, Serial: in.Serial, Model: in.Model, Scratch: false}, func() { _ = tok.Close() }, nil
 	}
 	if _, err := os.Stat(hsm.DefaultModule); err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %s does not exist: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)", hsm.ErrModuleNotFound, hsm.DefaultModule)
+		return nil, events.TokenRef{}, nil, fmt.Errorf("%w: %s does not exist: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)", hsm.ErrModuleNotFound, hsm.DefaultModule)
 	}
 	dir, stale, err := newScratchDir()
 	for _, d := range stale {
 		r.ui.Info("removed the scratch directory of a drill that did not finish: " + d)
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, events.TokenRef{}, nil, err
 	}
 	old, had := os.LookupEnv("SOFTHSM2_CONF")
 	restore := func() {
@@ -596,23 +597,23 @@ func (r *recovery) openTarget(ctx context.Context) (*hsm.Token, map[string]any, 
 	conf, err := hsm.ScratchConfig(dir)
 	if err != nil {
 		restore()
-		return nil, nil, nil, err
+		return nil, events.TokenRef{}, nil, err
 	}
 	// SoftHSM reads its config at C_Initialize; the path is no secret.
 	os.Setenv("SOFTHSM2_CONF", conf)
 	pin, err := hsm.InitScratchToken(hsm.DefaultModule, DrillToken)
 	if err != nil {
 		restore()
-		return nil, nil, nil, err
+		return nil, events.TokenRef{}, nil, err
 	}
 	tok, err := hsm.Open(hsm.Config{Module: hsm.DefaultModule, TokenLabel: DrillToken, PIN: pin})
 	clear(pin)
 	if err != nil {
 		restore()
-		return nil, nil, nil, err
+		return nil, events.TokenRef{}, nil, err
 	}
 	in := tok.Info()
-	return tok, map[string]any{"label": in.Label, "serial": in.Serial, "model": in.Model, "scratch": true},
+	return tok, events.TokenRef{Label: in.Label, Serial: in.Serial, Model: in.Model, Scratch: true},
 		func() { _ = tok.Close(); restore() }, nil
 }
 
@@ -629,19 +630,19 @@ func (r *recovery) recoverKey(tok *hsm.Token, kekKey *hsm.Key, bk escrow.BlobKey
 	if err != nil {
 		return nil, nil, err
 	}
-	d := map[string]any{"label": bk.Label, "id": bk.ID, "key_check_value": got, "kms_key_arns": bk.KMSKeyARNs, "matches_escrow": true}
+	d := &events.RecoverKey{Label: bk.Label, ID: bk.ID, KeyCheckValue: got, KMSKeyARNs: bk.KMSKeyARNs, MatchesEscrow: true}
 	if r.orig != nil {
 		want, ok := r.orig.KCVs[bk.Label]
 		if !ok || want != got {
 			return nil, nil, fmt.Errorf("key %q unwraps to check value %s, the original transcript recorded %q", bk.Label, got, want)
 		}
-		d["matches_transcript"] = true
+		d.MatchesTranscript = true
 	}
-	d["token_key"] = "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
+	d.TokenKey = events.KeyAttributes
 	if r.o.Drill {
-		d["token_key"] = "session,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
+		d.TokenKey = "session,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"
 	}
-	if err := r.record("recover-key", d); err != nil {
+	if err := r.record(d); err != nil {
 		return nil, nil, err
 	}
 	r.ui.Info(fmt.Sprintf("key %q recovered onto the token, key check value %s matches", bk.Label, got))
@@ -760,12 +761,12 @@ func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.To
 	if desc.State != "Enabled" {
 		return fmt.Errorf("KMS key %s is %s after the re-import, not Enabled", arn, desc.State)
 	}
-	d := map[string]any{"label": bk.Label, "kms_key_arn": arn, "wrapping_algorithm": string(p.Algorithm), "in_hsm": w.InHSM, "method": w.Method, "key_check_value": bk.KeyCheckValue,
-		"file": filepath.Base(name), "file_sha256": evidence.Hash(data), "key_state": desc.State, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE"}
+	d := &events.Reimport{Label: bk.Label, KMSKeyARN: arn, WrappingAlgorithm: string(p.Algorithm), InHSM: w.InHSM, Method: w.Method, KeyCheckValue: bk.KeyCheckValue,
+		File: filepath.Base(name), FileSHA256: evidence.Hash(data), KeyState: desc.State, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"}
 	if vt != nil {
-		d["expiration_model"], d["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
+		d.ExpirationModel, d.ValidTo = "KEY_MATERIAL_EXPIRES", vt
 	}
-	if err := r.record("reimport", d); err != nil {
+	if err := r.record(d); err != nil {
 		return err
 	}
 	r.ui.Info(fmt.Sprintf("key %q imported again into %s, now %s", bk.Label, arn, desc.State))

@@ -1,13 +1,14 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
@@ -28,6 +29,12 @@ import (
 func (s *state) resume() error {
 	out := s.res.OutDir
 	r, err := transcripts.Reopen(s.res.Transcript)
+	if errors.Is(err, transcripts.ErrNoHeader) {
+		// Empty, or its header cut short: the ceremony changed nothing
+		// yet (it syncs the header before its first change). Keep the
+		// file as evidence and start over.
+		return s.setAside(filepath.Base(s.res.Transcript))
+	}
 	if err != nil {
 		if errors.Is(err, transcripts.ErrSealed) {
 			return fmt.Errorf("the ceremony in %s is complete (its transcript is sealed): check it with keyceremony verify, or use a new ceremony.out_dir for a new ceremony", out)
@@ -43,13 +50,10 @@ func (s *state) resume() error {
 	}
 	// The config in force: the header's, or the last amendment's.
 	configSum := r.Header.ConfigHash
-	// Only what a checkpoint signed by the header's signing key covers is
-	// trusted; openToken then checks that key is the token's. Events after
-	// it (a step cut short, or lines someone added) stay in the file but
+	// Only what a checkpoint signed by the header's signing key covers
+	// counts; openToken then checks that key is the token's. Void events
+	// (after the last checkpoint, see transcripts) stay in the file but
 	// count for nothing: their work is done again.
-	trusted := r.LastCheckpoint()
-	untrusted := len(r.Events) - trusted
-	events := r.Events[:trusted]
 	s.resumeHeaderKey = r.Header.SigningKey
 	byLabel := map[string]*keyState{}
 	for _, k := range s.keys {
@@ -59,90 +63,13 @@ func (s *state) resume() error {
 	s.voided = map[string]bool{}
 	s.askedRecipients = map[string]string{}
 	s.stepHadEvents = map[int]bool{}
-	for _, e := range events {
+	for _, e := range r.Counted {
 		s.stepHadEvents[e.StepNo] = true
-		for _, f := range fileRefs(e.Data) {
-			s.referenced[f["file"].(string)] = true
-			if e.Step != "files" {
-				s.files = append(s.files, f)
-			}
+		if a, ok := e.Data.(*events.Amend); ok {
+			configSum = a.NewConfigSHA256
 		}
-		label, _ := e.Data["label"].(string)
-		k := byLabel[label]
-		str := func(key string) string { v, _ := e.Data[key].(string); return v }
-		switch e.Step {
-		case "escrow":
-			s.escrowed = true
-			continue
-		case "custodian-recipient":
-			s.askedRecipients[str("name")] = str("recipient")
-			continue
-		case "escrow-void":
-			for _, f := range voidFiles(e.Data) {
-				s.voided[f] = true
-			}
-			continue
-		case "set-aside":
-			s.res.SetAside = append(s.res.SetAside, SetAside{Name: str("name"), MovedTo: str("moved_to"), Reason: str("reason")})
-			continue
-		case "signing-key":
-			s.signingKeyWritten = true
-			continue
-		case "amend":
-			configSum = str("new_config_sha256")
-			continue
-		}
-		if k == nil {
-			if label != "" {
-				if s.goneKeys == nil {
-					s.goneKeys = map[string]string{}
-				}
-				s.goneKeys[label] = "event " + e.Step
-			}
-			continue
-		}
-		switch e.Step {
-		case "kms-key-intent":
-			k.nonce = str("nonce")
-		case "generate-key-intent":
-			id, err := hex.DecodeString(str("id"))
-			if err != nil {
-				return fail(fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq))
-			}
-			k.id, k.genIntent = id, true
-		case "kms-key":
-			k.arn, k.kmsRecorded, k.nonce = str("kms_key_arn"), true, str("nonce")
-		case "generate-key":
-			id, err := hex.DecodeString(str("id"))
-			if err != nil {
-				return fail(fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq))
-			}
-			k.id, k.kcv, k.generated = id, str("key_check_value"), true
-		case "fetch-params":
-			data, err := s.readRecorded(str("file"), str("file_sha256"))
-			if err != nil {
-				return fail(err)
-			}
-			if k.params, err = wrap.ParseParams(data); err != nil {
-				return fail(fmt.Errorf("cannot resume: %s: %w", str("file"), err))
-			}
-			k.bundle, k.paramsRecorded = nil, true
-		case "wrap":
-			data, err := s.readRecorded(str("file"), str("file_sha256"))
-			if err != nil {
-				return fail(err)
-			}
-			if k.bundle, err = wrap.ParseBundle(data); err != nil {
-				return fail(fmt.Errorf("cannot resume: %s: %w", str("file"), err))
-			}
-			k.res.Bundle = filepath.Join(out, str("file"))
-		case "import":
-			k.imported = true
-			if vt, err := time.Parse(time.RFC3339, str("valid_to")); err == nil {
-				k.validTo = &vt
-			}
-		case "check-import":
-			k.checked = true
+		if err := s.replay(e, byLabel); err != nil {
+			return fail(err)
 		}
 	}
 	amend, err := s.planAmend(configSum)
@@ -151,21 +78,13 @@ func (s *state) resume() error {
 	}
 	s.tr = r.Writer
 	s.resumed = true
-	data := map[string]any{"events_before": len(r.Events), "events_trusted": trusted}
-	if untrusted > 0 {
-		data["events_not_covered_by_a_checkpoint"] = untrusted
-	}
-	if r.TornBytes > 0 {
-		data["torn_line_bytes"], data["torn_line_sha256"] = r.TornBytes, r.TornSHA256
-	}
 	var done []string
 	for _, k := range s.keys {
 		done = append(done, fmt.Sprintf("%s: %s", k.cfg.Label, k.progress()))
 	}
-	data["keys"] = done
 	stepNo := s.stepNo
 	s.stepNo = 0
-	err = s.record("resume", data)
+	err = s.record(r.Resume(done))
 	if err == nil && amend != nil {
 		err = s.recordAmend(amend)
 	}
@@ -173,7 +92,101 @@ func (s *state) resume() error {
 	if err != nil {
 		return fail(err)
 	}
-	s.ui.Info(fmt.Sprintf("resuming ceremony %s after %d recorded events (%d covered by a signed checkpoint): %s", s.cfg.Ceremony.ID, len(r.Events), trusted, strings.Join(done, "; ")))
+	msg := fmt.Sprintf("resuming ceremony %s after %d recorded events (%d covered by a signed checkpoint", s.cfg.Ceremony.ID, len(r.Events), r.Trusted)
+	if void := len(r.Events) - r.Trusted; void > 0 {
+		msg += fmt.Sprintf("; the %d after it are void, their work is done again", void)
+	}
+	s.ui.Info(msg + "): " + strings.Join(done, "; "))
+	return nil
+}
+
+// replay takes into s what event e, an event that counts, says was done.
+func (s *state) replay(e transcripts.Event, byLabel map[string]*keyState) error {
+	key := func(label string) *keyState {
+		k := byLabel[label]
+		if k == nil && label != "" {
+			// A key the config no longer has: planAmend refuses that.
+			if s.goneKeys == nil {
+				s.goneKeys = map[string]string{}
+			}
+			s.goneKeys[label] = "event " + e.Step
+		}
+		return k
+	}
+	for _, f := range events.Named(e.Data) {
+		s.referenced[f.Name] = true
+		if e.Step != "files" {
+			s.files = append(s.files, f)
+		}
+	}
+	switch d := e.Data.(type) {
+	case *events.Escrow:
+		s.escrowed = true
+	case *events.CustodianRecipient:
+		s.askedRecipients[d.Name] = d.Recipient
+	case *events.EscrowVoid:
+		for _, f := range d.VoidFiles {
+			s.voided[f.Name] = true
+		}
+	case *events.SetAside:
+		s.res.SetAside = append(s.res.SetAside, SetAside{Name: d.Name, MovedTo: d.MovedTo, Reason: d.Reason})
+	case *events.SigningKey:
+		s.signingKeyWritten = true
+	case *events.KMSKeyIntent:
+		if k := key(d.Label); k != nil {
+			k.nonce = d.Nonce
+		}
+	case *events.GenerateKeyIntent:
+		if k := key(d.Label); k != nil {
+			id, err := hex.DecodeString(d.ID)
+			if err != nil {
+				return fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq)
+			}
+			k.id, k.genIntent = id, true
+		}
+	case *events.KMSKey:
+		if k := key(d.Label); k != nil {
+			k.arn, k.kmsRecorded, k.nonce = d.KMSKeyARN, true, d.Nonce
+		}
+	case *events.GenerateKey:
+		if k := key(d.Label); k != nil {
+			id, err := hex.DecodeString(d.ID)
+			if err != nil {
+				return fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq)
+			}
+			k.id, k.kcv, k.generated = id, d.KeyCheckValue, true
+		}
+	case *events.FetchParams:
+		if k := key(d.Label); k != nil {
+			data, err := s.readRecorded(d.File, d.FileSHA256)
+			if err != nil {
+				return err
+			}
+			if k.params, err = wrap.ParseParams(data); err != nil {
+				return fmt.Errorf("cannot resume: %s: %w", d.File, err)
+			}
+			k.bundle, k.paramsRecorded = nil, true
+		}
+	case *events.Wrap:
+		if k := key(d.Label); k != nil {
+			data, err := s.readRecorded(d.File, d.FileSHA256)
+			if err != nil {
+				return err
+			}
+			if k.bundle, err = wrap.ParseBundle(data); err != nil {
+				return fmt.Errorf("cannot resume: %s: %w", d.File, err)
+			}
+			k.res.Bundle = filepath.Join(s.res.OutDir, d.File)
+		}
+	case *events.Import:
+		if k := key(d.Label); k != nil {
+			k.imported, k.validTo = true, d.ValidTo
+		}
+	case *events.CheckImport:
+		if k := key(d.Label); k != nil {
+			k.checked = true
+		}
+	}
 	return nil
 }
 
@@ -209,33 +222,6 @@ func (s *state) readRecorded(name, sum string) ([]byte, error) {
 	return data, nil
 }
 
-// fileRefs finds {"file", "file_sha256"} and {"file", "sha256"} pairs in
-// event data, at any depth.
-func fileRefs(v any) []map[string]any {
-	var out []map[string]any
-	switch v := v.(type) {
-	case map[string]any:
-		f, _ := v["file"].(string)
-		sum, _ := v["file_sha256"].(string)
-		if sum == "" {
-			sum, _ = v["sha256"].(string)
-		}
-		if f != "" && sum != "" {
-			out = append(out, map[string]any{"file": f, "sha256": sum})
-		}
-		for k, x := range v {
-			if k != "file" {
-				out = append(out, fileRefs(x)...)
-			}
-		}
-	case []any:
-		for _, x := range v {
-			out = append(out, fileRefs(x)...)
-		}
-	}
-	return out
-}
-
 // setAside moves a file of the output directory that the transcript does
 // not name (written just before the process died) out of the way, and
 // records it: evidence is never overwritten or deleted.
@@ -259,27 +245,17 @@ func (s *state) setAside(name string) error {
 	if err := os.Rename(p, filepath.Join(s.res.OutDir, aside)); err != nil {
 		return fmt.Errorf("failed to move aside %s: %w", name, err)
 	}
+	if err := evidence.SyncDir(s.res.OutDir); err != nil {
+		return err
+	}
 	s.res.SetAside = append(s.res.SetAside, SetAside{Name: name, MovedTo: aside, Reason: reason})
-	return s.record("set-aside", map[string]any{"name": name, "moved_to": aside, "sha256": evidence.Hash(data), "reason": reason})
+	return s.record(&events.SetAside{Name: name, MovedTo: aside, SHA256: evidence.Hash(data), Reason: reason})
 }
 
 // SetAside is a file a resumed ceremony moved out of the way because the
 // transcript does not record it as evidence.
 type SetAside struct {
 	Name, MovedTo, Reason string
-}
-
-// voidFiles lists the names an escrow-void event gives.
-func voidFiles(data map[string]any) []string {
-	var out []string
-	fs, _ := data["void_files"].([]any)
-	for _, x := range fs {
-		m, _ := x.(map[string]any)
-		if n, _ := m["name"].(string); n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // freshName returns base, or base with a number before its extension, so

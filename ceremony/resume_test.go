@@ -1,6 +1,9 @@
 package ceremony
 
 import (
+	"bytes"
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -182,16 +185,20 @@ func TestResumeRefusals(t *testing.T) {
 	if now, _ := os.ReadFile(tpath); string(now) != broken {
 		t.Error("a refused resume changed the transcript")
 	}
-	// A torn last line (the process died mid-write) is cut and recorded.
+	// A torn last line (the process died mid-write) is cut and recorded at
+	// once, before a check that refuses the resume.
 	os.WriteFile(tpath, append(orig, []byte(`{"type":"event","seq":`)...), 0o644)
+	if _, err := Run(context.Background(), other, &dyingUI{}); err == nil || !strings.Contains(err.Error(), "the config changed") {
+		t.Errorf("changed config after a torn line: %v", err)
+	}
+	if now, _ := os.ReadFile(tpath); !bytes.HasPrefix(now, orig) || !bytes.Contains(now[len(orig):], []byte(`"step":"torn-line","actor":"test","data":{"bytes":22,`)) {
+		t.Errorf("the torn line was not recorded before the refusal: %s", now[len(orig):])
+	}
 	res, err := Run(context.Background(), cfg, &dyingUI{})
 	if err != nil {
 		t.Fatalf("resume after a torn line: %v", err)
 	}
 	data, _ := os.ReadFile(res.Transcript)
-	if !strings.Contains(string(data), `"torn_line_bytes":22`) {
-		t.Error("the torn line was not recorded")
-	}
 	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Files: os.DirFS(out)}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,8 +222,8 @@ func TestResumeIgnoresUnsignedEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged := map[string]any{"quorum_check": "ok", "keys": []any{map[string]any{"label": "one"}, map[string]any{"label": "two"}}}
-	if err := r.Writer.AppendStep(6, "escrow", "mallory", forged); err != nil {
+	forged := &events.Escrow{QuorumCheck: "ok", Keys: []events.EscrowKey{{Label: "one"}, {Label: "two"}}}
+	if err := r.Writer.AppendStep(6, "mallory", forged); err != nil {
 		t.Fatal(err)
 	}
 	r.Writer.Close()

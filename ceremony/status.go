@@ -163,3 +163,16 @@ func dataString(d map[string]any, key string) string {
 	v, _ := d[key].(string)
 	return v
 }
+
+// voidFiles lists the names an escrow-void event gives.
+func voidFiles(data map[string]any) []string {
+	var out []string
+	fs, _ := data["void_files"].([]any)
+	for _, x := range fs {
+		m, _ := x.(map[string]any)
+		if n, _ := m["name"].(string); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}

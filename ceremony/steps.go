@@ -16,26 +16,27 @@ import (
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // record appends an event to the transcript, or holds it until begin when
 // the ceremony has changed nothing yet.
-func (s *state) record(step string, data map[string]any) error {
+func (s *state) record(data events.Data) error {
 	s.recorded++
 	if s.tr == nil {
-		s.pending = append(s.pending, pendingEvent{s.stepNo, step, data})
+		s.pending = append(s.pending, pendingEvent{s.stepNo, data})
 		return nil
 	}
-	return s.tr.AppendStep(s.stepNo, step, s.cfg.Ceremony.Operator, data)
+	return s.tr.AppendStep(s.stepNo, s.cfg.Ceremony.Operator, data)
 }
 
 // recordChange records an event that says something changed outside the
 // transcript (a KMS key created, a key generated, material imported) and
 // signs a checkpoint right after it, so that a resumed ceremony knows it
 // was done and does not do it again.
-func (s *state) recordChange(step string, data map[string]any) error {
-	if err := s.record(step, data); err != nil {
+func (s *state) recordChange(data events.Data) error {
+	if err := s.record(data); err != nil {
 		return err
 	}
 	if s.tr == nil || s.signer == nil {
@@ -67,7 +68,7 @@ func (s *state) writeFileMode(name string, data []byte, mode os.FileMode) (strin
 		return "", "", err
 	}
 	sum := evidence.Hash(data)
-	s.files = append(s.files, map[string]any{"file": name, "sha256": sum})
+	s.files = append(s.files, events.File{Name: name, SHA256: sum})
 	if s.referenced == nil {
 		s.referenced = map[string]bool{}
 	}
@@ -118,7 +119,7 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := s.record("open-token", map[string]any{"label": in.Label, "serial": in.Serial, "manufacturer": in.Manufacturer, "model": in.Model, "module": in.Module, "probe": caps}); err != nil {
+	if err := s.record(&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module, Probe: events.Raw(caps)}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("token %q (serial %s, %s %s)", in.Label, in.Serial, in.Manufacturer, in.Model), nil
@@ -169,20 +170,17 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			names = append(names, k.arn)
 			continue
 		}
-		data := map[string]any{"label": k.cfg.Label, "created": k.cfg.Create, "region": c.Region(), "endpoint": endpoint}
+		data := &events.KMSKey{Label: k.cfg.Label, Created: k.cfg.Create, Region: c.Region(), Endpoint: endpoint}
 		if k.cfg.Create {
 			adopted, err := s.createKMSKey(ctx, c, k)
 			if err != nil {
 				return "", err
 			}
-			data["nonce"] = k.nonce
-			if adopted != "" {
-				data["adopted"] = adopted
-			}
+			data.Nonce, data.Adopted = k.nonce, adopted
 		}
-		data["kms_key_arn"] = k.arn
+		data.KMSKeyARN = k.arn
 		k.res.KMSKeyARN = k.arn
-		if err := s.recordChange("kms-key", data); err != nil {
+		if err := s.recordChange(data); err != nil {
 			return "", err
 		}
 		names = append(names, k.arn)
@@ -213,12 +211,12 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 		}
 		k.kcv = hex.EncodeToString(kcv)
 		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
-		data := map[string]any{"label": k.cfg.Label, "id": k.res.ID, "key_check_value": k.kcv, "type": "AES-256", "attributes": "token,private,sensitive,extractable,no-encrypt,no-decrypt,no-sign,no-wrap,no-unwrap,no-derive"}
+		data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: adopted}
 		what := "generated on the token,"
 		if adopted != "" {
-			data["adopted"], what = adopted, "adopted: "+adopted+";"
+			what = "adopted: " + adopted + ";"
 		}
-		if err := s.recordChange("generate-key", data); err != nil {
+		if err := s.recordChange(data); err != nil {
 			return "", err
 		}
 		s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))
@@ -285,8 +283,8 @@ func (s *state) fetchParamsFor(ctx context.Context, k *keyState) error {
 	if err != nil {
 		return err
 	}
-	if err := s.record("fetch-params", map[string]any{"label": k.cfg.Label, "kms_key_arn": p.KeyARN, "wrapping_algorithm": string(p.Algorithm), "wrapping_key_spec": p.KeySpec,
-		"public_key_sha256": evidence.Hash(p.PublicKey), "import_token_sha256": evidence.Hash(p.ImportToken), "parameters_valid_to": p.ValidTo, "file": filepath.Base(name), "file_sha256": sum}); err != nil {
+	if err := s.record(&events.FetchParams{Label: k.cfg.Label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
+		PublicKeySHA256: evidence.Hash(p.PublicKey), ImportTokenSHA256: evidence.Hash(p.ImportToken), ParametersValidTo: p.ValidTo, File: filepath.Base(name), FileSHA256: sum}); err != nil {
 		return err
 	}
 	k.paramsRecorded = true
@@ -326,12 +324,12 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if err := s.kms.Import(ctx, k.bundle, vt, desc); err != nil {
 			return "", err
 		}
-		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE", "key_check_value": k.kcv,
-			"confirmation": conf.Record("operator " + s.cfg.Ceremony.Operator)}
+		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
+			Confirmation: conf.Record("operator " + s.cfg.Ceremony.Operator)}
 		if vt != nil {
-			data["expiration_model"], data["valid_to"] = "KEY_MATERIAL_EXPIRES", *vt
+			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", vt
 		}
-		if err := s.recordChange("import", data); err != nil {
+		if err := s.recordChange(data); err != nil {
 			return "", err
 		}
 	}
@@ -378,11 +376,12 @@ func checkImport(ctx context.Context, s *state) (string, error) {
 		if !bytes.Equal(pt, probe) {
 			return "", fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", k.arn)
 		}
-		data := map[string]any{"label": k.cfg.Label, "kms_key_arn": k.arn, "key_state": d.State, "expiration_model": d.ExpirationModel, "encrypt_decrypt": "ok"}
+		data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyState: d.State, ExpirationModel: d.ExpirationModel, EncryptDecrypt: "ok"}
 		if d.ValidTo != nil {
-			data["valid_to"] = d.ValidTo.UTC()
+			vt := d.ValidTo.UTC()
+			data.ValidTo = &vt
 		}
-		if err := s.record("check-import", data); err != nil {
+		if err := s.record(data); err != nil {
 			return "", err
 		}
 	}
@@ -409,16 +408,12 @@ func seal(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if err := s.record("signing-key", map[string]any{"label": s.cfg.Token.SigningKey, "file": "signing-key.pem", "file_sha256": pubSum}); err != nil {
+		if err := s.record(&events.SigningKey{Label: s.cfg.Token.SigningKey, File: "signing-key.pem", FileSHA256: pubSum}); err != nil {
 			return "", err
 		}
 	}
 	// Name every file the ceremony wrote, with its SHA-256.
-	files := make([]any, len(s.files))
-	for i, f := range s.files {
-		files[i] = f
-	}
-	if err := s.record("files", map[string]any{"files": files}); err != nil {
+	if err := s.record(&events.Files{List: s.files}); err != nil {
 		return "", err
 	}
 	seal, err := s.tr.Seal(signer)

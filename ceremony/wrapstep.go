@@ -1,6 +1,8 @@
 package ceremony
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -62,15 +64,14 @@ func checkToken(s *state) (*hsm.Capabilities, error) {
 }
 
 // wrapData is the transcript event data of one wrap.
-func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy string) map[string]any {
-	d := map[string]any{
-		"label": label, "kms_key_arn": arn, "wrapping_algorithm": string(b.Algorithm), "wrapping_key_spec": b.KeySpec,
-		"in_hsm": w.InHSM, "method": w.Method,
-		"encrypted_key_material_sha256": evidence.Hash(w.Ciphertext), "key_check_value": b.KeyCheckValue,
+func wrapData(label, arn string, b *wrap.Bundle, w *hsm.Wrapped, allowedBy string) *events.Wrap {
+	d := &events.Wrap{
+		Label: label, KMSKeyARN: arn, WrappingAlgorithm: string(b.Algorithm), WrappingKeySpec: b.KeySpec,
+		InHSM: w.InHSM, Method: w.Method,
+		EncryptedKeyMaterialSHA256: evidence.Hash(w.Ciphertext), KeyCheckValue: b.KeyCheckValue,
 	}
 	if !w.InHSM {
-		d["host_wrap"] = w.HostReason
-		d["host_wrap_allowed_by"] = allowedBy
+		d.HostWrap, d.HostWrapAllowedBy = w.HostReason, allowedBy
 	}
 	return d
 }
@@ -126,8 +127,8 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 		}
 		k.bundle, k.res.Bundle = b, name
 		ev := wrapData(k.cfg.Label, k.arn, b, w, s.cfg.KMS.HostWrapAllowedBy)
-		ev["file"], ev["file_sha256"] = filepath.Base(name), sum
-		if err := s.record("wrap", ev); err != nil {
+		ev.File, ev.FileSHA256 = filepath.Base(name), sum
+		if err := s.record(ev); err != nil {
 			return "", err
 		}
 	}

@@ -5,11 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // CheckpointStep is the step name of a checkpoint event.
@@ -33,7 +33,7 @@ func (w *Writer) Checkpoint(stepNo int, actor string, signer crypto.Signer) erro
 	if w.sealed {
 		return errors.New("transcript is already sealed")
 	}
-	if w.lastStep == CheckpointStep {
+	if w.last.Step == CheckpointStep {
 		return nil // nothing new to sign
 	}
 	sk, err := NewSigningKey("", signer.Public())
@@ -48,41 +48,8 @@ func (w *Writer) Checkpoint(stepNo int, actor string, signer crypto.Signer) erro
 	if err != nil {
 		return fmt.Errorf("failed to sign a transcript checkpoint: %w", err)
 	}
-	return w.AppendStep(stepNo, CheckpointStep, actor, map[string]any{"lines": w.lines, "last_line_sha256": w.prev, "signature": sig})
+	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
+		return errors.New("transcript checkpoint signature made by the token does not verify: the token or signing key is faulty")
+	}
+	return w.AppendStep(stepNo, actor, &events.Checkpoint{Lines: w.lines, LastLineSHA256: w.prev, Signature: sig})
 }
-
-// LastCheckpoint returns the number of events (a prefix of r.Events) covered
-// by the last checkpoint whose signature verifies against the signing key
-// the header names, or 0 when there is none.
-func (r *Reopened) LastCheckpoint() int {
-	if r.Header.SigningKey == nil {
-		return 0
-	}
-	k, err := x509.ParsePKIXPublicKey(r.Header.SigningKey.PublicKey)
-	if err != nil {
-		return 0
-	}
-	pub, ok := k.(*ecdsa.PublicKey)
-	if !ok {
-		return 0
-	}
-	last := 0
-	for i, e := range r.Events {
-		if e.Step != CheckpointStep {
-			continue
-		}
-		// Event i is line i+2: the header is line 1.
-		sigText, _ := e.Data["signature"].(string)
-		sig, err := decodeBase64(sigText)
-		if err != nil {
-			continue
-		}
-		digest := sha256.Sum256(CheckpointPayload(r.Header.CeremonyID, i+1, e.Prev))
-		if ecdsa.VerifyASN1(pub, digest[:], sig) {
-			last = i + 1
-		}
-	}
-	return last
-}
-
-func decodeBase64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }

@@ -4,16 +4,24 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // ErrSealed is returned by Reopen for a transcript that is already sealed:
 // its ceremony is complete and nothing may be added.
 var ErrSealed = errors.New("transcript is sealed")
+
+// ErrNoHeader is returned by Reopen for a transcript without one complete
+// line: empty, or its header cut short by a crash. Nothing can have
+// happened after it, since a ceremony writes and syncs its header before
+// its first change: the ceremony starts over.
+var ErrNoHeader = errors.New("transcript has no complete header line")
 
 // Reopened is an unsealed transcript opened again to go on after the process
 // that wrote it died or failed.
@@ -21,19 +29,26 @@ type Reopened struct {
 	// Writer appends after the last complete line.
 	Writer *Writer
 	Header Header
-	Events []Event
-	// TornBytes is the length of an incomplete last line (a crash in the
-	// middle of a write) that Reopen cut off, and TornSHA256 its hash; the
-	// caller records both.
-	TornBytes  int
-	TornSHA256 string
+	// Events are all the events, Counted those that count: neither void
+	// nor after the last checkpoint (which the resume voids, see Void
+	// events). Trusted is the number of events up to the last checkpoint.
+	Events  []Event
+	Counted []Event
+	Trusted int
+	// Torn is the incomplete last line (a crash in the middle of a write)
+	// that Reopen cut off and recorded in a torn-line event, the last of
+	// Events; nil when there was none.
+	Torn *events.Torn
 }
 
 // Reopen opens an unsealed transcript for appending. It checks the hash
-// chain and the sequence numbers of every complete line first, and refuses
-// a sealed transcript with [ErrSealed]. An incomplete last line (no final
-// newline) is cut off and reported in TornBytes. Chain failures are
-// *VerifyError.
+// chain, the sequence numbers and the form of every complete line first
+// (failures are *VerifyError), and refuses a sealed transcript with
+// [ErrSealed] and one without a complete header line with [ErrNoHeader].
+// Then an incomplete last line (no final newline) is cut off and recorded
+// at once, in a torn-line event, before any check of the caller's can
+// refuse the resume. Last, it finds the void events and checks the
+// checkpoints and resume events that say which they are.
 func Reopen(path string) (*Reopened, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil, fmt.Errorf("%s is a symbolic link: a transcript must be a plain file in out_dir", path)
@@ -42,71 +57,104 @@ func Reopen(path string) (*Reopened, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
 	}
-	r := &Reopened{}
-	keep := len(data)
-	if i := bytes.LastIndexByte(data, '\n'); i+1 < len(data) {
-		keep = i + 1
-		torn := data[keep:]
-		sum := sha256.Sum256(torn)
-		r.TornBytes, r.TornSHA256 = len(torn), hex.EncodeToString(sum[:])
+	keep := bytes.LastIndexByte(data, '\n') + 1
+	if keep == 0 {
+		return nil, fmt.Errorf("%w (%d bytes)", ErrNoHeader, len(data))
 	}
+	r := &Reopened{}
 	prev := zeroHash
 	payload := sha256.New()
 	lines := 0
-	for _, line := range bytes.SplitAfter(data[:keep], []byte{'\n'}) {
-		if len(line) == 0 {
-			continue
-		}
+	for rest := data[:keep]; len(rest) > 0; {
+		i := bytes.IndexByte(rest, '\n')
+		line, body := rest[:i+1], rest[:i]
+		rest = rest[i+1:]
 		lines++
-		body := line[:len(line)-1]
-		var probe struct {
-			Type string `json:"type"`
-			Prev string `json:"prev"`
-		}
-		if err := json.Unmarshal(body, &probe); err != nil {
-			return nil, chainErr(lines, "", "not a JSON object", "", "")
-		}
-		if probe.Prev != prev {
-			return nil, chainErr(lines, "prev", fmt.Sprintf("does not match the hash of line %d", lines-1), prev, probe.Prev)
-		}
-		switch {
-		case lines == 1:
-			if err := json.Unmarshal(body, &r.Header); err != nil || r.Header.Type != "header" {
-				return nil, chainErr(1, "type", "first line must be the header", "header", probe.Type)
+		if lines == 1 {
+			if err := strictjson.Unmarshal(body, &r.Header); err != nil || r.Header.Type != "header" {
+				return nil, chainErr(1, "", "first line is not a transcript header: "+orNothing(errString(err)), "", "")
 			}
 			if r.Header.Format != Format {
 				return nil, chainErr(1, "format", "unsupported format", Format, r.Header.Format)
 			}
-		case probe.Type == "event":
-			var e Event
-			if err := json.Unmarshal(body, &e); err != nil {
+		} else {
+			e, err := decodeEvent(body)
+			if err != nil {
+				if lineType(body).Type == "seal" {
+					return nil, fmt.Errorf("%w: its ceremony is complete; nothing can be added to it", ErrSealed)
+				}
 				return nil, chainErr(lines, "", "malformed event: "+err.Error(), "", "")
 			}
 			if e.Seq != len(r.Events)+1 {
 				return nil, chainErr(lines, "seq", "events out of order", fmt.Sprint(len(r.Events)+1), fmt.Sprint(e.Seq))
 			}
 			r.Events = append(r.Events, e)
-		case probe.Type == "seal":
-			return nil, fmt.Errorf("%w: its ceremony is complete; nothing can be added to it", ErrSealed)
-		default:
-			return nil, chainErr(lines, "type", "unknown line type", "event", probe.Type)
+		}
+		linePrev := r.Header.Prev
+		if lines > 1 {
+			linePrev = r.Events[len(r.Events)-1].Prev
+		}
+		if linePrev != prev {
+			return nil, chainErr(lines, "prev", fmt.Sprintf("does not match the hash of line %d", lines-1), prev, linePrev)
 		}
 		payload.Write(line)
 		sum := sha256.Sum256(body)
 		prev = hex.EncodeToString(sum[:])
-	}
-	if lines == 0 {
-		return nil, chainErr(1, "", "transcript is empty", "", "")
-	}
-	if r.TornBytes > 0 {
-		if err := os.Truncate(path, int64(keep)); err != nil {
-			return nil, fmt.Errorf("failed to cut the incomplete last line of the transcript: %w", err)
-		}
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open transcript: %w", err)
 	}
 	r.Writer = &Writer{f: f, header: r.Header, payload: payload, prev: prev, lines: lines, seq: len(r.Events), now: time.Now}
+	if keep < len(data) {
+		if err := r.cutTorn(data[keep:], int64(keep)); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	void, trusted, err := voidEvents(&r.Header, r.Events, true)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.Trusted = trusted
+	for i, e := range r.Events {
+		if !void[i] {
+			r.Counted = append(r.Counted, e)
+		}
+	}
 	return r, nil
+}
+
+// Resume returns the data of the resume event to record next: the events
+// before it, the trusted ones and the void ones. keys says how far each
+// key got.
+func (r *Reopened) Resume(keys []string) *events.Resume {
+	d := resumeData(len(r.Events), r.Trusted)
+	d.Keys = keys
+	return d
+}
+
+// cutTorn cuts the torn last line off the file at size and records it.
+func (r *Reopened) cutTorn(torn []byte, size int64) error {
+	if err := r.Writer.f.Truncate(size); err != nil {
+		return fmt.Errorf("failed to cut the incomplete last line of the transcript: %w", err)
+	}
+	if err := r.Writer.f.Sync(); err != nil {
+		return fmt.Errorf("failed to sync the transcript: %w", err)
+	}
+	sum := sha256.Sum256(torn)
+	r.Torn = &events.Torn{Length: len(torn), SHA256: hex.EncodeToString(sum[:]), Line: bytes.Clone(torn)}
+	if err := r.Writer.Append(r.Header.Operator, r.Torn); err != nil {
+		return err
+	}
+	r.Events = append(r.Events, r.Writer.last)
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }

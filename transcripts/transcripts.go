@@ -39,8 +39,12 @@ import (
 	"fmt"
 	"hash"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/keyceremony/keyceremony/internal/evidence"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // Format is the format identifier written in the header.
@@ -141,18 +145,19 @@ type ScriptStep struct {
 	Title string `json:"title"`
 }
 
-// Event is one line of a transcript between header and seal.
+// Event is one line of a transcript between header and seal. Its Data is
+// one of the types of package [events], named by Step.
 type Event struct {
 	Type string `json:"type"` // "event"
 	Seq  int    `json:"seq"`
 	// StepNo is the number of the script step the event belongs to, 0 when
 	// none.
-	StepNo int            `json:"step_no,omitempty"`
-	Time   time.Time      `json:"time"`
-	Step   string         `json:"step"`
-	Actor  string         `json:"actor,omitempty"`
-	Data   map[string]any `json:"data,omitempty"`
-	Prev   string         `json:"prev"`
+	StepNo int         `json:"step_no,omitempty"`
+	Time   time.Time   `json:"time"`
+	Step   string      `json:"step"`
+	Actor  string      `json:"actor,omitempty"`
+	Data   events.Data `json:"data,omitempty"`
+	Prev   string      `json:"prev"`
 }
 
 // Seal is the last line: the signature over the seal payload.
@@ -198,8 +203,8 @@ type Writer struct {
 	sealed  bool
 	// payloadBytes and sig are the seal payload and signature once sealed.
 	sealPayload []byte
-	// lastStep is the step of the last event written.
-	lastStep string
+	// last is the last event written.
+	last Event
 }
 
 // Create creates a new transcript at path (failing if it exists) and writes
@@ -208,6 +213,10 @@ func Create(path string, h Header) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create transcript: %w", err)
+	}
+	if err := evidence.SyncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
 	}
 	w := &Writer{f: f, payload: sha256.New(), prev: zeroHash, now: time.Now}
 	testOnlyAfterLine(0)
@@ -245,19 +254,22 @@ func (w *Writer) writeLine(v any) error {
 
 // Append writes one event outside any script step. Data must hold only
 // public values and hashes.
-func (w *Writer) Append(step, actor string, data map[string]any) error {
-	return w.AppendStep(0, step, actor, data)
+func (w *Writer) Append(actor string, data events.Data) error {
+	return w.AppendStep(0, actor, data)
 }
 
 // AppendStep writes one event of script step stepNo (see Header.Script).
 // Data must hold only public values and hashes.
-func (w *Writer) AppendStep(stepNo int, step, actor string, data map[string]any) error {
+func (w *Writer) AppendStep(stepNo int, actor string, data events.Data) error {
 	if w.sealed {
 		return errors.New("transcript is already sealed")
 	}
+	if _, ok := events.New(data.Step()); !ok {
+		return fmt.Errorf("event %q is not declared in package transcripts/events: it could not be read back", data.Step())
+	}
 	w.seq++
-	w.lastStep = step
-	return w.writeLine(Event{Type: "event", Seq: w.seq, StepNo: stepNo, Time: w.now().UTC(), Step: step, Actor: actor, Data: data, Prev: w.prev})
+	w.last = Event{Type: "event", Seq: w.seq, StepNo: stepNo, Time: w.now().UTC(), Step: data.Step(), Actor: actor, Data: data, Prev: w.prev}
+	return w.writeLine(w.last)
 }
 
 // Hash returns the hex SHA-256 of every byte written so far: what a bundle or

@@ -16,20 +16,21 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/transcripts/events"
+	"github.com/keyceremony/keyceremony/transcripts/transcriptstest"
 )
 
-func write(t *testing.T, key *ecdsa.PrivateKey, events int) []byte {
+func write(t *testing.T, key *ecdsa.PrivateKey, n int) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "t.jsonl")
 	w, err := transcripts.Create(path, transcripts.Header{CeremonyID: "c1", Tool: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < events; i++ {
-		if err := w.Append("step", "operator", map[string]any{"i": i}); err != nil {
+	for i := 0; i < n; i++ {
+		if err := w.Append("operator", &events.StepDone{ID: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,8 +74,8 @@ func TestVerify(t *testing.T) {
 		{"remove seal", join(lines[0], lines[1], lines[2], lines[3], lines[4]), nil, 5, ""},
 		{"truncate", good[:len(good)-1], nil, 6, ""},
 		{"wrong signer", good, &other.PublicKey, 6, "public_key"},
-		{"edit data", bytes.Replace(good, []byte(`"i":2`), []byte(`"i":7`), 1), nil, 5, "prev"},
-		{"edit last event", join(lines[0], lines[1], lines[2], lines[3], strings.Replace(lines[4], `"i":3`, `"i":8`, 1), lines[5]), nil, 6, "prev"},
+		{"edit data", bytes.Replace(good, []byte(`"id":"2"`), []byte(`"id":"7"`), 1), nil, 5, "prev"},
+		{"edit last event", join(lines[0], lines[1], lines[2], lines[3], strings.Replace(lines[4], `"id":"3"`, `"id":"8"`, 1), lines[5]), nil, 6, "prev"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,7 +141,7 @@ func FuzzVerify(f *testing.F) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	dir := f.TempDir()
 	w, _ := transcripts.Create(filepath.Join(dir, "t"), transcripts.Header{CeremonyID: "c"})
-	w.Append("s", "a", map[string]any{"k": "v"})
+	w.Append("a", &events.StepDone{ID: "v"})
 	w.Seal(key)
 	seed, _ := os.ReadFile(filepath.Join(dir, "t"))
 	f.Add(seed)
@@ -155,52 +156,27 @@ func FuzzVerify(f *testing.F) {
 }
 
 // benchTranscript is a sealed 10,000-event transcript shaped like a real
-// one: 2,000 keys, each generated, with parameters fetched, wrapped,
-// imported and checked, with labels, key check values, file names and hashes.
+// one (see transcriptstest.Sealed10000).
 var benchTranscript = sync.OnceValues(func() ([]byte, *ecdsa.PrivateKey) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	dir, err := os.MkdirTemp("", "bench")
+	dir, done, err := transcriptstest.TempDir()
 	if err != nil {
 		panic(err)
 	}
-	defer os.RemoveAll(dir)
-	w, err := transcripts.Create(filepath.Join(dir, "t"), transcripts.Header{CeremonyID: "bench", Tool: "test"})
+	defer done()
+	s, err := transcriptstest.WriteSealed10000(dir)
 	if err != nil {
 		panic(err)
 	}
-	validTo := time.Now().Add(24 * time.Hour).UTC()
-	h := strings.Repeat("9c01a8f3e2b4d5c6", 4)
-	for i := 0; i < 2000; i++ {
-		label := fmt.Sprintf("key-%04d", i)
-		kcv := fmt.Sprintf("%06x", i*7919)
-		arn := "arn:aws:kms:eu-west-1:111122223333:key/0d803dbf-dbab-4b23-b609-" + fmt.Sprintf("%012d", i)
-		for _, e := range []struct {
-			step string
-			data map[string]any
-		}{
-			{"generate-key", map[string]any{"label": label, "id": "a1b2c3d4e5f60718", "key_check_value": kcv, "type": "AES-256"}},
-			{"fetch-params", map[string]any{"label": label, "kms_key_arn": arn, "parameters_valid_to": validTo, "file": "params-" + label + ".json", "file_sha256": h}},
-			{"wrap", map[string]any{"label": label, "kms_key_arn": arn, "in_hsm": true, "key_check_value": kcv, "file": "bundle-" + label + ".json", "file_sha256": h}},
-			{"import", map[string]any{"label": label, "kms_key_arn": arn, "expiration_model": "KEY_MATERIAL_DOES_NOT_EXPIRE", "key_check_value": kcv}},
-			{"check-import", map[string]any{"label": label, "kms_key_arn": arn, "key_state": "Enabled", "encrypt_decrypt": "ok"}},
-		} {
-			if err := w.Append(e.step, "operator", e.data); err != nil {
-				panic(err)
-			}
-		}
-	}
-	if _, err := w.Seal(key); err != nil {
-		panic(err)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "t"))
+	data, err := os.ReadFile(s.Transcript)
 	if err != nil {
 		panic(err)
 	}
-	return data, key
+	return data, s.Key
 })
 
 // BenchmarkVerify10000 verifies a 10,000-event transcript as keyceremony
-// verify --pubkey does. Compare with BenchmarkRaw10000.
+// verify --pubkey does, in the test process. Compare with BenchmarkRaw10000;
+// cmd/keyceremony's BenchmarkVerifyProcess10000 compares the processes.
 func BenchmarkVerify10000(b *testing.B) {
 	data, key := benchTranscript()
 	b.SetBytes(int64(len(data)))

@@ -13,13 +13,11 @@ import (
 	"io"
 	"io/fs"
 	"regexp"
-	"runtime"
-	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
+	"github.com/keyceremony/keyceremony/internal/strictjson"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // Class is the kind of a verification failure; each has its own exit code
@@ -100,38 +98,23 @@ type Result struct {
 	Header Header
 	// EventCount is the number of events between header and seal.
 	EventCount int
-	// Events are the decoded events, when Options.DecodeEvents was set (as
-	// Verify does). VerifyBytes otherwise reads only the fields it checks,
-	// to stay near the cost of hashing the file.
+	// Events are the events that count, in order; Void the void ones (see
+	// Void events), which verify checks only as lines of the chain.
 	Events []Event
+	Void   []Event
 	Seal   Seal
 	// Payload is the seal payload the signature covers.
 	Payload []byte
 	// Pinned reports whether the signer was checked against a caller's key.
 	Pinned bool
-	// Files lists the files the transcript names, and whether they were
-	// checked (Options.Files).
+	// Files lists the files the events that count name, and whether they
+	// were checked (Options.Files).
 	Files        []FileRef
 	FilesChecked bool
 	// Witnesses lists the witness signatures that verified.
 	Witnesses []Witness
 
-	lines    [][]byte
-	stepNos  map[int]bool
-	orderErr error
-}
-
-// eventAt returns the i-th event (0-based); line i+2 of the transcript.
-
-// decodeEvents decodes every event line fully.
-func (r *Result) decodeEvents() error {
-	r.Events = make([]Event, r.EventCount)
-	for i := range r.Events {
-		if err := strict(r.lines[i+1], &r.Events[i]); err != nil {
-			return chainErr(i+2, "", "malformed event: "+err.Error(), "", "")
-		}
-	}
-	return nil
+	sealLine []byte
 }
 
 // FileRef is a file an event names with its SHA-256.
@@ -177,93 +160,39 @@ type Options struct {
 	Witnesses      []WitnessSignature
 	// RequireWitnesses lists names that must have signed.
 	RequireWitnesses []string
-	// DecodeEvents fills Result.Events.
-	DecodeEvents bool
 }
 
 // Verify checks a transcript as [VerifyBytes] does and, when pub is not nil,
-// that the signer is pub; it decodes every event into Result.Events.
+// that the signer is pub.
 func Verify(r io.Reader, pub *ecdsa.PublicKey) (*Result, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
 	}
-	return VerifyBytes(data, Options{PublicKey: pub, DecodeEvents: true})
+	return VerifyBytes(data, Options{PublicKey: pub})
 }
 
-// VerifyBytes checks a transcript, in this order: the format and hash chain
-// of every line (ClassChain), the seal's signature and signer (ClassSignature),
-// the order and consistency of the events (ClassOrder), the files it names
-// (ClassFile, with opts.Files), the witness signatures (ClassWitness, with
-// opts.AllowedSigners) and that every step of the ceremony script has an
-// event (ClassScript). Failures are *VerifyError naming the first failure;
-// other errors are operational.
+// VerifyBytes checks a transcript, in this order: the form and hash chain
+// of every line (ClassChain), the seal's signature and signer
+// (ClassSignature), the checkpoints and resume events that say which events
+// are void, the order and consistency of the events that count (ClassOrder),
+// the files they name (ClassFile, with opts.Files), the witness signatures
+// (ClassWitness, with opts.AllowedSigners) and that every step of the
+// ceremony script has an event (ClassScript). Failures are *VerifyError
+// naming the first failure; other errors are operational.
 func VerifyBytes(data []byte, opts Options) (*Result, error) {
-	if len(data) == 0 {
-		return nil, chainErr(1, "", "transcript is empty", "", "")
-	}
-	if data[len(data)-1] != '\n' {
-		n := bytes.Count(data, []byte{'\n'}) + 1
-		return nil, chainErr(n, "", "last line is not terminated by a newline: the transcript is truncated", "", "")
-	}
-	lines := splitLines(data)
-	res := &Result{lines: lines, stepNos: map[int]bool{}}
-	p := startReaders(lines)
-	defer p.stop()
-	oc := newOrderChecker()
-	var prevHash, lastHash [sha256.Size]byte
-	for c := range p.chunks {
-		buf := p.next(c)
-		lo := c * chunkLines
-		for j := range min(chunkLines, len(lines)-lo) {
-			lr := &buf[j]
-			n := lo + j + 1
-			if lr.err == nil {
-				// A broken link is the first failure: a changed line first
-				// shows as the next line's prev.
-				var hx [2 * sha256.Size]byte
-				if n > 1 {
-					hex.Encode(hx[:], prevHash[:])
-				} else {
-					copy(hx[:], zeroHash)
-				}
-				if string(lr.prev) != string(hx[:]) {
-					return nil, chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), string(hx[:]), string(lr.prev))
-				}
-				lr.err = structure(n, lr, len(lines), res)
-			}
-			if lr.err != nil {
-				return nil, lr.err
-			}
-			lastHash, prevHash = prevHash, lr.hash
-			switch lr.typ {
-			case "header":
-				res.Header = *lr.hdr
-				oc.script(res.Header.Script)
-			case "seal":
-				res.Seal = *lr.seal
-			case "event":
-				e := &lr.ev
-				if res.orderErr == nil {
-					if err := oc.event(n, e); err != nil {
-						res.orderErr = err
-					}
-				}
-				res.stepNos[e.stepNo] = true
-				res.Files = append(res.Files, lr.refs...)
-			}
-		}
-		p.done(c, buf)
-	}
-	if res.Seal.Type == "" {
-		return nil, chainErr(len(lines), "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
-	}
-	sealLine := len(lines)
-	if err := checkSeal(sealLine, res, hex.EncodeToString(lastHash[:]), &opts); err != nil {
+	res, lastHash, err := readChain(data)
+	if err != nil {
 		return nil, err
 	}
-	if res.orderErr != nil {
-		return nil, res.orderErr
+	if err := checkSeal(res, lastHash, &opts); err != nil {
+		return nil, err
+	}
+	if err := res.sortVoid(); err != nil {
+		return nil, err
+	}
+	if err := checkOrder(res); err != nil {
+		return nil, err
 	}
 	if opts.Files != nil {
 		if err := checkFiles(opts.Files, res.Files); err != nil {
@@ -279,177 +208,162 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 	if err := checkScript(res); err != nil {
 		return nil, err
 	}
-	if opts.DecodeEvents {
-		if err := res.decodeEvents(); err != nil {
-			return nil, err
-		}
-	}
 	return res, nil
 }
 
-func splitLines(data []byte) [][]byte {
-	// One pass: a guess at the line count instead of counting first.
-	lines := make([][]byte, 0, len(data)/256+1)
-	for len(data) > 0 {
+// readChain reads every line strictly and checks that each one's prev is
+// the hash of the line before: line 1 the header, then the events, the last
+// line the seal. It returns the hash of the line before the seal.
+func readChain(data []byte) (*Result, string, error) {
+	if len(data) == 0 {
+		return nil, "", chainErr(1, "", "transcript is empty", "", "")
+	}
+	if data[len(data)-1] != '\n' {
+		n := bytes.Count(data, []byte{'\n'}) + 1
+		return nil, "", chainErr(n, "", "last line is not terminated by a newline: the transcript is truncated", "", "")
+	}
+	res := &Result{}
+	all := make([]Event, 0, bytes.Count(data, []byte{'\n'}))
+	prev, last := zeroHash, ""
+	for n := 1; len(data) > 0; n++ {
 		i := bytes.IndexByte(data, '\n')
-		lines = append(lines, data[:i])
+		line := data[:i]
 		data = data[i+1:]
-	}
-	return lines
-}
-
-var eventPrefix = []byte(`{"type":"event",`)
-
-// chunkLines is how many lines a reader hashes and reads at a time.
-const chunkLines = 128
-
-// lineResult is what a reader learns from one line.
-type lineResult struct {
-	typ  string
-	prev []byte
-	hash [sha256.Size]byte
-	ev   eventInfo
-	hdr  *Header
-	seal *Seal
-	refs []FileRef
-	err  *VerifyError
-}
-
-// readers hash and read the lines in chunks on every CPU: chunk c goes to
-// reader c % len(out), which hands its results over in order. Each reader
-// cycles through a few buffers, so memory stays small however long the
-// transcript.
-type readers struct {
-	chunks int
-	out    []chan []lineResult
-	free   []chan []lineResult
-	quit   chan struct{}
-	wg     sync.WaitGroup
-}
-
-func startReaders(lines [][]byte) *readers {
-	p := &readers{chunks: (len(lines) + chunkLines - 1) / chunkLines, quit: make(chan struct{})}
-	workers := max(1, min(runtime.GOMAXPROCS(0), p.chunks))
-	for w := range workers {
-		out, free := make(chan []lineResult, 2), make(chan []lineResult, 3)
-		for range cap(free) {
-			free <- make([]lineResult, chunkLines)
-		}
-		p.out, p.free = append(p.out, out), append(p.free, free)
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for c := w; c < p.chunks; c += workers {
-				var buf []lineResult
-				select {
-				case buf = <-free:
-				case <-p.quit:
-					return
-				}
-				lo := c * chunkLines
-				for j := range min(chunkLines, len(lines)-lo) {
-					readLine(lo+j+1, lines[lo+j], &buf[j])
-				}
-				select {
-				case out <- buf:
-				case <-p.quit:
-					return
-				}
+		var err error
+		switch {
+		case n == 1:
+			err = readHeader(line, prev, &res.Header)
+		case len(data) == 0 && lineType(line).Type == "seal":
+			err = readSeal(n, line, prev, len(all)+1, &res.Seal)
+			res.sealLine = line
+		default:
+			var e Event
+			if e, err = readEvent(n, line, prev, len(all)+1, len(data) == 0); err == nil {
+				all = append(all, e)
 			}
-		}()
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		sum := sha256.Sum256(line)
+		last, prev = prev, hex.EncodeToString(sum[:])
 	}
-	return p
+	if res.sealLine == nil {
+		return nil, "", chainErr(len(all)+1, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
+	}
+	res.Events, res.EventCount = all, len(all)
+	return res, last, nil
 }
 
-func (p *readers) next(c int) []lineResult { return <-p.out[c%len(p.out)] }
-
-func (p *readers) done(c int, buf []lineResult) { p.free[c%len(p.out)] <- buf }
-
-func (p *readers) stop() {
-	close(p.quit)
-	p.wg.Wait()
+// prevErr says that line n does not chain to the line before it, whose
+// hash is want.
+func prevErr(n int, want, got string) error {
+	return chainErr(n, "prev", fmt.Sprintf("does not match the hash of line %d: line %d was changed, or lines were removed, inserted or reordered here", n-1, n-1), want, got)
 }
 
-// readLine hashes and reads line n into lr.
-func readLine(n int, line []byte, lr *lineResult) {
-	*lr = lineResult{hash: sha256.Sum256(line)}
-	typ := "event"
-	if !bytes.HasPrefix(line, eventPrefix) {
-		var probe struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(line, &probe); err != nil {
-			lr.err = chainErr(n, "", "not a JSON object: "+err.Error(), "", "")
-			return
-		}
-		typ = probe.Type
+func readHeader(line []byte, prev string, h *Header) error {
+	if err := strictjson.Unmarshal(line, h); err != nil || h.Type != "header" {
+		return misplaced(1, line, prev, "header", err)
 	}
-	lr.typ = typ
-	var err error
-	switch typ {
-	case "header":
-		lr.hdr = new(Header)
-		if err = strict(line, lr.hdr); err == nil {
-			lr.prev = []byte(lr.hdr.Prev)
-		}
-	case "event":
-		if err = scanEvent(line, &lr.ev); err == nil {
-			lr.prev = lr.ev.prev
-			lr.ev.parseTimes()
-			lr.refs = appendFileRefs(nil, n, &lr.ev)
-		}
-	case "seal":
-		lr.seal = new(Seal)
-		if err = strict(line, lr.seal); err == nil {
-			lr.prev = []byte(lr.seal.Prev)
-		}
-	default:
-		var probe struct {
-			Prev string `json:"prev"`
-		}
-		_ = json.Unmarshal(line, &probe)
-		lr.prev = []byte(probe.Prev)
+	if h.Prev != prev {
+		return prevErr(1, prev, h.Prev)
 	}
-	if err != nil {
-		lr.err = chainErr(n, "", "malformed "+typ+": "+err.Error(), "", "")
-	}
-}
-
-// structure checks what line n of total says and where it stands.
-func structure(n int, lr *lineResult, total int, res *Result) *VerifyError {
-	switch {
-	case n == 1 && lr.typ != "header":
-		return chainErr(n, "type", "first line must be the header", "header", lr.typ)
-	case lr.typ == "header":
-		if n != 1 {
-			return chainErr(n, "type", "second header", "event or seal", lr.typ)
+	if h.Format != Format {
+		reason := "unsupported transcript format"
+		if h.Format == "keyceremony/transcript/v0" {
+			reason = "v0 transcripts are not verified by this version (v0 was never released): check its seal with openssl as its README says"
 		}
-		if lr.hdr.Format != Format {
-			reason := "unsupported transcript format"
-			if lr.hdr.Format == "keyceremony/transcript/v0" {
-				reason = "v0 transcripts are not verified by this version (v0 was never released): check its seal with openssl as its README says"
-			}
-			return chainErr(n, "format", reason, Format, lr.hdr.Format)
-		}
-	case lr.typ == "event":
-		if lr.ev.seq != res.EventCount+1 {
-			return chainErr(n, "seq", "events out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(lr.ev.seq))
-		}
-		res.EventCount++
-	case lr.typ == "seal":
-		if n != total {
-			return chainErr(n+1, "", "line after the seal", "", "")
-		}
-		if lr.seal.Seq != res.EventCount+1 {
-			return chainErr(n, "seq", "seal out of order", fmt.Sprint(res.EventCount+1), fmt.Sprint(lr.seal.Seq))
-		}
-	default:
-		return chainErr(n, "type", "unknown line type", "event or seal", lr.typ)
+		return chainErr(1, "format", reason, Format, h.Format)
 	}
 	return nil
 }
 
-func checkSeal(n int, res *Result, last string, opts *Options) error {
+func readSeal(n int, line []byte, prev string, seq int, s *Seal) error {
+	if err := strictjson.Unmarshal(line, s); err != nil {
+		return chainErr(n, "", "malformed seal: "+err.Error(), "", "")
+	}
+	if s.Prev != prev {
+		return prevErr(n, prev, s.Prev)
+	}
+	if s.Seq != seq {
+		return chainErr(n, "seq", "seal out of order", fmt.Sprint(seq), fmt.Sprint(s.Seq))
+	}
+	return nil
+}
+
+// readEvent reads line n, which must be event seq; last says it is the
+// last line (where the seal belongs).
+func readEvent(n int, line []byte, prev string, seq int, last bool) (Event, error) {
+	e, err := decodeEvent(line)
+	if err != nil {
+		want := "event"
+		if last {
+			want = "seal"
+		}
+		return e, misplaced(n, line, prev, want, err)
+	}
+	if e.Prev != prev {
+		return e, prevErr(n, prev, e.Prev)
+	}
+	if last {
+		return e, chainErr(n, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
+	}
+	if e.Seq != seq {
+		return e, chainErr(n, "seq", "events out of order", fmt.Sprint(seq), fmt.Sprint(e.Seq))
+	}
+	return e, nil
+}
+
+// misplaced explains why line n, where a line of type want belongs, could
+// not be read as one (err): a broken chain first, as elsewhere.
+func misplaced(n int, line []byte, prev, want string, err error) error {
+	got := lineType(line)
+	switch {
+	case got.Type == "":
+		return chainErr(n, "", "malformed "+want+": "+errString(err), "", "")
+	case got.Prev != prev:
+		return prevErr(n, prev, got.Prev)
+	case got.Type == want || got.Type == "event" && want == "seal":
+		return chainErr(n, "", "malformed "+got.Type+": "+errString(err), "", "")
+	case got.Type == "seal":
+		return chainErr(n+1, "", "line after the seal", "", "")
+	case want == "seal":
+		return chainErr(n, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
+	case n == 1:
+		return chainErr(1, "type", "first line must be the header", "header", got.Type)
+	case got.Type == "header":
+		return chainErr(n, "type", "second header", "event or seal", got.Type)
+	}
+	return chainErr(n, "type", "unknown line type", "event or seal", got.Type)
+}
+
+// sortVoid moves the void events from Events to Void, and collects the
+// files the others name.
+func (r *Result) sortVoid() error {
+	void, _, err := voidEvents(&r.Header, r.Events, false)
+	if err != nil {
+		return err
+	}
+	counted := make([]Event, 0, len(r.Events))
+	for i, e := range r.Events {
+		if void[i] {
+			r.Void = append(r.Void, e)
+			continue
+		}
+		counted = append(counted, e)
+		for _, f := range events.Named(e.Data) {
+			r.Files = append(r.Files, FileRef{Line: i + 2, Name: f.Name, SHA256: f.SHA256, Optional: shareFileRE.MatchString(f.Name)})
+		}
+	}
+	r.Events = counted
+	return nil
+}
+
+// checkSeal checks the seal line: its form, its signer, and its signature
+// over the seal payload of the lines before it, the last of which hashes to
+// last.
+func checkSeal(res *Result, last string, opts *Options) error {
+	n := res.EventCount + 2
 	s := &res.Seal
 	sigErr := func(field, reason, expected, found string) error {
 		return &VerifyError{Class: ClassSignature, Line: n, Field: field, Reason: reason, Expected: expected, Found: found}
@@ -457,7 +371,7 @@ func checkSeal(n int, res *Result, last string, opts *Options) error {
 	// No later line hashes the seal line, so it must be exactly as the
 	// writer encodes it: otherwise a changed byte that decodes to the same
 	// values (base64 padding bits, spacing) would go unnoticed.
-	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.lines[n-1]) {
+	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.sealLine) {
 		return chainErr(n, "", "seal line is not in canonical form (as keyceremony writes it): it was edited", "", "")
 	}
 	if s.Algorithm != SealAlgorithm {
@@ -523,18 +437,6 @@ func short(h string) string {
 	return h
 }
 
-func strict(line []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("trailing data")
-	}
-	return nil
-}
-
 // SignedPayload returns the seal payload of a sealed transcript: the bytes
 // the seal's signature covers. It does not verify the transcript.
 func SignedPayload(transcript []byte) ([]byte, error) {
@@ -545,178 +447,7 @@ func SignedPayload(transcript []byte) ([]byte, error) {
 	return res.Payload, nil
 }
 
-// ---- order and consistency ----
-
-type labelState struct {
-	generated, escrowed, wrapped, imported bool
-	kcv                                    string
-	kcvLine                                int
-	paramsValidTo                          time.Time
-	paramsLine                             int
-}
-
-// orderChecker checks, event by event, that events follow the script's
-// order and that what they say about each key agrees: generate-key, then
-// (escrow), then wrap with unexpired parameters, then import, then
-// check-import, with one key check value throughout.
-type orderChecker struct {
-	escrowInScript, escrowAll bool
-	labels                    map[string]*labelState
-	lastNo, lastNoLine        int
-}
-
-func newOrderChecker() *orderChecker {
-	return &orderChecker{labels: map[string]*labelState{}}
-}
-
-func (c *orderChecker) script(steps []ScriptStep) {
-	c.escrowInScript = slices.ContainsFunc(steps, func(s ScriptStep) bool { return s.ID == "escrow" })
-}
-
-func (c *orderChecker) get(l []byte) *labelState {
-	ls := c.labels[string(l)]
-	if ls == nil {
-		ls = &labelState{}
-		c.labels[string(l)] = ls
-	}
-	return ls
-}
-
-func (c *orderChecker) event(line int, e *eventInfo) error {
-	orderErr := func(field, reason, expected, found string) error {
-		return &VerifyError{Class: ClassOrder, Line: line, Field: field, Reason: reason, Expected: expected, Found: found}
-	}
-	if e.step == "resume" {
-		// A ceremony resumed after its process died runs its steps again
-		// from the first, skipping what the transcript shows done.
-		c.lastNo = 0
-	}
-	if e.stepNo != 0 {
-		if e.stepNo < c.lastNo {
-			return orderErr("step_no", fmt.Sprintf("event of script step %d after an event of step %d (line %d)", e.stepNo, c.lastNo, c.lastNoLine), fmt.Sprintf("%d or more", c.lastNo), fmt.Sprint(e.stepNo))
-		}
-		c.lastNo, c.lastNoLine = e.stepNo, line
-	}
-	label := e.label
-	checkKCV := func(ls *labelState) error {
-		if len(e.kcv) == 0 {
-			return nil
-		}
-		if ls.kcv == "" {
-			ls.kcv, ls.kcvLine = string(e.kcv), line
-			return nil
-		}
-		if string(e.kcv) != ls.kcv {
-			return orderErr("data.key_check_value", fmt.Sprintf("key check value of %q differs from line %d", label, ls.kcvLine), ls.kcv, string(e.kcv))
-		}
-		return nil
-	}
-	switch e.step {
-	case "generate-key":
-		ls := c.get(label)
-		if ls.wrapped || ls.imported {
-			return orderErr("step", fmt.Sprintf("key %q generated after it was wrapped or imported", label), "generate-key first", e.step)
-		}
-		ls.generated = true
-		return checkKCV(ls)
-	case "key":
-		// An air-gap wrap names the existing key it wraps.
-		return checkKCV(c.get(label))
-	case "fetch-params", "params":
-		if e.step == "params" && len(e.validTo) == 0 {
-			return nil
-		}
-		ls := c.get(label)
-		vt, err := e.validAt, e.validErr
-		if err != nil {
-			return orderErr("data.parameters_valid_to", "not an RFC 3339 time", "a time", string(e.validTo))
-		}
-		ls.paramsValidTo, ls.paramsLine = vt, line
-	case "escrow":
-		switch {
-		case len(label) > 0:
-			c.get(label).escrowed = true
-		case e.labels != nil:
-			ls, _ := e.labels.([]any)
-			for _, l := range ls {
-				if s, ok := l.(string); ok {
-					c.get([]byte(s)).escrowed = true
-				}
-			}
-		case e.keys != nil:
-			// "keys": [{"label", "key_check_value", ...}]: each key escrowed
-			// must be the key generated.
-			ks, _ := e.keys.([]any)
-			for _, k := range ks {
-				m, _ := k.(map[string]any)
-				l, _ := m["label"].(string)
-				kcv, _ := m["key_check_value"].(string)
-				ls := c.get([]byte(l))
-				ls.escrowed = true
-				if kcv != "" && ls.kcv != "" && kcv != ls.kcv {
-					return orderErr("data.keys.key_check_value", fmt.Sprintf("escrowed key %q has another key check value than line %d", l, ls.kcvLine), ls.kcv, kcv)
-				}
-			}
-		default:
-			// An escrow must say which keys it holds.
-			return orderErr("data", "escrow event names no key (label, labels or keys)", "the escrowed keys", "none")
-		}
-		if q := e.quorum; e.hasQuorum && q != true && q != "ok" && q != "passed" {
-			return orderErr("data.quorum_check", "escrow quorum check did not pass", "ok", fmt.Sprint(q))
-		}
-	case "wrap":
-		ls := c.get(label)
-		if ls.imported {
-			return orderErr("step", fmt.Sprintf("key %q wrapped after it was imported", label), "wrap before import", e.step)
-		}
-		if !ls.paramsValidTo.IsZero() {
-			t, err := e.at, e.atErr
-			if err != nil {
-				return orderErr("time", "not an RFC 3339 time", "a time", string(e.time))
-			}
-			if !t.Before(ls.paramsValidTo) {
-				return orderErr("time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", label, ls.paramsLine), "before "+ls.paramsValidTo.Format(time.RFC3339), t.Format(time.RFC3339))
-			}
-		}
-		ls.wrapped = true
-		return checkKCV(ls)
-	case "import", "upload":
-		ls := c.get(label)
-		if c.escrowInScript && !ls.escrowed && !c.escrowAll {
-			return orderErr("step", fmt.Sprintf("key %q uploaded before its escrow was proven", label), "escrow event first", e.step)
-		}
-		if ls.generated && !ls.wrapped {
-			return orderErr("step", fmt.Sprintf("key %q imported before it was wrapped", label), "wrap first", e.step)
-		}
-		ls.imported = true
-		return checkKCV(ls)
-	case "check-import":
-		if ls := c.get(label); !ls.imported {
-			return orderErr("step", fmt.Sprintf("key %q checked in KMS before it was imported", label), "import first", e.step)
-		}
-	}
-	return nil
-}
-
 // ---- files ----
-
-// appendFileRefs collects the files an event names: "file" with
-// "file_sha256", and "files": [{"file", "sha256"}, ...].
-func appendFileRefs(out []FileRef, line int, e *eventInfo) []FileRef {
-	if len(e.file) > 0 && len(e.fileSHA) > 0 {
-		out = append(out, FileRef{Line: line, Name: string(e.file), SHA256: string(e.fileSHA)})
-	}
-	fs, _ := e.files.([]any)
-	for _, x := range fs {
-		m, _ := x.(map[string]any)
-		f, _ := m["file"].(string)
-		h, _ := m["sha256"].(string)
-		if f != "" && h != "" {
-			out = append(out, FileRef{Line: line, Name: f, SHA256: h, Optional: shareFileRE.MatchString(f)})
-		}
-	}
-	return out
-}
 
 func checkFiles(fsys fs.FS, refs []FileRef) error {
 	for i, r := range refs {
@@ -772,10 +503,14 @@ func checkWitnesses(res *Result, opts *Options) error {
 // ---- script ----
 
 func checkScript(res *Result) error {
+	had := map[int]bool{}
+	for _, e := range res.Events {
+		had[e.StepNo] = true
+	}
 	var missing []string
 	var nos []string
 	for _, s := range res.Header.Script {
-		if !res.stepNos[s.No] {
+		if !had[s.No] {
 			missing = append(missing, fmt.Sprintf("%d (%s: %s)", s.No, s.ID, s.Title))
 			nos = append(nos, fmt.Sprint(s.No))
 		}
@@ -785,4 +520,16 @@ func checkScript(res *Result) error {
 	}
 	return &VerifyError{Class: ClassScript, Line: 1, Field: "script", Reason: "the transcript has no event for script step " + strings.Join(missing, ", "),
 		Expected: "events with step_no " + strings.Join(nos, ", "), Found: ""}
+}
+
+// Escrow returns the data of the escrow event that counts (the last one
+// that is not void), or nil when the transcript has none.
+func (r *Result) Escrow() *events.Escrow {
+	var e *events.Escrow
+	for _, ev := range r.Events {
+		if d, ok := ev.Data.(*events.Escrow); ok {
+			e = d
+		}
+	}
+	return e
 }

@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -208,12 +210,12 @@ func TestCeremonyEndToEnd(t *testing.T) {
 			continue // TestTranscriptEvidence and the resume tests check them
 		}
 		steps = append(steps, ev.Step)
-		if ev.Step == "generate-key" {
-			kcvs[ev.Data["label"].(string)] = ev.Data["key_check_value"].(string)
+		if g, ok := ev.Data.(*events.GenerateKey); ok {
+			kcvs[g.Label] = g.KeyCheckValue
 		}
 		// Where KMS is: the endpoint and Region the ceremony talked to.
-		if ev.Step == "kms-key" && (ev.Data["endpoint"] != os.Getenv("AWS_ENDPOINT_URL_KMS") || ev.Data["region"] != "eu-west-1") {
-			t.Errorf("kms-key event does not record the endpoint and Region: %v", ev.Data)
+		if k, ok := ev.Data.(*events.KMSKey); ok && (k.Endpoint != os.Getenv("AWS_ENDPOINT_URL_KMS") || k.Region != "eu-west-1") {
+			t.Errorf("kms-key event does not record the endpoint and Region: %+v", k)
 		}
 	}
 	wantSteps := "open-token config kms-key-intent kms-key kms-key-intent kms-key fetch-params fetch-params generate-key-intent generate-key generate-key-intent generate-key escrow wrap wrap import import check-import check-import signing-key files"

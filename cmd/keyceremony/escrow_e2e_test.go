@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -199,21 +201,16 @@ escrow:
 		t.Fatal(err)
 	}
 	var steps []string
-	var escEv transcripts.Event
 	for _, e := range res.Events {
-		if e.Step == "checkpoint" {
-			continue
-		}
-		steps = append(steps, e.Step)
-		if e.Step == "escrow" {
-			escEv = e
+		if e.Step != "checkpoint" {
+			steps = append(steps, e.Step)
 		}
 	}
 	if s := strings.Join(steps, " "); !strings.Contains(s, "fetch-params generate-key-intent generate-key escrow wrap import") {
 		t.Errorf("escrow is not between generate-key and the upload: %s", s)
 	}
-	if escEv.Data["subsets_checked"] != float64(10) || escEv.Data["quorum_check"] != "ok" || escEv.Data["threshold"] != float64(3) {
-		t.Errorf("escrow event: %v", escEv.Data)
+	if e := res.Escrow(); e.SubsetsChecked != 10 || e.QuorumCheck != "ok" || e.Threshold != 3 {
+		t.Errorf("escrow event: %+v", e)
 	}
 	blobData, _ := os.ReadFile(blob)
 	// The pins the witnesses wrote down.
@@ -343,27 +340,25 @@ escrow:
 		}
 		var pass bool
 		for _, e := range dres.Events {
-			if e.Step == "shares" {
-				tok, _ := e.Data["token"].(map[string]any)
-				if tok["label"] != "keyceremony-drill" || tok["scratch"] != true {
-					t.Errorf("the drill did not use a scratch token: %v", e.Data)
+			switch d := e.Data.(type) {
+			case *events.Shares:
+				if d.Token.Label != "keyceremony-drill" || !d.Token.Scratch {
+					t.Errorf("the drill did not use a scratch token: %+v", d)
 				}
 				// Which identity opened which share.
 				var opened []string
-				used, _ := e.Data["used"].([]any)
-				for _, u := range used {
-					m, _ := u.(map[string]any)
-					opened = append(opened, fmt.Sprintf("%v:%v", m["custodian"], m["opened_by"]))
+				for _, u := range d.Used {
+					opened = append(opened, u.Custodian+":"+u.OpenedBy)
 				}
 				if got := strings.Join(opened, " "); got != "alice:x25519 bob:ssh-ed25519 carol:passphrase" {
 					t.Errorf("shares opened by %s", got)
 				}
-			}
-			if e.Step == "drill" && e.Data["result"] == "pass" {
-				pass = true
-			}
-			if e.Step == "recovery" && (e.Data["original_transcript_sha256"] != evidence.Hash(trData) || e.Data["pinned_by"] != "signer fingerprint "+fp || e.Data["pin_confirmed"] != true) {
-				t.Errorf("drill transcript does not record the original and its pin: %v", e.Data)
+			case *events.Drill:
+				pass = pass || d.Result == "pass"
+			case *events.Recovery:
+				if d.OriginalTranscriptSHA256 != evidence.Hash(trData) || d.PinnedBy != "signer fingerprint "+fp || d.PinConfirmed == nil || !*d.PinConfirmed {
+					t.Errorf("drill transcript does not record the original and its pin: %+v", d)
+				}
 			}
 		}
 		if !pass {
@@ -482,8 +477,8 @@ escrow:
 	}
 	var arn string
 	for _, e := range res.Events {
-		if e.Step == "import" {
-			arn, _ = e.Data["kms_key_arn"].(string)
+		if d, ok := e.Data.(*events.Import); ok {
+			arn = d.KMSKeyARN
 		}
 	}
 	secret := make([]byte, 32)

@@ -15,6 +15,7 @@ import (
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
@@ -146,8 +147,8 @@ func TestCrossVendor(t *testing.T) {
 		if _, stderr, code := e.run(nil, "verify", "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
 			t.Fatalf("verify recovery transcript: %s", stderr)
 		}
-		unwrap := eventData(t, filepath.Join(out, "transcript.jsonl"), "shares")["unwrap"]
-		if want := "host (recover --host-unwrap)"; c.host && unwrap != want || !c.host && (unwrap == want || unwrap == nil) {
+		unwrap := eventData(t, filepath.Join(out, "transcript.jsonl"), "shares").(*events.Shares).Unwrap
+		if want := "host (recover --host-unwrap)"; c.host && unwrap != want || !c.host && (unwrap == want || unwrap == "") {
 			t.Errorf("recovery of %s into %s records unwrap %v", c.from, c.target.name, unwrap)
 		}
 	}
@@ -218,7 +219,7 @@ func TestFrozenEscrowOtherVendor(t *testing.T) {
 }
 
 // eventData returns the data of the first event of step in a transcript.
-func eventData(t *testing.T, path, step string) map[string]any {
+func eventData(t *testing.T, path, step string) events.Data {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -246,8 +247,8 @@ func kcvOf(t *testing.T, path, label string) string {
 		t.Fatal(err)
 	}
 	for _, ev := range res.Events {
-		if ev.Step == "generate-key" && ev.Data["label"] == label {
-			return ev.Data["key_check_value"].(string)
+		if g, ok := ev.Data.(*events.GenerateKey); ok && g.Label == label {
+			return g.KeyCheckValue
 		}
 	}
 	t.Fatalf("%s has no generate-key event for %s", path, label)
@@ -354,8 +355,8 @@ func TestWrapForeignKeys(t *testing.T) {
 	wrapKey(1, `2 secret keys with label "twin" on token "ceremony": "twin" (id 0d), "twin" (id 0e); choose one with --key-id`, "--key", "twin")
 	wrapKey(0, "key twin (kcv", "--key-id", "0e", "--accept-key-usage")
 	out := wrapKey(0, "key loose (kcv", "--key", "loose", "--accept-key-usage")
-	ev := eventData(t, filepath.Join(out, "transcript.jsonl"), "key")
-	if ev["usage_accepted_by"] != "--accept-key-usage" || ev["usage"] == nil {
+	ev := eventData(t, filepath.Join(out, "transcript.jsonl"), "key").(*events.Key)
+	if ev.UsageAcceptedBy != "--accept-key-usage" || ev.Usage == nil {
 		t.Errorf("the transcript does not record the accepted usage: %v", ev)
 	}
 	wrapKey(0, "key twin (kcv", "--key-id", "0d", "--token-uri", "pkcs11:token=ceremony;object=twin;type=secret-key", "--accept-key-usage")

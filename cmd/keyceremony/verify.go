@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/keyceremony/keyceremony/transcripts/events"
+
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
@@ -140,7 +142,6 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("failed to read transcript: %w", err)
 	}
-	opts.DecodeEvents = true
 	res, err := transcripts.VerifyBytes(data, opts)
 	if err != nil {
 		var ve *transcripts.VerifyError
@@ -278,23 +279,21 @@ type confirmation struct {
 // confirmations lists the import confirmations and the custodians'
 // receipts of a transcript: typed by someone, or not asked.
 func confirmations(res *transcripts.Result) []confirmation {
-	how := func(v any) string {
-		if s, ok := v.(string); ok && s != "confirmed" {
+	how := func(s string) string {
+		if s != "" && s != "confirmed" {
 			return s
 		}
 		return "confirmed, how not recorded (older transcript)"
 	}
 	var out []confirmation
 	for _, e := range res.Events {
-		switch e.Step {
-		case "import":
-			out = append(out, confirmation{fmt.Sprintf("import of %v", e.Data["label"]), how(e.Data["confirmation"])})
-		case "escrow":
-			list, _ := e.Data["custodians"].([]any)
-			for _, c := range list {
-				m, _ := c.(map[string]any)
-				if r, ok := m["receipt"]; ok {
-					out = append(out, confirmation{fmt.Sprintf("share receipt of %v", m["name"]), how(r)})
+		switch d := e.Data.(type) {
+		case *events.Import:
+			out = append(out, confirmation{"import of " + d.Label, how(d.Confirmation)})
+		case *events.Escrow:
+			for _, c := range d.Custodians {
+				if c.Receipt != "" {
+					out = append(out, confirmation{"share receipt of " + c.Name, how(c.Receipt)})
 				}
 			}
 		}
