@@ -338,13 +338,14 @@ func misplaced(n int, line []byte, prev, want string, err error) error {
 }
 
 // sortVoid moves the void events from Events to Void, and collects the
-// files the others name.
+// files the others name, each name and hash once.
 func (r *Result) sortVoid() error {
 	void, _, err := voidEvents(&r.Header, r.Events, false)
 	if err != nil {
 		return err
 	}
 	counted := make([]Event, 0, len(r.Events))
+	named := map[events.File]bool{}
 	for i, e := range r.Events {
 		if void[i] {
 			r.Void = append(r.Void, e)
@@ -352,7 +353,10 @@ func (r *Result) sortVoid() error {
 		}
 		counted = append(counted, e)
 		for _, f := range events.Named(e.Data) {
-			r.Files = append(r.Files, FileRef{Line: i + 2, Name: f.Name, SHA256: f.SHA256, Optional: shareFileRE.MatchString(f.Name)})
+			if !named[f] { // the files event names again what others named
+				named[f] = true
+				r.Files = append(r.Files, FileRef{Line: i + 2, Name: f.Name, SHA256: f.SHA256, Optional: shareFileRE.MatchString(f.Name)})
+			}
 		}
 	}
 	r.Events = counted
