@@ -243,3 +243,33 @@ func TestResumeIgnoresUnsignedEvents(t *testing.T) {
 		t.Error("the resume event does not count the failed and the forged events")
 	}
 }
+
+// TestResumeNoHeader: a transcript without one complete line (the process
+// died creating it, before anything changed) is moved aside, recorded, and
+// the ceremony starts over.
+func TestResumeNoHeader(t *testing.T) {
+	hsmtest.Setup(t, "ceremony")
+	loopbackKMS(t)
+	for _, torn := range []string{"", `{"type":"header","format":"keyceremony/tr`} {
+		out := filepath.Join(t.TempDir(), "out")
+		os.MkdirAll(out, 0o700)
+		os.WriteFile(filepath.Join(out, "transcript.jsonl"), []byte(torn), 0o644)
+		cfg := resumeConfig(t, out)
+		res, err := Run(context.Background(), cfg, &dyingUI{})
+		if err != nil {
+			t.Fatalf("%q: %v", torn, err)
+		}
+		if aside, err := os.ReadFile(filepath.Join(out, "unrecorded-1-transcript.jsonl")); err != nil || string(aside) != torn {
+			t.Errorf("%q: the old transcript was not kept: %q %v", torn, aside, err)
+		}
+		data, _ := os.ReadFile(res.Transcript)
+		if !bytes.Contains(data, []byte(`"step":"set-aside","actor":"test","data":{"name":"transcript.jsonl","moved_to":"unrecorded-1-transcript.jsonl"`)) {
+			t.Errorf("%q: the set-aside is not recorded", torn)
+		}
+		if _, err := transcripts.VerifyBytes(data, transcripts.Options{Files: os.DirFS(out)}); err != nil {
+			t.Fatal(err)
+		}
+		// A fresh key: the tokens are shared by the cases.
+		hsmtest.Setup(t, "ceremony")
+	}
+}
