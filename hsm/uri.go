@@ -109,7 +109,9 @@ func (u *URI) setPath(k, v string) error {
 	case "object":
 		u.Object = v
 	case "id":
-		u.ID = []byte(v)
+		if v != "" { // an empty id, like any empty value, selects nothing
+			u.ID = []byte(v)
+		}
 	case "type":
 		switch v {
 		case "secret-key", "private", "public", "cert", "data":
