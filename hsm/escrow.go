@@ -3,9 +3,6 @@ package hsm
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 
 	"github.com/miekg/pkcs11"
@@ -307,45 +304,4 @@ func (t *Token) unwrapCheckValue(m mech, kek pkcs11.ObjectHandle, wrapped []byte
 		return nil, fmt.Errorf("token %q returned %d bytes for one AES block", t.info.Label, len(out))
 	}
 	return out[:3], nil
-}
-
-// ScratchSoftHSM makes a throw-away SoftHSM2 token store in dir (which must
-// exist and be private) with one token labelled label whose user and SO PIN
-// are both pin: nothing in it outlives dir. It returns the
-// path of the SoftHSM2 config to export as SOFTHSM2_CONF before the module is
-// first loaded in the process. It needs softhsm2-util.
-func ScratchSoftHSM(dir, label, pin string) (string, error) {
-	if _, err := exec.LookPath("softhsm2-util"); err != nil {
-		return "", errors.New("softhsm2-util is not installed: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)")
-	}
-	if _, err := os.Stat(DefaultModule); err != nil {
-		return "", fmt.Errorf("%w: %s does not exist: a drill needs SoftHSM2 (Debian: apt-get install softhsm2)", ErrModuleNotFound, DefaultModule)
-	}
-	tokens := filepath.Join(dir, "tokens")
-	if err := os.MkdirAll(tokens, 0o700); err != nil {
-		return "", fmt.Errorf("failed to make a scratch token store: %w", err)
-	}
-	conf := filepath.Join(dir, "softhsm2.conf")
-	body := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		return "", fmt.Errorf("failed to write the scratch SoftHSM2 config: %w", err)
-	}
-	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", pin)
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("softhsm2-util --init-token failed: %v: %s", err, oneLine(string(out)))
-	}
-	return conf, nil
-}
-
-func oneLine(s string) string {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' || s[i] == '\r' {
-			out = append(out, ' ')
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(out)
 }

@@ -151,17 +151,3 @@ func TestImportKEKBadLength(t *testing.T) {
 		t.Error("the refused KEK was not zeroed")
 	}
 }
-
-func TestScratchSoftHSM(t *testing.T) {
-	hsmtest.Require(t)
-	conf, err := hsm.ScratchSoftHSM(t.TempDir(), "drill", "4321")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	tok, err := hsm.Open(hsm.Config{Module: hsmtest.Module, TokenLabel: "drill", PIN: []byte("4321")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = tok.Close()
-}
