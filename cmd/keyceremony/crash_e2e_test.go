@@ -605,9 +605,6 @@ func TestCrashBoundaries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash sweep")
 	}
-	if os.Getenv("CRASH_SWEEP") == "" {
-		t.Skip("set CRASH_SWEEP=1: the sweep joins make test once every kill point passes")
-	}
 	conf, cu, lines, ops, _ := crashEnv(t)
 	var points []killPoint
 	for l := 0; l <= lines; l++ {
