@@ -320,11 +320,13 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if err := k.bundle.CheckValid(now); err != nil {
 			return "", err
 		}
-		desc := "keyceremony " + s.cfg.Ceremony.ID
-		if err := s.kms.Import(ctx, k.bundle, vt, desc); err != nil {
+		desc := MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash())
+		mid, err := s.kms.ImportMaterial(ctx, awskms.ImportRequest{Bundle: k.bundle, ValidTo: vt, Description: desc})
+		if err != nil {
 			return "", err
 		}
 		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
+			KeyMaterialID: mid, KeyMaterialDescription: desc,
 			Confirmation: conf.Record("operator " + s.cfg.Ceremony.Operator)}
 		if vt != nil {
 			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", vt

@@ -81,6 +81,9 @@ type Key struct {
 	Origin          string
 	ExpirationModel string
 	ValidTo         *time.Time
+	// CurrentMaterialID is the KeyMaterialId of the current material.
+	CurrentMaterialID string
+	MultiRegion       bool
 }
 
 // CreateKey creates a symmetric KMS key with Origin EXTERNAL, waiting for
@@ -106,7 +109,8 @@ func (c *Client) Describe(ctx context.Context, keyID string) (*Key, error) {
 		return nil, explain("describe", keyID, err)
 	}
 	m := out.KeyMetadata
-	return &Key{ARN: aws.ToString(m.Arn), State: string(m.KeyState), Origin: string(m.Origin), ExpirationModel: string(m.ExpirationModel), ValidTo: m.ValidTo}, nil
+	return &Key{ARN: aws.ToString(m.Arn), State: string(m.KeyState), Origin: string(m.Origin), ExpirationModel: string(m.ExpirationModel), ValidTo: m.ValidTo,
+		CurrentMaterialID: aws.ToString(m.CurrentKeyMaterialId), MultiRegion: aws.ToBool(m.MultiRegion)}, nil
 }
 
 // GetParameters fetches import parameters for keyID.

@@ -11,6 +11,7 @@
 //	keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
 //	keyceremony probe --token LABEL [--module PATH] [--init-args ARGS]
+//	keyceremony status [--transcript FILE]... [KEY_ARN...] [--warn 30d] [--json] [--prom FILE]
 //	keyceremony version [--json]
 package main
 
@@ -55,6 +56,8 @@ Usage:
   keyceremony witness sign --key KEY --name NAME FILE
                                          co-sign a sealed transcript with an SSH key
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
+  keyceremony status [--transcript FILE]... [KEY_ARN...] [--warn 30d] [--json] [--prom FILE]
+                                         monitor keys: state, expiry, materials, match with the record
   keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
                                          a custodian checks their escrow share alone
   keyceremony recover --share FILE... --transcript FILE --fingerprint HEX
@@ -111,6 +114,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdWrap(ctx, args[1:], stdin, stdout, stderr)
 	case "upload":
 		err = cmdUpload(ctx, args[1:], stdout, stderr)
+	case "status":
+		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
 	case "escrow":
@@ -135,6 +140,12 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	var quiet silentError
 	if errors.As(err, &quiet) {
 		return exitError
+	}
+	var ec exitCode
+	if errors.As(err, &ec) {
+		// A documented outcome (status), not a failure of the command.
+		fmt.Fprintf(stderr, "keyceremony: %s\n", oneLine(err.Error()))
+		return ec.code
 	}
 	fmt.Fprintf(stderr, "keyceremony: error: %s\n", oneLine(err.Error()))
 	var he *hintError

@@ -310,6 +310,11 @@ type Import struct {
 	// Confirmation says how the import was confirmed: "typed by operator
 	// NAME" or "not asked (non-interactive)"; empty in older transcripts.
 	Confirmation string `json:"confirmation,omitempty"`
+	// KeyMaterialID is the id KMS derived for the material (from key and
+	// material) and KeyMaterialDescription what was sent with it; empty in
+	// older transcripts.
+	KeyMaterialID          string `json:"key_material_id,omitempty"`
+	KeyMaterialDescription string `json:"key_material_description,omitempty"`
 }
 
 // Step implements Data.
