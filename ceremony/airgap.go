@@ -329,6 +329,10 @@ type UploadResult struct {
 	Check   *KeyCheck
 	// Description is the KeyMaterialDescription sent to KMS.
 	Description string
+	// MaterialID is the KeyMaterialId KMS returned; Renewed says the key
+	// already had that material (a renewal).
+	MaterialID string
+	Renewed    bool
 }
 
 // UploadOptions say what Upload trusts and allows.
@@ -387,8 +391,19 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if ev := u.Evidence; ev != nil {
 		desc = "keyceremony kcv " + ev.KeyCheckValue + " transcript sha256:" + ev.TranscriptHash
 	}
-	if err := c.Import(ctx, b, vt, desc); err != nil {
+	// A key that had material takes only the same material again (a
+	// renewal): import it as such and check KMS reports the same
+	// KeyMaterialId back.
+	req := awskms.ImportRequest{Bundle: b, ValidTo: vt, Description: desc}
+	if before.CurrentMaterialID != "" {
+		req.Type, req.MaterialID = awskms.ImportExisting, before.CurrentMaterialID
+	}
+	mid, err := c.ImportMaterial(ctx, req)
+	if err != nil {
 		return nil, err
+	}
+	if before.CurrentMaterialID != "" && mid != before.CurrentMaterialID {
+		return nil, fmt.Errorf("KMS key %s reports key material %s after the import, not %s: it did not take the same material", b.KeyARN, mid, before.CurrentMaterialID)
 	}
 	chk, err := CheckKey(ctx, o, b.KeyARN)
 	if err != nil {
@@ -403,7 +418,7 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	case vt != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
 		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
 	}
-	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc}, nil
+	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc, MaterialID: mid, Renewed: before.CurrentMaterialID != ""}, nil
 }
 
 // checkShorterExpiry refuses, unless allowed, an import that would make the

@@ -379,7 +379,9 @@ func keyFactsOf(d events.Data) keyFacts {
 	case *events.Import:
 		return keyFacts{label: d.Label, arn: d.KMSKeyARN, kcv: d.KeyCheckValue, materialID: d.KeyMaterialID}
 	case *events.Reimport:
-		return keyFacts{label: d.Label, arn: d.KMSKeyARN, kcv: d.KeyCheckValue}
+		return keyFacts{label: d.Label, arn: d.KMSKeyARN, kcv: d.KeyCheckValue, materialID: d.KeyMaterialID}
+	case *events.Renew:
+		return keyFacts{label: d.Label, kcv: d.KeyCheckValue}
 	}
 	return keyFacts{}
 }

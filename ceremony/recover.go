@@ -69,9 +69,14 @@ type RecoverOptions struct {
 
 // ReimportOptions say how recovered keys go back into KMS.
 type ReimportOptions struct {
-	KMS       awskms.Options
+	KMS awskms.Options
+	// Algorithm is the KMS wrapping algorithm; empty chooses the best one
+	// the token can do inside the HSM.
 	Algorithm wrap.Algorithm
 	KeySpec   string
+	// AllowHostWrap lets the host wrap when the token cannot (the material
+	// is then in host memory for a moment; see hsm.Token.WrapForKMS).
+	AllowHostWrap bool
 	// ValidFor is how long the re-imported material stays valid; 0 means it
 	// does not expire.
 	ValidFor time.Duration
@@ -433,6 +438,18 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 			return nil, fmt.Errorf("%w; recover with --host-unwrap, which unwraps each key in host memory only for the call that creates it on the token", err)
 		}
 	}
+	// The re-import is checked (algorithm, token, KMS keys, parameters)
+	// before anything is written to the token.
+	var plan *reimportPlan
+	if o.Reimport != nil {
+		var arns []string
+		for _, bk := range r.blob.Keys {
+			arns = append(arns, bk.KMSKeyARNs...)
+		}
+		if plan, err = prepareReimport(ctx, tok, o.Reimport, arns); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.record(&events.Shares{Used: used, KEKCheckValue: kcv, FeldmanCheck: "ok", Token: tokInfo, EscrowSHA256: r.blobSum,
 		WrapScheme: r.blob.Wrapping(), Unwrap: unwrapWith, HostUnwrap: o.HostUnwrap}); err != nil {
 		return nil, err
@@ -447,20 +464,14 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 		defer func() { _ = tok.DestroyKey(kekKey) }()
 	}
 
-	var kms *awskms.Client
-	if o.Reimport != nil {
-		if kms, err = awskms.New(ctx, o.Reimport.KMS); err != nil {
-			return nil, err
-		}
-	}
 	for _, bk := range r.blob.Keys {
 		rk, key, err := r.recoverKey(tok, kekKey, bk)
 		if err != nil {
 			return nil, err
 		}
-		if kms != nil {
+		if plan != nil {
 			for _, arn := range bk.KMSKeyARNs {
-				if err := r.reimport(ctx, kms, tok, key, bk, arn); err != nil {
+				if err := r.reimport(ctx, plan, tok, key, bk, arn); err != nil {
 					return nil, err
 				}
 				rk.Reimported = append(rk.Reimported, arn)
@@ -716,60 +727,18 @@ func checkTokenKey(tok *hsm.Token, key *hsm.Key, want string) error {
 	return nil
 }
 
-func (r *recovery) reimport(ctx context.Context, kms *awskms.Client, tok *hsm.Token, key *hsm.Key, bk escrow.BlobKey, arn string) error {
-	ro := r.o.Reimport
-	p, err := kms.GetParameters(ctx, arn, ro.Algorithm, ro.KeySpec)
+func (r *recovery) reimport(ctx context.Context, plan *reimportPlan, tok *hsm.Token, key *hsm.Key, bk escrow.BlobKey, arn string) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	done, err := plan.reimportKey(ctx, tok, key, bk.Label, bk.KeyCheckValue, arn, r.o.OutDir, r.ceremID, r.tr.Hash())
 	if err != nil {
 		return err
 	}
-	now := testOnlyNow()
-	if err := p.CheckValid(now); err != nil {
+	if err := r.record(done.data); err != nil {
 		return err
 	}
-	pub, err := p.RSAPublicKey()
-	if err != nil {
-		return err
-	}
-	// In the HSM only: a recovery never takes the material to the host.
-	w, err := tok.WrapForKMS(key, pub, p.Algorithm, false)
-	if err != nil {
-		return err
-	}
-	enc := w.Ciphertext
-	b := &wrap.Bundle{KeyARN: arn, Region: p.Region, Algorithm: p.Algorithm, KeySpec: p.KeySpec, ImportToken: p.ImportToken,
-		ParamsValidTo: p.ValidTo, EncryptedKeyMaterial: enc, KeyCheckValue: bk.KeyCheckValue, TranscriptHash: r.tr.Hash()}
-	data, err := b.Marshal()
-	if err != nil {
-		return err
-	}
-	name := filepath.Join(r.o.OutDir, "bundle-"+bk.Label+"-"+lastPart(arn)+".json")
-	if err := evidence.Create(name, data, 0o644); err != nil {
-		return err
-	}
-	var vt *time.Time
-	if ro.ValidFor > 0 {
-		t := now.Add(ro.ValidFor).UTC().Truncate(time.Second)
-		vt = &t
-	}
-	if err := kms.Import(ctx, b, vt, "keyceremony recovery "+r.ceremID); err != nil {
-		return err
-	}
-	desc, err := kms.Describe(ctx, arn)
-	if err != nil {
-		return err
-	}
-	if desc.State != "Enabled" {
-		return fmt.Errorf("KMS key %s is %s after the re-import, not Enabled", arn, desc.State)
-	}
-	d := &events.Reimport{Label: bk.Label, KMSKeyARN: arn, WrappingAlgorithm: string(p.Algorithm), InHSM: w.InHSM, Method: w.Method, KeyCheckValue: bk.KeyCheckValue,
-		File: filepath.Base(name), FileSHA256: evidence.Hash(data), KeyState: desc.State, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE"}
-	if vt != nil {
-		d.ExpirationModel, d.ValidTo = "KEY_MATERIAL_EXPIRES", vt
-	}
-	if err := r.record(d); err != nil {
-		return err
-	}
-	r.ui.Info(fmt.Sprintf("key %q imported again into %s, now %s", bk.Label, arn, desc.State))
+	r.ui.Info(fmt.Sprintf("key %q imported again into %s (same key material %s), now %s", bk.Label, arn, short(done.data.KeyMaterialID), done.desc.State))
 	return nil
 }
 

@@ -12,6 +12,7 @@
 //	keyceremony recover --escrow FILE --share FILE... (--token-label L | --drill) --out DIR
 //	keyceremony probe --token LABEL [--module PATH] [--init-args ARGS]
 //	keyceremony status [--transcript FILE]... [KEY_ARN...] [--warn 30d] [--json] [--prom FILE]
+//	keyceremony renew --key LABEL --kms-key ARN --token-label L --valid-for 365d --out DIR
 //	keyceremony version [--json]
 package main
 
@@ -58,6 +59,8 @@ Usage:
   keyceremony check-key --key ARN        check a KMS key: state, expiry, encrypt/decrypt
   keyceremony status [--transcript FILE]... [KEY_ARN...] [--warn 30d] [--json] [--prom FILE]
                                          monitor keys: state, expiry, materials, match with the record
+  keyceremony renew --key LABEL --kms-key ARN --token-label L --valid-for 365d --out DIR
+                                         import the same material again with a new expiry
   keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
                                          a custodian checks their escrow share alone
   keyceremony recover --share FILE... --transcript FILE --fingerprint HEX
@@ -116,6 +119,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdUpload(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
+	case "renew":
+		err = cmdRenew(ctx, args[1:], stdin, stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
 	case "escrow":

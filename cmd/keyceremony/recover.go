@@ -21,7 +21,7 @@ const recoverHelp = `Usage: keyceremony recover --share FILE... [--escrow FILE] 
                            --transcript ORIGINAL (--fingerprint HEX | --seal-words WORDS)
                            [--identity FILE]... [--passphrase-file FILE]...
                            [--module PATH [--init-args ARGS]] [--host-unwrap]
-                           [--reimport (--valid-for DUR | --does-not-expire)]
+                           [--reimport (--valid-for DUR | --does-not-expire) [--allow-host-wrap]]
 
 Recovers the keys of an escrow from the shares of M custodians, rooted in the
 ceremony's original transcript, whose signer is pinned out of band: the
@@ -56,6 +56,10 @@ creates it on the token, then zeroed; the transcript records it.
 
 --reimport then imports each recovered key again into its KMS keys (wrapped on
 the token), configured the standard AWS way (AWS_REGION, AWS_ENDPOINT_URL_KMS...).
+Before anything is written to the token it checks the token can wrap for KMS
+(by default the best algorithm it can do inside the HSM; --allow-host-wrap lets
+the host wrap) and fetches each KMS key's import parameters; KMS must report
+the key's KeyMaterialId unchanged (the same material).
 The user PIN comes from --pin-file, $KEYCEREMONY_PIN or a prompt; passphrases
 from --passphrase-file or a prompt; never from a flag.
 
@@ -83,7 +87,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	reimport := fs.Bool("reimport", false, "import each recovered key again into its KMS keys")
 	region := fs.String("region", "", "KMS `region` for --reimport (else AWS_REGION)")
 	profile := fs.String("profile", "", "AWS `profile` for --reimport")
-	alg := fs.String("wrapping-algorithm", string(wrap.RSAESOAEPSHA256), "KMS wrapping `algorithm` for --reimport")
+	alg := fs.String("wrapping-algorithm", "", "KMS wrapping `algorithm` for --reimport (default: the best the token can do inside the HSM)")
+	allowHost := fs.Bool("allow-host-wrap", false, "with --reimport: wrap on the host when the token cannot (the key material is in host memory for a moment)")
 	spec := fs.String("wrapping-key-spec", "RSA_4096", "KMS wrapping key `spec` for --reimport")
 	validFor := fs.String("valid-for", "", "with --reimport: the material expires after this `duration` (e.g. 90d)")
 	noExpiry := fs.Bool("does-not-expire", false, "with --reimport: the material does not expire")
@@ -104,6 +109,8 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		return usageError("recover needs exactly one of --token-label, --token-uri or --drill")
 	case !*reimport && (*validFor != "" || *noExpiry):
 		return usageError("--valid-for and --does-not-expire go with --reimport")
+	case !*reimport && (*allowHost || *alg != ""):
+		return usageError("--wrapping-algorithm and --allow-host-wrap go with --reimport")
 	case *reimport && (*validFor == "") == !*noExpiry:
 		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
 	}
@@ -117,14 +124,16 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		o.Token = &ceremony.TokenConfig{Label: *label, URI: *uri, Module: *module, InitArgs: *initArgs, PINFile: *pinFile, SigningKey: *signingKey}
 	}
 	if *reimport {
-		a, err := wrap.ParseAlgorithm(*alg)
-		if err != nil {
-			return usageError("--wrapping-algorithm: " + err.Error())
+		var a wrap.Algorithm
+		if *alg != "" {
+			if a, err = wrap.ParseAlgorithm(*alg); err != nil {
+				return usageError("--wrapping-algorithm: " + err.Error())
+			}
 		}
 		if !wrap.ValidKeySpec(*spec) {
 			return usageError("--wrapping-key-spec must be one of RSA_2048, RSA_3072, RSA_4096")
 		}
-		ro := &ceremony.ReimportOptions{KMS: awskms.Options{Region: *region, Profile: *profile}, Algorithm: a, KeySpec: *spec}
+		ro := &ceremony.ReimportOptions{KMS: awskms.Options{Region: *region, Profile: *profile}, Algorithm: a, KeySpec: *spec, AllowHostWrap: *allowHost}
 		if *validFor != "" {
 			d, err := ceremony.ParseValidFor(*validFor)
 			if err != nil {

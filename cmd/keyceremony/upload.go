@@ -112,6 +112,11 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintf(stdout, "imported into %s (kcv %s): %s, %s\n", res.KeyARN, b.KeyCheckValue, res.Check.Key.State, expiry)
 	fmt.Fprintf(stdout, "key material description: %s\n", res.Description)
+	if res.Renewed {
+		fmt.Fprintf(stdout, "same key material as before: KeyMaterialId %s unchanged\n", res.MaterialID)
+	} else {
+		fmt.Fprintf(stdout, "key material id %s\n", res.MaterialID)
+	}
 	fmt.Fprintln(stdout, "encrypt then decrypt through KMS: ok")
 	return nil
 }

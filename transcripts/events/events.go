@@ -62,6 +62,7 @@ var all = []Data{
 	&SigningKey{}, &Files{}, &StepDone{}, &Failed{}, &Interrupted{}, &Checkpoint{}, &Resume{}, &Torn{}, &SetAside{}, &EscrowVoid{}, &Config{}, &Amend{}, &CustodianRecipient{},
 	&Key{}, &Params{},
 	&Recovery{}, &Shares{}, &RecoverKey{}, &Reimport{}, &Drill{},
+	&Renew{},
 }
 
 var byStep = func() map[string]reflect.Type {
@@ -641,6 +642,15 @@ type Reimport struct {
 	KeyState          string     `json:"key_state"`
 	ExpirationModel   string     `json:"expiration_model"`
 	ValidTo           *time.Time `json:"valid_to,omitempty"`
+	// WrappingKeySpec, HostReason (why the host wrapped, when it did) and
+	// the key material: the id KMS reported after the import, the one the
+	// key had before (empty for its first material) and the description
+	// sent. Empty in older transcripts.
+	WrappingKeySpec        string `json:"wrapping_key_spec,omitempty"`
+	HostReason             string `json:"host_reason,omitempty"`
+	KeyMaterialID          string `json:"key_material_id,omitempty"`
+	KeyMaterialIDBefore    string `json:"key_material_id_before,omitempty"`
+	KeyMaterialDescription string `json:"key_material_description,omitempty"`
 }
 
 // Step implements Data.
@@ -660,3 +670,21 @@ type Drill struct {
 
 // Step implements Data.
 func (*Drill) Step() string { return "drill" }
+
+// ---- renewal (keyceremony renew) ----
+
+// Renew: the first event of a renewal transcript: the token key whose
+// material is imported again, unchanged, into KMSKeyARNs with a new expiry
+// (each import is a Reimport event).
+type Renew struct {
+	Label             string   `json:"label"`
+	KeyCheckValue     string   `json:"key_check_value"`
+	KMSKeyARNs        []string `json:"kms_key_arns"`
+	WrappingAlgorithm string   `json:"wrapping_algorithm"`
+	WrappingKeySpec   string   `json:"wrapping_key_spec"`
+	AllowHostWrap     bool     `json:"allow_host_wrap"`
+	Token             TokenRef `json:"token"`
+}
+
+// Step implements Data.
+func (*Renew) Step() string { return "renew" }
