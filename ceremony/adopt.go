@@ -33,11 +33,14 @@ const (
 // createKMSKey creates k's KMS key, or adopts the one a run that died made
 // for the same intent. It returns how the key was adopted ("" when created).
 func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (string, error) {
-	if err := s.begin(); err != nil {
+	// The online steps run keys concurrently (eachKey): what touches the
+	// transcript, the UI or s.tagged holds s.mu.
+	if err := s.locked(s.begin); err != nil {
 		return "", err
 	}
 	if k.nonce != "" {
-		arn, how, err := s.findKMSKey(ctx, c, k)
+		var arn, how string
+		err := s.locked(func() (err error) { arn, how, err = s.findKMSKey(ctx, c, k); return err })
 		if err != nil || arn != "" {
 			k.arn = arn
 			return how, err
@@ -48,7 +51,9 @@ func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState)
 			return "", err
 		}
 		k.nonce = hex.EncodeToString(nonce)
-		if err := s.recordChange(&events.KMSKeyIntent{Label: k.cfg.Label, Nonce: k.nonce, Tags: s.kmsTags(k)}); err != nil {
+		if err := s.locked(func() error {
+			return s.recordChange(&events.KMSKeyIntent{Label: k.cfg.Label, Nonce: k.nonce, Tags: s.kmsTags(k)})
+		}); err != nil {
 			return "", err
 		}
 	}
@@ -131,7 +136,14 @@ func (s *state) generateKey(k *keyState) (string, error) {
 		}
 		k.genIntent = true
 	}
-	key, err := s.tok.GenerateAESKey(k.cfg.Label, k.id)
+	var key *hsm.Key
+	var err error
+	if s.keyIndex != nil {
+		// Checked against the one listing openToken read: linear in N.
+		key, err = s.tok.GenerateAESKeyIndexed(s.keyIndex, k.cfg.Label, k.id)
+	} else {
+		key, err = s.tok.GenerateAESKey(k.cfg.Label, k.id)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -142,6 +154,9 @@ func (s *state) generateKey(k *keyState) (string, error) {
 // checkTokenLabel is openToken's check that k's label is free on the token,
 // or holds the key a resumed ceremony intended to generate there.
 func (s *state) checkTokenLabel(k *keyState) error {
+	if s.keyIndex != nil && !s.keyIndex.HasLabel(k.cfg.Label) {
+		return nil // one listing of the token's keys says it is free
+	}
 	tok := s.tok.Info().Label
 	key, err := s.tok.FindAESKey(k.cfg.Label, nil)
 	switch {

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"filippo.io/age"
@@ -149,6 +150,8 @@ type KeyResult struct {
 	KeyCheckValue string
 	KMSKeyARN     string
 	ValidTo       *time.Time
+	// KeyMaterialID is the KeyMaterialId KMS returned for the import.
+	KeyMaterialID string
 	Bundle        string
 	// UploadCommand, after an offline ceremony, is the complete command
 	// that checks the bundle against the sealed transcript and imports it.
@@ -185,16 +188,21 @@ type keyState struct {
 }
 
 type state struct {
+	// mu serializes what the concurrent online steps write: transcript,
+	// files list, UI (see eachKey).
+	mu sync.Mutex
 	// pending holds events recorded before the transcript exists: a
 	// ceremony writes nothing until its first change (see begin).
 	pending []pendingEvent
 	cfg     *Config
 	ui      UI
 	tok     *hsm.Token
-	kms     *awskms.Client
-	tr      *transcripts.Writer
-	keys    []*keyState
-	res     *Result
+	// keyIndex lists the token's secret keys (read once in open-token).
+	keyIndex *hsm.KeyIndex
+	kms      *awskms.Client
+	tr       *transcripts.Writer
+	keys     []*keyState
+	res      *Result
 	// recipients are the custodians' age recipients, in config order.
 	recipients []*escrow.Recipient
 	// openers open the passphrase custodians' shares once at the table

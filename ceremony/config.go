@@ -85,6 +85,9 @@ type KMSConfig struct {
 	// wrap with the chosen algorithm inside the HSM: the key material is
 	// then in host memory for a moment (see hsm.Token.WrapForKMS).
 	AllowHostWrap bool `yaml:"allow_host_wrap"`
+	// Parallel is how many keys the online steps work on at once (1 to
+	// MaxParallel); 0 means DefaultParallel.
+	Parallel int `yaml:"parallel"`
 	// HostWrapAllowedBy says who allowed host wrapping, for the transcript:
 	// "kms.allow_host_wrap" or a command-line flag. Not read from the file.
 	HostWrapAllowedBy string `yaml:"-"`
@@ -328,6 +331,9 @@ func (k *KMSConfig) validate() error {
 	}
 	if k.AllowHostWrap && k.HostWrapAllowedBy == "" {
 		k.HostWrapAllowedBy = "kms.allow_host_wrap"
+	}
+	if k.Parallel < 0 || k.Parallel > MaxParallel {
+		return fmt.Errorf("kms.parallel %d must be between 1 and %d (0: the default, %d)", k.Parallel, MaxParallel, DefaultParallel)
 	}
 	return nil
 }

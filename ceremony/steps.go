@@ -104,6 +104,13 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	}
 	// A ceremony never reuses a key: refuse before anything changes. A
 	// resumed ceremony finds the keys its transcript shows generated.
+	// One listing of the token's keys serves every label check, and key
+	// generation below.
+	idx, err := tok.SecretKeyIndex()
+	if err != nil {
+		return "", err
+	}
+	s.keyIndex = idx
 	for _, k := range s.keys {
 		if k.generated {
 			if err := s.findGenerated(k); err != nil {
@@ -163,29 +170,36 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 	}
 	// The transcript and its signing key are made just before the first
 	// change (createKMSKey), or later when every key exists already.
-	var names []string
+	var todo []*keyState
 	for _, k := range s.keys {
 		k.res.KMSKeyARN = k.arn
-		if k.kmsRecorded {
-			names = append(names, k.arn)
-			continue
+		if !k.kmsRecorded {
+			todo = append(todo, k)
 		}
+	}
+	err = s.eachKey(ctx, "kms-keys", todo, func(ctx context.Context, k *keyState) error {
 		data := &events.KMSKey{Label: k.cfg.Label, Created: k.cfg.Create, Region: c.Region(), Endpoint: endpoint}
 		if k.cfg.Create {
 			adopted, err := s.createKMSKey(ctx, c, k)
 			if err != nil {
-				return "", err
+				return err
 			}
 			data.Nonce, data.Adopted = k.nonce, adopted
 		}
-		data.KMSKeyARN = k.arn
-		k.res.KMSKeyARN = k.arn
-		if err := s.recordChange(data); err != nil {
-			return "", err
-		}
-		names = append(names, k.arn)
+		return s.locked(func() error {
+			data.KMSKeyARN = k.arn
+			k.res.KMSKeyARN = k.arn
+			return s.recordChange(data)
+		})
+	})
+	if err != nil {
+		return "", err
 	}
-	return strings.Join(names, ", "), nil
+	names := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		names[i] = k.arn
+	}
+	return summarizeList(names), nil
 }
 
 func generateKeys(ctx context.Context, s *state) (string, error) {
@@ -230,19 +244,17 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 		return offlineParams(s)
 	}
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
-	for n, k := range s.keys {
-		if err := s.next(n); err != nil {
-			return "", err
-		}
+	var todo []*keyState
+	for _, k := range s.keys {
 		// Parameters fetched before a restart serve while they are valid
 		// for another hour; an imported key needs none.
-		if k.imported || k.paramsRecorded && k.params.Algorithm == alg && k.params.KeySpec == s.cfg.KMS.WrappingKeySpec &&
-			k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil {
-			continue
+		if !(k.imported || k.paramsRecorded && k.params.Algorithm == alg && k.params.KeySpec == s.cfg.KMS.WrappingKeySpec &&
+			k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil) {
+			todo = append(todo, k)
 		}
-		if err := s.fetchParamsFor(ctx, k); err != nil {
-			return "", err
-		}
+	}
+	if err := s.eachKey(ctx, "fetch-params", todo, s.fetchParamsFor); err != nil {
+		return "", err
 	}
 	until := "already imported"
 	if p := s.keys[0].params; p != nil {
@@ -274,6 +286,11 @@ func (s *state) fetchParamsFor(ctx context.Context, k *keyState) error {
 			return err
 		}
 	}
+	return s.locked(func() error { return s.recordParams(k) })
+}
+
+// recordParams writes k's import parameters to a file and records them.
+func (s *state) recordParams(k *keyState) error {
 	p := k.params
 	data, err := p.Marshal()
 	if err != nil {
@@ -296,10 +313,11 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		return "offline: carry the bundle files out of the room and import them with keyceremony upload", nil
 	}
 	now := testOnlyNow()
-	for n, k := range s.keys {
-		if err := s.next(n); err != nil {
-			return "", err
-		}
+	// The operator confirms each key first, one after the other; then the
+	// imports run concurrently.
+	var todo []*keyState
+	confs := map[*keyState]Confirmation{}
+	for _, k := range s.keys {
 		if k.imported {
 			k.res.ValidTo = k.validTo
 			continue
@@ -320,20 +338,29 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		if err := k.bundle.CheckValid(now); err != nil {
 			return "", err
 		}
-		desc := MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash())
-		mid, err := s.kms.ImportMaterial(ctx, awskms.ImportRequest{Bundle: k.bundle, ValidTo: vt, Description: desc})
+		confs[k] = conf
+		todo = append(todo, k)
+	}
+	err := s.eachKey(ctx, "import", todo, func(ctx context.Context, k *keyState) error {
+		var desc string
+		_ = s.locked(func() error { desc = MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash()); return nil })
+		mid, err := s.kms.ImportMaterial(ctx, awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc})
 		if err != nil {
-			return "", err
+			return err
 		}
 		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
 			KeyMaterialID: mid, KeyMaterialDescription: desc,
-			Confirmation: conf.Record("operator " + s.cfg.Ceremony.Operator)}
-		if vt != nil {
-			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", vt
+			Confirmation: confs[k].Record("operator " + s.cfg.Ceremony.Operator)}
+		if k.validTo != nil {
+			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", k.validTo
 		}
-		if err := s.recordChange(data); err != nil {
-			return "", err
-		}
+		return s.locked(func() error {
+			k.res.KeyMaterialID = mid
+			return s.recordChange(data)
+		})
+	})
+	if err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("%d key(s) imported", len(s.keys)), nil
 }
@@ -342,52 +369,56 @@ func checkImport(ctx context.Context, s *state) (string, error) {
 	if s.cfg.Offline() {
 		return "offline: keyceremony upload checks each key in KMS after importing it", nil
 	}
-	for n, k := range s.keys {
-		if err := s.next(n); err != nil {
-			return "", err
-		}
-		if k.checked {
-			continue
-		}
-		d, err := s.kms.Describe(ctx, k.arn)
-		if err != nil {
-			return "", err
-		}
-		if d.State != "Enabled" {
-			return "", fmt.Errorf("KMS key %s is %s after import, not Enabled", k.arn, d.State)
-		}
-		switch {
-		case k.validTo == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-			return "", fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", k.arn, d.ExpirationModel)
-		case k.validTo != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*k.validTo)):
-			return "", fmt.Errorf("KMS key %s has ValidTo %v, want %s", k.arn, d.ValidTo, k.validTo.Format(time.RFC3339))
-		}
-		// Prove KMS can use the material: encrypt and decrypt a random value.
-		probe := make([]byte, 32)
-		if _, err := rand.Read(probe); err != nil {
-			return "", err
-		}
-		ct, err := s.kms.Encrypt(ctx, k.arn, probe)
-		if err != nil {
-			return "", err
-		}
-		pt, err := s.kms.Decrypt(ctx, k.arn, ct)
-		if err != nil {
-			return "", err
-		}
-		if !bytes.Equal(pt, probe) {
-			return "", fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", k.arn)
-		}
-		data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyState: d.State, ExpirationModel: d.ExpirationModel, EncryptDecrypt: "ok"}
-		if d.ValidTo != nil {
-			vt := d.ValidTo.UTC()
-			data.ValidTo = &vt
-		}
-		if err := s.record(data); err != nil {
-			return "", err
+	var todo []*keyState
+	for _, k := range s.keys {
+		if !k.checked {
+			todo = append(todo, k)
 		}
 	}
+	if err := s.eachKey(ctx, "check-import", todo, s.checkKey); err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("%d key(s) Enabled, encrypt/decrypt ok", len(s.keys)), nil
+}
+
+// checkKey checks one imported key in KMS: Enabled, the expiry asked for,
+// and an encrypt/decrypt round trip.
+func (s *state) checkKey(ctx context.Context, k *keyState) error {
+	d, err := s.kms.Describe(ctx, k.arn)
+	if err != nil {
+		return err
+	}
+	if d.State != "Enabled" {
+		return fmt.Errorf("KMS key %s is %s after import, not Enabled", k.arn, d.State)
+	}
+	switch {
+	case k.validTo == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
+		return fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", k.arn, d.ExpirationModel)
+	case k.validTo != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*k.validTo)):
+		return fmt.Errorf("KMS key %s has ValidTo %v, want %s", k.arn, d.ValidTo, k.validTo.Format(time.RFC3339))
+	}
+	// Prove KMS can use the material: encrypt and decrypt a random value.
+	probe := make([]byte, 32)
+	if _, err := rand.Read(probe); err != nil {
+		return err
+	}
+	ct, err := s.kms.Encrypt(ctx, k.arn, probe)
+	if err != nil {
+		return err
+	}
+	pt, err := s.kms.Decrypt(ctx, k.arn, ct)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(pt, probe) {
+		return fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", k.arn)
+	}
+	data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyState: d.State, ExpirationModel: d.ExpirationModel, EncryptDecrypt: "ok"}
+	if d.ValidTo != nil {
+		vt := d.ValidTo.UTC()
+		data.ValidTo = &vt
+	}
+	return s.locked(func() error { k.checked = true; return s.record(data) })
 }
 
 func seal(ctx context.Context, s *state) (string, error) {

@@ -9,10 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -27,6 +30,10 @@ type Options struct {
 	Region  string
 	Profile string
 }
+
+// MaxAttempts is how many times a KMS request is tried when KMS throttles
+// it or fails transiently.
+const MaxAttempts = 10
 
 // Client calls KMS.
 type Client struct {
@@ -43,6 +50,22 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if o.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(o.Profile))
 	}
+	// Batches run several requests at once against per-account request
+	// quotas: a ThrottlingException is retried with backoff and jitter, up
+	// to MaxAttempts, without the SDK's client-side retry budget (which a
+	// long throttled batch would exhaust and then fail fast). An endpoint
+	// that refuses connections is reported at once, not retried.
+	opts = append(opts, config.WithRetryer(func() aws.Retryer {
+		return retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = MaxAttempts
+			o.MaxBackoff = 20 * time.Second
+			o.RateLimiter = ratelimit.None
+			o.Retryables = slices.DeleteFunc(o.Retryables, func(r retry.IsErrorRetryable) bool {
+				_, conn := r.(retry.RetryableConnectionError)
+				return conn
+			})
+		})
+	}))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load AWS configuration: %w", err)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"golang.org/x/term"
 
@@ -20,6 +21,7 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	config := fs.String("config", "", "ceremony config `file` (YAML)")
 	module := fs.String("module", "", "PKCS#11 module `path` (overrides token.module and $"+hsm.ModuleEnv+")")
 	allowHost := fs.Bool("allow-host-wrap", false, "wrap on the host when the token cannot wrap with the algorithm inside the HSM (the key material is in host memory for a moment)")
+	parallel := fs.Int("parallel", 0, fmt.Sprintf("keys the online steps work on at once (overrides kms.parallel; default %d)", ceremony.DefaultParallel))
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -36,6 +38,12 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	}
 	if *allowHost {
 		cfg.KMS.AllowHostWrap, cfg.KMS.HostWrapAllowedBy = true, "--allow-host-wrap"
+	}
+	if *parallel != 0 {
+		if *parallel < 1 || *parallel > ceremony.MaxParallel {
+			return usageError(fmt.Sprintf("--parallel %d must be between 1 and %d", *parallel, ceremony.MaxParallel))
+		}
+		cfg.KMS.Parallel = *parallel
 	}
 	lock, err := ceremony.LockDir(cfg.OutDir(), "keyceremony run")
 	if err != nil {
@@ -62,15 +70,7 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 			fmt.Fprintf(stdout, "  %s\n", k.UploadCommand)
 		}
 	}
-	for _, k := range res.Keys {
-		vt := "does not expire"
-		if res.Offline {
-			vt = "not imported yet"
-		} else if k.ValidTo != nil {
-			vt = "valid to " + k.ValidTo.Format("2006-01-02T15:04:05Z07:00")
-		}
-		fmt.Fprintf(stdout, "key %s: kcv %s, %s, %s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt)
-	}
+	printKeyTable(stdout, res)
 	return nil
 }
 
@@ -80,6 +80,8 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 type lineUI struct {
 	in  *os.File
 	out io.Writer
+	// lastBar is the last progress bar drawn, so each is drawn once.
+	lastBar string
 }
 
 var _ ceremony.UI = (*lineUI)(nil)
@@ -94,8 +96,21 @@ func (u *lineUI) StepDone(i, n int, s ceremony.Step, summary string) {
 
 func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
 
-// Progress is silent: every key's step already gets its own line.
-func (u *lineUI) Progress(done, total int) {}
+// Progress draws a bar for steps over ten keys or more, a line each time
+// it moves by a twentieth (the output may be a log file, not a terminal).
+func (u *lineUI) Progress(done, total int) {
+	if total < 10 {
+		return
+	}
+	const width = 20
+	filled := done * width / total
+	bar := fmt.Sprintf("      [%s%s] %d/%d keys", strings.Repeat("#", filled), strings.Repeat(".", width-filled), done, total)
+	if done != total && strings.HasPrefix(u.lastBar, bar[:width+8]) {
+		return
+	}
+	u.lastBar = bar
+	fmt.Fprintln(u.out, bar)
+}
 
 // Ask reads one line from a terminal; a non-interactive run has nobody to ask.
 func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
@@ -128,4 +143,25 @@ func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 func (u *lineUI) Confirm(ctx context.Context, prompt, want string) (ceremony.Confirmation, error) {
 	fmt.Fprintf(u.out, "      %s\n      %s: confirmed by the config\n", prompt, ceremony.NotAsked)
 	return ceremony.Confirmation{}, nil
+}
+
+// printKeyTable prints one line per key: label, key check value, KMS key,
+// expiry and the KeyMaterialId KMS returned.
+func printKeyTable(w io.Writer, res *ceremony.Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY\tKCV\tKMS KEY\tEXPIRY\tKEY MATERIAL ID")
+	for _, k := range res.Keys {
+		vt := "does not expire"
+		if res.Offline {
+			vt = "not imported yet"
+		} else if k.ValidTo != nil {
+			vt = "valid to " + k.ValidTo.Format("2006-01-02T15:04:05Z07:00")
+		}
+		mid := k.KeyMaterialID
+		if mid == "" {
+			mid = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt, mid)
+	}
+	tw.Flush()
 }

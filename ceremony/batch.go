@@ -1,0 +1,141 @@
+package ceremony
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// DefaultParallel is how many keys the online steps (create the KMS keys,
+// fetch import parameters, import, check) work on at once when
+// kms.parallel is not set. KMS limits requests per second per account and
+// Region; a throttled request (ThrottlingException) is retried by the AWS
+// SDK with backoff, so a higher setting trades retries for speed.
+const DefaultParallel = 8
+
+// MaxParallel bounds kms.parallel.
+const MaxParallel = 64
+
+// KeyError is one key's failure in a batch step.
+type KeyError struct {
+	Label string
+	Err   error
+}
+
+// BatchError reports the keys a step could not do; the others were done
+// and recorded, so running the ceremony again (resume) retries only these.
+type BatchError struct {
+	Step   string
+	Total  int
+	Failed []KeyError
+}
+
+func (e *BatchError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d keys failed in %s: ", len(e.Failed), e.Total, e.Step)
+	for i, f := range e.Failed {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Failed)-3)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: %v", f.Label, f.Err)
+	}
+	return b.String()
+}
+
+// Unwrap returns the keys' errors.
+func (e *BatchError) Unwrap() []error {
+	out := make([]error, len(e.Failed))
+	for i, f := range e.Failed {
+		out[i] = f.Err
+	}
+	return out
+}
+
+func (s *state) parallel() int {
+	if s.cfg.KMS.Parallel > 0 {
+		return s.cfg.KMS.Parallel
+	}
+	return DefaultParallel
+}
+
+// eachKey runs fn for each key in todo, at most s.parallel() at once, and
+// reports progress over all of the ceremony's keys. fn talks to KMS
+// concurrently; everything it writes (transcript, files, UI) goes through
+// s.locked. Every key is tried even when some fail; the failures come back
+// as a *BatchError (nil when none failed). A cancelled ctx stops starting
+// new keys.
+func (s *state) eachKey(ctx context.Context, step string, todo []*keyState, fn func(context.Context, *keyState) error) error {
+	total := len(s.keys)
+	done := total - len(todo)
+	s.ui.Progress(done, total)
+	sem := make(chan struct{}, s.parallel())
+	var wg sync.WaitGroup
+	var failed []KeyError
+	var stopErr error
+	for _, k := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		// The operator may stop between operations: no new key starts,
+		// the running ones finish and are recorded.
+		if stopErr = s.locked(s.checkStop); stopErr != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := fn(ctx, k)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err != nil {
+				failed = append(failed, KeyError{k.cfg.Label, err})
+				return
+			}
+			done++
+			s.ui.Progress(done, total)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	if len(failed) == 1 && total == 1 {
+		return failed[0].Err
+	}
+	// In configuration order, for a stable report.
+	order := map[string]int{}
+	for i, k := range s.keys {
+		order[k.cfg.Label] = i
+	}
+	slices.SortFunc(failed, func(a, b KeyError) int { return order[a.Label] - order[b.Label] })
+	return &BatchError{Step: step, Total: total, Failed: failed}
+}
+
+// locked runs f with s.mu held: the transcript, the files list and the UI
+// are written from one goroutine at a time.
+func (s *state) locked(f func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f()
+}
+
+// summarizeList joins names for a step summary, shortening long batches.
+func summarizeList(names []string) string {
+	if len(names) <= 5 {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, … and %d more", strings.Join(names[:3], ", "), len(names)-3)
+}
