@@ -55,6 +55,7 @@ kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
 keys:
 %sescrow:
   threshold: 1
+  allow_single_custodian: true
   custodians:
     - {name: alice, recipient: %s}
 `, filepath.Join(e.dir, "batch"), keys.String(), id.Recipient()))

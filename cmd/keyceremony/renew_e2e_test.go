@@ -168,6 +168,7 @@ keys:
   - {label: payments-rr, create: true, valid_for: 30d}
 escrow:
   threshold: 1
+  allow_single_custodian: true
   custodians:
     - {name: alice, recipient: %s}
 `, filepath.Join(e.dir, "rr"), id.Recipient()))
@@ -192,7 +193,7 @@ escrow:
 	}
 	recoverArgs := func(dir string, extra ...string) []string {
 		return append([]string{"recover", "--escrow", filepath.Join(out, "escrow.json"), "--share", filepath.Join(out, "share-1-alice.age"),
-			"--identity", idFile, "--token-label", "rr2", "--transcript", tr, "--pubkey", filepath.Join(out, "signing-key.pem"),
+			"--identity", idFile, "--token-label", "rr2", "--transcript", tr, "--fingerprint", sealFingerprint(t, tr),
 			"--out", filepath.Join(e.dir, dir), "--reimport", "--valid-for", "60d"}, extra...)
 	}
 	untouched := func(dir string) {
@@ -232,4 +233,22 @@ escrow:
 	if pt, err := kc.Decrypt(ctx, arn, ct); err != nil || string(pt) != "before the loss" {
 		t.Fatalf("old ciphertext after recover --reimport: %v", err)
 	}
+}
+
+// sealFingerprint returns the signer fingerprint on a transcript's seal line,
+// as the ceremony printed it for the witnesses to write down.
+func sealFingerprint(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var seal struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &seal); err != nil || seal.Fingerprint == "" {
+		t.Fatalf("no seal fingerprint in %s: %v", path, err)
+	}
+	return seal.Fingerprint
 }
