@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test demo bench lint clean crash release release-check fuzz
+.PHONY: all build deps test demo bench bench-kms lint clean crash release release-check fuzz
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz:
 
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./... | tee bench.txt | grep -E '^(Benchmark|ok|PASS|FAIL)'
+
+# keyceremony vs AWS's documented CLI flow against one kmslocal with 20 ms
+# latency: make bench-kms N=1000 [CLI_N=50] [LATENCY=20ms] [PARALLEL=32]
+bench-kms: build
+	@N=$(N) CLI_N=$(CLI_N) LATENCY=$(LATENCY) PARALLEL=$(PARALLEL) bash scripts/bench-kms.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

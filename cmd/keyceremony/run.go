@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 
@@ -82,16 +83,19 @@ type lineUI struct {
 	out io.Writer
 	// lastBar is the last progress bar drawn, so each is drawn once.
 	lastBar string
+	// started is when the running step started.
+	started time.Time
 }
 
 var _ ceremony.UI = (*lineUI)(nil)
 
 func (u *lineUI) StepStarted(i, n int, s ceremony.Step) {
+	u.started = time.Now()
 	fmt.Fprintf(u.out, "[%d/%d] %s\n", i, n, s.Title)
 }
 
 func (u *lineUI) StepDone(i, n int, s ceremony.Step, summary string) {
-	fmt.Fprintf(u.out, "[%d/%d] done: %s\n", i, n, summary)
+	fmt.Fprintf(u.out, "[%d/%d] done in %.3fs: %s\n", i, n, time.Since(u.started).Seconds(), summary)
 }
 
 func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
