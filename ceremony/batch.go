@@ -71,6 +71,14 @@ func (s *state) parallel() int {
 // as a *BatchError (nil when none failed). A cancelled ctx stops starting
 // new keys.
 func (s *state) eachKey(ctx context.Context, step string, todo []*keyState, fn func(context.Context, *keyState) error) error {
+	return s.eachKeyAfter(ctx, step, todo, nil, fn)
+}
+
+// eachKeyAfter is eachKey calling before(k), one key after the other and
+// with s.mu held, just before k is handed to fn (an operator confirmation):
+// when before fails, no further key starts, the running ones finish, and
+// its error is returned.
+func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState, before, fn func(context.Context, *keyState) error) error {
 	total := len(s.keys)
 	done := total - len(todo)
 	s.ui.Progress(done, total)
@@ -86,6 +94,11 @@ func (s *state) eachKey(ctx context.Context, step string, todo []*keyState, fn f
 		// the running ones finish and are recorded.
 		if stopErr = s.locked(s.checkStop); stopErr != nil {
 			break
+		}
+		if before != nil {
+			if stopErr = s.locked(func() error { return before(ctx, k) }); stopErr != nil {
+				break
+			}
 		}
 		sem <- struct{}{}
 		wg.Add(1)

@@ -313,10 +313,7 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		return "offline: carry the bundle files out of the room and import them with keyceremony upload", nil
 	}
 	now := testOnlyNow()
-	// The operator confirms each key first, one after the other; then the
-	// imports run concurrently.
 	var todo []*keyState
-	confs := map[*keyState]Confirmation{}
 	for _, k := range s.keys {
 		if k.imported {
 			k.res.ValidTo = k.validTo
@@ -327,21 +324,27 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 			return "", err
 		}
 		k.validTo, k.res.ValidTo = vt, vt
+		todo = append(todo, k)
+	}
+	// The operator confirms each key, one after the other, just before its
+	// import starts; the imports run concurrently.
+	confs := map[*keyState]Confirmation{}
+	confirm := func(ctx context.Context, k *keyState) error {
 		expiry := "never expires"
-		if vt != nil {
-			expiry = "expires " + vt.Format(time.RFC3339)
+		if k.validTo != nil {
+			expiry = "expires " + k.validTo.Format(time.RFC3339)
 		}
 		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q (key check value %s) into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.kcv, k.arn, expiry), k.cfg.Label)
 		if err != nil {
-			return "", err
+			return err
 		}
 		if err := k.bundle.CheckValid(now); err != nil {
-			return "", err
+			return err
 		}
 		confs[k] = conf
-		todo = append(todo, k)
+		return nil
 	}
-	err := s.eachKey(ctx, "import", todo, func(ctx context.Context, k *keyState) error {
+	err := s.eachKeyAfter(ctx, "import", todo, confirm, func(ctx context.Context, k *keyState) error {
 		var desc string
 		_ = s.locked(func() error { desc = MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash()); return nil })
 		mid, err := s.kms.ImportMaterial(ctx, awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc})
@@ -350,7 +353,7 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		}
 		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
 			KeyMaterialID: mid, KeyMaterialDescription: desc,
-			Confirmation: confs[k].Record("operator " + s.cfg.Ceremony.Operator)}
+			Confirmation: s.confirmation(confs, k)}
 		if k.validTo != nil {
 			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", k.validTo
 		}
@@ -496,4 +499,12 @@ func (s *state) findGenerated(k *keyState) error {
 	k.key = key
 	k.res.Label, k.res.ID, k.res.KeyCheckValue, k.res.KMSKeyARN = k.cfg.Label, hex.EncodeToString(k.id), k.kcv, k.arn
 	return nil
+}
+
+// confirmation is the transcript record of the operator's confirmation of
+// k's import (confs is written under s.mu).
+func (s *state) confirmation(confs map[*keyState]Confirmation, k *keyState) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return confs[k].Record("operator " + s.cfg.Ceremony.Operator)
 }
