@@ -61,7 +61,7 @@ func (s *state) createKMSKey(ctx context.Context, c *awskms.Client, k *keyState)
 	if desc == "" {
 		desc = fmt.Sprintf("keyceremony %s: %s", s.cfg.Ceremony.ID, k.cfg.Label)
 	}
-	arn, err := c.CreateTaggedKey(ctx, desc, false, s.kmsTags(k))
+	arn, err := c.CreateTaggedKey(ctx, desc, k.cfg.MultiRegion, s.kmsTags(k))
 	if err != nil {
 		return "", err
 	}

@@ -382,6 +382,10 @@ func keyFactsOf(d events.Data) keyFacts {
 		return keyFacts{label: d.Label, arn: d.KMSKeyARN, kcv: d.KeyCheckValue, materialID: d.KeyMaterialID}
 	case *events.Renew:
 		return keyFacts{label: d.Label, kcv: d.KeyCheckValue}
+	case *events.Rotate:
+		return keyFacts{label: d.Label, arn: d.KMSKeyARN, materialID: d.KeyMaterialID}
+	case *events.Replicate:
+		return keyFacts{label: d.Label, arn: d.KMSKeyARN}
 	}
 	return keyFacts{}
 }

@@ -2,6 +2,7 @@ package ceremony
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -65,10 +66,13 @@ func chooseWrapAlgorithm(tok *hsm.Token, spec string, want wrap.Algorithm, allow
 // the algorithm, each KMS key's parameters and its current key material.
 type reimportPlan struct {
 	o       *ReimportOptions
-	kms     *awskms.Client
+	clients map[string]*awskms.Client // by Region
 	alg     wrap.Algorithm
 	params  map[string]*wrap.Params // by KMS key ARN
 	current map[string]string       // KMS key ARN -> KeyMaterialId before
+	// others lists, per KMS key, its other materials (NON_CURRENT newest
+	// first): a token or escrow key may hold an older version.
+	others map[string][]string
 }
 
 // prepareReimport checks, before anything is written to the token or KMS,
@@ -80,13 +84,14 @@ func prepareReimport(ctx context.Context, tok *hsm.Token, o *ReimportOptions, ar
 	if err != nil {
 		return nil, err
 	}
-	c, err := awskms.New(ctx, o.KMS)
-	if err != nil {
-		return nil, err
-	}
-	p := &reimportPlan{o: o, kms: c, alg: alg, params: map[string]*wrap.Params{}, current: map[string]string{}}
+	p := &reimportPlan{o: o, clients: map[string]*awskms.Client{}, alg: alg, params: map[string]*wrap.Params{}, current: map[string]string{}, others: map[string][]string{}}
 	now := testOnlyNow()
 	for _, arn := range arns {
+		// Each KMS key is reached in the Region its ARN names.
+		c, err := clientFor(ctx, p.clients, o.KMS, arn)
+		if err != nil {
+			return nil, err
+		}
 		d, err := c.Describe(ctx, arn)
 		if err != nil {
 			return nil, err
@@ -102,8 +107,48 @@ func prepareReimport(ctx context.Context, tok *hsm.Token, o *ReimportOptions, ar
 			return nil, err
 		}
 		p.params[arn], p.current[arn] = par, d.CurrentMaterialID
+		ms, err := c.Materials(ctx, arn)
+		if err != nil {
+			return nil, err
+		}
+		for i := len(ms) - 1; i >= 0; i-- {
+			if ms[i].State == "NON_CURRENT" {
+				p.others[arn] = append(p.others[arn], ms[i].ID)
+			}
+		}
 	}
 	return p, nil
+}
+
+// kms returns the client for the Region of arn (made by prepareReimport).
+func (p *reimportPlan) kms(arn string) *awskms.Client {
+	if c := p.clients[arnRegion(arn)]; c != nil {
+		return c
+	}
+	return p.clients[p.o.KMS.Region]
+}
+
+// importSame imports r as the same material the KMS key already has: as
+// its current material, else as one of its older (NON_CURRENT) versions,
+// each named by its KeyMaterialId (KMS refuses a wrong one and changes
+// nothing). It returns the KeyMaterialId tried and the one KMS returned.
+func (p *reimportPlan) importSame(ctx context.Context, r awskms.ImportRequest) (tried, got string, err error) {
+	arn := r.Bundle.KeyARN
+	if p.current[arn] == "" {
+		// The key's first material: KMS's default import type.
+		got, err = p.kms(arn).ImportMaterial(ctx, r)
+		return "", got, err
+	}
+	for i, id := range append([]string{p.current[arn]}, p.others[arn]...) {
+		r.Type, r.MaterialID = awskms.ImportExisting, id
+		got, err = p.kms(arn).ImportMaterial(ctx, r)
+		var ke *awskms.Error
+		if err != nil && errors.As(err, &ke) && ke.Code == "IncorrectKeyMaterialException" && i < len(p.others[arn]) {
+			continue
+		}
+		return id, got, err
+	}
+	return "", "", errors.New("unreachable")
 }
 
 // reimported is what reimportKey did, for the transcript.
@@ -142,30 +187,34 @@ func (p *reimportPlan) reimportKey(ctx context.Context, tok *hsm.Token, key *hsm
 		t := testOnlyNow().Add(p.o.ValidFor).UTC().Truncate(time.Second)
 		vt = &t
 	}
-	before := p.current[arn]
 	desc := MaterialDescription(kcv, ceremonyID, transcriptHash)
-	req := awskms.ImportRequest{Bundle: b, ValidTo: vt, Description: desc, Type: awskms.ImportExisting, MaterialID: before}
-	if before == "" {
-		req.Type = "" // the key's first material: KMS's default
-	}
-	id, err := p.kms.ImportMaterial(ctx, req)
+	before, id, err := p.importSame(ctx, awskms.ImportRequest{Bundle: b, ValidTo: vt, Description: desc})
 	if err != nil {
 		return nil, err
 	}
 	if before != "" && id != before {
 		return nil, fmt.Errorf("KMS key %s reports key material %s after the re-import, not %s: it did not take the same material", arn, id, before)
 	}
-	d, err := p.kms.Describe(ctx, arn)
+	d, err := p.kms(arn).Describe(ctx, arn)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case d.State != "Enabled":
+	if d.State != "Enabled" {
 		return nil, fmt.Errorf("KMS key %s is %s after the re-import, not Enabled", arn, d.State)
-	case vt == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-		return nil, fmt.Errorf("KMS key %s has expiration model %s after the re-import, want KEY_MATERIAL_DOES_NOT_EXPIRE", arn, d.ExpirationModel)
-	case vt != nil && d.CurrentMaterialID == id && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
-		return nil, fmt.Errorf("KMS key %s has ValidTo %v after the re-import, want %s", arn, d.ValidTo, vt.Format(time.RFC3339))
+	}
+	// The imported version's own expiry (it may be an older version).
+	ms, err := p.kms(arn).Materials(ctx, arn)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(ms, func(m awskms.Material) bool { return m.ID == id })
+	switch {
+	case i < 0 || ms[i].ImportState != "IMPORTED":
+		return nil, fmt.Errorf("KMS key %s does not list key material %s as imported after the re-import", arn, id)
+	case vt == nil && ms[i].ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
+		return nil, fmt.Errorf("KMS key %s has expiration model %s for key material %s after the re-import, want KEY_MATERIAL_DOES_NOT_EXPIRE", arn, ms[i].ExpirationModel, short(id))
+	case vt != nil && (ms[i].ValidTo == nil || !ms[i].ValidTo.Equal(*vt)):
+		return nil, fmt.Errorf("KMS key %s has ValidTo %v for key material %s after the re-import, want %s", arn, ms[i].ValidTo, short(id), vt.Format(time.RFC3339))
 	}
 	ev := &events.Reimport{Label: label, KMSKeyARN: arn, WrappingAlgorithm: string(par.Algorithm), WrappingKeySpec: par.KeySpec,
 		InHSM: w.InHSM, Method: w.Method, KeyCheckValue: kcv, File: filepath.Base(name), FileSHA256: evidence.Hash(data),

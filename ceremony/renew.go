@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
@@ -32,6 +34,9 @@ type RenewOptions struct {
 	// or be empty.
 	OutDir   string
 	Operator string
+	// ReplicaRegions, for Replicate: the Regions to replicate KMSKeys[0]
+	// (a multi-Region primary) into before importing.
+	ReplicaRegions []string
 }
 
 // RenewResult is what Renew did.
@@ -40,6 +45,8 @@ type RenewResult struct {
 	PublicKey     string
 	SealHash      string
 	KeyCheckValue string
+	// ARNs are the KMS keys imported into (the replicas, for Replicate).
+	ARNs []string
 	// MaterialIDs maps each KMS key to its (unchanged) KeyMaterialId.
 	MaterialIDs map[string]string
 	ValidTo     *time.Time
@@ -73,11 +80,27 @@ func Renew(ctx context.Context, o *RenewOptions, ui UI) (*RenewResult, error) {
 		return nil, err
 	}
 	kcv := hex.EncodeToString(raw)
-	plan, err := prepareReimport(ctx, tok, &o.Reimport, o.KMSKeys)
+	var replicated []*events.Replicate
+	arns := o.KMSKeys
+	if len(o.ReplicaRegions) > 0 {
+		// The primary is checked first (wrap capability, parameters, its
+		// material), then replicated.
+		if _, err := prepareReimport(ctx, tok, &o.Reimport, o.KMSKeys); err != nil {
+			return nil, err
+		}
+		if replicated, err = replicate(ctx, o); err != nil {
+			return nil, err
+		}
+		arns = nil
+		for _, r := range replicated {
+			arns = append(arns, r.ReplicaARN)
+		}
+	}
+	plan, err := prepareReimport(ctx, tok, &o.Reimport, arns)
 	if err != nil {
 		return nil, err
 	}
-	for _, arn := range o.KMSKeys {
+	for _, arn := range arns {
 		if plan.current[arn] == "" {
 			return nil, fmt.Errorf("KMS key %s never had key material: a renewal imports the same material again; import it first with a ceremony or keyceremony upload", arn)
 		}
@@ -94,13 +117,18 @@ func Renew(ctx context.Context, o *RenewOptions, ui UI) (*RenewResult, error) {
 	}
 	defer tr.Close()
 	in := tok.Info()
-	if err := tr.Append(o.Operator, &events.Renew{Label: o.Label, KeyCheckValue: kcv, KMSKeyARNs: o.KMSKeys,
+	if err := tr.Append(o.Operator, &events.Renew{Label: o.Label, KeyCheckValue: kcv, KMSKeyARNs: arns,
 		WrappingAlgorithm: string(plan.alg), WrappingKeySpec: o.Reimport.KeySpec, AllowHostWrap: o.Reimport.AllowHostWrap,
 		Token: events.TokenRef{Label: in.Label, Serial: in.Serial, Model: in.Model}}); err != nil {
 		return nil, err
 	}
-	res := &RenewResult{KeyCheckValue: kcv, MaterialIDs: map[string]string{}}
-	for _, arn := range o.KMSKeys {
+	for _, r := range replicated {
+		if err := tr.Append(o.Operator, r); err != nil {
+			return nil, err
+		}
+	}
+	res := &RenewResult{KeyCheckValue: kcv, MaterialIDs: map[string]string{}, ARNs: arns}
+	for _, arn := range arns {
 		done, err := plan.reimportKey(ctx, tok, key, o.Label, kcv, arn, o.OutDir, id, tr.Hash())
 		if err != nil {
 			_ = tr.Append(o.Operator, &events.Failed{StepID: "reimport", Error: err.Error()})
@@ -109,8 +137,8 @@ func Renew(ctx context.Context, o *RenewOptions, ui UI) (*RenewResult, error) {
 		if err := tr.Append(o.Operator, done.data); err != nil {
 			return nil, err
 		}
-		res.MaterialIDs[arn], res.ValidTo = done.data.KeyMaterialID, done.desc.ValidTo
-		ui.Info(fmt.Sprintf("key %q imported again into %s: same key material %s, %s", o.Label, arn, short(res.MaterialIDs[arn]), expiryText(done.desc.ValidTo)))
+		res.MaterialIDs[arn], res.ValidTo = done.data.KeyMaterialID, done.data.ValidTo
+		ui.Info(fmt.Sprintf("key %q imported again into %s: same key material %s, %s", o.Label, arn, short(res.MaterialIDs[arn]), expiryText(res.ValidTo)))
 	}
 	return sealOnToken(tok, tr, trPath, signingKeyLabel(o.Token), res)
 }
@@ -162,4 +190,54 @@ func sealOnToken(tok *hsm.Token, tr *transcripts.Writer, trPath, label string, r
 	}
 	res.Transcript, res.PublicKey, res.SealHash = trPath, pubPath, evidence.Hash(data)
 	return res, nil
+}
+
+// replicate makes (or finds) a replica of the multi-Region primary
+// o.KMSKeys[0] in each of o.ReplicaRegions and returns, per Region, the
+// event data for the transcript.
+func replicate(ctx context.Context, o *RenewOptions) ([]*events.Replicate, error) {
+	primary := o.KMSKeys[0]
+	clients := map[string]*awskms.Client{}
+	pc, err := clientFor(ctx, clients, o.Reimport.KMS, primary)
+	if err != nil {
+		return nil, err
+	}
+	d, err := pc.Describe(ctx, primary)
+	if err != nil {
+		return nil, err
+	}
+	if !d.MultiRegion {
+		return nil, fmt.Errorf("KMS key %s is not a multi-Region key: create it with keys[].multi_region: true", d.ARN)
+	}
+	var out []*events.Replicate
+	for _, region := range o.ReplicaRegions {
+		arn := replicaARN(d.ARN, region)
+		rc, err := clientFor(ctx, clients, o.Reimport.KMS, arn)
+		if err != nil {
+			return nil, err
+		}
+		created := false
+		if _, err := rc.Describe(ctx, arn); err != nil {
+			var ke *awskms.Error
+			if !errors.As(err, &ke) || ke.Code != "NotFoundException" {
+				return nil, err
+			}
+			if arn, err = pc.Replicate(ctx, d.ARN, region, "keyceremony replica of "+d.ARN); err != nil {
+				return nil, err
+			}
+			created = true
+		}
+		out = append(out, &events.Replicate{Label: o.Label, KMSKeyARN: d.ARN, ReplicaRegion: region, ReplicaARN: arn, Created: created})
+	}
+	return out, nil
+}
+
+// replicaARN is the ARN of the replica in region of the key with ARN arn.
+func replicaARN(arn, region string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 {
+		return arn
+	}
+	parts[3] = region
+	return strings.Join(parts, ":")
 }

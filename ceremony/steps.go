@@ -158,8 +158,11 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		if d.Origin != "EXTERNAL" {
 			return "", fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; create one (keys[].create: true)", d.ARN, d.Origin)
 		}
-		if d.State != "PendingImport" {
-			return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), or recover the escrowed material to re-import", d.ARN, d.State)
+		switch {
+		case k.cfg.Rotate && d.State != "Enabled":
+			return "", fmt.Errorf("KMS key %s is %s: rotation imports new material into an Enabled key that has material; renew or re-import its material first", d.ARN, d.State)
+		case !k.cfg.Rotate && d.State != "PendingImport":
+			return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), rotate it (keys[].rotate: true), or recover the escrowed material to re-import", d.ARN, d.State)
 		}
 		k.arn = d.ARN
 		// The endpoint must offer the configured wrapping algorithm and
@@ -347,12 +350,21 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 	err := s.eachKeyAfter(ctx, "import", todo, confirm, func(ctx context.Context, k *keyState) error {
 		var desc string
 		_ = s.locked(func() error { desc = MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash()); return nil })
-		mid, err := s.kms.ImportMaterial(ctx, awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc})
+		req := awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc}
+		if k.cfg.Rotate {
+			req.Type = awskms.ImportNew
+		}
+		mid, err := s.kms.ImportMaterial(ctx, req)
 		if err != nil {
 			return err
 		}
+		if k.cfg.Rotate {
+			if err := s.rotateTo(ctx, k, mid); err != nil {
+				return err
+			}
+		}
 		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
-			KeyMaterialID: mid, KeyMaterialDescription: desc,
+			KeyMaterialID: mid, KeyMaterialDescription: desc, ImportType: string(req.Type),
 			Confirmation: s.confirmation(confs, k)}
 		if k.validTo != nil {
 			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", k.validTo
@@ -507,4 +519,39 @@ func (s *state) confirmation(confs map[*keyState]Confirmation, k *keyState) stri
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return confs[k].Record("operator " + s.cfg.Ceremony.Operator)
+}
+
+// rotateTo checks that KMS holds k's new material mid in PENDING_ROTATION
+// and rotates k's KMS key to it, recording both.
+func (s *state) rotateTo(ctx context.Context, k *keyState, mid string) error {
+	ms, err := s.kms.Materials(ctx, k.arn)
+	if err != nil {
+		return err
+	}
+	var previous string
+	pending := false
+	for _, m := range ms {
+		switch {
+		case m.ID == mid && m.State == "PENDING_ROTATION" && m.ImportState == "IMPORTED":
+			pending = true
+		case m.State == "CURRENT":
+			previous = m.ID
+		}
+	}
+	if !pending {
+		return fmt.Errorf("KMS key %s does not list the imported material %s as PENDING_ROTATION: not rotating", k.arn, mid)
+	}
+	if err := s.kms.RotateOnDemand(ctx, k.arn); err != nil {
+		return err
+	}
+	d, err := s.kms.Describe(ctx, k.arn)
+	if err != nil {
+		return err
+	}
+	if d.CurrentMaterialID != mid {
+		return fmt.Errorf("KMS key %s has current material %s after the rotation, not %s", k.arn, d.CurrentMaterialID, mid)
+	}
+	return s.locked(func() error {
+		return s.recordChange(&events.Rotate{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyMaterialID: mid, PreviousKeyMaterialID: previous, RotationType: "ON_DEMAND"})
+	})
 }

@@ -121,3 +121,17 @@ func (c *Client) Replicate(ctx context.Context, keyID, region, description strin
 	}
 	return aws.ToString(out.ReplicaKeyMetadata.Arn), nil
 }
+
+// DeleteMaterial deletes one key material of keyID, named by its
+// KeyMaterialId (empty: the current one). The key needs all its CURRENT and
+// NON_CURRENT materials to be usable.
+func (c *Client) DeleteMaterial(ctx context.Context, keyID, materialID string) error {
+	in := &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(keyID)}
+	if materialID != "" {
+		in.KeyMaterialId = aws.String(materialID)
+	}
+	if _, err := c.kms.DeleteImportedKeyMaterial(ctx, in); err != nil {
+		return explain("delete key material of", keyID, err)
+	}
+	return nil
+}

@@ -61,6 +61,8 @@ Usage:
                                          monitor keys: state, expiry, materials, match with the record
   keyceremony renew --key LABEL --kms-key ARN --token-label L --valid-for 365d --out DIR
                                          import the same material again with a new expiry
+  keyceremony replicate --key LABEL --kms-key PRIMARY_ARN --region R --token-label L --valid-for 365d --out DIR
+                                         replicate a multi-Region key and import its material there
   keyceremony escrow verify-share --share FILE --transcript FILE --fingerprint HEX
                                          a custodian checks their escrow share alone
   keyceremony recover --share FILE... --transcript FILE --fingerprint HEX
@@ -121,6 +123,8 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		err = cmdStatus(ctx, args[1:], stdout, stderr)
 	case "renew":
 		err = cmdRenew(ctx, args[1:], stdin, stdout, stderr)
+	case "replicate":
+		err = cmdReplicate(ctx, args[1:], stdin, stdout, stderr)
 	case "check-key":
 		err = cmdCheckKey(ctx, args[1:], stdout, stderr)
 	case "escrow":

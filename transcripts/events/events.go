@@ -62,7 +62,7 @@ var all = []Data{
 	&SigningKey{}, &Files{}, &StepDone{}, &Failed{}, &Interrupted{}, &Checkpoint{}, &Resume{}, &Torn{}, &SetAside{}, &EscrowVoid{}, &Config{}, &Amend{}, &CustodianRecipient{},
 	&Key{}, &Params{},
 	&Recovery{}, &Shares{}, &RecoverKey{}, &Reimport{}, &Drill{},
-	&Renew{},
+	&Renew{}, &Replicate{}, &Rotate{},
 }
 
 var byStep = func() map[string]reflect.Type {
@@ -316,10 +316,27 @@ type Import struct {
 	// older transcripts.
 	KeyMaterialID          string `json:"key_material_id,omitempty"`
 	KeyMaterialDescription string `json:"key_material_description,omitempty"`
+	// ImportType is NEW_KEY_MATERIAL for a rotation's import (a Rotate
+	// event follows); empty for KMS's default, a key's first material.
+	ImportType string `json:"import_type,omitempty"`
 }
 
 // Step implements Data.
 func (*Import) Step() string { return "import" }
+
+// Rotate: a key's KMS key was rotated on demand (RotateKeyOnDemand) to the
+// material the key's Import brought as NEW_KEY_MATERIAL, after KMS listed it
+// as pending rotation; PreviousKeyMaterialID was current before.
+type Rotate struct {
+	Label                 string `json:"label"`
+	KMSKeyARN             string `json:"kms_key_arn"`
+	KeyMaterialID         string `json:"key_material_id"`
+	PreviousKeyMaterialID string `json:"previous_key_material_id"`
+	RotationType          string `json:"rotation_type"`
+}
+
+// Step implements Data.
+func (*Rotate) Step() string { return "rotate" }
 
 // CheckImport: the imported key is Enabled in KMS and encrypts and
 // decrypts.
@@ -688,3 +705,16 @@ type Renew struct {
 
 // Step implements Data.
 func (*Renew) Step() string { return "renew" }
+
+// Replicate: the multi-Region primary KMSKeyARN has a replica ReplicaARN in
+// ReplicaRegion, made now (Created) or found.
+type Replicate struct {
+	Label         string `json:"label"`
+	KMSKeyARN     string `json:"kms_key_arn"`
+	ReplicaRegion string `json:"replica_region"`
+	ReplicaARN    string `json:"replica_arn"`
+	Created       bool   `json:"created"`
+}
+
+// Step implements Data.
+func (*Replicate) Step() string { return "replicate" }
