@@ -77,8 +77,10 @@ func (s *state) eachKey(ctx context.Context, step string, todo []*keyState, fn f
 // eachKeyAfter is eachKey calling before(k), one key after the other and
 // with s.mu held, just before k is handed to fn (an operator confirmation):
 // when before fails, no further key starts, the running ones finish, and
-// its error is returned.
-func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState, before, fn func(context.Context, *keyState) error) error {
+// its error is returned. When before says wait, the next key's before
+// waits until fn(k) is done: a person typing confirmations sees each import
+// done before being asked for the next.
+func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState, before func(context.Context, *keyState) (wait bool, err error), fn func(context.Context, *keyState) error) error {
 	total := len(s.keys)
 	done := total - len(todo)
 	s.ui.Progress(done, total)
@@ -95,15 +97,17 @@ func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState,
 		if stopErr = s.locked(s.checkStop); stopErr != nil {
 			break
 		}
+		wait := false
 		if before != nil {
-			if stopErr = s.locked(func() error { return before(ctx, k) }); stopErr != nil {
+			if stopErr = s.locked(func() (err error) { wait, err = before(ctx, k); return err }); stopErr != nil {
 				break
 			}
 		}
 		sem <- struct{}{}
 		wg.Add(1)
+		finished := make(chan struct{})
 		go func() {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { <-sem; wg.Done(); close(finished) }()
 			err := fn(ctx, k)
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -114,6 +118,9 @@ func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState,
 			done++
 			s.ui.Progress(done, total)
 		}()
+		if wait {
+			<-finished
+		}
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {

@@ -330,22 +330,24 @@ func importKeys(ctx context.Context, s *state) (string, error) {
 		todo = append(todo, k)
 	}
 	// The operator confirms each key, one after the other, just before its
-	// import starts; the imports run concurrently.
+	// import starts; the imports run concurrently, except that a person
+	// typing the confirmations sees each import done before the next
+	// question.
 	confs := map[*keyState]Confirmation{}
-	confirm := func(ctx context.Context, k *keyState) error {
+	confirm := func(ctx context.Context, k *keyState) (bool, error) {
 		expiry := "never expires"
 		if k.validTo != nil {
 			expiry = "expires " + k.validTo.Format(time.RFC3339)
 		}
 		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q (key check value %s) into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.kcv, k.arn, expiry), k.cfg.Label)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if err := k.bundle.CheckValid(now); err != nil {
-			return err
+			return false, err
 		}
 		confs[k] = conf
-		return nil
+		return conf.Typed, nil
 	}
 	err := s.eachKeyAfter(ctx, "import", todo, confirm, func(ctx context.Context, k *keyState) error {
 		var desc string
