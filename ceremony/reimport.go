@@ -46,20 +46,26 @@ func chooseWrapAlgorithm(tok *hsm.Token, spec string, want wrap.Algorithm, allow
 			return wrap.RSAESOAEPSHA256, nil
 		}
 	}
-	names := make([]string, len(can))
-	for i, a := range can {
-		names[i] = string(a)
-	}
-	list := "none"
-	if len(names) > 0 {
-		list = strings.Join(names, ", ")
-	}
+	list := algorithmList(can)
 	what := "any KMS wrapping algorithm"
 	if want != "" {
 		what = string(want)
 	}
 	return "", fmt.Errorf("%w: token %q cannot wrap with %s inside the HSM; inside the HSM it can do: %s; choose one of those with --wrapping-algorithm, or allow host wrapping with --allow-host-wrap",
 		hsm.ErrMechanism, tok.Info().Label, what, list)
+}
+
+// algorithmList names the algorithms a token can do inside the HSM, for
+// an error message.
+func algorithmList(can []wrap.Algorithm) string {
+	if len(can) == 0 {
+		return "none"
+	}
+	names := make([]string, len(can))
+	for i, a := range can {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
 }
 
 // reimportPlan is what a re-import checked before anything was written:
