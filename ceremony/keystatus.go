@@ -138,7 +138,9 @@ func KeysStatus(ctx context.Context, o StatusOptions) (*StatusReport, error) {
 		rep.Keys = append(rep.Keys, KeyStatus{Key: arn, Label: byARN[arn].label, recorded: byARN[arn]})
 	}
 	for _, k := range o.Keys {
-		rep.Keys = append(rep.Keys, KeyStatus{Key: k})
+		if byARN[k] == nil { // a key a transcript records is there already
+			rep.Keys = append(rep.Keys, KeyStatus{Key: k})
+		}
 	}
 	clients := map[string]*awskms.Client{}
 	for i := range rep.Keys {

@@ -177,6 +177,7 @@ token:
 kms:
   wrapping_algorithm: RSAES_OAEP_SHA_1
   wrapping_key_spec: RSA_2048
+  parallel: 1 # a crash point is a transcript line: no other key's request in flight
 keys:
   - label: payments
     create: true

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -204,12 +205,25 @@ func TestCeremonyEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	kcvs := map[string]string{}
-	var steps []string
+	// The online steps work on several keys at once, so the events of
+	// different keys may interleave within a script step: compare each
+	// step's events as a sorted group, and each key's own events in order.
+	var steps, group []string
+	perKey := map[string][]string{}
+	lastNo := -1
+	flush := func() { slices.Sort(group); steps = append(steps, group...); group = nil }
 	for _, ev := range res.Events {
 		if ev.Step == "step-done" || ev.Step == "checkpoint" {
 			continue // TestTranscriptEvidence and the resume tests check them
 		}
-		steps = append(steps, ev.Step)
+		if ev.StepNo != lastNo {
+			flush()
+			lastNo = ev.StepNo
+		}
+		group = append(group, ev.Step)
+		if l := eventLabel(ev.Data); l != "" && ev.Step != "open-token" && ev.Step != "signing-key" {
+			perKey[l] = append(perKey[l], ev.Step)
+		}
 		if g, ok := ev.Data.(*events.GenerateKey); ok {
 			kcvs[g.Label] = g.KeyCheckValue
 		}
@@ -218,9 +232,16 @@ func TestCeremonyEndToEnd(t *testing.T) {
 			t.Errorf("kms-key event does not record the endpoint and Region: %+v", k)
 		}
 	}
-	wantSteps := "open-token config kms-key-intent kms-key kms-key-intent kms-key fetch-params fetch-params generate-key-intent generate-key generate-key-intent generate-key escrow wrap wrap import import check-import check-import signing-key files"
+	flush()
+	wantSteps := "open-token config kms-key kms-key kms-key-intent kms-key-intent fetch-params fetch-params generate-key generate-key generate-key-intent generate-key-intent escrow wrap wrap import import check-import check-import files signing-key"
 	if got := strings.Join(steps, " "); got != wantSteps {
-		t.Errorf("transcript steps:\n got %s\nwant %s", got, wantSteps)
+		t.Errorf("transcript steps (sorted within each script step):\n got %s\nwant %s", got, wantSteps)
+	}
+	for _, l := range []string{"payments-one", "archive-one"} {
+		want := "kms-key-intent kms-key fetch-params generate-key-intent generate-key wrap import check-import"
+		if got := strings.Join(perKey[l], " "); got != want {
+			t.Errorf("events of key %s:\n got %s\nwant %s", l, got, want)
+		}
 	}
 	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
 	if err != nil {
@@ -397,4 +418,14 @@ func TestVerifyTampered(t *testing.T) {
 	if m["ceremony_id"] != "e2e-tamper" {
 		t.Errorf("header %v", m)
 	}
+}
+
+// eventLabel is the label an event's data names, if any.
+func eventLabel(d events.Data) string {
+	var v struct {
+		Label string `json:"label"`
+	}
+	b, _ := json.Marshal(d)
+	_ = json.Unmarshal(b, &v)
+	return v.Label
 }
