@@ -11,7 +11,7 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -456,7 +456,7 @@ type BundleEvidence struct {
 // file (its SHA-256): a bundle swapped on its way out of the room is
 // refused before it reaches KMS. It returns what the transcript says
 // about the bundle.
-func VerifyBundle(transcript []byte, pub *ecdsa.PublicKey, fingerprint string, bundle []byte) (*BundleEvidence, error) {
+func VerifyBundle(transcript []byte, pub crypto.PublicKey, fingerprint string, bundle []byte) (*BundleEvidence, error) {
 	if pub == nil && fingerprint == "" {
 		return nil, errors.New("pin the transcript's signer with --fingerprint or --pubkey: a transcript checked against its own key proves nothing")
 	}

@@ -14,7 +14,6 @@ import (
 
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -473,8 +472,3 @@ func sha256Hex(b []byte) string {
 
 // ErrNoPIN is returned by a UI that cannot ask for a secret.
 var ErrNoPIN = errors.New("no PIN available")
-
-func spkiECDSA(k any) *ecdsa.PublicKey {
-	p, _ := k.(*ecdsa.PublicKey)
-	return p
-}

@@ -3,7 +3,7 @@ package ceremony
 import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
-	"crypto/ecdsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"os"
@@ -29,7 +29,7 @@ type Pin struct {
 	// PublicKey is a signing key read from KeyFile. keyceremony cannot tell
 	// whether that file is genuine (it often lies beside the transcript), so
 	// it pins the signer but does not confirm the ceremony.
-	PublicKey *ecdsa.PublicKey
+	PublicKey crypto.PublicKey
 	KeyFile   string
 	// Insecure accepts a transcript whose signer is not pinned, or no
 	// transcript at all: the result proves nothing about the real escrow.

@@ -3,9 +3,7 @@ package ceremony
 import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
-	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -513,8 +511,7 @@ func (r *recovery) run(ctx context.Context) (*RecoverResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	spki, _ := x509.ParsePKIXPublicKey(seal.PublicKey)
-	if _, err := transcripts.Verify(bytes.NewReader(data), spkiECDSA(spki)); err != nil {
+	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Fingerprint: seal.Fingerprint}); err != nil {
 		return nil, fmt.Errorf("the sealed recovery transcript does not verify: %w", err)
 	}
 	res.Transcript, res.PublicKey, res.SealHash = r.trPath, pubPath, evidence.Hash(data)

@@ -2,8 +2,6 @@ package transcripts
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -44,12 +42,9 @@ func (w *Writer) Checkpoint(stepNo int, actor string, signer crypto.Signer) erro
 		return errors.New("a checkpoint must be signed by the signing key the header names")
 	}
 	digest := sha256.Sum256(CheckpointPayload(w.header.CeremonyID, w.lines, w.prev))
-	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	sig, _, err := signDigest(signer, digest[:])
 	if err != nil {
 		return fmt.Errorf("failed to sign a transcript checkpoint: %w", err)
-	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-		return errors.New("transcript checkpoint signature made by the token does not verify: the token or signing key is faulty")
 	}
 	return w.AppendStep(stepNo, actor, &events.Checkpoint{Lines: w.lines, LastLineSHA256: w.prev, Signature: sig})
 }

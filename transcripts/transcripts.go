@@ -9,11 +9,12 @@
 // zeros. So each line commits to every line before it, and the last line's
 // hash commits to the whole transcript.
 //
-// The seal signs, with ECDSA P-256 over SHA-256 (normally on the token), a
-// short text, the seal payload (see [SealPayload]), that names the
+// The seal signs, on the token, with ECDSA P-256 or, where the token cannot
+// make a P-256 key, RSA 3072 PKCS#1 v1.5, both over SHA-256 (see
+// [SealECDSAP256], [SealRSA3072]), a short text, the seal payload (see [SealPayload]), that names the
 // ceremony, the number of lines before the seal, the SHA-256 of the last of
 // them and the signer's fingerprint. The ceremony writes that payload and the
-// DER signature beside the transcript, so that
+// signature beside the transcript, so that
 //
 //	openssl dgst -sha256 -verify signing-key.pem -signature seal.sig seal.payload
 //
@@ -28,9 +29,6 @@ package transcripts
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -53,9 +51,6 @@ const Format = "keyceremony/transcript/v1"
 // WitnessNamespace is the SSH signature namespace witnesses sign the seal
 // payload under (ssh-keygen -Y sign -n keyceremony).
 const WitnessNamespace = "keyceremony"
-
-// SealAlgorithm is the seal's signature algorithm.
-const SealAlgorithm = "ECDSA-P256-SHA256"
 
 // testOnlyAfterLine is called with the number of lines in the transcript
 // file after each line is written (0 right after the file is created). It
@@ -117,19 +112,24 @@ type SigningKey struct {
 	PublicKey []byte `json:"public_key"`
 	// Fingerprint is the hex SHA-256 of PublicKey.
 	Fingerprint string `json:"fingerprint"`
+	// Algorithm is the seal algorithm of PublicKey ([SealECDSAP256] or
+	// [SealRSA3072]); headers written before RSA seals have none, and
+	// their key is ECDSA P-256.
+	Algorithm string `json:"algorithm,omitempty"`
 }
 
-// NewSigningKey describes an ECDSA P-256 public key for a header.
+// NewSigningKey describes a seal key (ECDSA P-256 or RSA 3072, see
+// [SealAlgorithmOf]) for a header.
 func NewSigningKey(label string, pub crypto.PublicKey) (*SigningKey, error) {
-	k, ok := pub.(*ecdsa.PublicKey)
-	if !ok || k.Curve != elliptic.P256() {
-		return nil, errors.New("transcript signing key must be ECDSA P-256")
+	alg := SealAlgorithmOf(pub)
+	if alg == "" {
+		return nil, fmt.Errorf("transcript signing key is a %s: it must be ECDSA P-256 or RSA 3072", keyKind(pub))
 	}
-	spki, err := x509.MarshalPKIXPublicKey(k)
+	spki, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("failed to encode signing key: %w", err)
 	}
-	return &SigningKey{Label: label, PublicKey: spki, Fingerprint: Fingerprint(spki)}, nil
+	return &SigningKey{Label: label, PublicKey: spki, Fingerprint: Fingerprint(spki), Algorithm: alg}, nil
 }
 
 // Fingerprint is the hex SHA-256 of a DER SubjectPublicKeyInfo.
@@ -164,7 +164,7 @@ type Event struct {
 type Seal struct {
 	Type string `json:"type"` // "seal"
 	Seq  int    `json:"seq"`
-	// Algorithm is always "ECDSA-P256-SHA256" in v1.
+	// Algorithm is [SealECDSAP256] or [SealRSA3072].
 	Algorithm string `json:"algorithm"`
 	// PublicKey is the signer's DER SubjectPublicKeyInfo.
 	PublicKey []byte `json:"public_key"`
@@ -174,7 +174,8 @@ type Seal struct {
 	PayloadHash string `json:"payload_sha256"`
 	// Words is PayloadHash's first 16 bytes as PGP words, to read aloud.
 	Words string `json:"words"`
-	// Signature is the ASN.1 DER ECDSA signature of the seal payload.
+	// Signature is the seal payload's signature: an ASN.1 DER
+	// ECDSA-Sig-Value, or the RSA PKCS#1 v1.5 signature.
 	Signature []byte `json:"signature"`
 	Prev      string `json:"prev"`
 }
@@ -278,8 +279,8 @@ func (w *Writer) Hash() string {
 	return hex.EncodeToString(w.payload.Sum(nil))
 }
 
-// Seal signs the transcript with signer (an ECDSA P-256 key, normally on
-// the token), writes the seal line and closes the file. The signature is
+// Seal signs the transcript with signer (an ECDSA P-256 or RSA 3072 key,
+// normally on the token), writes the seal line and closes the file. The signature is
 // checked against the signer's public key before it is written. When the
 // header names a signing key, signer must be that key.
 func (w *Writer) Seal(signer crypto.Signer) (*Seal, error) {
@@ -295,14 +296,11 @@ func (w *Writer) Seal(signer crypto.Signer) (*Seal, error) {
 	}
 	payload := SealPayload(w.header.CeremonyID, w.lines, w.prev, sk.Fingerprint)
 	digest := sha256.Sum256(payload)
-	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	sig, alg, err := signDigest(signer, digest[:])
 	if err != nil {
 		return nil, fmt.Errorf("failed to sign transcript: %w", err)
 	}
-	if !ecdsa.VerifyASN1(signer.Public().(*ecdsa.PublicKey), digest[:], sig) {
-		return nil, errors.New("transcript signature made by the token does not verify: the token or signing key is faulty")
-	}
-	s := &Seal{Type: "seal", Seq: w.seq + 1, Algorithm: SealAlgorithm, PublicKey: sk.PublicKey,
+	s := &Seal{Type: "seal", Seq: w.seq + 1, Algorithm: alg, PublicKey: sk.PublicKey,
 		Fingerprint: sk.Fingerprint, PayloadHash: hex.EncodeToString(digest[:]), Words: Words(digest[:WordCount]),
 		Signature: sig, Prev: w.prev}
 	if err := w.writeLine(s); err != nil {

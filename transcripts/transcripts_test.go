@@ -2,9 +2,11 @@ package transcripts_test
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
@@ -22,10 +24,30 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts/transcriptstest"
 )
 
-func write(t *testing.T, key *ecdsa.PrivateKey, n int) []byte {
+// rsaKey is a 3072-bit RSA key, the seal key of a token that cannot make
+// an ECDSA P-256 key; made once (it takes a while).
+var rsaKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 3072)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// sealKeys are a key of each seal algorithm.
+func sealKeys() map[string]crypto.Signer {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return map[string]crypto.Signer{transcripts.SealECDSAP256: ec, transcripts.SealRSA3072: rsaKey()}
+}
+
+func write(t *testing.T, key crypto.Signer, n int) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "t.jsonl")
-	w, err := transcripts.Create(path, transcripts.Header{CeremonyID: "c1", Tool: "test"})
+	sk, err := transcripts.NewSigningKey("seal", key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := transcripts.Create(path, transcripts.Header{CeremonyID: "c1", Tool: "test", SigningKey: sk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,14 +70,19 @@ func write(t *testing.T, key *ecdsa.PrivateKey, n int) []byte {
 }
 
 func TestVerify(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for alg, key := range sealKeys() {
+		t.Run(alg, func(t *testing.T) { testVerify(t, alg, key) })
+	}
+}
+
+func testVerify(t *testing.T, alg string, key crypto.Signer) {
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	good := write(t, key, 4) // header, 4 events, seal: 6 lines
-	res, err := transcripts.Verify(bytes.NewReader(good), &key.PublicKey)
+	res, err := transcripts.Verify(bytes.NewReader(good), key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Events) != 4 || !res.Pinned || res.Header.CeremonyID != "c1" {
+	if len(res.Events) != 4 || !res.Pinned || res.Header.CeremonyID != "c1" || res.Seal.Algorithm != alg || res.Header.SigningKey.Algorithm != alg {
 		t.Fatalf("result %+v", res)
 	}
 	lines := strings.SplitAfter(string(good), "\n")
@@ -64,7 +91,7 @@ func TestVerify(t *testing.T) {
 	tests := []struct {
 		name  string
 		data  []byte
-		pin   *ecdsa.PublicKey
+		pin   crypto.PublicKey
 		line  int
 		field string
 	}{
@@ -91,27 +118,70 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestFlipEveryByte flips each byte of a transcript in turn: every change
-// must be detected.
+// TestFlipEveryByte flips each byte of a transcript in turn, sealed with
+// each algorithm: every change must be detected.
 func TestFlipEveryByte(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	good := write(t, key, 2)
-	for i := range good {
-		bad := bytes.Clone(good)
-		bad[i] ^= 0x01
-		if _, err := transcripts.Verify(bytes.NewReader(bad), nil); err == nil {
-			t.Fatalf("flipping byte %d (%q) went unnoticed", i, good[i])
+	for alg, key := range sealKeys() {
+		good := write(t, key, 2)
+		for i := range good {
+			bad := bytes.Clone(good)
+			bad[i] ^= 0x01
+			if _, err := transcripts.Verify(bytes.NewReader(bad), nil); err == nil {
+				t.Fatalf("%s: flipping byte %d (%q) went unnoticed", alg, i, good[i])
+			}
 		}
 	}
 }
 
-// TestOpenSSLVerifiesSeal checks the seal with the openssl command line,
-// an implementation independent of Go's.
+// TestSealKeys: only ECDSA P-256 and RSA 3072 (exponent 65537) keys seal; a
+// seal or header whose algorithm is not its key's is refused.
+func TestSealKeys(t *testing.T) {
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	r2048, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for _, k := range []crypto.PublicKey{&p384.PublicKey, &r2048.PublicKey} {
+		if _, err := transcripts.NewSigningKey("x", k); err == nil {
+			t.Errorf("NewSigningKey took a %T", k)
+		}
+		spki, _ := x509.MarshalPKIXPublicKey(k)
+		if _, _, err := transcripts.ParseSealKey(spki); err == nil {
+			t.Errorf("ParseSealKey took a %T", k)
+		}
+	}
+	good := write(t, rsaKey(), 1)
+	for _, c := range []struct {
+		name, from, to string
+		line           int
+		field          string
+	}{
+		// The seal line is hashed by no later line: its algorithm must be
+		// its key's. The header is chained: an edit breaks line 2's prev.
+		{"seal algorithm", `"algorithm":"` + transcripts.SealRSA3072 + `","public_key"`, `"algorithm":"` + transcripts.SealECDSAP256 + `","public_key"`, 3, "algorithm"},
+		{"header algorithm", `"algorithm":"` + transcripts.SealRSA3072 + `"},`, `"algorithm":"` + transcripts.SealECDSAP256 + `"},`, 2, "prev"},
+	} {
+		bad := bytes.Replace(good, []byte(c.from), []byte(c.to), 1)
+		if bytes.Equal(bad, good) {
+			t.Fatalf("%s: nothing replaced", c.name)
+		}
+		_, err := transcripts.Verify(bytes.NewReader(bad), nil)
+		var ve *transcripts.VerifyError
+		if !errors.As(err, &ve) || ve.Line != c.line || ve.Field != c.field {
+			t.Errorf("%s: got %v, want line %d field %s", c.name, err, c.line, c.field)
+		}
+	}
+}
+
+// TestOpenSSLVerifiesSeal checks the seal of each algorithm with the
+// openssl command line, an implementation independent of Go's.
 func TestOpenSSLVerifiesSeal(t *testing.T) {
 	if _, err := exec.LookPath("openssl"); err != nil {
 		t.Skip("openssl not installed")
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for alg, key := range sealKeys() {
+		t.Run(alg, func(t *testing.T) { testOpenSSL(t, key) })
+	}
+}
+
+func testOpenSSL(t *testing.T, key crypto.Signer) {
 	good := write(t, key, 3)
 	res, err := transcripts.Verify(bytes.NewReader(good), nil)
 	if err != nil {
@@ -122,7 +192,7 @@ func TestOpenSSLVerifiesSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	spki, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	spki, _ := x509.MarshalPKIXPublicKey(key.Public())
 	os.WriteFile(filepath.Join(dir, "pub.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}), 0o644)
 	os.WriteFile(filepath.Join(dir, "payload"), payload, 0o644)
 	os.WriteFile(filepath.Join(dir, "seal.sig"), res.Seal.Signature, 0o644)

@@ -2,8 +2,7 @@ package transcripts
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -149,7 +148,7 @@ type WitnessSignature struct {
 type Options struct {
 	// PublicKey, or else Fingerprint (hex SHA-256 of the DER public key),
 	// pins the signer.
-	PublicKey   *ecdsa.PublicKey
+	PublicKey   crypto.PublicKey
 	Fingerprint string
 	// Files, when not nil, holds the files the transcript names; each must
 	// be there with the SHA-256 the transcript records.
@@ -164,7 +163,7 @@ type Options struct {
 
 // Verify checks a transcript as [VerifyBytes] does and, when pub is not nil,
 // that the signer is pub.
-func Verify(r io.Reader, pub *ecdsa.PublicKey) (*Result, error) {
+func Verify(r io.Reader, pub crypto.PublicKey) (*Result, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read transcript: %w", err)
@@ -378,16 +377,15 @@ func checkSeal(res *Result, last string, opts *Options) error {
 	if canon, err := json.Marshal(s); err != nil || !bytes.Equal(canon, res.sealLine) {
 		return chainErr(n, "", "seal line is not in canonical form (as keyceremony writes it): it was edited", "", "")
 	}
-	if s.Algorithm != SealAlgorithm {
-		return sigErr("algorithm", "unsupported signature algorithm", SealAlgorithm, s.Algorithm)
+	if s.Algorithm != SealECDSAP256 && s.Algorithm != SealRSA3072 {
+		return sigErr("algorithm", "unsupported signature algorithm", SealECDSAP256+" or "+SealRSA3072, s.Algorithm)
 	}
-	k, err := x509.ParsePKIXPublicKey(s.PublicKey)
+	pub, alg, err := ParseSealKey(s.PublicKey)
 	if err != nil {
-		return sigErr("public_key", "not a public key: "+err.Error(), "", "")
+		return sigErr("public_key", "not a seal key: "+err.Error(), "", "")
 	}
-	pub, ok := k.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != elliptic.P256() {
-		return sigErr("public_key", "not an ECDSA P-256 key", "", "")
+	if alg != s.Algorithm {
+		return sigErr("algorithm", "is not the algorithm of the seal's public_key", alg, s.Algorithm)
 	}
 	fp := Fingerprint(s.PublicKey)
 	if fp != s.Fingerprint {
@@ -399,6 +397,9 @@ func checkSeal(res *Result, last string, opts *Options) error {
 		}
 		if hk.Fingerprint != fp {
 			return sigErr("public_key", "sealed by another key than the header's signing_key", hk.Fingerprint, fp)
+		}
+		if _, _, err := res.Header.sealKey(); err != nil {
+			return err
 		}
 	}
 	if opts.PublicKey != nil {
@@ -426,7 +427,7 @@ func checkSeal(res *Result, last string, opts *Options) error {
 	if w := Words(digest[:WordCount]); w != s.Words {
 		return sigErr("words", "do not match payload_sha256", w, s.Words)
 	}
-	if !ecdsa.VerifyASN1(pub, digest[:], s.Signature) {
+	if !verifySignature(alg, pub, digest[:], s.Signature) {
 		return sigErr("signature", "signature does not verify", "", "")
 	}
 	return nil

@@ -1,9 +1,7 @@
 package transcripts
 
 import (
-	"crypto/ecdsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"fmt"
 
 	"github.com/keyceremony/keyceremony/transcripts/events"
@@ -108,13 +106,12 @@ func checkCheckpoint(h *Header, evs []Event, i int) error {
 	if h.SigningKey == nil {
 		return fail("step", "a checkpoint in a transcript whose header names no signing key", "no checkpoint", "checkpoint")
 	}
-	k, err := x509.ParsePKIXPublicKey(h.SigningKey.PublicKey)
-	pub, ok := k.(*ecdsa.PublicKey)
-	if err != nil || !ok {
-		return &VerifyError{Class: ClassSignature, Line: 1, Field: "signing_key.public_key", Reason: "not an ECDSA public key"}
+	pub, alg, err := h.sealKey()
+	if err != nil {
+		return err
 	}
 	digest := sha256.Sum256(CheckpointPayload(h.CeremonyID, i+1, e.Prev))
-	if !ecdsa.VerifyASN1(pub, digest[:], d.Signature) {
+	if !verifySignature(alg, pub, digest[:], d.Signature) {
 		return fail("data.signature", "the checkpoint's signature does not verify against the header's signing key", "", "")
 	}
 	return nil

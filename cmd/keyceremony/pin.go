@@ -44,7 +44,7 @@ func (p *pinFlags) pin(cmd, transcript string, ask func(prompt string) (string, 
 	}
 	pin.Words = *p.words
 	if *p.pubkey != "" {
-		pub, err := readECPublicKey(*p.pubkey)
+		pub, err := readSealPublicKey(*p.pubkey)
 		if err != nil {
 			return pin, err
 		}

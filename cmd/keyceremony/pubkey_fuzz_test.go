@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,9 +12,9 @@ import (
 	"testing"
 )
 
-// FuzzParseECPublicKey: the --pubkey reader returns an ECDSA key that
-// re-encodes to a file it reads back as the same key, or a one-line error
-// naming the file.
+// FuzzParseECPublicKey: the --pubkey reader returns a seal key (ECDSA
+// P-256 or RSA 3072) that re-encodes to a file it reads back as the same
+// key, or a one-line error naming the file.
 func FuzzParseECPublicKey(f *testing.F) {
 	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384()} {
 		k, err := ecdsa.GenerateKey(c, rand.Reader)
@@ -22,22 +23,25 @@ func FuzzParseECPublicKey(f *testing.F) {
 		}
 		f.Add(pemPublicKey(f, &k.PublicKey))
 	}
-	r, err := rsa.GenerateKey(rand.Reader, 1024)
-	if err == nil {
+	for _, bits := range []int{1024, 3072} {
+		r, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(pemPublicKey(f, &r.PublicKey))
 	}
 	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n"))
 	f.Add([]byte("not pem"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		k, err := parseECPublicKey(data, "signing-key.pem")
+		k, err := parseSealPublicKey(data, "signing-key.pem")
 		if err != nil {
 			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "signing-key.pem") {
 				t.Fatalf("error %q is not one line naming the file", msg)
 			}
 			return
 		}
-		again, err := parseECPublicKey(pemPublicKey(t, k), "again.pem")
-		if err != nil || !again.Equal(k) {
+		again, err := parseSealPublicKey(pemPublicKey(t, k), "again.pem")
+		if err != nil || !again.(interface{ Equal(crypto.PublicKey) bool }).Equal(k) {
 			t.Fatalf("re-encoded key reads back as %v, %v", again, err)
 		}
 	})

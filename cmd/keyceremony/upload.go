@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -85,9 +85,9 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *unverified {
 		fmt.Fprintln(stderr, "keyceremony: warning: --insecure-unverified-bundle: the bundle is NOT checked against its ceremony's transcript; KMS will bind the key to whatever material it holds")
 	} else {
-		var pub *ecdsa.PublicKey
+		var pub crypto.PublicKey
 		if *pubkey != "" {
-			if pub, err = readECPublicKey(*pubkey); err != nil {
+			if pub, err = readSealPublicKey(*pubkey); err != nil {
 				return err
 			}
 		}

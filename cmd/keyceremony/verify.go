@@ -3,8 +3,7 @@ package main
 import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
-	"crypto/ecdsa"
-	"crypto/x509"
+	"crypto"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -103,7 +102,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	path := pos[0]
 	var opts transcripts.Options
 	if *pubPath != "" {
-		if opts.PublicKey, err = readECPublicKey(*pubPath); err != nil {
+		if opts.PublicKey, err = readSealPublicKey(*pubPath); err != nil {
 			return err
 		}
 	}
@@ -243,30 +242,27 @@ func readWitnessSignatures(transcript string) ([]transcripts.WitnessSignature, e
 	return out, nil
 }
 
-func readECPublicKey(path string) (*ecdsa.PublicKey, error) {
+// readSealPublicKey reads a transcript signing key (--pubkey).
+func readSealPublicKey(path string) (crypto.PublicKey, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read public key: %w", err)
 	}
-	return parseECPublicKey(b, path)
+	return parseSealPublicKey(b, path)
 }
 
-// parseECPublicKey reads the PEM PUBLIC KEY (PKIX) file named path, which
-// must hold an ECDSA key.
-func parseECPublicKey(b []byte, path string) (*ecdsa.PublicKey, error) {
+// parseSealPublicKey reads the PEM PUBLIC KEY (PKIX) file named path, which
+// must hold a seal key: ECDSA P-256 or RSA 3072.
+func parseSealPublicKey(b []byte, path string) (crypto.PublicKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PUBLIC KEY" {
 		return nil, fmt.Errorf("%s is not a PEM PUBLIC KEY", path)
 	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	k, _, err := transcripts.ParseSealKey(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: not a transcript signing key: %w", path, err)
 	}
-	ek, ok := k.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%s holds a %T, not an ECDSA key", path, k)
-	}
-	return ek, nil
+	return k, nil
 }
 
 // confirmation is how one confirmation or receipt in a transcript was

@@ -53,7 +53,7 @@ func cmdWitness(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	}
 	var opts transcripts.Options
 	if *pubPath != "" {
-		if opts.PublicKey, err = readECPublicKey(*pubPath); err != nil {
+		if opts.PublicKey, err = readSealPublicKey(*pubPath); err != nil {
 			return err
 		}
 	}

@@ -403,7 +403,8 @@ func (*Failed) Step() string { return "failed" }
 type Checkpoint struct {
 	Lines          int    `json:"lines"`
 	LastLineSHA256 string `json:"last_line_sha256"`
-	// Signature is the ASN.1 DER ECDSA signature.
+	// Signature is the seal key's signature (transcripts.SealECDSAP256 or
+	// transcripts.SealRSA3072).
 	Signature []byte `json:"signature"`
 }
 
