@@ -193,7 +193,7 @@ func (s *state) contradicts(c change) string {
 	switch {
 	case c.path == "ceremony.id":
 		return "it names the ceremony"
-	case c.path == "token.signing_key":
+	case c.path == "token.signing_key" || c.path == "token.seal_algorithm":
 		return "the transcript's header names the signing key that seals it"
 	case c.path == "kms.region" || c.path == "kms.profile":
 		if s.anyKey(func(k *keyState) bool { return k.kmsRecorded || k.nonce != "" }) {

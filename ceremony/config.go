@@ -70,9 +70,17 @@ type TokenConfig struct {
 	PINEnv string `yaml:"pin_env"`
 	// PINFile is a file holding the user PIN (a trailing newline is ignored).
 	PINFile string `yaml:"pin_file"`
-	// SigningKey labels the ECDSA P-256 transcript-signing key on the token;
-	// it is generated on first use.
+	// SigningKey labels the transcript-signing key on the token; it is
+	// generated on first use.
 	SigningKey string `yaml:"signing_key"`
+	// SealAlgorithm, when set, is the only kind of signing key the
+	// ceremony makes or accepts: "ecdsa-p256" or "rsa-3072" (recorded in
+	// the open-token event). Empty: ECDSA P-256 where the probe proves the
+	// token makes it, else RSA 3072.
+	SealAlgorithm string `yaml:"seal_algorithm"`
+	// ProbeAll makes the probe try every kind of signing key (keyceremony
+	// probe). Not read from the file.
+	ProbeAll bool `yaml:"-"`
 }
 
 // KMSConfig chooses the Region, profile and wrapping parameters.
@@ -301,6 +309,9 @@ func (t *TokenConfig) validate() error {
 	}
 	if t.PINEnv != "" && t.PINFile != "" {
 		return errors.New("token.pin_env and token.pin_file are exclusive: use one")
+	}
+	if _, err := hsm.ParseSealKey(t.SealAlgorithm); err != nil {
+		return fmt.Errorf("token.seal_algorithm %w", err)
 	}
 	if t.SigningKey == "" {
 		t.SigningKey = "keyceremony-transcript"

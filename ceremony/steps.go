@@ -126,7 +126,11 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := s.record(&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module, Probe: events.Raw(caps)}); err != nil {
+	forced := ""
+	if s.cfg.Token.SealAlgorithm != "" {
+		forced = "token.seal_algorithm: " + s.cfg.Token.SealAlgorithm
+	}
+	if err := s.record(&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module, Probe: events.Raw(caps), SealAlgorithmForcedBy: forced}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("token %q (serial %s, %s %s)", in.Label, in.Serial, in.Manufacturer, in.Model), nil

@@ -109,13 +109,6 @@ func (t *Token) KeyFacts(k *Key) (KeyFacts, error) {
 	if err != nil {
 		return KeyFacts{}, fmt.Errorf("failed to read the attributes of key %q on token %q: %w", k.Label, t.info.Label, err)
 	}
-	ulong := func(b []byte) uint64 {
-		var v uint64
-		for i := len(b) - 1; i >= 0; i-- { // native little-endian CK_ULONG
-			v = v<<8 | uint64(b[i])
-		}
-		return v
-	}
 	flag := func(b []byte) bool { return len(b) > 0 && b[0] != 0 }
 	f := KeyFacts{KeyType: fmt.Sprintf("CKK_0x%X", ulong(attrs[0].Value)), Bits: int(ulong(attrs[1].Value)) * 8,
 		Sensitive: flag(attrs[2].Value), Extractable: flag(attrs[3].Value), Encrypt: flag(attrs[4].Value),

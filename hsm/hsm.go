@@ -74,6 +74,12 @@ type Config struct {
 	URI *URI
 	// PIN is the user PIN. Open does not keep it; the caller zeroes it.
 	PIN []byte
+	// SealKey, when set, is the only kind of transcript signing key
+	// [Token.Signer] makes or accepts; empty lets the probe choose.
+	SealKey SealKey
+	// ProbeAll makes [Token.Probe] try every kind of signing key, not only
+	// until one works (keyceremony probe reports them all).
+	ProbeAll bool
 }
 
 // ModulePath returns the module path Open would load for c.
@@ -129,6 +135,9 @@ type Token struct {
 	// caps is the probe's result, made once (see [Token.Probe]); probing
 	// is the result being made while the probe runs.
 	caps, probing *Capabilities
+	// seal and probeAll are Config.SealKey and Config.ProbeAll.
+	seal     SealKey
+	probeAll bool
 }
 
 // Open loads the module, finds the one token the selection matches and logs
@@ -158,7 +167,7 @@ func Open(cfg Config) (*Token, error) {
 		return nil, fmt.Errorf("%w: %s is not a loadable PKCS#11 module: check --module or %s", ErrModuleNotFound, path, ModuleEnv)
 	}
 	args := newInitArgs(cfg.initArgs())
-	t := &Token{ctx: ctx, args: args}
+	t := &Token{ctx: ctx, args: args, seal: cfg.SealKey, probeAll: cfg.ProbeAll}
 	if err := ctx.Initialize(args.options()...); err != nil {
 		ctx.Destroy()
 		args.free()
@@ -263,6 +272,16 @@ func loginError(err error, label string) error {
 func isCode(err error, code uint) bool {
 	var e pkcs11.Error
 	return errors.As(err, &e) && uint(e) == code
+}
+
+// ulong reads a CK_ULONG attribute value (native byte order: little-endian
+// on the platforms keyceremony runs on).
+func ulong(b []byte) uint64 {
+	var v uint64
+	for i := len(b) - 1; i >= 0; i-- {
+		v = v<<8 | uint64(b[i])
+	}
+	return v
 }
 
 func trim(s string) string { return strings.TrimRight(s, " \x00") }

@@ -175,3 +175,54 @@ func TestSigner(t *testing.T) {
 		t.Error("second lookup returned another key")
 	}
 }
+
+// TestSealSigner makes each kind of transcript signing key on each module,
+// signs with it and checks the signature with Go's verifier and the key's
+// attributes on the token: private, sensitive, not extractable, sign only.
+func TestSealSigner(t *testing.T) {
+	for _, module := range []string{"softhsm", "nss"} {
+		for _, alg := range []hsm.SealKey{hsm.SealECDSAP256, hsm.SealRSA3072} {
+			t.Run(module+"/"+string(alg), func(t *testing.T) {
+				tok := openModule(t, module, hsm.Config{SealKey: alg})
+				s, err := tok.Signer("transcript", true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if s.Algorithm() != alg {
+					t.Fatalf("made a %s key", s.Algorithm())
+				}
+				digest := sha256.Sum256([]byte("hello"))
+				sig, err := s.Sign(rand.Reader, digest[:], crypto.SHA256)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ok bool
+				switch k := s.Public().(type) {
+				case *ecdsa.PublicKey:
+					ok = alg == hsm.SealECDSAP256 && ecdsa.VerifyASN1(k, digest[:], sig)
+				case *rsa.PublicKey:
+					ok = alg == hsm.SealRSA3072 && k.N.BitLen() == 3072 && rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig) == nil
+				}
+				if !ok {
+					t.Fatalf("%T signature does not verify", s.Public())
+				}
+				if _, err := s.Sign(rand.Reader, digest[:], &rsa.PSSOptions{Hash: crypto.SHA256}); err == nil {
+					t.Error("signed with PSS options")
+				}
+				flags, err := s.PrivateFlags()
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]bool{"CKA_TOKEN": true, "CKA_PRIVATE": true, "CKA_SENSITIVE": true, "CKA_EXTRACTABLE": false, "CKA_SIGN": true, "CKA_DECRYPT": false, "CKA_UNWRAP": false}
+				for name, v := range want {
+					if alg == hsm.SealECDSAP256 && (name == "CKA_DECRYPT" || name == "CKA_UNWRAP") {
+						continue // the EC template leaves them to the module
+					}
+					if flags[name] != v {
+						t.Errorf("%s = %v, want %v", name, flags[name], v)
+					}
+				}
+			})
+		}
+	}
+}

@@ -2,6 +2,7 @@ package hsm
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/aes"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -138,9 +139,16 @@ type Capabilities struct {
 	// key), "computed" (the token has none; keyceremony computes it inside
 	// the token) or why neither works.
 	CheckValue string `json:"check_value"`
-	// Signing is the transcript signing key the token can make ("ECDSA
-	// P-256") or why it cannot.
+	// Signing is the transcript signing key a ceremony makes on this token
+	// (its [SealKey] String: "ECDSA P-256", or "RSA 3072 (PKCS#1 v1.5,
+	// SHA-256)" where the token cannot make a P-256 key), or why none.
 	Signing string `json:"signing"`
+	// SigningECDSAP256 and SigningRSA3072 say whether the token made a key
+	// pair of that kind as session objects and signed with it ("ok"), why
+	// not, or why it was not tried (RSA is tried only when P-256 fails,
+	// token.seal_algorithm names it, or keyceremony probe asks for all).
+	SigningECDSAP256 string `json:"signing_ecdsa_p256,omitempty"`
+	SigningRSA3072   string `json:"signing_rsa_3072,omitempty"`
 	// KeyWrap lists each AES key-wrap mechanism the module lists.
 	KeyWrap []KeyWrapResult `json:"key_wrap"`
 	// EscrowMechanism is the mechanism that makes an escrow: proven to
@@ -153,13 +161,12 @@ type Capabilities struct {
 	// KMS is the in-HSM result of each KMS wrapping algorithm.
 	KMS                      []KMSResult `json:"kms"`
 	escrowWrap, escrowUnwrap *mech
+	// seal is the kind of signing key Signing names, "" when none.
+	seal SealKey
 }
 
 // What a probe item says when the token can; anything else says why not.
-const (
-	capOK     = "ok"
-	signingOK = "ECDSA P-256"
-)
+const capOK = "ok"
 
 // transport returns a mechanism proven both ways, and its scheme, for taking
 // a key out under a session key (host wrap) or copying it on the token.
@@ -198,7 +205,7 @@ func (c *Capabilities) Lacks(alg wrap.Algorithm, allowHost bool) []string {
 	if c.CheckValue != "reported" && c.CheckValue != "computed" {
 		out = append(out, "a key check value ("+c.CheckValue+")")
 	}
-	if c.Signing != signingOK {
+	if c.seal == "" {
 		out = append(out, "a transcript signing key ("+c.Signing+")")
 	}
 	if c.escrowWrap == nil {
@@ -401,31 +408,70 @@ func (p *prober) checkValue() {
 	}
 }
 
+// signing makes a signing key pair of each kind the ceremony may use, as
+// session objects, signs with it and verifies the signature on the host:
+// ECDSA P-256 first (unless token.seal_algorithm names RSA), then RSA 3072
+// when P-256 failed, is asked for, or every kind is probed.
 func (p *prober) signing() {
+	want := p.t.seal
+	ec, rsaResult := "not tried: rsa-3072 was asked for", "not tried: the token makes ECDSA P-256 keys"
+	if want != SealRSA3072 {
+		ec = p.trySeal(SealECDSAP256)
+	}
+	if want == SealRSA3072 || want == "" && (ec != capOK || p.t.probeAll) {
+		rsaResult = p.trySeal(SealRSA3072)
+	} else if want == SealECDSAP256 {
+		rsaResult = "not tried: ecdsa-p256 was asked for"
+	}
+	p.c.SigningECDSAP256, p.c.SigningRSA3072 = ec, rsaResult
+	switch {
+	case want != "" && map[SealKey]string{SealECDSAP256: ec, SealRSA3072: rsaResult}[want] == capOK:
+		p.c.seal = want
+	case want == "" && ec == capOK:
+		p.c.seal = SealECDSAP256
+	case want == "" && rsaResult == capOK:
+		p.c.seal = SealRSA3072
+	}
+	p.c.Signing = p.c.seal.String()
+	if p.c.seal == "" {
+		p.c.Signing = fmt.Sprintf("none: ECDSA P-256: %s; RSA 3072: %s", ec, rsaResult)
+	}
+}
+
+// trySeal makes a session key pair of kind alg, signs a digest with it and
+// verifies the signature on the host: "ok", or what failed.
+func (p *prober) trySeal(alg SealKey) string {
 	t := p.t
-	pub, priv, err := t.generateECLocked("keyceremony-probe-signer", []byte("probe-signer"), false)
+	pub, priv, err := t.generateSealLocked(alg, "keyceremony-probe-signer", []byte("probe-signer"), false)
 	if err != nil {
-		p.c.Signing = "ECDSA P-256 key generation failed: " + ckr(err)
-		return
+		return "key pair generation failed: " + ckr(err)
 	}
 	p.keep(pub)
 	p.keep(priv)
-	pk, err := t.ecPublicLocked(pub)
+	pk, got, err := t.sealPublicLocked(pub)
 	if err != nil {
-		p.c.Signing = "ECDSA P-256 public key: " + err.Error()
-		return
+		return "public key: " + err.Error()
 	}
-	s := &Signer{t: t, priv: priv, pub: pk, label: "probe"}
+	if got != alg {
+		return "the token made a key of another type"
+	}
+	s := &Signer{t: t, priv: priv, pub: pk, alg: alg, label: "probe"}
 	digest := sha256.Sum256([]byte("keyceremony probe"))
 	sig, err := s.signLocked(digest[:])
-	switch {
-	case err != nil:
-		p.c.Signing = "ECDSA P-256 signing failed: " + err.Error()
-	case !ecdsa.VerifyASN1(pk, digest[:], sig):
-		p.c.Signing = "ECDSA P-256 signatures do not verify"
-	default:
-		p.c.Signing = signingOK
+	if err != nil {
+		return "signing failed: " + ckr(err)
 	}
+	var ok bool
+	switch k := pk.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(k, digest[:], sig)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig) == nil
+	}
+	if !ok {
+		return "its signatures do not verify"
+	}
+	return capOK
 }
 
 // kms wraps the known key for each KMS algorithm inside the token under a

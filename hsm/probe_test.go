@@ -1,6 +1,7 @@
 package hsm_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/keyceremony/keyceremony/hsm"
@@ -11,20 +12,29 @@ import (
 // modules opens a fresh token on each module the tests run on.
 func modules() map[string]func(t *testing.T) *hsm.Token {
 	return map[string]func(t *testing.T) *hsm.Token{
-		"softhsm": func(t *testing.T) *hsm.Token {
-			hsmtest.Setup(t, "ceremony")
-			return open(t, "ceremony")
-		},
-		"nss": func(t *testing.T) *hsm.Token {
-			n := hsmtest.SetupNSS(t)
-			tok, err := hsm.Open(hsm.Config{Module: n.Module, InitArgs: n.InitArgs, TokenLabel: hsmtest.NSSLabel, PIN: []byte(hsmtest.PIN)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = tok.Close() })
-			return tok
-		},
+		"softhsm": func(t *testing.T) *hsm.Token { return openModule(t, "softhsm", hsm.Config{}) },
+		"nss":     func(t *testing.T) *hsm.Token { return openModule(t, "nss", hsm.Config{}) },
 	}
+}
+
+// openModule opens a fresh token on module ("softhsm" or "nss") with the
+// PIN, module and token of cfg filled in.
+func openModule(t *testing.T, module string, cfg hsm.Config) *hsm.Token {
+	t.Helper()
+	cfg.PIN = []byte(hsmtest.PIN)
+	if module == "nss" {
+		n := hsmtest.SetupNSS(t)
+		cfg.Module, cfg.InitArgs, cfg.TokenLabel = n.Module, n.InitArgs, hsmtest.NSSLabel
+	} else {
+		hsmtest.Setup(t, "ceremony")
+		cfg.Module, cfg.TokenLabel = hsmtest.Module, "ceremony"
+	}
+	tok, err := hsm.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tok.Close() })
+	return tok
 }
 
 // TestProbe checks that the probe finds what each module really computes
@@ -51,8 +61,11 @@ func TestProbe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.AESGenerate != "ok" || c.Signing != "ECDSA P-256" || c.CheckValue != w.checkValue {
-				t.Errorf("AES %q, signing %q, check value %q (want %q)", c.AESGenerate, c.Signing, c.CheckValue, w.checkValue)
+			if c.AESGenerate != "ok" || c.Signing != "ECDSA P-256" || c.SigningECDSAP256 != "ok" || c.CheckValue != w.checkValue {
+				t.Errorf("AES %q, signing %q (P-256 %q), check value %q (want %q)", c.AESGenerate, c.Signing, c.SigningECDSAP256, c.CheckValue, w.checkValue)
+			}
+			if c.SigningRSA3072 != "not tried: the token makes ECDSA P-256 keys" {
+				t.Errorf("RSA 3072 probed without need: %q", c.SigningRSA3072)
 			}
 			if c.EscrowMechanism != w.escrow || c.RecoveryMechanism != w.recovery {
 				t.Errorf("escrow mechanism %q, recovery %q; want %q, %q", c.EscrowMechanism, c.RecoveryMechanism, w.escrow, w.recovery)
@@ -71,5 +84,31 @@ func TestProbe(t *testing.T) {
 				t.Errorf("Lacks = %q", l)
 			}
 		})
+	}
+}
+
+// TestProbeSealKeys: the probe tries RSA 3072 when asked (every kind, or
+// token.seal_algorithm), and chooses the kind asked for.
+func TestProbeSealKeys(t *testing.T) {
+	for _, module := range []string{"softhsm", "nss"} {
+		for _, c := range []struct {
+			cfg            hsm.Config
+			signing        string
+			ec, rsaOutcome string
+		}{
+			{hsm.Config{ProbeAll: true}, "ECDSA P-256", "ok", "ok"},
+			{hsm.Config{SealKey: hsm.SealRSA3072}, "RSA 3072 (PKCS#1 v1.5, SHA-256)", "not tried: rsa-3072 was asked for", "ok"},
+			{hsm.Config{SealKey: hsm.SealECDSAP256}, "ECDSA P-256", "ok", "not tried: ecdsa-p256 was asked for"},
+		} {
+			t.Run(fmt.Sprintf("%s/%s/all-%v", module, string(c.cfg.SealKey), c.cfg.ProbeAll), func(t *testing.T) {
+				caps, err := openModule(t, module, c.cfg).Probe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if caps.Signing != c.signing || caps.SigningECDSAP256 != c.ec || caps.SigningRSA3072 != c.rsaOutcome {
+					t.Errorf("signing %q, P-256 %q, RSA %q; want %q, %q, %q", caps.Signing, caps.SigningECDSAP256, caps.SigningRSA3072, c.signing, c.ec, c.rsaOutcome)
+				}
+			})
+		}
 	}
 }

@@ -15,11 +15,13 @@ import (
 
 const probeHelp = `Usage: keyceremony probe (--token LABEL | --token-uri URI | --config FILE)
                          [--module PATH] [--init-args ARGS] [--pin-file FILE]
-                         [--algorithm ALG] [--allow-host-wrap] [--json]
+                         [--algorithm ALG] [--allow-host-wrap]
+                         [--seal-algorithm ecdsa-p256|rsa-3072] [--json]
 
 Finds out what the token can do for keyceremony, on throw-away session objects
 that are destroyed afterwards: AES-256 generation with the ceremony's template,
-the key check value, the transcript signing key, what each AES key-wrap
+the key check value, the transcript signing keys (ECDSA P-256 and RSA 3072:
+which one a ceremony would make, or --seal-algorithm's), what each AES key-wrap
 mechanism the module lists actually computes (RFC 5649, RFC 3394 or PKCS#7 +
 RFC 3394, by a known-answer test), and each KMS wrapping algorithm inside the
 token. A ceremony runs the same probe when it opens the token.
@@ -42,6 +44,7 @@ func cmdProbe(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	pinFile := fs.String("pin-file", "", "`file` holding the user PIN")
 	alg := fs.String("algorithm", "", "the KMS wrapping `algorithm` the ceremony will use")
 	allowHost := fs.Bool("allow-host-wrap", false, "the ceremony may wrap on the host")
+	sealAlg := fs.String("seal-algorithm", "", "the transcript signing key the ceremony must make: ecdsa-p256 or rsa-3072 (overrides token.seal_algorithm)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -88,6 +91,13 @@ func cmdProbe(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	if *pinFile != "" {
 		tc.PINFile, tc.PINEnv = *pinFile, ""
 	}
+	if *sealAlg != "" {
+		if _, err := hsm.ParseSealKey(*sealAlg); err != nil {
+			return usageError("--seal-algorithm " + err.Error())
+		}
+		tc.SealAlgorithm = *sealAlg
+	}
+	tc.ProbeAll = true
 	tok, err := ceremony.OpenToken(ctx, &tc, &lineUI{in: stdin, out: stderr})
 	if err != nil {
 		return err
@@ -121,6 +131,8 @@ func printProbe(w io.Writer, in hsm.Info, c *hsm.Capabilities) {
 	fmt.Fprintf(w, "  AES-256 generation (ceremony template): %s\n", c.AESGenerate)
 	fmt.Fprintf(w, "  key check value:                       %s\n", c.CheckValue)
 	fmt.Fprintf(w, "  transcript signing key:                %s\n", c.Signing)
+	fmt.Fprintf(w, "    ECDSA P-256 (made, signed, verified): %s\n", c.SigningECDSAP256)
+	fmt.Fprintf(w, "    RSA 3072 (made, signed, verified):    %s\n", c.SigningRSA3072)
 	fmt.Fprintf(w, "  AES key-wrap mechanisms (known-answer test, 32-byte key):\n")
 	for _, r := range c.KeyWrap {
 		fmt.Fprintf(w, "    %-44s wraps %s; unwraps %s\n", r.Mechanism, r.Wraps, r.Unwraps)

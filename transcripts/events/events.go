@@ -112,6 +112,10 @@ type OpenToken struct {
 	Module       string `json:"module"`
 	// Probe is what hsm's probe found the token can do (hsm.Capabilities).
 	Probe json.RawMessage `json:"probe,omitempty"`
+	// SealAlgorithmForcedBy names the config setting that chose the kind
+	// of signing key ("token.seal_algorithm: rsa-3072"); empty when the
+	// probe chose it.
+	SealAlgorithmForcedBy string `json:"seal_algorithm_forced_by,omitempty"`
 }
 
 // Step implements Data.
