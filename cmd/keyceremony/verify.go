@@ -167,7 +167,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	if *asJSON {
 		out := map[string]any{"ok": binErr == nil, "ceremony_id": res.Header.CeremonyID, "events": res.EventCount,
-			"signer_fingerprint": res.Seal.Fingerprint, "pinned": res.Pinned, "payload_sha256": res.Seal.PayloadHash,
+			"signer_fingerprint": res.Seal.Fingerprint, "seal_algorithm": res.Seal.Algorithm, "pinned": res.Pinned, "payload_sha256": res.Seal.PayloadHash,
 			"words": res.Seal.Words, "files": res.Files, "files_checked": res.FilesChecked, "witnesses": res.Witnesses,
 			"tool": res.Header.Tool, "binary_sha256": binary, "confirmations": confirmations(res)}
 		if binErr != nil {
@@ -180,6 +180,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		return binErr
 	}
 	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", res.Header.CeremonyID, res.EventCount, res.Seal.Fingerprint)
+	fmt.Fprintf(stdout, "seal algorithm: %s\n", res.Seal.Algorithm)
 	if binary != "" {
 		fmt.Fprintf(stdout, "binary: sha256 %s (%s)\n", binary, res.Header.Tool)
 		if wantBinary != "" {
