@@ -10,8 +10,8 @@ import (
 
 // Files the seal step writes beside the transcript.
 const (
-	// SealPayloadFile is the text the seal signs; SealSignatureFile its DER
-	// ECDSA signature: openssl dgst -sha256 -verify signing-key.pem
+	// SealPayloadFile is the text the seal signs; SealSignatureFile its
+	// signature (DER ECDSA or RSA PKCS#1 v1.5): openssl dgst -sha256 -verify signing-key.pem
 	// -signature seal.sig seal.payload.
 	SealPayloadFile   = "seal.payload"
 	SealSignatureFile = "seal.sig"
