@@ -3,7 +3,7 @@ package ceremony
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -25,7 +25,7 @@ type StatusOptions struct {
 	// each key they record is looked at and matched against the record.
 	Transcripts []NamedFile
 	// PublicKey, when set, pins the transcripts' signer.
-	PublicKey *ecdsa.PublicKey
+	PublicKey crypto.PublicKey
 	// Warn is how close an expiry must be to count as a warning.
 	Warn time.Duration
 }
@@ -315,7 +315,7 @@ type recordedARN struct {
 // recordedKeys verifies a transcript and returns the keys it records, in
 // order, adding the hash of each of its prefixes (what Writer.Hash cites)
 // to hashes.
-func recordedKeys(t NamedFile, pub *ecdsa.PublicKey, hashes map[string]string) ([]*recordedARN, error) {
+func recordedKeys(t NamedFile, pub crypto.PublicKey, hashes map[string]string) ([]*recordedARN, error) {
 	res, err := transcripts.VerifyBytes(t.Data, transcripts.Options{PublicKey: pub})
 	if err != nil {
 		return nil, err

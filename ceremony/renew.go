@@ -1,9 +1,7 @@
 package ceremony
 
 import (
-	"bytes"
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -184,8 +182,7 @@ func sealOnToken(tok *hsm.Token, tr *transcripts.Writer, trPath, label string, r
 	if err != nil {
 		return nil, err
 	}
-	spki, _ := x509.ParsePKIXPublicKey(seal.PublicKey)
-	if _, err := transcripts.Verify(bytes.NewReader(data), spkiECDSA(spki)); err != nil {
+	if _, err := transcripts.VerifyBytes(data, transcripts.Options{Fingerprint: seal.Fingerprint}); err != nil {
 		return nil, fmt.Errorf("the sealed renewal transcript does not verify: %w", err)
 	}
 	res.Transcript, res.PublicKey, res.SealHash = trPath, pubPath, evidence.Hash(data)

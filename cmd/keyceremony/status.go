@@ -70,7 +70,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	o := ceremony.StatusOptions{KMS: awskms.Options{Region: *region, Profile: *profile}, Keys: keys, Warn: window}
 	if *pubPath != "" {
-		if o.PublicKey, err = readECPublicKey(*pubPath); err != nil {
+		if o.PublicKey, err = readSealPublicKey(*pubPath); err != nil {
 			return err
 		}
 	}
