@@ -225,6 +225,9 @@ func (s *state) keyContradicts(c change, field string) string {
 		}
 		return ""
 	}
+	if strings.Contains(c.path, ".replicas") && (k.kmsRecorded || k.nonce != "") {
+		return "the key's KMS keys were already created or chosen with the replicas as they were"
+	}
 	switch field {
 	case "valid_to", "valid_for", "does_not_expire":
 		if k.imported {
@@ -234,7 +237,7 @@ func (s *state) keyContradicts(c change, field string) string {
 		if k.generated || k.genIntent {
 			return "the key was already generated on the token with the old id"
 		}
-	case "kms_key_id", "create", "description", "params_file":
+	case "kms_key_id", "create", "description", "params_file", "multi_region", "rotate":
 		if k.kmsRecorded || k.nonce != "" {
 			return "the key's KMS key was already created or chosen"
 		}

@@ -158,6 +158,8 @@ type KeyResult struct {
 	// ImportBy is when the import parameters of an offline ceremony's
 	// bundle expire: upload it before then.
 	ImportBy *time.Time
+	// Replicas are the other Regions of a multi-Region key.
+	Replicas []ReplicaResult
 }
 
 type keyState struct {
@@ -184,6 +186,12 @@ type keyState struct {
 	bundle      *wrap.Bundle
 	validTo     *time.Time
 	res         KeyResult
+	// materialID is the KeyMaterialId KMS returned for the import, and
+	// rotated says a rotation ceremony's key was rotated to it.
+	materialID string
+	rotated    bool
+	// replicas are the other Regions of a multi-Region key.
+	replicas []*replicaState
 }
 
 type state struct {
@@ -291,7 +299,7 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		}
 	}()
 	for i := range cfg.Keys {
-		s.keys = append(s.keys, &keyState{cfg: &cfg.Keys[i]})
+		s.keys = append(s.keys, &keyState{cfg: &cfg.Keys[i], replicas: newReplicas(&cfg.Keys[i])})
 	}
 	// An unsealed transcript in out_dir is a ceremony to resume.
 	if _, err := os.Stat(s.res.Transcript); err == nil {
@@ -363,6 +371,17 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 				t := k.bundle.ParamsValidTo
 				k.res.ImportBy = &t
 			}
+		}
+		for _, r := range k.replicas {
+			r.res.Region, r.res.KMSKeyARN = r.region, r.arn
+			if s.res.Offline {
+				r.res.UploadCommand = uploadCommand(r.res.Bundle, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
+				if r.bundle != nil {
+					t := r.bundle.ParamsValidTo
+					r.res.ImportBy = &t
+				}
+			}
+			k.res.Replicas = append(k.res.Replicas, r.res)
 		}
 		s.res.Keys = append(s.res.Keys, k.res)
 	}

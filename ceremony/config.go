@@ -110,6 +110,43 @@ type KMSConfig struct {
 // unpinned, as the transcript and the plan name it.
 const UnpinnedOption = "kms.insecure_unpinned_wrapping_key"
 
+// ReplicaConfig is one replica Region of a multi-Region key: Region in a
+// connected ceremony; in an offline one, the ParamsFile fetched for the
+// replica (keyceremony params fetch --key REPLICA_ARN) and its pin.
+type ReplicaConfig struct {
+	Region            string `yaml:"region"`
+	ParamsFile        string `yaml:"params_file"`
+	WrappingKeySHA256 string `yaml:"wrapping_key_sha256"`
+}
+
+// regionRE is the form of an AWS Region name (as KMS checks it).
+var regionRE = regexp.MustCompile(`^([a-z]+-){2,3}[0-9]+$`)
+
+// validate checks replica i of key k (path names it).
+func (r *ReplicaConfig) validate(path string, k *KeyConfig, seen map[string]bool) error {
+	switch {
+	case k.ParamsFile == "" && r.ParamsFile != "":
+		return fmt.Errorf("%s.params_file goes with an offline key (keys[].params_file); a connected ceremony fetches the replica's parameters itself: remove it", path)
+	case k.ParamsFile == "" && !regionRE.MatchString(r.Region):
+		return fmt.Errorf("%s.region %q must be an AWS Region such as us-east-1", path, r.Region)
+	case k.ParamsFile != "" && r.ParamsFile == "":
+		return fmt.Errorf("%s.params_file must be set: an offline key's replica is wrapped for the parameters fetched in its Region (keyceremony params fetch --key REPLICA_ARN)", path)
+	case k.ParamsFile != "" && r.Region != "":
+		return fmt.Errorf("%s.region: an offline replica's Region is the one its params_file names: remove it", path)
+	}
+	if r.WrappingKeySHA256 != "" {
+		if b, err := hex.DecodeString(r.WrappingKeySHA256); err != nil || len(b) != 32 || r.ParamsFile == "" {
+			return fmt.Errorf("%s.wrapping_key_sha256 must be 64 hex digits, with params_file", path)
+		}
+	}
+	name := r.Region + "\x00" + filepath.Clean(r.ParamsFile)
+	if seen[name] {
+		return fmt.Errorf("%s names a replica twice: list each Region once", path)
+	}
+	seen[name] = true
+	return nil
+}
+
 // KeyConfig is one key to generate and import.
 type KeyConfig struct {
 	// Label is the key's CKA_LABEL on the token.
@@ -122,8 +159,13 @@ type KeyConfig struct {
 	// Create makes a new KMS key with Origin EXTERNAL.
 	Create bool `yaml:"create"`
 	// MultiRegion makes the created key a multi-Region primary (mrk-),
-	// to be replicated with keyceremony replicate.
+	// replicated into Replicas by the ceremony (or later with keyceremony
+	// replicate).
 	MultiRegion bool `yaml:"multi_region"`
+	// Replicas are the other Regions of a multi-Region key: the ceremony
+	// replicates the primary there (ReplicateKey) and imports the same
+	// material into each replica with that Region's own import parameters.
+	Replicas []ReplicaConfig `yaml:"replicas,omitempty"`
 	// Rotate imports the new key's material into KMSKeyID, an existing key
 	// that already has material, as NEW_KEY_MATERIAL, then rotates the key
 	// to it (RotateKeyOnDemand). The old materials stay with the key for
@@ -229,6 +271,11 @@ func (c *Config) validate() error {
 		if k.ParamsFile != "" && k.WrappingKeySHA256 == "" && !c.KMS.InsecureUnpinnedWrappingKey {
 			return fmt.Errorf("keys[%d].wrapping_key_sha256 must be set: pin the wrapping key's SHA-256 that params fetch printed, so that a swapped params file is refused (or set %s: true, at your own risk)", i, UnpinnedOption)
 		}
+		for j, r := range k.Replicas {
+			if r.ParamsFile != "" && r.WrappingKeySHA256 == "" && !c.KMS.InsecureUnpinnedWrappingKey {
+				return fmt.Errorf("keys[%d].replicas[%d].wrapping_key_sha256 must be set: pin the wrapping key's SHA-256 that params fetch printed, so that a swapped params file is refused (or set %s: true, at your own risk)", i, j, UnpinnedOption)
+			}
+		}
 	}
 	// A ceremony (Run) requires the escrow section; commands that read a
 	// config only for its token section (wrap --config) do not.
@@ -244,11 +291,15 @@ func (c *Config) validate() error {
 func (c *Config) checkDuplicates() error {
 	seen := map[string]int{}
 	for i, k := range c.Keys {
-		for _, f := range []struct{ field, value, key string }{
+		fields := []struct{ field, value, key string }{
 			{"label", k.Label, k.Label},
 			{"kms_key_id", k.KMSKeyID, kmsKeyName(k.KMSKeyID)},
 			{"params_file", k.ParamsFile, filepath.Clean(k.ParamsFile)},
-		} {
+		}
+		for _, r := range k.Replicas {
+			fields = append(fields, struct{ field, value, key string }{"params_file", r.ParamsFile, filepath.Clean(r.ParamsFile)})
+		}
+		for _, f := range fields {
 			if f.value == "" {
 				continue
 			}
@@ -380,6 +431,14 @@ func (k *KeyConfig) validate(path string) error {
 		return fmt.Errorf("%s: rotate: true needs kms_key_id, the existing key whose material it rotates", path)
 	case k.MultiRegion && !k.Create:
 		return fmt.Errorf("%s: multi_region: true goes with create: true", path)
+	case len(k.Replicas) > 0 && k.Create && !k.MultiRegion:
+		return fmt.Errorf("%s: replicas need a multi-Region key: add multi_region: true", path)
+	}
+	seen := map[string]bool{}
+	for i := range k.Replicas {
+		if err := k.Replicas[i].validate(fmt.Sprintf("%s.replicas[%d]", path, i), k, seen); err != nil {
+			return err
+		}
 	}
 	n := 0
 	if k.ValidTo != "" {

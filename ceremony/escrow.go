@@ -326,7 +326,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 			return "", fmt.Errorf("the escrowed copy of key %q has check value %x, the key has %s", k.cfg.Label, cv, k.kcv)
 		}
 		blob.Keys = append(blob.Keys, escrow.BlobKey{Label: k.cfg.Label, ID: hex.EncodeToString(k.id), KeyType: "AES-256",
-			KMSKeyARNs: []string{k.arn}, WrappedKey: wrapped, KeyCheckValue: k.kcv})
+			KMSKeyARNs: k.arns(), WrappedKey: wrapped, KeyCheckValue: k.kcv})
 		keyData = append(keyData, events.EscrowKey{Label: k.cfg.Label, ID: hex.EncodeToString(k.id), KeyCheckValue: k.kcv, WrappedKeySHA256: evidence.Hash(wrapped)})
 	}
 	for i, c := range e.Custodians {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/keyceremony/keyceremony/wrap"
 )
@@ -52,8 +53,50 @@ func (s *state) loadOfflineParams() error {
 			return fmt.Errorf("keys[%d].params_file %s is for %s, but the transcript records %s for key %q", i, path, p.KeyARN, k.arn, k.cfg.Label)
 		}
 		k.offline, k.offlineData = p, data
+		for j, r := range k.replicas {
+			if err := s.loadReplicaParams(fmt.Sprintf("keys[%d].replicas[%d]", i, j), k, r, first); err != nil {
+				return err
+			}
+		}
 	}
 	s.cfg.KMS.WrappingAlgorithm, s.cfg.KMS.WrappingKeySpec = string(first.Algorithm), first.KeySpec
+	return nil
+}
+
+// loadReplicaParams reads the params file of replica r of k (what names
+// it): pinned, valid, with the primary's algorithm and key spec, and for
+// a replica of the primary (the same key ID in another Region).
+func (s *state) loadReplicaParams(what string, k *keyState, r *replicaState, first *wrap.Params) error {
+	path := s.cfg.path(r.cfg.ParamsFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s.params_file: %w", what, err)
+	}
+	p, err := wrap.ParseParams(data)
+	if err != nil {
+		return fmt.Errorf("%s.params_file %s: %w", what, path, err)
+	}
+	if pin := r.cfg.WrappingKeySHA256; pin != "" {
+		if err := checkPin(what+".params_file "+path, p.PublicKey, pin); err != nil {
+			return err
+		}
+	} else {
+		s.ui.Info(fmt.Sprintf("WARNING: key %q: the wrapping key of %s (sha256 %s) is NOT pinned (%s): compare it with what params fetch printed", k.cfg.Label, filepath.Base(path), sha256Hex(p.PublicKey), UnpinnedOption))
+	}
+	if r.bundle == nil && !r.imported {
+		if err := p.CheckValid(testOnlyNow()); err != nil {
+			return fmt.Errorf("%s.params_file %s: %w", what, path, err)
+		}
+	}
+	switch {
+	case p.Algorithm != first.Algorithm || p.KeySpec != first.KeySpec:
+		return fmt.Errorf("%s.params_file %s is for %s with %s, another key's for %s with %s: fetch every key's parameters with one algorithm and key spec", what, path, p.Algorithm, p.KeySpec, first.Algorithm, first.KeySpec)
+	case p.Region == k.offline.Region || replicaARN(k.offline.KeyARN, p.Region) != p.KeyARN || !strings.Contains(p.KeyARN, ":key/mrk-"):
+		return fmt.Errorf("%s.params_file %s is for %s, which is not a replica of %s (a multi-Region key's replica has its key ID in another Region): fetch the parameters of the replica", what, path, p.KeyARN, k.offline.KeyARN)
+	case r.arn != "" && r.arn != p.KeyARN:
+		return fmt.Errorf("%s.params_file %s is for %s, but the transcript records %s", what, path, p.KeyARN, r.arn)
+	}
+	r.offline, r.offlineData, r.region = p, data, p.Region
 	return nil
 }
 
@@ -66,6 +109,17 @@ func offlineKMSKeys(s *state) (string, error) {
 		}
 		if err := s.record(&events.KMSKey{Label: k.cfg.Label, KMSKeyARN: k.arn, Created: false, Region: k.offline.Region, Source: "params file"}); err != nil {
 			return "", err
+		}
+	}
+	for _, k := range s.keys {
+		for _, r := range k.replicas {
+			if r.replicated {
+				continue
+			}
+			r.arn, r.replicated = r.offline.KeyARN, true
+			if err := s.record(&events.Replicate{Label: k.cfg.Label, KMSKeyARN: k.arn, ReplicaRegion: r.region, ReplicaARN: r.arn, Source: "params file"}); err != nil {
+				return "", err
+			}
 		}
 	}
 	return fmt.Sprintf("offline: %d KMS key(s) named by the params files", len(s.keys)), nil
@@ -85,19 +139,39 @@ func offlineParams(s *state) (string, error) {
 			return "", err
 		}
 		k.params, k.bundle = p, nil
-		name, sum, err := s.writeFile(s.freshName("params-"+k.cfg.Label+".json"), k.offlineData)
-		if err != nil {
-			return "", err
-		}
-		d := &events.FetchParams{Label: k.cfg.Label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
-			PublicKeySHA256: hashHex(p.PublicKey), ImportTokenSHA256: hashHex(p.ImportToken), ParametersValidTo: p.ValidTo,
-			Source: filepath.Base(k.cfg.ParamsFile), File: filepath.Base(name), FileSHA256: sum}
-		d.WrappingKeyPinned, d.UnpinnedAllowedBy = pinData(k.cfg.WrappingKeySHA256 != "", UnpinnedOption)
-		if err := s.record(d); err != nil {
+		if err := s.recordOfflineParams(k.cfg.Label, p, k.offlineData, k.cfg.ParamsFile, k.cfg.WrappingKeySHA256, "params-"+k.cfg.Label+".json"); err != nil {
 			return "", err
 		}
 	}
+	for _, k := range s.keys {
+		for _, r := range k.replicas {
+			if r.imported || r.params != nil && r.bundle != nil {
+				continue
+			}
+			if err := r.offline.CheckValid(testOnlyNow()); err != nil {
+				return "", err
+			}
+			r.params, r.bundle = r.offline, nil
+			if err := s.recordOfflineParams(k.cfg.Label, r.offline, r.offlineData, r.cfg.ParamsFile, r.cfg.WrappingKeySHA256, "params-"+k.cfg.Label+"-"+r.region+".json"); err != nil {
+				return "", err
+			}
+		}
+	}
 	return fmt.Sprintf("offline: parameters from the files, valid until %s", s.keys[0].offline.ValidTo.UTC().Format("2006-01-02T15:04:05Z")), nil
+}
+
+// recordOfflineParams copies the params file source (p, read as data) of
+// key label into the evidence as base and records it, with its pin.
+func (s *state) recordOfflineParams(label string, p *wrap.Params, data []byte, source, pin, base string) error {
+	name, sum, err := s.writeFile(s.freshName(base), data)
+	if err != nil {
+		return err
+	}
+	d := &events.FetchParams{Label: label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
+		PublicKeySHA256: hashHex(p.PublicKey), ImportTokenSHA256: hashHex(p.ImportToken), ParametersValidTo: p.ValidTo,
+		Source: filepath.Base(source), File: filepath.Base(name), FileSHA256: sum}
+	d.WrappingKeyPinned, d.UnpinnedAllowedBy = pinData(pin != "", UnpinnedOption)
+	return s.record(d)
 }
 
 func hashHex(b []byte) string { return sha256Hex(b) }

@@ -82,7 +82,7 @@ func (c *Config) Plan() []PlanItem {
 		case k.ValidFor != "":
 			expiry = "expires in " + k.ValidFor
 		}
-		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s, %s", target, expiry)})
+		items = append(items, PlanItem{"Key " + k.Label, fmt.Sprintf("AES-256 → %s%s, %s", target, k.targetNote(), expiry)})
 		if k.ParamsFile != "" {
 			items = append(items, c.paramsPlan(&k)...)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
@@ -227,14 +226,4 @@ func replicate(ctx context.Context, o *RenewOptions) ([]*events.Replicate, error
 		out = append(out, &events.Replicate{Label: o.Label, KMSKeyARN: d.ARN, ReplicaRegion: region, ReplicaARN: arn, Created: created})
 	}
 	return out, nil
-}
-
-// replicaARN is the ARN of the replica in region of the key with ARN arn.
-func replicaARN(arn, region string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 {
-		return arn
-	}
-	parts[3] = region
-	return strings.Join(parts, ":")
 }

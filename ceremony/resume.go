@@ -119,6 +119,12 @@ func (s *state) replay(e transcripts.Event, byLabel map[string]*keyState) error 
 			s.files = append(s.files, f)
 		}
 	}
+	// Events that name a replica of a multi-Region key.
+	if k := key(keyFactsOf(e.Data).label); k != nil && len(k.replicas) > 0 {
+		if done, err := s.replayReplica(k, e.Data); done || err != nil {
+			return err
+		}
+	}
 	switch d := e.Data.(type) {
 	case *events.Escrow:
 		s.escrowed = true
@@ -181,6 +187,11 @@ func (s *state) replay(e transcripts.Event, byLabel map[string]*keyState) error 
 	case *events.Import:
 		if k := key(d.Label); k != nil {
 			k.imported, k.validTo = true, d.ValidTo
+			k.materialID, k.res.KeyMaterialID = d.KeyMaterialID, d.KeyMaterialID
+		}
+	case *events.Rotate:
+		if k := key(d.Label); k != nil {
+			k.rotated = true
 		}
 	case *events.CheckImport:
 		if k := key(d.Label); k != nil {

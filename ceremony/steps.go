@@ -1,14 +1,13 @@
 package ceremony
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,6 +149,9 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		return "", err
 	}
 	s.ui.Info(fmt.Sprintf("KMS: endpoint %s, Region %s", endpoint, c.Region()))
+	if err := s.checkReplicaRegions(c.Region()); err != nil {
+		return "", err
+	}
 	// Check every existing key before changing anything.
 	for _, k := range s.keys {
 		if k.cfg.Create || k.kmsRecorded {
@@ -173,6 +175,11 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		// key spec: ask it now, while nothing has changed.
 		if err := getParams(ctx, s, k); err != nil {
 			return "", err
+		}
+		if len(k.replicas) > 0 {
+			if err := s.checkReplicas(ctx, k, d); err != nil {
+				return "", err
+			}
 		}
 	}
 	// The transcript and its signing key are made just before the first
@@ -202,9 +209,19 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	names := make([]string, len(s.keys))
-	for i, k := range s.keys {
-		names[i] = k.arn
+	// Then each multi-Region key's replicas (keys[].replicas).
+	todo = nil
+	for _, k := range s.keys {
+		if slices.ContainsFunc(k.replicas, func(r *replicaState) bool { return !r.replicated }) {
+			todo = append(todo, k)
+		}
+	}
+	if err := s.eachKey(ctx, "kms-keys", todo, s.replicateKey); err != nil {
+		return "", err
+	}
+	var names []string
+	for _, k := range s.keys {
+		names = append(names, k.arns()...)
 	}
 	return summarizeList(names), nil
 }
@@ -252,15 +269,33 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 	}
 	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
 	var todo []*keyState
-	for _, k := range s.keys {
+	need := func(k *keyState) bool {
 		// Parameters fetched before a restart serve while they are valid
 		// for another hour; an imported key needs none.
-		if !(k.imported || k.paramsRecorded && k.params.Algorithm == alg && k.params.KeySpec == s.cfg.KMS.WrappingKeySpec &&
-			k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil) {
+		return !(k.imported || k.paramsRecorded && k.params.Algorithm == alg && k.params.KeySpec == s.cfg.KMS.WrappingKeySpec &&
+			k.params.CheckValid(testOnlyNow().Add(time.Hour)) == nil)
+	}
+	for _, k := range s.keys {
+		if need(k) || slices.ContainsFunc(k.replicas, s.replicaNeedsParams) {
 			todo = append(todo, k)
 		}
 	}
-	if err := s.eachKey(ctx, "fetch-params", todo, s.fetchParamsFor); err != nil {
+	err := s.eachKey(ctx, "fetch-params", todo, func(ctx context.Context, k *keyState) error {
+		if need(k) {
+			if err := s.fetchParamsFor(ctx, k); err != nil {
+				return err
+			}
+		}
+		for _, r := range k.replicas {
+			if s.replicaNeedsParams(r) {
+				if err := s.fetchReplicaParams(ctx, k, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return "", err
 	}
 	until := "already imported"
@@ -298,148 +333,26 @@ func (s *state) fetchParamsFor(ctx context.Context, k *keyState) error {
 
 // recordParams writes k's import parameters to a file and records them.
 func (s *state) recordParams(k *keyState) error {
-	p := k.params
-	data, err := p.Marshal()
-	if err != nil {
-		return err
-	}
-	name, sum, err := s.writeFile(s.freshName("params-"+k.cfg.Label+".json"), data)
-	if err != nil {
-		return err
-	}
-	if err := s.record(&events.FetchParams{Label: k.cfg.Label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
-		PublicKeySHA256: evidence.Hash(p.PublicKey), ImportTokenSHA256: evidence.Hash(p.ImportToken), ParametersValidTo: p.ValidTo, File: filepath.Base(name), FileSHA256: sum}); err != nil {
+	if err := s.writeParams(k.cfg.Label, k.params, "params-"+k.cfg.Label+".json"); err != nil {
 		return err
 	}
 	k.paramsRecorded = true
 	return nil
 }
 
-func importKeys(ctx context.Context, s *state) (string, error) {
-	if s.cfg.Offline() {
-		return "offline: carry the bundle files out of the room and import them with keyceremony upload", nil
-	}
-	now := testOnlyNow()
-	var todo []*keyState
-	for _, k := range s.keys {
-		if k.imported {
-			k.res.ValidTo = k.validTo
-			continue
-		}
-		vt, err := k.cfg.validTo(now)
-		if err != nil {
-			return "", err
-		}
-		k.validTo, k.res.ValidTo = vt, vt
-		todo = append(todo, k)
-	}
-	// The operator confirms each key, one after the other, just before its
-	// import starts; the imports run concurrently, except that a person
-	// typing the confirmations sees each import done before the next
-	// question.
-	confs := map[*keyState]Confirmation{}
-	confirm := func(ctx context.Context, k *keyState) (bool, error) {
-		expiry := "never expires"
-		if k.validTo != nil {
-			expiry = "expires " + k.validTo.Format(time.RFC3339)
-		}
-		conf, err := s.ui.Confirm(ctx, fmt.Sprintf("Import the material of %q (key check value %s) into %s (%s). KMS will accept only this material for the key from now on.", k.cfg.Label, k.kcv, k.arn, expiry), k.cfg.Label)
-		if err != nil {
-			return false, err
-		}
-		if err := k.bundle.CheckValid(now); err != nil {
-			return false, err
-		}
-		confs[k] = conf
-		return conf.Typed, nil
-	}
-	err := s.eachKeyAfter(ctx, "import", todo, confirm, func(ctx context.Context, k *keyState) error {
-		var desc string
-		_ = s.locked(func() error { desc = MaterialDescription(k.kcv, s.cfg.Ceremony.ID, s.tr.Hash()); return nil })
-		req := awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc}
-		if k.cfg.Rotate {
-			req.Type = awskms.ImportNew
-		}
-		mid, err := s.kms.ImportMaterial(ctx, req)
-		if err != nil {
-			return err
-		}
-		if k.cfg.Rotate {
-			if err := s.rotateTo(ctx, k, mid); err != nil {
-				return err
-			}
-		}
-		data := &events.Import{Label: k.cfg.Label, KMSKeyARN: k.arn, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", KeyCheckValue: k.kcv,
-			KeyMaterialID: mid, KeyMaterialDescription: desc, ImportType: string(req.Type),
-			Confirmation: s.confirmation(confs, k)}
-		if k.validTo != nil {
-			data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", k.validTo
-		}
-		return s.locked(func() error {
-			k.res.KeyMaterialID = mid
-			return s.recordChange(data)
-		})
-	})
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d key(s) imported", len(s.keys)), nil
-}
-
-func checkImport(ctx context.Context, s *state) (string, error) {
-	if s.cfg.Offline() {
-		return "offline: keyceremony upload checks each key in KMS after importing it", nil
-	}
-	var todo []*keyState
-	for _, k := range s.keys {
-		if !k.checked {
-			todo = append(todo, k)
-		}
-	}
-	if err := s.eachKey(ctx, "check-import", todo, s.checkKey); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%d key(s) Enabled, encrypt/decrypt ok", len(s.keys)), nil
-}
-
-// checkKey checks one imported key in KMS: Enabled, the expiry asked for,
-// and an encrypt/decrypt round trip.
-func (s *state) checkKey(ctx context.Context, k *keyState) error {
-	d, err := s.kms.Describe(ctx, k.arn)
+// writeParams writes import parameters p of key label to a file named
+// base (or a fresh variant of it) and records them.
+func (s *state) writeParams(label string, p *wrap.Params, base string) error {
+	data, err := p.Marshal()
 	if err != nil {
 		return err
 	}
-	if d.State != "Enabled" {
-		return fmt.Errorf("KMS key %s is %s after import, not Enabled", k.arn, d.State)
-	}
-	switch {
-	case k.validTo == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-		return fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", k.arn, d.ExpirationModel)
-	case k.validTo != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*k.validTo)):
-		return fmt.Errorf("KMS key %s has ValidTo %v, want %s", k.arn, d.ValidTo, k.validTo.Format(time.RFC3339))
-	}
-	// Prove KMS can use the material: encrypt and decrypt a random value.
-	probe := make([]byte, 32)
-	if _, err := rand.Read(probe); err != nil {
-		return err
-	}
-	ct, err := s.kms.Encrypt(ctx, k.arn, probe)
+	name, sum, err := s.writeFile(s.freshName(base), data)
 	if err != nil {
 		return err
 	}
-	pt, err := s.kms.Decrypt(ctx, k.arn, ct)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(pt, probe) {
-		return fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", k.arn)
-	}
-	data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyState: d.State, ExpirationModel: d.ExpirationModel, EncryptDecrypt: "ok"}
-	if d.ValidTo != nil {
-		vt := d.ValidTo.UTC()
-		data.ValidTo = &vt
-	}
-	return s.locked(func() error { k.checked = true; return s.record(data) })
+	return s.record(&events.FetchParams{Label: label, KMSKeyARN: p.KeyARN, WrappingAlgorithm: string(p.Algorithm), WrappingKeySpec: p.KeySpec,
+		PublicKeySHA256: evidence.Hash(p.PublicKey), ImportTokenSHA256: evidence.Hash(p.ImportToken), ParametersValidTo: p.ValidTo, File: filepath.Base(name), FileSHA256: sum})
 }
 
 func seal(ctx context.Context, s *state) (string, error) {
@@ -517,47 +430,4 @@ func (s *state) findGenerated(k *keyState) error {
 	k.key = key
 	k.res.Label, k.res.ID, k.res.KeyCheckValue, k.res.KMSKeyARN = k.cfg.Label, hex.EncodeToString(k.id), k.kcv, k.arn
 	return nil
-}
-
-// confirmation is the transcript record of the operator's confirmation of
-// k's import (confs is written under s.mu).
-func (s *state) confirmation(confs map[*keyState]Confirmation, k *keyState) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return confs[k].Record("operator " + s.cfg.Ceremony.Operator)
-}
-
-// rotateTo checks that KMS holds k's new material mid in PENDING_ROTATION
-// and rotates k's KMS key to it, recording both.
-func (s *state) rotateTo(ctx context.Context, k *keyState, mid string) error {
-	ms, err := s.kms.Materials(ctx, k.arn)
-	if err != nil {
-		return err
-	}
-	var previous string
-	pending := false
-	for _, m := range ms {
-		switch {
-		case m.ID == mid && m.State == "PENDING_ROTATION" && m.ImportState == "IMPORTED":
-			pending = true
-		case m.State == "CURRENT":
-			previous = m.ID
-		}
-	}
-	if !pending {
-		return fmt.Errorf("KMS key %s does not list the imported material %s as PENDING_ROTATION: not rotating", k.arn, mid)
-	}
-	if err := s.kms.RotateOnDemand(ctx, k.arn); err != nil {
-		return err
-	}
-	d, err := s.kms.Describe(ctx, k.arn)
-	if err != nil {
-		return err
-	}
-	if d.CurrentMaterialID != mid {
-		return fmt.Errorf("KMS key %s has current material %s after the rotation, not %s", k.arn, d.CurrentMaterialID, mid)
-	}
-	return s.locked(func() error {
-		return s.recordChange(&events.Rotate{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyMaterialID: mid, PreviousKeyMaterialID: previous, RotationType: "ON_DEMAND"})
-	})
 }

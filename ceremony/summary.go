@@ -37,6 +37,12 @@ func Summary(cfg *Config, res *Result) string {
 		default:
 			b.WriteString("    expiry           does not expire\n")
 		}
+		for _, r := range k.Replicas {
+			fmt.Fprintf(&b, "    replica %-8s %s\n", r.Region, r.KMSKeyARN)
+			if res.Offline {
+				fmt.Fprintf(&b, "      bundle         %s\n", r.Bundle)
+			}
+		}
 	}
 	if res.SealWords != "" {
 		b.WriteString("\nSeal words (read aloud; each witness writes them down)\n")
@@ -75,7 +81,11 @@ func NextCommands(cfg *Config, res *Result) []string {
 	}
 	if res.Offline {
 		for _, k := range res.Keys {
+			// The primary first: a replica takes only its primary's material.
 			cmds = append(cmds, k.UploadCommand)
+			for _, r := range k.Replicas {
+				cmds = append(cmds, r.UploadCommand)
+			}
 		}
 	}
 	return cmds

@@ -121,7 +121,7 @@ func Script(cfg *Config) string {
 		if k.Create {
 			target = "a new KMS key"
 		}
-		fmt.Fprintf(&b, "  - %s -> %s\n", k.Label, target)
+		fmt.Fprintf(&b, "  - %s -> %s%s\n", k.Label, target, k.targetNote())
 	}
 	b.WriteString("\nBefore step 1: record the date, the room, the people present, and the difference between the machine's clock and a reference clock.\n\n")
 	b.WriteString("| | |\n|---|---|\n| Date and room | |\n| Present | |\n| Clock difference | |\n\n")

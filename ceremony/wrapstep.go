@@ -82,58 +82,75 @@ func wrapKeys(ctx context.Context, s *state) (string, error) {
 		if err := s.next(n); err != nil {
 			return "", err
 		}
-		if k.imported || k.bundle != nil && k.bundle.ParamsValidTo.Equal(k.params.ValidTo) {
-			continue
-		}
-		if !s.cfg.Offline() && k.params.CheckValid(testOnlyNow().Add(time.Hour)) != nil {
-			// Parameters last 24 hours: after a long escrow they may be too
-			// close to their end for the import. Fetch new ones.
-			if err := s.fetchParamsFor(ctx, k); err != nil {
+		if !(k.imported || k.bundle != nil && k.bundle.ParamsValidTo.Equal(k.params.ValidTo)) {
+			if !s.cfg.Offline() && k.params.CheckValid(testOnlyNow().Add(time.Hour)) != nil {
+				// Parameters last 24 hours: after a long escrow they may be
+				// too close to their end for the import. Fetch new ones.
+				if err := s.fetchParamsFor(ctx, k); err != nil {
+					return "", err
+				}
+			}
+			b, name, in, err := s.wrapFor(k, k.arn, k.params, "bundle-"+k.cfg.Label+".json")
+			if err != nil {
 				return "", err
 			}
-		}
-		if err := k.params.CheckValid(testOnlyNow()); err != nil {
-			return "", err
-		}
-		pub, err := k.params.RSAPublicKey()
-		if err != nil {
-			return "", err
-		}
-		w, err := s.tok.WrapForKMS(k.key, pub, k.params.Algorithm, s.cfg.KMS.AllowHostWrap)
-		if err != nil {
-			if errors.Is(err, hsm.ErrMechanism) {
-				return "", fmt.Errorf("%w: nothing was imported; the generated key stays on the token", err)
+			k.bundle, k.res.Bundle = b, name
+			if in {
+				inHSM++
+			} else {
+				host++
 			}
-			return "", err
 		}
-		if w.InHSM {
-			inHSM++
-		} else {
-			host++
-			s.ui.Info(fmt.Sprintf("key %q wrapped on the host (allowed by %s): %s", k.cfg.Label, s.cfg.KMS.HostWrapAllowedBy, w.HostReason))
-		}
-		b := &wrap.Bundle{
-			KeyARN: k.arn, Region: k.params.Region, Algorithm: k.params.Algorithm, KeySpec: k.params.KeySpec,
-			ImportToken: k.params.ImportToken, ParamsValidTo: k.params.ValidTo, EncryptedKeyMaterial: w.Ciphertext,
-			KeyCheckValue: k.kcv, TranscriptHash: s.tr.Hash(),
-		}
-		data, err := b.Marshal()
+		in, h, err := s.wrapReplicas(ctx, k)
 		if err != nil {
 			return "", err
 		}
-		name, sum, err := s.writeFile(s.freshName("bundle-"+k.cfg.Label+".json"), data)
-		if err != nil {
-			return "", err
-		}
-		k.bundle, k.res.Bundle = b, name
-		ev := wrapData(k.cfg.Label, k.arn, b, w, s.cfg.KMS.HostWrapAllowedBy)
-		ev.File, ev.FileSHA256 = filepath.Base(name), sum
-		if err := s.record(ev); err != nil {
-			return "", err
-		}
+		inHSM, host = inHSM+in, host+h
 	}
 	if host == 0 {
 		return fmt.Sprintf("%d key(s) wrapped inside the HSM", inHSM), nil
 	}
 	return fmt.Sprintf("%d key(s) wrapped inside the HSM, %d on the host (allowed by %s)", inHSM, host, s.cfg.KMS.HostWrapAllowedBy), nil
+}
+
+// wrapFor wraps k's material for the KMS key arn under import parameters
+// p, writes the bundle to a file named base (or a fresh variant of it) and
+// records it. It reports whether the token wrapped it.
+func (s *state) wrapFor(k *keyState, arn string, p *wrap.Params, base string) (*wrap.Bundle, string, bool, error) {
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return nil, "", false, err
+	}
+	pub, err := p.RSAPublicKey()
+	if err != nil {
+		return nil, "", false, err
+	}
+	w, err := s.tok.WrapForKMS(k.key, pub, p.Algorithm, s.cfg.KMS.AllowHostWrap)
+	if err != nil {
+		if errors.Is(err, hsm.ErrMechanism) {
+			return nil, "", false, fmt.Errorf("%w: nothing was imported; the generated key stays on the token", err)
+		}
+		return nil, "", false, err
+	}
+	if !w.InHSM {
+		s.ui.Info(fmt.Sprintf("key %q wrapped on the host (allowed by %s): %s", k.cfg.Label, s.cfg.KMS.HostWrapAllowedBy, w.HostReason))
+	}
+	b := &wrap.Bundle{
+		KeyARN: arn, Region: p.Region, Algorithm: p.Algorithm, KeySpec: p.KeySpec,
+		ImportToken: p.ImportToken, ParamsValidTo: p.ValidTo, EncryptedKeyMaterial: w.Ciphertext,
+		KeyCheckValue: k.kcv, TranscriptHash: s.tr.Hash(),
+	}
+	data, err := b.Marshal()
+	if err != nil {
+		return nil, "", false, err
+	}
+	name, sum, err := s.writeFile(s.freshName(base), data)
+	if err != nil {
+		return nil, "", false, err
+	}
+	ev := wrapData(k.cfg.Label, arn, b, w, s.cfg.KMS.HostWrapAllowedBy)
+	ev.File, ev.FileSHA256 = filepath.Base(name), sum
+	if err := s.record(ev); err != nil {
+		return nil, "", false, err
+	}
+	return b, name, w.InHSM, nil
 }

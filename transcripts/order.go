@@ -20,7 +20,9 @@ type keyState struct {
 // checkOrder checks that the events that count follow the script's order
 // and agree about each key: generate-key, then escrow (when the script has
 // an escrow step), then wrap with unexpired parameters, then import, then
-// check-import, with one key check value throughout.
+// check-import, with one key check value throughout. Parameters, wraps and
+// imports are per KMS key: a multi-Region key's material goes into its
+// primary and each replica.
 func checkOrder(res *Result) error {
 	escrowStep := slices.ContainsFunc(res.Header.Script, func(s ScriptStep) bool { return s.ID == "escrow" })
 	keys := map[string]*keyState{}
@@ -30,6 +32,8 @@ func checkOrder(res *Result) error {
 		}
 		return keys[label]
 	}
+	// target is the state of label's material in the KMS key arn.
+	target := func(label, arn string) *keyState { return key(label + "\x00" + arn) }
 	lastNo, lastNoLine := 0, 0
 	for _, e := range res.Events {
 		line := e.Seq + 1
@@ -72,7 +76,7 @@ func checkOrder(res *Result) error {
 				return err
 			}
 		case *events.FetchParams:
-			key(d.Label).paramsValidTo, key(d.Label).paramsLine = d.ParametersValidTo, line
+			target(d.Label, d.KMSKeyARN).paramsValidTo, target(d.Label, d.KMSKeyARN).paramsLine = d.ParametersValidTo, line
 		case *events.Params:
 			key("").paramsValidTo, key("").paramsLine = d.ParametersValidTo, line
 		case *events.Escrow:
@@ -90,7 +94,7 @@ func checkOrder(res *Result) error {
 				return fail("data.quorum_check", "escrow quorum check did not pass", "ok", d.QuorumCheck)
 			}
 		case *events.Wrap:
-			k := key(d.Label)
+			k := target(d.Label, d.KMSKeyARN)
 			if k.imported {
 				return fail("step", fmt.Sprintf("key %q wrapped after it was imported", d.Label), "wrap before import", e.Step)
 			}
@@ -102,23 +106,28 @@ func checkOrder(res *Result) error {
 				return fail("time", fmt.Sprintf("import parameters of %q (line %d) had expired when the key was wrapped", d.Label, vtLine), "before "+vt.Format(time.RFC3339), e.Time.Format(time.RFC3339))
 			}
 			k.wrapped = true
+			key(d.Label).wrapped = true
 			if err := sameKCV(d.Label, d.KeyCheckValue); err != nil {
 				return err
 			}
 		case *events.Import:
-			k := key(d.Label)
+			k, t := key(d.Label), target(d.Label, d.KMSKeyARN)
 			if escrowStep && !k.escrowed {
 				return fail("step", fmt.Sprintf("key %q uploaded before its escrow was proven", d.Label), "escrow event first", e.Step)
 			}
-			if k.generated && !k.wrapped {
+			if k.generated && !t.wrapped {
 				return fail("step", fmt.Sprintf("key %q imported before it was wrapped", d.Label), "wrap first", e.Step)
 			}
-			k.imported = true
+			k.imported, t.imported = true, true
 			if err := sameKCV(d.Label, d.KeyCheckValue); err != nil {
 				return err
 			}
+		case *events.Rotate:
+			if !target(d.Label, d.KMSKeyARN).imported {
+				return fail("step", fmt.Sprintf("key %q rotated to material not imported", d.Label), "import first", e.Step)
+			}
 		case *events.CheckImport:
-			if !key(d.Label).imported {
+			if !target(d.Label, d.KMSKeyARN).imported {
 				return fail("step", fmt.Sprintf("key %q checked in KMS before it was imported", d.Label), "import first", e.Step)
 			}
 		}

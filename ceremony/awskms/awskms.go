@@ -79,6 +79,15 @@ func New(ctx context.Context, o Options) (*Client, error) {
 // Region is the Region the client talks to.
 func (c *Client) Region() string { return c.region }
 
+// In returns a client like c for another Region (a multi-Region key's
+// replica lives there): the same credentials, endpoint and retries.
+func (c *Client) In(region string) *Client {
+	if region == c.region {
+		return c
+	}
+	return &Client{kms: kms.New(c.kms.Options(), func(o *kms.Options) { o.Region = region }), region: region}
+}
+
 // Endpoint is the URL the client sends its KMS calls to, resolved the way
 // the SDK resolves it (AWS_ENDPOINT_URL_KMS, a profile's endpoint_url, or
 // AWS's endpoint for the Region, FIPS and dual-stack as configured). It
@@ -107,6 +116,8 @@ type Key struct {
 	// CurrentMaterialID is the KeyMaterialId of the current material.
 	CurrentMaterialID string
 	MultiRegion       bool
+	// MultiRegionType is PRIMARY or REPLICA for a multi-Region key.
+	MultiRegionType string
 }
 
 // CreateKey creates a symmetric KMS key with Origin EXTERNAL, waiting for
@@ -133,7 +144,14 @@ func (c *Client) Describe(ctx context.Context, keyID string) (*Key, error) {
 	}
 	m := out.KeyMetadata
 	return &Key{ARN: aws.ToString(m.Arn), State: string(m.KeyState), Origin: string(m.Origin), ExpirationModel: string(m.ExpirationModel), ValidTo: m.ValidTo,
-		CurrentMaterialID: aws.ToString(m.CurrentKeyMaterialId), MultiRegion: aws.ToBool(m.MultiRegion)}, nil
+		CurrentMaterialID: aws.ToString(m.CurrentKeyMaterialId), MultiRegion: aws.ToBool(m.MultiRegion), MultiRegionType: multiRegionType(m)}, nil
+}
+
+func multiRegionType(m *types.KeyMetadata) string {
+	if m.MultiRegionConfiguration == nil {
+		return ""
+	}
+	return string(m.MultiRegionConfiguration.MultiRegionKeyType)
 }
 
 // GetParameters fetches import parameters for keyID.

@@ -166,6 +166,9 @@ func printKeyTable(w io.Writer, res *ceremony.Result) {
 			mid = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt, mid)
+		for _, r := range k.Replicas {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Label, k.KeyCheckValue, r.KMSKeyARN, vt, mid)
+		}
 	}
 	tw.Flush()
 }

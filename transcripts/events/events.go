@@ -321,8 +321,12 @@ type Import struct {
 	KeyMaterialID          string `json:"key_material_id,omitempty"`
 	KeyMaterialDescription string `json:"key_material_description,omitempty"`
 	// ImportType is NEW_KEY_MATERIAL for a rotation's import (a Rotate
-	// event follows); empty for KMS's default, a key's first material.
+	// event follows), EXISTING_KEY_MATERIAL for a multi-Region key's
+	// replica (KeyMaterialID is the primary's) or a rotation's new
+	// material found again (Adopted says how); empty for KMS's default, a
+	// key's first material.
 	ImportType string `json:"import_type,omitempty"`
+	Adopted    string `json:"adopted,omitempty"`
 }
 
 // Step implements Data.
@@ -337,6 +341,9 @@ type Rotate struct {
 	KeyMaterialID         string `json:"key_material_id"`
 	PreviousKeyMaterialID string `json:"previous_key_material_id"`
 	RotationType          string `json:"rotation_type"`
+	// Adopted, when set, says the rotation was found done (a run that
+	// died made it before recording it).
+	Adopted string `json:"adopted,omitempty"`
 }
 
 // Step implements Data.
@@ -712,13 +719,19 @@ type Renew struct {
 func (*Renew) Step() string { return "renew" }
 
 // Replicate: the multi-Region primary KMSKeyARN has a replica ReplicaARN in
-// ReplicaRegion, made now (Created) or found.
+// ReplicaRegion, made now (Created) or found; a ceremony (keys[].replicas)
+// or keyceremony replicate imports the key's material there too.
 type Replicate struct {
 	Label         string `json:"label"`
 	KMSKeyARN     string `json:"kms_key_arn"`
 	ReplicaRegion string `json:"replica_region"`
 	ReplicaARN    string `json:"replica_arn"`
 	Created       bool   `json:"created"`
+	// Adopted, when set, says how a replica that a run that died made was
+	// found again; Source is "params file" in an offline ceremony, which
+	// takes the replica from its params file.
+	Adopted string `json:"adopted,omitempty"`
+	Source  string `json:"source,omitempty"`
 }
 
 // Step implements Data.
