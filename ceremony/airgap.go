@@ -29,9 +29,15 @@ import (
 // FetchParams asks KMS for import parameters for keyID (online) and checks
 // them: an RSA public key of the asked size and a ParametersValidTo in the
 // future.
+//
+// A key ARN names its Region, which wins over o.Region: a multi-Region
+// key's replica gives parameters only in its own Region.
 func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.Algorithm, spec string) (*wrap.Params, error) {
 	if !wrap.ValidKeySpec(spec) {
 		return nil, fmt.Errorf("wrapping key spec %q must be one of RSA_2048, RSA_3072, RSA_4096", spec)
+	}
+	if r := arnRegion(keyID); r != "" {
+		o.Region = r
 	}
 	c, err := awskms.New(ctx, o)
 	if err != nil {

@@ -48,7 +48,11 @@ type killPoint struct {
 	request int           // kill at this KMS request (0-based); -1: none
 	after   bool          // at request: after KMS handled it (else before)
 	delay   time.Duration // > 0: kill after this long, whatever is happening
-	name    string
+	// op, when set, kills at the nth (from 1) request of that KMS
+	// operation instead, before or after it (after).
+	op   string
+	nth  int
+	name string
 }
 
 func (p killPoint) String() string { return p.name }
@@ -83,6 +87,9 @@ type kmsTap struct {
 	n        int
 	ops      []string
 	killAt   int
+	killOp   string
+	killOpN  int
+	opCount  map[string]int
 	after    bool
 	victim   *os.Process
 	exited   chan struct{}
@@ -95,7 +102,8 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i := k.n
 	k.n++
 	k.ops = append(k.ops, op)
-	hit := i == k.killAt
+	k.opCount[op]++
+	hit := i == k.killAt || k.killOp == op && k.opCount[op] == k.killOpN
 	after, victim, exited := k.after, k.victim, k.exited
 	k.mu.Unlock()
 	if op == "ImportKeyMaterial" {
@@ -222,7 +230,7 @@ func newCrashCase(t *testing.T, conf string, cu *crashCustodians, n int) *crashC
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.kms = &kmsTap{srv: srv, state: state, transcript: filepath.Join(c.out, "transcript.jsonl"), killAt: -1}
+	c.kms = &kmsTap{srv: srv, state: state, transcript: filepath.Join(c.out, "transcript.jsonl"), killAt: -1, opCount: map[string]int{}}
 	hs := httptest.NewServer(c.kms)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	c.env = []string{
@@ -256,6 +264,7 @@ func (c *crashCase) run(p killPoint) runResult {
 	exited := make(chan struct{})
 	c.kms.mu.Lock()
 	c.kms.killAt, c.kms.after, c.kms.exited, c.kms.victim = p.request, p.after, exited, nil
+	c.kms.killOp, c.kms.killOpN, c.kms.opCount = p.op, p.nth, map[string]int{}
 	c.kms.n = 0
 	if err := cmd.Start(); err != nil {
 		c.kms.mu.Unlock()
@@ -273,7 +282,7 @@ func (c *crashCase) run(p killPoint) runResult {
 		timer.Stop()
 	}
 	c.kms.mu.Lock()
-	c.kms.killAt, c.kms.victim = -1, nil
+	c.kms.killAt, c.kms.killOp, c.kms.victim = -1, "", nil
 	c.kms.mu.Unlock()
 	res := runResult{stderr: stderr.String()}
 	var ee *exec.ExitError

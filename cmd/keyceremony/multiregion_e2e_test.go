@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/transcripts/events"
 )
@@ -276,4 +277,242 @@ func countKeys(t *testing.T, c *awskms.Client) int {
 		t.Fatal(err)
 	}
 	return len(found)
+}
+
+// TestMultiRegionOffline: the air-gap split for a multi-Region key. Online,
+// params fetch for the primary and for its replica (each from its own
+// Region); offline, one ceremony wraps the material once per Region with no
+// AWS configuration; online, the upload commands it printed, as printed,
+// primary first, and the ciphertexts decrypt in both Regions. A replica's
+// params file for another key is refused before anything changes.
+func TestMultiRegionOffline(t *testing.T) {
+	a := newAirgap(t)
+	ctx := context.Background()
+	work := t.TempDir()
+	primary, err := a.kms.CreateKey(ctx, "multi-Region air gap test", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica, err := a.kms.Replicate(ctx, primary, "us-east-1", "replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := a.kms.CreateKey(ctx, "another key", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherReplica, err := a.kms.Replicate(ctx, other, "us-east-1", "replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, rp, op := filepath.Join(work, "params-primary.json"), filepath.Join(work, "params-replica.json"), filepath.Join(work, "params-other.json")
+	ppin := a.fetch(primary, "RSAES_OAEP_SHA_1", "RSA_2048", pp)
+	rpin := a.fetch(replica, "RSAES_OAEP_SHA_1", "RSA_2048", rp)
+	opin := a.fetch(otherReplica, "RSAES_OAEP_SHA_1", "RSA_2048", op)
+	conf := func(out, replicaParams, replicaPin string) string {
+		cfg := filepath.Join(work, out+".yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`
+ceremony: {id: mr-offline, operator: tester, out_dir: %s}
+token: {label: ceremony}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+keys:
+  - label: global-off
+    params_file: %s
+    wrapping_key_sha256: %s
+    valid_for: 30d
+    replicas: [{params_file: %s, wrapping_key_sha256: %s}]
+`, out, pp, ppin, replicaParams, replicaPin)), 0o600)
+		return cfg
+	}
+
+	// Another key's replica: refused before anything changes.
+	_, stderr, code := a.offline(pin, "run", "--config", conf("out-bad", op, opin))
+	want := fmt.Sprintf("keyceremony: error: step params: keys[0].replicas[0].params_file %s is for %s, which is not a replica of %s (a multi-Region key's replica has its key ID in another Region): fetch the parameters of the replica", op, otherReplica, primary)
+	if code != 1 || errorLine(stderr) != want {
+		t.Errorf("another key's replica params: exit %d\n%s\nwant %s", code, stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(work, "out-bad")); err == nil {
+		t.Error("a refused offline run left an output directory")
+	}
+
+	stdout, stderr, code := a.offline(pin, "run", "--config", conf("out", rp, rpin))
+	if code != 0 {
+		t.Fatalf("offline run exited %d:\n%s\n%s", code, stdout, stderr)
+	}
+	out := filepath.Join(work, "out")
+	evs := verifiedEvents(t, &e2e{t: t, dir: work}, out)
+	wraps := map[string]string{}
+	for _, ev := range evs {
+		if d, ok := ev.Data.(*events.Wrap); ok {
+			wraps[d.KMSKeyARN] = d.File
+		}
+	}
+	if wraps[primary] != "bundle-global-off.json" || wraps[replica] != "bundle-global-off-us-east-1.json" {
+		t.Fatalf("wraps %v", wraps)
+	}
+	var uploads []string
+	for _, line := range strings.Split(stdout, "\n") {
+		if line = strings.TrimSpace(line); strings.HasPrefix(line, "keyceremony upload ") {
+			uploads = append(uploads, line)
+		}
+	}
+	if len(uploads) != 2 || !strings.Contains(uploads[0], "bundle-global-off.json") || !strings.Contains(uploads[1], "bundle-global-off-us-east-1.json") {
+		t.Fatalf("upload commands (primary first):\n%s", stdout)
+	}
+	for _, line := range uploads {
+		if uout, uerr, code := a.run(nil, strings.Fields(line)[1:]...); code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", line, code, uout, uerr)
+		}
+	}
+	east, err := awskms.New(ctx, awskms.Options{Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := a.kms.Encrypt(ctx, primary, []byte("from eu-west-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := east.Decrypt(ctx, replica, ct); err != nil || string(pt) != "from eu-west-1" {
+		t.Fatalf("decrypt in us-east-1: %v", err)
+	}
+	ct, err = east.Encrypt(ctx, replica, []byte("from us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := a.kms.Decrypt(ctx, primary, ct); err != nil || string(pt) != "from us-east-1" {
+		t.Fatalf("decrypt in eu-west-1: %v", err)
+	}
+}
+
+// TestCrashRotation kills the real binary at the boundaries of a rotation
+// of a multi-Region key (after KMS took the new material into the primary,
+// after it took it into the replica, after RotateKeyOnDemand: each time
+// before the transcript records it) and runs the same command again each
+// time: the resumed ceremony finishes the rotation without importing the
+// material twice as new, the transcript verifies, each KMS key holds
+// exactly the old and the new material, and old ciphertexts decrypt in
+// both Regions.
+func TestCrashRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and resumes ceremonies")
+	}
+	hsmtest.Require(t)
+	conf, err := hsmtest.SetupDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	cu := newCrashCustodians(t)
+	c := newCrashCase(t, conf, cu, 950)
+	for _, kv := range c.env {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			t.Setenv(k, v)
+		}
+	}
+	ctx := context.Background()
+	west, err := awskms.New(ctx, awskms.Options{Region: "eu-west-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	east := west.In("us-east-1")
+	yaml := func(out, key string) string {
+		return fmt.Sprintf(`
+ceremony: {id: %s-%s, operator: tester, out_dir: %s}
+token: {label: %s}
+kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
+keys:
+  - %s
+escrow:
+  threshold: 2
+  custodians:
+    - {name: alice, recipient: %s}
+    - {name: bob, recipient: %s}
+    - {name: carol, recipient: %s}
+`, c.name, out, out, c.token, key, cu.recipients[0], cu.recipients[1], cu.recipients[2])
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(c.dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c.cfg = write("first.yaml", yaml("out", "{label: global, create: true, multi_region: true, replicas: [{region: us-east-1}], valid_for: 90d}"))
+	if r := c.run(killPoint{line: -1, request: -1}); r.code != 0 {
+		t.Fatalf("first ceremony exited %d: %s", r.code, r.stderr)
+	}
+	var primary, mid1 string
+	for _, ev := range verifiedEvents(t, &e2e{t: t, dir: c.dir, env: c.env}, c.out) {
+		if d, ok := ev.Data.(*events.Import); ok && strings.Contains(d.KMSKeyARN, ":eu-west-1:") {
+			primary, mid1 = d.KMSKeyARN, d.KeyMaterialID
+		}
+	}
+	replica := replicaOf(primary, "us-east-1")
+	oldWest, err := west.Encrypt(ctx, primary, []byte("v1 west"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEast, err := east.Encrypt(ctx, replica, []byte("v1 east"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rot := filepath.Join(c.dir, "rot")
+	c.cfg = write("rotate.yaml", yaml("rot", fmt.Sprintf("{label: global-v2, kms_key_id: %s, rotate: true, replicas: [{region: us-east-1}], valid_for: 60d}", primary)))
+	c.kms.transcript = filepath.Join(rot, "transcript.jsonl")
+	for _, p := range []killPoint{
+		{line: -1, request: -1, op: "ImportKeyMaterial", nth: 1, after: true, name: "after the primary took the new material"},
+		{line: -1, request: -1, op: "ImportKeyMaterial", nth: 2, after: true, name: "after the replica took it"},
+		{line: -1, request: -1, op: "RotateKeyOnDemand", nth: 1, after: true, name: "after RotateKeyOnDemand"},
+	} {
+		if r := c.run(p); !r.killed {
+			t.Fatalf("killed %s: the run was not killed (exit %d): %s", p.name, r.code, r.stderr)
+		}
+	}
+	if r := c.run(killPoint{line: -1, request: -1}); r.code != 0 {
+		t.Fatalf("the resumed rotation exited %d: %s", r.code, r.stderr)
+	}
+	if len(c.kms.problems) > 0 {
+		t.Fatalf("KMS saw: %v", c.kms.problems)
+	}
+	var mid2 string
+	adopted := 0
+	for _, ev := range verifiedEvents(t, &e2e{t: t, dir: c.dir, env: c.env}, rot) {
+		switch d := ev.Data.(type) {
+		case *events.Import:
+			if d.KMSKeyARN == primary {
+				mid2 = d.KeyMaterialID
+			}
+			if d.Adopted != "" {
+				adopted++
+			}
+		case *events.Rotate:
+			if d.Adopted != "" {
+				adopted++
+			}
+		}
+	}
+	if mid2 == "" || mid2 == mid1 || adopted != 2 {
+		t.Fatalf("rotation transcript: new material %q (old %s), %d adopted events (want the import and the rotation)", mid2, mid1, adopted)
+	}
+	for arn, cl := range map[string]*awskms.Client{primary: west, replica: east} {
+		ms, err := cl.Materials(ctx, arn)
+		if err != nil || len(ms) != 2 || ms[0].ID != mid1 || ms[0].State != "NON_CURRENT" || ms[1].ID != mid2 || ms[1].State != "CURRENT" {
+			t.Fatalf("%s materials after the resumed rotation: %+v %v", arn, ms, err)
+		}
+	}
+	for _, ct := range [][]byte{oldWest, oldEast} {
+		for arn, cl := range map[string]*awskms.Client{primary: west, replica: east} {
+			if pt, err := cl.Decrypt(ctx, arn, ct); err != nil || !strings.HasPrefix(string(pt), "v1 ") {
+				t.Fatalf("an old ciphertext does not decrypt with %s: %v", arn, err)
+			}
+		}
+	}
+}
+
+// replicaOf is the ARN of the replica in region of the multi-Region key arn.
+func replicaOf(arn, region string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	parts[3] = region
+	return strings.Join(parts, ":")
 }

@@ -34,7 +34,7 @@ func cmdParams(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	alg := fs.String("algorithm", "", "wrapping `algorithm`: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256")
 	spec := fs.String("key-spec", "RSA_4096", "wrapping key `spec`: RSA_2048, RSA_3072 or RSA_4096")
 	out := fs.String("out", "", "params `file` to write (never overwritten)")
-	region := fs.String("region", "", "AWS `region` (default: the AWS configuration's)")
+	region := fs.String("region", "", "AWS `region` (default: the key ARN's, else the AWS configuration's)")
 	profile := fs.String("profile", "", "AWS shared config `profile`")
 	pos, err := parse(fs, args[1:])
 	if err != nil {

@@ -69,6 +69,9 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 		fmt.Fprintln(stdout, "offline ceremony: carry the bundles out of the room, then on a connected machine:")
 		for _, k := range res.Keys {
 			fmt.Fprintf(stdout, "  %s\n", k.UploadCommand)
+			for _, r := range k.Replicas { // after the primary's
+				fmt.Fprintf(stdout, "  %s\n", r.UploadCommand)
+			}
 		}
 	}
 	printKeyTable(stdout, res)
