@@ -66,11 +66,13 @@ for c in alice bob carol; do ssh-keygen -q -t ed25519 -N '' -C "$c" -f "$dir/$c"
 	for c in alice bob carol; do printf '    - {name: %s, recipient: "%s"}\n' "$c" "$(cat "$dir/$c.pub")"; done
 } >"$dir/ceremony.yaml"
 echo "bench-kms: keyceremony run, $N keys, --latency $LATENCY, parallel $PARALLEL..."
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 start=$(date +%s.%N)
 /usr/bin/time -v -o "$dir/time.txt" "$BIN/keyceremony" run --config "$dir/ceremony.yaml" >"$dir/run.out" 2>"$dir/run.err" ||
 	{ tail -20 "$dir/run.err" >&2; exit 1; }
 end=$(date +%s.%N)
 kc_total=$(echo "$end - $start" | bc -l)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 rss_kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
 
 # Per-step wall time from the run's "[i/n] done in Xs" lines.
@@ -112,9 +114,12 @@ fi
 ms() { echo "scale=2; 1000 * $1 / $2" | bc -l; }
 echo
 echo "bench-kms: N=$N (CLI flow: $CLI_N), kmslocal --latency $LATENCY, pool pre-filled, keyceremony --parallel $PARALLEL"
-printf '  keyceremony:  %8.2f ms/key  (%.1f s for %d keys, peak RSS %d MiB)\n' "$(ms "$kc_total" "$N")" "$kc_total" "$N" "$((rss_kib / 1024))"
+printf '  keyceremony:  %8.2f ms/key  (%.1f s for %d keys, peak RSS %d MiB, load average before/after: %s / %s)\n' "$(ms "$kc_total" "$N")" "$kc_total" "$N" "$((rss_kib / 1024))" "$load_before" "$load_after"
 printf '    split per key: HSM %.2f ms, escrow %.2f ms, wrap %.2f ms, KMS %.2f ms\n' \
 	"$(ms "$hsm" "$N")" "$(ms "$esc" "$N")" "$(ms "$wrp" "$N")" "$(ms "$kms" "$N")"
+for title in "${!step[@]}"; do
+	printf '      %-45s %8.2f ms/key\n' "$title" "$(ms "${step[$title]}" "$N")"
+done | sort
 if [ "$CLI_N" -gt 0 ]; then
 	cli_ms=$(ms "$cli_total" "$CLI_N")
 	printf '  AWS CLI flow: %8.2f ms/key  (%.1f s for %d keys)\n' "$cli_ms" "$cli_total" "$CLI_N"
