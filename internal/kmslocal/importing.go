@@ -180,7 +180,7 @@ func (s *Server) prefetchWrappingKey(c *call) {
 }
 
 type getParametersForImportInput struct {
-	KeyId             string
+	keyIDMember
 	WrappingAlgorithm string
 	WrappingKeySpec   string
 }
@@ -195,16 +195,12 @@ type getParametersForImportOutput struct {
 // getParametersForImport implements GetParametersForImport.
 func (s *Server) getParametersForImport(c *call) (any, error) {
 	var in getParametersForImportInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkWrapping(in.WrappingAlgorithm, in.WrappingKeySpec); err != nil {
-		return nil, err
-	}
-	if err := s.offersWrapping(in.WrappingAlgorithm); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, func() error {
+		if err := checkWrapping(in.WrappingAlgorithm, in.WrappingKeySpec); err != nil {
+			return err
+		}
+		return s.offersWrapping(in.WrappingAlgorithm)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +258,7 @@ func checkImportable(k *key) error {
 }
 
 type importKeyMaterialInput struct {
-	KeyId                  string
+	keyIDMember
 	ImportToken            []byte
 	EncryptedKeyMaterial   []byte
 	ExpirationModel        string
@@ -314,36 +310,36 @@ func checkExpiration(model string, validTo *epochTime, now time.Time) (string, *
 // (IncorrectKeyMaterialException if the key ever had other material).
 func (s *Server) importKeyMaterial(c *call) (any, error) {
 	var in importKeyMaterialInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	switch {
-	case len(in.ImportToken) == 0:
-		return nil, requiredError("importToken")
-	case len(in.EncryptedKeyMaterial) == 0:
-		return nil, requiredError("encryptedKeyMaterial")
-	case len(in.ImportToken) > 6144:
-		return nil, validationError("Value at 'importToken' failed to satisfy constraint: Member must have length less than or equal to 6144")
-	case len(in.EncryptedKeyMaterial) > 6144:
-		return nil, validationError("Value at 'encryptedKeyMaterial' failed to satisfy constraint: Member must have length less than or equal to 6144")
-	}
-	model, validTo, err := checkExpiration(in.ExpirationModel, in.ValidTo, c.now)
-	if err != nil {
-		return nil, err
-	}
-	switch in.ImportType {
-	case "", importTypeExists, importTypeNew:
-	default:
-		return nil, enumError("importType", in.ImportType, []string{importTypeNew, importTypeExists})
-	}
-	if in.KeyMaterialDescription != nil && !materialDescriptionRE.MatchString(*in.KeyMaterialDescription) {
-		return nil, validationError("KeyMaterialDescription must be at most 256 characters of [a-zA-Z0-9:/_ .-]")
-	}
-	if in.KeyMaterialId != "" && in.ImportType == importTypeNew {
-		return nil, validationError("KeyMaterialId cannot be specified with ImportType NEW_KEY_MATERIAL")
-	}
-
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	var model string
+	var validTo *time.Time
+	k, err := s.keyInput(c, &in, func() error {
+		switch {
+		case len(in.ImportToken) == 0:
+			return requiredError("importToken")
+		case len(in.EncryptedKeyMaterial) == 0:
+			return requiredError("encryptedKeyMaterial")
+		case len(in.ImportToken) > 6144:
+			return validationError("Value at 'importToken' failed to satisfy constraint: Member must have length less than or equal to 6144")
+		case len(in.EncryptedKeyMaterial) > 6144:
+			return validationError("Value at 'encryptedKeyMaterial' failed to satisfy constraint: Member must have length less than or equal to 6144")
+		}
+		var err error
+		if model, validTo, err = checkExpiration(in.ExpirationModel, in.ValidTo, c.now); err != nil {
+			return err
+		}
+		switch in.ImportType {
+		case "", importTypeExists, importTypeNew:
+		default:
+			return enumError("importType", in.ImportType, []string{importTypeNew, importTypeExists})
+		}
+		if in.KeyMaterialDescription != nil && !materialDescriptionRE.MatchString(*in.KeyMaterialDescription) {
+			return validationError("KeyMaterialDescription must be at most 256 characters of [a-zA-Z0-9:/_ .-]")
+		}
+		if in.KeyMaterialId != "" && in.ImportType == importTypeNew {
+			return validationError("KeyMaterialId cannot be specified with ImportType NEW_KEY_MATERIAL")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -429,8 +425,10 @@ func unwrapMaterial(alg string, priv *rsa.PrivateKey, ct []byte) ([]byte, error)
 	return material, nil
 }
 
+// keyIDInput is the input of the requests that name a key and, for some,
+// one of its materials.
 type keyIDInput struct {
-	KeyId         string
+	keyIDMember
 	KeyMaterialId string
 }
 
@@ -444,10 +442,7 @@ type deleteImportedKeyMaterialOutput struct {
 // deletion stays so). On a key without material it changes nothing.
 func (s *Server) deleteImportedKeyMaterial(c *call) (any, error) {
 	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -222,6 +222,40 @@ func (s *Server) lookupKey(c *call, member, keyID string, allowAlias bool) (*key
 	return k, nil
 }
 
+// keyed is the input of a request that names one key.
+type keyed interface {
+	// keyMember returns the member that names the key, as AWS error
+	// messages spell it, and its value.
+	keyMember() (member, value string)
+}
+
+// keyIDMember is the KeyId member by which most requests name their key.
+type keyIDMember struct{ KeyId string }
+
+func (m *keyIDMember) keyMember() (string, string) { return "keyId", m.KeyId }
+
+// aliasOps are the operations whose KeyId may be an alias name or alias ARN,
+// as the KMS API reference documents each; the others take a key ID or key
+// ARN only.
+var aliasOps = map[string]bool{"DescribeKey": true, "Encrypt": true, "Decrypt": true, "GenerateDataKey": true}
+
+// keyInput reads a request that names a key: it decodes c's body into in,
+// runs check (if not nil) on the other members, which AWS reports before
+// an unknown key, and returns the key that in names. Every error is the
+// *apiError KMS would send. The caller must hold s.mu.
+func (s *Server) keyInput(c *call, in keyed, check func() error) (*key, error) {
+	if err := decodeInput(c.body, in); err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, err
+		}
+	}
+	member, id := in.keyMember()
+	return s.lookupKey(c, member, id, aliasOps[c.op])
+}
+
 func aliasARN(region, alias string) string {
 	return fmt.Sprintf("arn:aws:kms:%s:%s:%s", region, Account, alias)
 }

@@ -122,11 +122,7 @@ func (s *Server) createKey(c *call) (any, error) {
 
 // describeKey implements DescribeKey.
 func (s *Server) describeKey(c *call) (any, error) {
-	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, true)
+	k, err := s.keyInput(c, &keyIDInput{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -149,44 +145,31 @@ type listKeysOutput struct {
 	Truncated  bool
 }
 
-// listKeys implements ListKeys, in creation order. The marker is the ID of
-// the next key to list.
+// listKeys implements ListKeys: the keys of the request's Region, in
+// creation order.
 func (s *Server) listKeys(c *call) (any, error) {
 	var in listKeysInput
 	if err := decodeInput(c.body, &in); err != nil {
 		return nil, err
 	}
-	limit := 100
-	if in.Limit != nil {
-		limit = *in.Limit
-		if limit < 1 || limit > 1000 {
-			return nil, validationError("Value '%d' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000", limit)
-		}
+	limit, err := checkLimit(in.Limit, 100, 1000)
+	if err != nil {
+		return nil, err
 	}
 	for _, id := range slices.Clone(s.st.Order) {
 		s.applyClock(s.st.Keys[id], c.now)
 	}
-	start := 0
-	if in.Marker != "" {
-		start = slices.Index(s.st.Order, in.Marker)
-		if start < 0 {
-			return nil, newError(excInvalidMarker, "The marker is not valid.")
+	var entries []keyListEntry
+	for _, id := range s.st.Order {
+		if k := s.st.Keys[id]; k.Region == c.region { // keys belong to a Region
+			entries = append(entries, keyListEntry{KeyId: k.ID, KeyArn: k.arn()})
 		}
 	}
-	out := &listKeysOutput{Keys: []keyListEntry{}}
-	for i := start; i < len(s.st.Order); i++ {
-		if len(out.Keys) == limit {
-			out.Truncated = true
-			out.NextMarker = s.st.Order[i]
-			break
-		}
-		k := s.st.Keys[s.st.Order[i]]
-		if k.Region != c.region {
-			continue // keys belong to a Region
-		}
-		out.Keys = append(out.Keys, keyListEntry{KeyId: k.ID, KeyArn: k.arn()})
+	keys, next, err := page(entries, func(e keyListEntry) string { return e.KeyId }, in.Marker, limit)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return &listKeysOutput{Keys: keys, NextMarker: next, Truncated: next != ""}, nil
 }
 
 // enableKey implements EnableKey.
@@ -196,11 +179,7 @@ func (s *Server) enableKey(c *call) (any, error) { return s.setEnabled(c, true) 
 func (s *Server) disableKey(c *call) (any, error) { return s.setEnabled(c, false) }
 
 func (s *Server) setEnabled(c *call, enabled bool) (any, error) {
-	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &keyIDInput{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +197,7 @@ func (s *Server) setEnabled(c *call, enabled bool) (any, error) {
 }
 
 type scheduleKeyDeletionInput struct {
-	KeyId               string
+	keyIDMember
 	PendingWindowInDays *int
 }
 
@@ -233,17 +212,17 @@ type scheduleKeyDeletionOutput struct {
 // date passes (by the server clock) the key is deleted on its next lookup.
 func (s *Server) scheduleKeyDeletion(c *call) (any, error) {
 	var in scheduleKeyDeletionInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
 	days := 30
-	if in.PendingWindowInDays != nil {
+	k, err := s.keyInput(c, &in, func() error {
+		if in.PendingWindowInDays == nil {
+			return nil
+		}
 		days = *in.PendingWindowInDays
 		if days < 7 || days > 30 {
-			return nil, validationError("Value '%d' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30", days)
+			return validationError("Value '%d' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30", days)
 		}
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -260,11 +239,7 @@ func (s *Server) scheduleKeyDeletion(c *call) (any, error) {
 // cancelKeyDeletion implements CancelKeyDeletion. As on AWS the key comes
 // back Disabled (or PendingImport if it has no material).
 func (s *Server) cancelKeyDeletion(c *call) (any, error) {
-	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &keyIDInput{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -283,19 +258,20 @@ type createAliasInput struct {
 	TargetKeyId string
 }
 
+func (in *createAliasInput) keyMember() (string, string) { return "targetKeyId", in.TargetKeyId }
+
 // createAlias implements CreateAlias.
 func (s *Server) createAlias(c *call) (any, error) {
 	var in createAliasInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	if in.AliasName == "" {
-		return nil, requiredError("aliasName")
-	}
-	if !aliasRE.MatchString(in.AliasName) || strings.HasPrefix(in.AliasName, "alias/aws/") {
-		return nil, newError(excInvalidAliasName, "%s is not a valid alias name: use alias/ followed by [a-zA-Z0-9/_-], not alias/aws/", in.AliasName)
-	}
-	k, err := s.lookupKey(c, "targetKeyId", in.TargetKeyId, false)
+	k, err := s.keyInput(c, &in, func() error {
+		if in.AliasName == "" {
+			return requiredError("aliasName")
+		}
+		if !aliasRE.MatchString(in.AliasName) || strings.HasPrefix(in.AliasName, "alias/aws/") {
+			return newError(excInvalidAliasName, "%s is not a valid alias name: use alias/ followed by [a-zA-Z0-9/_-], not alias/aws/", in.AliasName)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -341,8 +317,9 @@ func checkEncryptionAlgorithm(alg string) error {
 }
 
 // checkUsable reports whether k can encrypt or decrypt now, with the
-// exceptions of the KMS key state table.
-func checkUsable(k *key) error {
+// exceptions of the KMS key state table; if it can and dryRun is set, it
+// returns the DryRunOperationException that stops the request there.
+func checkUsable(k *key, dryRun bool) error {
 	switch k.state() {
 	case stateDisabled:
 		return newError(excDisabled, "%s is disabled.", k.arn())
@@ -351,15 +328,14 @@ func checkUsable(k *key) error {
 	case statePendingDeletion:
 		return newError(excInvalidState, "%s is pending deletion.", k.arn())
 	}
+	if dryRun {
+		return newError(excDryRun, "The request would have succeeded, but the DryRun option is set.")
+	}
 	return nil
 }
 
-func dryRunError() error {
-	return newError(excDryRun, "The request would have succeeded, but the DryRun option is set.")
-}
-
 type encryptInput struct {
-	KeyId               string
+	keyIDMember
 	Plaintext           []byte
 	EncryptionAlgorithm string
 	EncryptionContext   map[string]string
@@ -376,27 +352,20 @@ type encryptOutput struct {
 // key material, the encryption context as additional data.
 func (s *Server) encrypt(c *call) (any, error) {
 	var in encryptInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	if len(in.Plaintext) == 0 {
-		return nil, requiredError("plaintext")
-	}
-	if len(in.Plaintext) > 4096 {
-		return nil, validationError("Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096")
-	}
-	if err := checkEncryptionAlgorithm(in.EncryptionAlgorithm); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, true)
+	k, err := s.keyInput(c, &in, func() error {
+		if len(in.Plaintext) == 0 {
+			return requiredError("plaintext")
+		}
+		if len(in.Plaintext) > 4096 {
+			return validationError("Value at 'plaintext' failed to satisfy constraint: Member must have length less than or equal to 4096")
+		}
+		return checkEncryptionAlgorithm(in.EncryptionAlgorithm)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUsable(k); err != nil {
+	if err := checkUsable(k, in.DryRun); err != nil {
 		return nil, err
-	}
-	if in.DryRun {
-		return nil, dryRunError()
 	}
 	blob, err := sealBlob(k, in.Plaintext, in.EncryptionContext)
 	if err != nil {
@@ -458,11 +427,8 @@ func (s *Server) decrypt(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUsable(k); err != nil {
+	if err := checkUsable(k, in.DryRun); err != nil {
 		return nil, err
-	}
-	if in.DryRun {
-		return nil, dryRunError()
 	}
 	v := blobVersion(k, blobMaterial)
 	if v == nil || v.Material == nil {
@@ -476,7 +442,7 @@ func (s *Server) decrypt(c *call) (any, error) {
 }
 
 type generateDataKeyInput struct {
-	KeyId             string
+	keyIDMember
 	KeySpec           string
 	NumberOfBytes     *int
 	EncryptionContext map[string]string
@@ -495,38 +461,34 @@ type generateDataKeyOutput struct {
 // the clear and as an Encrypt blob.
 func (s *Server) generateDataKey(c *call) (any, error) {
 	var in generateDataKeyInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
 	var n int
-	switch {
-	case in.KeySpec != "" && in.NumberOfBytes != nil:
-		return nil, validationError("Specify KeySpec or NumberOfBytes, not both")
-	case in.KeySpec == "AES_256":
-		n = 32
-	case in.KeySpec == "AES_128":
-		n = 16
-	case in.KeySpec != "":
-		return nil, enumError("keySpec", in.KeySpec, []string{"AES_256", "AES_128"})
-	case in.NumberOfBytes == nil:
-		return nil, validationError("KeySpec or NumberOfBytes is required")
-	case *in.NumberOfBytes < 1 || *in.NumberOfBytes > 1024:
-		return nil, validationError("Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024", *in.NumberOfBytes)
-	default:
-		n = *in.NumberOfBytes
-	}
-	if len(in.Recipient) > 0 && string(in.Recipient) != "null" {
-		return nil, newError(excUnsupportedOperation, "kmslocal does not support Recipient (Nitro Enclaves attestation)")
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, true)
+	k, err := s.keyInput(c, &in, func() error {
+		switch {
+		case in.KeySpec != "" && in.NumberOfBytes != nil:
+			return validationError("Specify KeySpec or NumberOfBytes, not both")
+		case in.KeySpec == "AES_256":
+			n = 32
+		case in.KeySpec == "AES_128":
+			n = 16
+		case in.KeySpec != "":
+			return enumError("keySpec", in.KeySpec, []string{"AES_256", "AES_128"})
+		case in.NumberOfBytes == nil:
+			return validationError("KeySpec or NumberOfBytes is required")
+		case *in.NumberOfBytes < 1 || *in.NumberOfBytes > 1024:
+			return validationError("Value '%d' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024", *in.NumberOfBytes)
+		default:
+			n = *in.NumberOfBytes
+		}
+		if len(in.Recipient) > 0 && string(in.Recipient) != "null" {
+			return newError(excUnsupportedOperation, "kmslocal does not support Recipient (Nitro Enclaves attestation)")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := checkUsable(k); err != nil {
+	if err := checkUsable(k, in.DryRun); err != nil {
 		return nil, err
-	}
-	if in.DryRun {
-		return nil, dryRunError()
 	}
 	pt := make([]byte, n)
 	rand.Read(pt)

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -130,7 +129,7 @@ func (s *Server) forgetReplica(k *key) {
 }
 
 type replicateKeyInput struct {
-	KeyId         string
+	keyIDMember
 	ReplicaRegion string
 	Description   *string
 }
@@ -147,16 +146,15 @@ type replicateKeyOutput struct {
 // imported with its own import parameters.
 func (s *Server) replicateKey(c *call) (any, error) {
 	var in replicateKeyInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	if in.ReplicaRegion == "" {
-		return nil, requiredError("replicaRegion")
-	}
-	if !regionRE.MatchString(in.ReplicaRegion) {
-		return nil, validationError("Value '%s' at 'replicaRegion' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([a-z]+-){2,3}\\d+$", in.ReplicaRegion)
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, func() error {
+		if in.ReplicaRegion == "" {
+			return requiredError("replicaRegion")
+		}
+		if !regionRE.MatchString(in.ReplicaRegion) {
+			return validationError("Value '%s' at 'replicaRegion' failed to satisfy constraint: Member must satisfy regular expression pattern: ^([a-z]+-){2,3}\\d+$", in.ReplicaRegion)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +245,7 @@ func (s *Server) listAliases(c *call) (any, error) {
 	if err := decodeInput(c.body, &in); err != nil {
 		return nil, err
 	}
-	limit, err := checkLimit(in.Limit)
+	limit, err := checkLimit(in.Limit, 100, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -268,44 +266,9 @@ func (s *Server) listAliases(c *call) (any, error) {
 		}
 	}
 	slices.SortFunc(entries, func(a, b aliasListEntry) int { return strings.Compare(a.AliasName, b.AliasName) })
-	start, err := parseIndexMarker(in.Marker, len(entries))
+	aliases, next, err := page(entries, func(e aliasListEntry) string { return e.AliasName }, in.Marker, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := &listAliasesOutput{Aliases: []aliasListEntry{}}
-	end := min(start+limit, len(entries))
-	out.Aliases = append(out.Aliases, entries[start:end]...)
-	if end < len(entries) {
-		out.Truncated = true
-		out.NextMarker = indexMarker(end)
-	}
-	return out, nil
-}
-
-// checkLimit validates a Limit member of a List operation (1 to 1000,
-// default 100).
-func checkLimit(l *int) (int, error) {
-	if l == nil {
-		return 100, nil
-	}
-	if *l < 1 || *l > 1000 {
-		return 0, validationError("Value '%d' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000", *l)
-	}
-	return *l, nil
-}
-
-// indexMarker and parseIndexMarker make and read the Marker of list
-// operations that page by position.
-func indexMarker(i int) string { return "i" + strconv.Itoa(i) }
-
-func parseIndexMarker(m string, n int) (int, error) {
-	if m == "" {
-		return 0, nil
-	}
-	rest, ok := strings.CutPrefix(m, "i")
-	i, err := strconv.Atoi(rest)
-	if !ok || err != nil || i < 0 || i > n {
-		return 0, newError(excInvalidMarker, "The marker is not valid.")
-	}
-	return i, nil
+	return &listAliasesOutput{Aliases: aliases, NextMarker: next, Truncated: next != ""}, nil
 }

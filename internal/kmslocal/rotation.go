@@ -175,11 +175,7 @@ type rotateKeyOnDemandOutput struct {
 // AWS_KMS key gets fresh random material. The rotation completes before
 // the response.
 func (s *Server) rotateKeyOnDemand(c *call) (any, error) {
-	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &keyIDInput{}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +228,7 @@ func (s *Server) rotationLimit() int {
 }
 
 type listKeyRotationsInput struct {
-	KeyId              string
+	keyIDMember
 	IncludeKeyMaterial string
 	Limit              *int
 	Marker             string
@@ -258,26 +254,23 @@ type listKeyRotationsOutput struct {
 
 // listKeyRotations implements ListKeyRotations. ROTATIONS_ONLY (the
 // default) lists the materials that became current by a rotation;
-// ALL_KEY_MATERIAL adds the first material and the pending one. The marker
-// is the index of the next entry.
+// ALL_KEY_MATERIAL adds the first material and the pending one.
 func (s *Server) listKeyRotations(c *call) (any, error) {
 	var in listKeyRotationsInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
 	all := false
-	switch in.IncludeKeyMaterial {
-	case "", "ROTATIONS_ONLY":
-	case "ALL_KEY_MATERIAL":
-		all = true
-	default:
-		return nil, enumError("includeKeyMaterial", in.IncludeKeyMaterial, []string{"ALL_KEY_MATERIAL", "ROTATIONS_ONLY"})
-	}
-	limit, err := checkLimit(in.Limit)
-	if err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	limit := 0
+	k, err := s.keyInput(c, &in, func() error {
+		switch in.IncludeKeyMaterial {
+		case "", "ROTATIONS_ONLY":
+		case "ALL_KEY_MATERIAL":
+			all = true
+		default:
+			return enumError("includeKeyMaterial", in.IncludeKeyMaterial, []string{"ALL_KEY_MATERIAL", "ROTATIONS_ONLY"})
+		}
+		var err error
+		limit, err = checkLimit(in.Limit, 100, 1000)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -287,18 +280,11 @@ func (s *Server) listKeyRotations(c *call) (any, error) {
 			entries = append(entries, s.rotationEntry(k, v))
 		}
 	}
-	start, err := parseIndexMarker(in.Marker, len(entries))
+	rotations, next, err := page(entries, func(e rotationsListEntry) string { return e.KeyMaterialId }, in.Marker, limit)
 	if err != nil {
 		return nil, err
 	}
-	out := &listKeyRotationsOutput{Rotations: []rotationsListEntry{}}
-	end := min(start+limit, len(entries))
-	out.Rotations = append(out.Rotations, entries[start:end]...)
-	if end < len(entries) {
-		out.Truncated = true
-		out.NextMarker = indexMarker(end)
-	}
-	return out, nil
+	return &listKeyRotationsOutput{Rotations: rotations, NextMarker: next, Truncated: next != ""}, nil
 }
 
 func (s *Server) rotationEntry(k *key, v *materialVersion) rotationsListEntry {
@@ -334,11 +320,7 @@ type getKeyRotationStatusOutput struct {
 // rotates automatically, and AWS never does for imported material, so
 // KeyRotationEnabled is always false; on-demand rotations complete at once.
 func (s *Server) getKeyRotationStatus(c *call) (any, error) {
-	var in keyIDInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &keyIDInput{}, nil)
 	if err != nil {
 		return nil, err
 	}

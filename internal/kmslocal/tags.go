@@ -1,7 +1,6 @@
 package kmslocal
 
 import (
-	"encoding/base64"
 	"regexp"
 	"slices"
 	"strconv"
@@ -103,17 +102,14 @@ func createKeyTags(body []byte) (map[string]string, error) {
 }
 
 type tagResourceInput struct {
-	KeyId string
-	Tags  []tag
+	keyIDMember
+	Tags []tag
 }
 
 // tagResource implements TagResource.
 func (s *Server) tagResource(c *call) (any, error) {
 	var in tagResourceInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -135,17 +131,14 @@ func (s *Server) tagResource(c *call) (any, error) {
 }
 
 type untagResourceInput struct {
-	KeyId   string
+	keyIDMember
 	TagKeys []string
 }
 
 // untagResource implements UntagResource.
 func (s *Server) untagResource(c *call) (any, error) {
 	var in untagResourceInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +164,7 @@ func (s *Server) untagResource(c *call) (any, error) {
 }
 
 type listResourceTagsInput struct {
-	KeyId  string
+	keyIDMember
 	Limit  *int
 	Marker string
 }
@@ -188,45 +181,25 @@ type listResourceTagsOutput struct {
 }
 
 // listResourceTags implements ListResourceTags: tags in tag key order,
-// Limit (1 to 50, default 50) at a time. The marker is opaque to clients
-// (it encodes the next tag key).
+// Limit (1 to 50, default 50) at a time.
 func (s *Server) listResourceTags(c *call) (any, error) {
 	var in listResourceTagsInput
-	if err := decodeInput(c.body, &in); err != nil {
-		return nil, err
-	}
-	k, err := s.lookupKey(c, "keyId", in.KeyId, false)
+	k, err := s.keyInput(c, &in, nil)
 	if err != nil {
 		return nil, err
 	}
-	limit := maxTags
-	if in.Limit != nil {
-		limit = *in.Limit
-		if limit < 1 || limit > maxTags {
-			return nil, validationError("Value '%d' at 'limit' failed to satisfy constraint: Member must have value between 1 and %d", limit, maxTags)
-		}
+	limit, err := checkLimit(in.Limit, maxTags, maxTags)
+	if err != nil {
+		return nil, err
 	}
-	keys := make([]string, 0, len(k.Tags))
-	for t := range k.Tags {
-		keys = append(keys, t)
+	var entries []tagOut
+	for t, v := range k.Tags {
+		entries = append(entries, tagOut{t, v})
 	}
-	slices.Sort(keys)
-	start := 0
-	if in.Marker != "" {
-		next, err := base64.RawURLEncoding.DecodeString(in.Marker)
-		if err != nil || !utf8.Valid(next) {
-			return nil, newError(excInvalidMarker, "The marker is not valid.")
-		}
-		start, _ = slices.BinarySearch(keys, string(next))
+	slices.SortFunc(entries, func(a, b tagOut) int { return strings.Compare(a.TagKey, b.TagKey) })
+	tags, next, err := page(entries, func(e tagOut) string { return e.TagKey }, in.Marker, limit)
+	if err != nil {
+		return nil, err
 	}
-	out := &listResourceTagsOutput{Tags: []tagOut{}}
-	for i := start; i < len(keys); i++ {
-		if len(out.Tags) == limit {
-			out.Truncated = true
-			out.NextMarker = base64.RawURLEncoding.EncodeToString([]byte(keys[i]))
-			break
-		}
-		out.Tags = append(out.Tags, tagOut{keys[i], k.Tags[keys[i]]})
-	}
-	return out, nil
+	return &listResourceTagsOutput{Tags: tags, NextMarker: next, Truncated: next != ""}, nil
 }
