@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/keyceremony/keyceremony/internal/strictjson"
 	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
@@ -41,10 +40,11 @@ type Reopened struct {
 	Torn *events.Torn
 }
 
-// Reopen opens an unsealed transcript for appending. It checks the hash
-// chain, the sequence numbers and the form of every complete line first
-// (failures are *VerifyError), and refuses a sealed transcript with
-// [ErrSealed] and one without a complete header line with [ErrNoHeader].
+// Reopen opens an unsealed transcript for appending. It reads every
+// complete line as verify does (readLines: the form of every line, the hash
+// chain and the sequence numbers; failures are *VerifyError), and refuses a
+// sealed transcript with [ErrSealed] and one without a complete header line
+// with [ErrNoHeader].
 // Then an incomplete last line (no final newline) is cut off and recorded
 // at once, in a torn-line event, before any check of the caller's can
 // refuse the resume. Last, it finds the void events and checks the
@@ -61,51 +61,21 @@ func Reopen(path string) (*Reopened, error) {
 	if keep == 0 {
 		return nil, fmt.Errorf("%w (%d bytes)", ErrNoHeader, len(data))
 	}
-	r := &Reopened{}
-	prev := zeroHash
-	payload := sha256.New()
-	lines := 0
-	for rest := data[:keep]; len(rest) > 0; {
-		i := bytes.IndexByte(rest, '\n')
-		line, body := rest[:i+1], rest[:i]
-		rest = rest[i+1:]
-		lines++
-		if lines == 1 {
-			if err := strictjson.Unmarshal(body, &r.Header); err != nil || r.Header.Type != "header" {
-				return nil, chainErr(1, "", "first line is not a transcript header: "+orNothing(errString(err)), "", "")
-			}
-			if r.Header.Format != Format {
-				return nil, chainErr(1, "format", "unsupported format", Format, r.Header.Format)
-			}
-		} else {
-			e, err := decodeEvent(body)
-			if err != nil {
-				if lineType(body).Type == "seal" {
-					return nil, fmt.Errorf("%w: its ceremony is complete; nothing can be added to it", ErrSealed)
-				}
-				return nil, chainErr(lines, "", "malformed event: "+err.Error(), "", "")
-			}
-			if e.Seq != len(r.Events)+1 {
-				return nil, chainErr(lines, "seq", "events out of order", fmt.Sprint(len(r.Events)+1), fmt.Sprint(e.Seq))
-			}
-			r.Events = append(r.Events, e)
-		}
-		linePrev := r.Header.Prev
-		if lines > 1 {
-			linePrev = r.Events[len(r.Events)-1].Prev
-		}
-		if linePrev != prev {
-			return nil, chainErr(lines, "prev", fmt.Sprintf("does not match the hash of line %d", lines-1), prev, linePrev)
-		}
-		payload.Write(line)
-		sum := sha256.Sum256(body)
-		prev = hex.EncodeToString(sum[:])
+	c, err := readLines(data[:keep])
+	if err != nil {
+		return nil, err
 	}
+	if c.seal != nil {
+		return nil, fmt.Errorf("%w: its ceremony is complete; nothing can be added to it", ErrSealed)
+	}
+	r := &Reopened{Header: c.header, Events: c.events}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open transcript: %w", err)
 	}
-	r.Writer = &Writer{f: f, header: r.Header, payload: payload, prev: prev, lines: lines, seq: len(r.Events), now: time.Now}
+	payload := sha256.New()
+	payload.Write(data[:keep])
+	r.Writer = &Writer{f: f, header: r.Header, payload: payload, prev: c.last, lines: c.lines, seq: len(r.Events), now: time.Now}
 	if keep < len(data) {
 		if err := r.cutTorn(data[keep:], int64(keep)); err != nil {
 			f.Close()
@@ -150,11 +120,4 @@ func (r *Reopened) cutTorn(torn []byte, size int64) error {
 	}
 	r.Events = append(r.Events, r.Writer.last)
 	return nil
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

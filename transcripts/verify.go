@@ -210,9 +210,8 @@ func VerifyBytes(data []byte, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// readChain reads every line strictly and checks that each one's prev is
-// the hash of the line before: line 1 the header, then the events, the last
-// line the seal. It returns the hash of the line before the seal.
+// readChain reads a sealed transcript: every line as [readLines] does,
+// the last a seal. It returns the hash of the line before the seal.
 func readChain(data []byte) (*Result, string, error) {
 	if len(data) == 0 {
 		return nil, "", chainErr(1, "", "transcript is empty", "", "")
@@ -221,9 +220,37 @@ func readChain(data []byte) (*Result, string, error) {
 		n := bytes.Count(data, []byte{'\n'}) + 1
 		return nil, "", chainErr(n, "", "last line is not terminated by a newline: the transcript is truncated", "", "")
 	}
-	res := &Result{}
-	all := make([]Event, 0, bytes.Count(data, []byte{'\n'}))
-	prev, last := zeroHash, ""
+	c, err := readLines(data)
+	if err != nil {
+		return nil, "", err
+	}
+	if c.seal == nil {
+		return nil, "", chainErr(len(c.events)+1, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
+	}
+	return &Result{Header: c.header, Events: c.events, EventCount: len(c.events), Seal: *c.seal, sealLine: c.sealLine}, c.beforeLast, nil
+}
+
+// chain is the lines of a transcript as readLines read them.
+type chain struct {
+	header Header
+	events []Event
+	// seal is the last line when it is a seal, sealLine its bytes.
+	seal     *Seal
+	sealLine []byte
+	lines    int
+	// last and beforeLast are the hex SHA-256 of the last line and of
+	// the line before it.
+	last, beforeLast string
+}
+
+// readLines reads the complete lines of a transcript, data, which ends in
+// a newline: each strictly, and each one's prev the hash of the line
+// before. Line 1 is the header, then come events, and a seal only as the
+// last line. Verify and Reopen both read through it, so what a resume
+// accepts, verify accepts. Failures are *VerifyError.
+func readLines(data []byte) (*chain, error) {
+	c := &chain{events: make([]Event, 0, bytes.Count(data, []byte{'\n'}))}
+	prev := zeroHash
 	for n := 1; len(data) > 0; n++ {
 		i := bytes.IndexByte(data, '\n')
 		line := data[:i]
@@ -231,27 +258,25 @@ func readChain(data []byte) (*Result, string, error) {
 		var err error
 		switch {
 		case n == 1:
-			err = readHeader(line, prev, &res.Header)
+			err = readHeader(line, prev, &c.header)
 		case len(data) == 0 && lineType(line).Type == "seal":
-			err = readSeal(n, line, prev, len(all)+1, &res.Seal)
-			res.sealLine = line
+			c.seal, c.sealLine = &Seal{}, line
+			err = readSeal(n, line, prev, len(c.events)+1, c.seal)
 		default:
 			var e Event
-			if e, err = readEvent(n, line, prev, len(all)+1, len(data) == 0); err == nil {
-				all = append(all, e)
+			if e, err = readEvent(n, line, prev, len(c.events)+1); err == nil {
+				c.events = append(c.events, e)
 			}
 		}
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		sum := sha256.Sum256(line)
-		last, prev = prev, hex.EncodeToString(sum[:])
+		c.beforeLast, prev = prev, hex.EncodeToString(sum[:])
+		c.lines = n
 	}
-	if res.sealLine == nil {
-		return nil, "", chainErr(len(all)+1, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
-	}
-	res.Events, res.EventCount = all, len(all)
-	return res, last, nil
+	c.last = prev
+	return c, nil
 }
 
 // prevErr says that line n does not chain to the line before it, whose
@@ -290,27 +315,26 @@ func readSeal(n int, line []byte, prev string, seq int, s *Seal) error {
 	return nil
 }
 
-// readEvent reads line n, which must be event seq; last says it is the
-// last line (where the seal belongs).
-func readEvent(n int, line []byte, prev string, seq int, last bool) (Event, error) {
+// readEvent reads line n, which must be event seq.
+func readEvent(n int, line []byte, prev string, seq int) (Event, error) {
 	e, err := decodeEvent(line)
 	if err != nil {
-		want := "event"
-		if last {
-			want = "seal"
-		}
-		return e, misplaced(n, line, prev, want, err)
+		return e, misplaced(n, line, prev, "event", err)
 	}
 	if e.Prev != prev {
 		return e, prevErr(n, prev, e.Prev)
-	}
-	if last {
-		return e, chainErr(n, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
 	}
 	if e.Seq != seq {
 		return e, chainErr(n, "seq", "events out of order", fmt.Sprint(seq), fmt.Sprint(e.Seq))
 	}
 	return e, nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // misplaced explains why line n, where a line of type want belongs, could
@@ -322,12 +346,10 @@ func misplaced(n int, line []byte, prev, want string, err error) error {
 		return chainErr(n, "", "malformed "+want+": "+errString(err), "", "")
 	case got.Prev != prev:
 		return prevErr(n, prev, got.Prev)
-	case got.Type == want || got.Type == "event" && want == "seal":
+	case got.Type == want:
 		return chainErr(n, "", "malformed "+got.Type+": "+errString(err), "", "")
 	case got.Type == "seal":
 		return chainErr(n+1, "", "line after the seal", "", "")
-	case want == "seal":
-		return chainErr(n, "", "transcript has no seal: the ceremony did not finish or the seal was removed", "", "")
 	case n == 1:
 		return chainErr(1, "type", "first line must be the header", "header", got.Type)
 	case got.Type == "header":
