@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +24,6 @@ import (
 // keyceremony and kmslocal binaries and the SoftHSM token "ceremony".
 type airgap struct {
 	t   *testing.T
-	bin string
 	url string
 	dir string
 	kms *awskms.Client
@@ -44,7 +42,7 @@ func newAirgap(t *testing.T) *airgap {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &airgap{t: t, bin: filepath.Join(binDir, "keyceremony"), url: os.Getenv("AWS_ENDPOINT_URL_KMS"), dir: e.dir, kms: c}
+	return &airgap{t: t, url: os.Getenv("AWS_ENDPOINT_URL_KMS"), dir: e.dir, kms: c}
 }
 
 // run runs the binary online: the test's AWS environment plus extra.
@@ -67,19 +65,9 @@ func (a *airgap) offline(extra []string, args ...string) (string, string, int) {
 
 func (a *airgap) exec(env []string, args ...string) (string, string, int) {
 	a.t.Helper()
-	cmd := exec.Command(a.bin, args...)
+	cmd := binary(a.t, "keyceremony", args...)
 	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		a.t.Fatalf("run %v: %v", args, err)
-	}
-	return stdout.String(), stderr.String(), code
+	return runBinary(a.t, cmd)
 }
 
 // tokenKey generates an AES key on the token and returns its check value.

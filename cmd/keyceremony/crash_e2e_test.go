@@ -253,7 +253,7 @@ type runResult struct {
 
 // run runs the ceremony (the crashtest binary) once, killing it at p.
 func (c *crashCase) run(p killPoint) runResult {
-	cmd := exec.Command(filepath.Join(binDir, "keyceremony-crashtest"), "run", "--config", c.cfg)
+	cmd := binary(c.t, "keyceremony-crashtest", "run", "--config", c.cfg)
 	cmd.Dir = c.dir
 	cmd.Env = slices.Clone(c.env)
 	if p.line >= 0 {
@@ -299,7 +299,7 @@ func (c *crashCase) run(p killPoint) runResult {
 
 // keyceremony runs the ordinary binary and returns its error line, or "".
 func (c *crashCase) keyceremony(args ...string) error {
-	cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+	cmd := binary(c.t, "keyceremony", args...)
 	cmd.Dir = c.dir
 	cmd.Env = c.env
 	out, err := cmd.CombinedOutput()
@@ -696,7 +696,7 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 	for i, line := range []int{3, 6, 16, 20} {
 		t.Run(fmt.Sprintf("line %d", line), func(t *testing.T) {
 			c := newCrashCase(t, conf, cu, 900+i)
-			first := exec.Command(filepath.Join(binDir, "keyceremony-crashtest"), "run", "--config", c.cfg)
+			first := binary(t, "keyceremony-crashtest", "run", "--config", c.cfg)
 			first.Dir = c.dir
 			pause := filepath.Join(c.dir, "paused")
 			first.Env = append(slices.Clone(c.env), "KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE="+strconv.Itoa(line), "KEYCEREMONY_CRASHTEST_PAUSE_FILE="+pause)
@@ -714,7 +714,7 @@ func TestTwoRunsOneDirectory(t *testing.T) {
 				{"wrap", "--params", "params-payments.json", "--wrapping-key-sha256", strings.Repeat("0", 64), "--key", "payments", "--token", c.token, "--out-dir", c.out},
 				{"recover", "--drill", "--escrow", filepath.Join(c.out, "escrow.json"), "--share", "share-1-alice.age", "--identity", c.ids[0], "--out", c.out},
 			} {
-				cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+				cmd := binary(t, "keyceremony", args...)
 				cmd.Dir, cmd.Env = c.dir, c.env
 				out, err := cmd.CombinedOutput()
 				var ee *exec.ExitError

@@ -116,22 +116,13 @@ func newE2EWith(t *testing.T, kmsArgs ...string) *e2e {
 	return e
 }
 
+// run runs the binary with the test's environment plus extraEnv, checked
+// for secrets (runBinary).
 func (e *e2e) run(extraEnv []string, args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+	cmd := binary(e.t, "keyceremony", args...)
 	cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir}, e.env...), extraEnv...)
-	var o, x bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &x
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		e.t.Fatal(err)
-	}
-	return o.String(), x.String(), code
+	return runBinary(e.t, cmd)
 }
 
 func (e *e2e) config(name, body string) string {

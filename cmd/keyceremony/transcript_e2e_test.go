@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -432,17 +431,6 @@ func keyMaterial(t *testing.T, label string) []byte {
 		t.Fatalf("recovered %d bytes: %v", len(m), err)
 	}
 	return m
-}
-
-func encodings(b []byte) map[string][]byte {
-	return map[string][]byte{
-		"raw":        b,
-		"hex":        []byte(hex.EncodeToString(b)),
-		"HEX":        []byte(strings.ToUpper(hex.EncodeToString(b))),
-		"base64":     []byte(base64.RawStdEncoding.EncodeToString(b)),
-		"base64url":  []byte(base64.RawURLEncoding.EncodeToString(b)),
-		"json bytes": []byte(base64.StdEncoding.EncodeToString(b)),
-	}
 }
 
 func between(s, start, end string) string {

@@ -391,7 +391,7 @@ escrow:
 	secrets := []string{"KEYCEREMONY_PIN=" + hsmtest.PIN, carolPass}
 	tmp := t.TempDir()
 	start := func(extra []string, args ...string) (*exec.Cmd, *bytes.Buffer, io.ReadCloser) {
-		cmd := exec.Command(filepath.Join(binDir, "keyceremony"), args...)
+		cmd := binary(t, "keyceremony", args...)
 		cmd.Env = append(append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "TMPDIR=" + tmp, "KEYCEREMONY_CONTROL=visible"}, e.env...), extra...)
 		var stdout bytes.Buffer
 		cmd.Stdout = &stdout

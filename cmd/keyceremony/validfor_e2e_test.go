@@ -16,7 +16,7 @@ func TestRecoverValidForOverflow(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	for _, in := range []string{"106751991167301d", "281474976710686d"} {
-		cmd := exec.Command(filepath.Join(binDir, "keyceremony"), "recover", "--escrow", filepath.Join(dir, "escrow.json"),
+		cmd := binary(t, "keyceremony", "recover", "--escrow", filepath.Join(dir, "escrow.json"),
 			"--share", filepath.Join(dir, "share-alice.age"), "--out", out, "--token-label", "ceremony",
 			"--reimport", "--valid-for", in)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
