@@ -1,0 +1,141 @@
+package main_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+)
+
+// custodiansYAML is a one-key ceremony whose custodians the tests fill in.
+const custodiansYAML = `ceremony: {id: refuse, operator: tester, out_dir: refused}
+token: {label: ceremony}
+kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
+keys: [{label: refused-key, create: true, valid_for: 30d}]
+escrow:
+  threshold: 2
+  custodians:
+%s`
+
+// TestCustodianRefusals runs the real binary on custodians it must refuse
+// before anything changes: two custodians with one passphrase, and a
+// "recipient: ask" custodian with nobody at the keyboard. Each exits 1
+// with exactly one error line, and leaves no out_dir, no key or signing
+// key on the token and no KMS key.
+func TestCustodianRefusals(t *testing.T) {
+	e := newE2E(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := id.Recipient().String()
+	// Two files, one passphrase: the check compares passphrases, not files.
+	e.config("a.pass", "correct horse battery staple 2026\n")
+	e.config("b.pass", "correct horse battery staple 2026\n")
+	for _, tc := range []struct {
+		name, custodians, want string
+	}{
+		{"same passphrase",
+			"    - {name: a, passphrase: true, passphrase_file: a.pass}\n    - {name: b, passphrase: true, passphrase_file: b.pass}\n    - {name: c, recipient: " + rec + "}\n",
+			`keyceremony: error: step custodians: escrow.custodians[1]: custodian "b" chose the same passphrase as custodian "a": each custodian chooses their own, or one person holds two shares; nothing was changed`},
+		{"ask with nobody at the keyboard",
+			"    - {name: a, recipient: " + rec + "}\n    - {name: b, recipient: ask}\n",
+			`keyceremony: error: step custodians: escrow.custodians[1]: nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of "ask", or run the ceremony in the TUI`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := kmsKeyCount(t)
+			cfg := e.config(strings.ReplaceAll(tc.name, " ", "-")+".yaml", fmt.Sprintf(custodiansYAML, tc.custodians))
+			stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+			if code != 1 || errorLines(stderr) != tc.want {
+				t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstdout:\n%s", code, errorLines(stderr), tc.want, stdout)
+			}
+			nothingChanged(t, e, before)
+		})
+	}
+}
+
+// TestAskAtTheTerminal runs keyceremony run at a terminal (tmux) with a
+// "recipient: ask" custodian who gives another custodian's key, then a
+// pasted age secret key, then nonsense: each answer is refused, and after
+// three the ceremony stops with exit 1 and one error line, changing
+// nothing; the secret key is never printed back.
+func TestAskAtTheTerminal(t *testing.T) {
+	e := newE2E(t)
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pasted, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := id.Recipient().String()
+	cfg := e.config("ask.yaml", fmt.Sprintf(custodiansYAML, "    - {name: a, recipient: "+rec+"}\n    - {name: b, recipient: ask}\n"))
+	before := kmsKeyCount(t)
+	bin := filepath.Join(binDir, "keyceremony")
+	run := strings.Replace(tuiCommand(e), " "+bin, " KEYCEREMONY_PIN="+hsmtest.PIN+" "+bin, 1)
+	script := fmt.Sprintf("%s run --config %s; echo \"exit=$?\"; sleep 600", run, cfg)
+	tmux, waitFor := startTmux(t, e, script)
+	prompt := "Custodian b: type or paste your age recipient"
+	waitFor(prompt)
+	tmux("send-keys", "-t", "c", "-l", rec)
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("custodian b: that is custodian a's key: each custodian gives their own")
+	tmux("send-keys", "-t", "c", "-l", pasted.String())
+	tmux("send-keys", "-t", "c", "Enter")
+	waitFor("custodian b: that is not a recipient")
+	tmux("send-keys", "-t", "c", "-l", "bob")
+	tmux("send-keys", "-t", "c", "Enter")
+	screen := waitFor("exit=")
+	want := "keyceremony: error: step custodians: escrow.custodians[1]: custodian b gave no valid recipient in three tries: recipient must be an age recipient (age1pq1… post-quantum, or age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)"
+	if !strings.Contains(screen, "exit=1") || errorLines(screen) != want {
+		t.Fatalf("screen:\n%s\nwant exit=1 and the one error line:\n%s", screen, want)
+	}
+	// The terminal echoes what is typed at it; the tool itself never
+	// prints the secret key back (in a refusal, a hint or the error).
+	if n := strings.Count(screen, pasted.String()); n > 1 {
+		t.Errorf("the pasted secret key shows %d times on the screen (once is the terminal's echo):\n%s", n, screen)
+	}
+	nothingChanged(t, e, before)
+}
+
+// errorLines returns the lines of s that are keyceremony errors, joined.
+func errorLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "keyceremony: error:") {
+			out = append(out, strings.TrimRight(l, " "))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// nothingChanged checks that the refused ceremony left no out_dir, no key
+// or signing key on the token, and as many KMS keys as before.
+func nothingChanged(t *testing.T, e *e2e, kmsBefore int) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(e.dir, "refused")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused run left its out_dir (%v)", err)
+	}
+	if n := kmsKeyCount(t); n != kmsBefore {
+		t.Errorf("KMS holds %d keys, %d before the refused run", n, kmsBefore)
+	}
+	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	if _, err := tok.FindAESKey("refused-key", nil); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("a refused run left a key on the token: %v", err)
+	}
+	if _, err := tok.Signer("keyceremony-transcript", false); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("a refused run left a signing key on the token: %v", err)
+	}
+}
