@@ -425,7 +425,7 @@ func escrowKeys(ctx context.Context, s *state) (_ string, err error) {
 		Group: escrow.Group, KDF: escrow.KDF, WrapScheme: escrow.WrapScheme, WrapMechanism: wrapMech,
 		Commitments: sharing.Commitments, KEKCheckValue: kekCheck,
 		File: filepath.Base(blobPath), FileSHA256: blobSum, Keys: keyData,
-		Armor: e.Armor, QuorumCheck: "ok", SubsetsChecked: subsets,
+		Armor: e.Armor, ShareFormat: escrow.ShareFormat, QuorumCheck: "ok", SubsetsChecked: subsets,
 	}); err != nil {
 		return "", err
 	}

@@ -71,7 +71,10 @@ type Original struct {
 	KEKCheckValue string
 	// BlobSHA256 is the SHA-256 of the escrow blob in canonical form.
 	BlobSHA256 string
-	Custodians []OriginalCustodian
+	// ShareFormat is the share files' format the escrow event records, ""
+	// when it records none (older transcripts).
+	ShareFormat string
+	Custodians  []OriginalCustodian
 	// KCVs maps each key label to its check value at generation.
 	KCVs map[string]string
 }
@@ -140,7 +143,7 @@ func (o *Original) readEvents(res *transcripts.Result) error {
 		return errors.New("the transcript has no escrow event: this ceremony made no escrow")
 	}
 	o.Escrow = escrow.Commitments{CeremonyID: res.Header.CeremonyID, Threshold: e.Threshold, Shares: e.Shares, Commitments: e.Commitments}
-	o.KEKCheckValue, o.BlobSHA256 = e.KEKCheckValue, e.FileSHA256
+	o.KEKCheckValue, o.BlobSHA256, o.ShareFormat = e.KEKCheckValue, e.FileSHA256, e.ShareFormat
 	for _, c := range e.Custodians {
 		o.Custodians = append(o.Custodians, OriginalCustodian{Name: c.Name, Index: c.Index, RecipientType: c.RecipientType, Recipient: c.Recipient})
 	}
@@ -158,14 +161,17 @@ func (o *Original) readEvents(res *transcripts.Result) error {
 
 // CheckShare checks an opened share against the transcript: same ceremony
 // and commitments (the Feldman check), the custodian name and index the
-// transcript gave that share, and the escrow blob it names. Failures are
-// *escrow.ShareError.
+// transcript gave that share, the escrow blob it names, and its format
+// when the transcript records one. Failures are *escrow.ShareError.
 func (o *Original) CheckShare(sh *escrow.Share) error {
 	if err := o.Escrow.Verify(sh); err != nil {
 		return err
 	}
 	bad := func(reason string, args ...any) error {
 		return &escrow.ShareError{File: sh.File, Custodian: sh.Custodian, Index: sh.Index, Reason: fmt.Sprintf(reason, args...)}
+	}
+	if o.ShareFormat != "" && sh.Format != o.ShareFormat {
+		return bad("is a %s share, but the transcript recorded %s shares for this escrow: it is not the share file the custodian was given", sh.Format, o.ShareFormat)
 	}
 	if want := o.Custodians[sh.Index-1].Name; sh.Custodian != want {
 		return bad("names custodian %q, but the transcript gave share %d to %q: the share was relabelled; use %s's own share file", sh.Custodian, sh.Index, want, want)

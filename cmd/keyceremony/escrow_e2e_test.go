@@ -316,6 +316,11 @@ escrow:
 		relabelled := r.write("relabelled.age", string(relabel(t, share(1, "alice"), idFiles["alice"], "bob", string(sshPub))))
 		r.wantExact(3, "share 1 of custodian \"bob\" ("+relabelled+"): names custodian \"bob\", but the transcript gave share 1 to \"alice\": the share was relabelled; use alice's own share file", nil,
 			"escrow", "verify-share", "--share", relabelled, "--identity", idFiles["bob"], "--passphrase-file", bobKeyPass, "--transcript", tr, "--fingerprint", fp)
+		// Alice's share made a v1 share (without the blob it carries):
+		// the transcript records that this escrow's shares are v2.
+		v1 := r.write("v1.age", string(reseal(t, share(1, "alice"), idFiles["alice"], recips[0], func(sh *escrow.Share) { sh.Format, sh.Escrow = escrow.ShareFormatV1, nil })))
+		r.wantExact(3, "share 1 of custodian \"alice\" ("+v1+"): is a keyceremony/share/v1 share, but the transcript recorded keyceremony/share/v2 shares for this escrow: it is not the share file the custodian was given", nil,
+			"escrow", "verify-share", "--share", v1, "--identity", idFiles["alice"], "--transcript", tr, "--fingerprint", fp)
 		r.wantExact(2, "escrow verify-share takes --share FILE and --transcript FILE, with the transcript's signer pinned (--fingerprint HEX or --seal-words \"…\")", nil,
 			"escrow", "verify-share", "--share", share(1, "alice"))
 	})
@@ -620,6 +625,13 @@ func forgeShare(t *testing.T, id string, commitments []string, recipient string)
 // pass their share off as another's.
 func relabel(t *testing.T, file, id, name, recipient string) []byte {
 	t.Helper()
+	return reseal(t, file, id, recipient, func(sh *escrow.Share) { sh.Custodian = name })
+}
+
+// reseal opens the share in file with identity file id, changes it with
+// edit and seals it to recipient.
+func reseal(t *testing.T, file, id, recipient string, edit func(*escrow.Share)) []byte {
+	t.Helper()
 	data, _ := os.ReadFile(file)
 	key, _ := os.ReadFile(id)
 	ids, err := escrow.ParseIdentities(key, nil)
@@ -630,7 +642,7 @@ func relabel(t *testing.T, file, id, name, recipient string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh.Custodian = name
+	edit(sh)
 	rc, err := escrow.ParseRecipient(recipient)
 	if err != nil {
 		t.Fatal(err)

@@ -198,6 +198,10 @@ type Escrow struct {
 	FileSHA256 string      `json:"file_sha256"`
 	Keys       []EscrowKey `json:"keys"`
 	Armor      bool        `json:"armor"`
+	// ShareFormat is the format of the share files (escrow.ShareFormat,
+	// "keyceremony/share/v2"); empty in transcripts written before it was
+	// recorded, whose shares may be v1 or v2.
+	ShareFormat string `json:"share_format,omitempty"`
 	// QuorumCheck is "ok" when every M-subset recombined to the KEK.
 	QuorumCheck    string `json:"quorum_check"`
 	SubsetsChecked int    `json:"subsets_checked"`
