@@ -285,14 +285,18 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// checkDuplicates refuses two keys with the same label, the same KMS key
-// (by ARN or key ID, however written) or the same params file: each would
-// make a second key for one target, found out only after changes.
+// checkDuplicates refuses two keys with the same label, the same CKA_ID
+// (in either case of hex), the same KMS key (by ARN or key ID, however
+// written) or the same params file: each would make a second key for one
+// target, found out only after changes (a second CKA_ID only when the
+// token refuses the second key, after the KMS keys and the first key were
+// made).
 func (c *Config) checkDuplicates() error {
 	seen := map[string]int{}
 	for i, k := range c.Keys {
 		fields := []struct{ field, value, key string }{
 			{"label", k.Label, k.Label},
+			{"id", k.ID, strings.ToLower(k.ID)},
 			{"kms_key_id", k.KMSKeyID, kmsKeyName(k.KMSKeyID)},
 			{"params_file", k.ParamsFile, filepath.Clean(k.ParamsFile)},
 		}

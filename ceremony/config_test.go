@@ -142,8 +142,8 @@ func TestValidToBounds(t *testing.T) {
 	}
 }
 
-// TestConfigDuplicates: two keys for one label, one KMS key (however
-// written) or one params file are refused when the config is read.
+// TestConfigDuplicates: two keys for one label, one CKA_ID, one KMS key
+// (however written) or one params file are refused when the config is read.
 func TestConfigDuplicates(t *testing.T) {
 	two := func(a, b string) string {
 		return strings.Replace(goodConfig, "  - label: payments-2026\n    create: true\n    valid_for: 90d\n",
@@ -155,6 +155,7 @@ func TestConfigDuplicates(t *testing.T) {
 		{"same ARN", two("kms_key_id: "+arn, "kms_key_id: "+arn), `keys[1].kms_key_id "` + arn + `" is used twice`},
 		{"ARN and ID", two("kms_key_id: "+arn, "kms_key_id: 0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f"), `keys[1].kms_key_id "0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f" is used twice`},
 		{"params file", two("params_file: p.json", "params_file: ./p.json"), `keys[1].params_file "./p.json" is used twice`},
+		{"CKA_ID", two("create: true\n    id: 0a1b", "create: true\n    id: 0A1B"), `keys[1].id "0A1B" is used twice (keys[0] names it too)`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tt.cfg))

@@ -320,7 +320,7 @@ func TestCeremonyEndToEnd(t *testing.T) {
 
 // TestRunBadInput checks that each kind of bad input gives a one-line
 // error that says what to do, and changes nothing: no file, no token key,
-// no KMS key.
+// no KMS key (counted before and after each run).
 func TestRunBadInput(t *testing.T) {
 	e := newE2E(t)
 	good := fmt.Sprintf(ceremonyYAML, "bad")
@@ -340,6 +340,7 @@ func TestRunBadInput(t *testing.T) {
 		{"valid_to before the import", strings.Replace(good, "valid_for: 30d", "valid_to: "+time.Now().Add(10*time.Minute).UTC().Format(time.RFC3339), 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"is less than 1h0m0s from now, before the import will happen"}},
 		{"valid_to beyond 365 days", strings.Replace(good, "valid_for: 30d", "valid_to: "+time.Now().Add(400*24*time.Hour).UTC().Format(time.RFC3339), 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"is more than 365 days from now, the most KMS allows"}},
 		{"one KMS key twice", strings.Replace(strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f\n    valid_for", 1), "create: true\n    does_not", "kms_key_id: 0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f\n    does_not", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`keys[1].kms_key_id "0b0e5a9c-3c3e-4a53-9a0e-2f1f2c1d0e0f" is used twice (keys[0] names it too)`}},
+		{"one CKA_ID twice", strings.Replace(strings.Replace(good, "create: true\n    valid_for", "id: 0a1b\n    create: true\n    valid_for", 1), "create: true\n    does_not", "id: 0A1B\n    create: true\n    does_not", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`keys[1].id "0A1B" is used twice (keys[0] names it too): each key needs its own`}},
 		{"one params file twice", strings.ReplaceAll(good, "create: true", "params_file: p.json"), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`keys[1].params_file "p.json" is used twice (keys[0] names it too)`}},
 		{"out_dir not writable", strings.Replace(good, "out_dir: bad", "out_dir: /proc/bad", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"cannot create the ceremony directory /proc/bad", "choose a directory you can write to"}},
 		{"unknown KMS key", strings.Replace(good, "create: true\n    valid_for", "kms_key_id: arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-0000-0000-000000000000\n    valid_for", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"NotFoundException", "check the key ARN"}},
@@ -347,7 +348,11 @@ func TestRunBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := e.config(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.cfg)
+			kmsBefore := kmsKeyCount(t)
 			stdout, stderr, code := e.run(tt.env, append([]string{"run", "--config", cfg}, tt.args...)...)
+			if n := kmsKeyCount(t); n != kmsBefore {
+				t.Errorf("KMS holds %d keys, %d before the refused run", n, kmsBefore)
+			}
 			if code != 1 {
 				t.Fatalf("exit code %d, want 1\nstdout: %s\nstderr: %s", code, stdout, stderr)
 			}
