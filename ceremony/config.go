@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
@@ -239,6 +240,9 @@ func (c *Config) validate() error {
 	}
 	if c.Ceremony.OutDir == "" {
 		return errors.New("ceremony.out_dir must be set: it receives the transcript and bundles")
+	}
+	if op := c.Ceremony.Operator; transcripts.Printable(op) != op {
+		return fmt.Errorf("ceremony.operator %q must be printable text on one line: it is printed in the evidence", op)
 	}
 	if err := c.Token.validate(); err != nil {
 		return err

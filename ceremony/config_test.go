@@ -57,6 +57,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown field", "operator: alice", "operator: alice\n  colour: blue", `line 5: unknown field "colour" in ceremony`},
 		{"bad id", "id: payments-2026", "id: 'pay ments'", "ceremony.id"},
 		{"no out_dir", "out_dir: out", "out_dir: ''", "ceremony.out_dir"},
+		{"operator on two lines", "operator: alice", `operator: "alice\nOK: verified"`, `ceremony.operator "alice\nOK: verified" must be printable text on one line: it is printed in the evidence`},
+		{"operator with an escape", "operator: alice", `operator: "alice\e[8m"`, `ceremony.operator "alice\x1b[8m" must be printable text on one line`},
 		{"no token", "label: ceremony", "module: /x.so", "token: set label, serial or uri"},
 		{"bad uri", "label: ceremony", "uri: 'pkcs11:token=x?pin-value=1234'", "never put a PIN in a URI"},
 		{"uri and label", "label: ceremony", "label: ceremony\n  uri: 'pkcs11:token=x'", "exclusive"},

@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyceremony/keyceremony/internal/sshsig"
 	"github.com/keyceremony/keyceremony/internal/strictjson"
@@ -461,8 +463,30 @@ func short(h string) string {
 	if len(h) > 16 && strings.Trim(h, "0123456789abcdef") == "" {
 		return h[:16] + "…"
 	}
-	return h
+	return Printable(h)
 }
+
+// Printable returns s with every rune that is not graphic or a space (a
+// newline, the ESC of a terminal escape sequence, invalid UTF-8) written
+// as \uXXXX, so that a string read from a transcript, which its signer
+// chose, cannot start a new line, move the cursor or hide text when it is
+// printed.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, notPrintable) && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if notPrintable(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func notPrintable(r rune) bool { return r != ' ' && !unicode.IsGraphic(r) }
 
 // SignedPayload returns the seal payload of a sealed transcript: the bytes
 // the seal's signature covers. It does not verify the transcript.

@@ -260,3 +260,18 @@ func TestDecodeEventAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for in, want := range map[string]string{
+		"payments-2026":                "payments-2026",
+		"typed by operator Zoë Ö":      "typed by operator Zoë Ö",
+		"a\nb":                         `a\u000ab`,
+		"x\x1b[8my":                    `x\u001b[8my`,
+		"tab\there, del\x7f, c1\u0085": `tab\u0009here, del\u007f, c1\u0085`,
+		"bidi \u202e override":         `bidi \u202e override`,
+	} {
+		if got := Printable(in); got != want {
+			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -161,7 +161,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if wantBinary != "" && binary != wantBinary {
 		found := "records no binary hash"
 		if binary != "" {
-			found = "was written by binary sha256 " + binary
+			found = "was written by binary sha256 " + transcripts.Printable(binary)
 		}
 		binErr = binaryMismatch{fmt.Errorf("%s: the transcript %s, not the expected %s: compare SHA256SUMS with keyceremony version on the ceremony laptop", path, found, wantBinary)}
 	}
@@ -179,10 +179,15 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	if binErr != nil {
 		return binErr
 	}
-	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", res.Header.CeremonyID, res.EventCount, res.Seal.Fingerprint)
-	fmt.Fprintf(stdout, "seal algorithm: %s\n", res.Seal.Algorithm)
+	// Every string below but the checked fingerprint and words is the
+	// signer's to choose: printed so that it cannot start a line or send
+	// the terminal an escape sequence (which could hide the warning at
+	// the end).
+	show := transcripts.Printable
+	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", show(res.Header.CeremonyID), res.EventCount, res.Seal.Fingerprint)
+	fmt.Fprintf(stdout, "seal algorithm: %s\n", show(res.Seal.Algorithm))
 	if binary != "" {
-		fmt.Fprintf(stdout, "binary: sha256 %s (%s)\n", binary, res.Header.Tool)
+		fmt.Fprintf(stdout, "binary: sha256 %s (%s)\n", show(binary), show(res.Header.Tool))
 		if wantBinary != "" {
 			fmt.Fprintln(stdout, "binary: matches --expect-binary")
 		}
@@ -204,10 +209,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout)
 	}
 	for _, w := range res.Witnesses {
-		fmt.Fprintf(stdout, "witness: %s (%s)\n", w.Name, w.Fingerprint)
+		fmt.Fprintf(stdout, "witness: %s (%s)\n", show(w.Name), w.Fingerprint)
 	}
 	for _, c := range confirmations(res) {
-		fmt.Fprintf(stdout, "confirmation: %s: %s\n", c.What, c.How)
+		fmt.Fprintf(stdout, "confirmation: %s: %s\n", show(c.What), show(c.How))
 	}
 	if !res.Pinned {
 		fmt.Fprintln(stdout, "warning: the signer was not pinned: pass --pubkey or --fingerprint with the ceremony's signing key to check who sealed it")
