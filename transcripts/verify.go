@@ -259,6 +259,10 @@ func readLines(data []byte) (*chain, error) {
 		data = data[i+1:]
 		var err error
 		switch {
+		case bytes.HasSuffix(line, []byte{'\r'}):
+			// Hashed with its CR, the line would fail the next one's prev,
+			// blaming a change that did not happen.
+			err = chainErr(n, "", "line ends in CR LF: the file's line endings were converted (by git autocrlf, a Windows editor or a mail client); use the original file, whose lines end in LF alone", "", "")
 		case n == 1:
 			err = readHeader(line, prev, &c.header)
 		case len(data) == 0 && lineType(line).Type == "seal":

@@ -148,6 +148,7 @@ func TestVerifyTamper(t *testing.T) {
 		{"remove seal", join(lines[:6]...), Options{}, ClassChain, 6, ""},
 		{"line after seal", join(append(lines, lines[6])...), Options{}, ClassChain, 8, ""},
 		{"truncated", good[:len(good)-1], Options{}, ClassChain, 7, ""},
+		{"CR LF line endings", bytes.ReplaceAll(good, []byte("\n"), []byte("\r\n")), Options{}, ClassChain, 1, ""},
 		{"edit last event", join(lines[0], lines[1], lines[2], lines[3], lines[4], strings.Replace(lines[5], "params-k.json", "params-x.json", 1), lines[6]), Options{}, ClassChain, 7, "prev"},
 		{"wrong pinned key", good, Options{PublicKey: &otherKey.PublicKey}, ClassSignature, 7, "public_key"},
 		{"wrong pinned fingerprint", good, Options{Fingerprint: strings.Repeat("ab", 32)}, ClassSignature, 7, "fingerprint"},

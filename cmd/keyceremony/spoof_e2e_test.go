@@ -65,3 +65,17 @@ func TestVerifyPrintsNoEscapes(t *testing.T) {
 		t.Errorf("exit %d, stderr %q\nwant exit 3 and %q", code, stderr, wantErr)
 	}
 }
+
+// TestVerifyCRLF: a transcript whose line endings were converted (git
+// autocrlf, a Windows editor) is refused naming that, not a changed line.
+func TestVerifyCRLF(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "transcript.jsonl")
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(mustRead(t, v2+"transcript.jsonl")), "\n", "\r\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code := runBin(t, "verify", "--fingerprint", v2Fp, p)
+	want := "keyceremony: error: " + p + ": transcript line 1: line ends in CR LF: the file's line endings were converted (by git autocrlf, a Windows editor or a mail client); use the original file, whose lines end in LF alone\n"
+	if code != 3 || stderr != want {
+		t.Errorf("exit %d, stderr %q\nwant exit 3 and %q", code, stderr, want)
+	}
+}
