@@ -453,16 +453,10 @@ func OpenToken(ctx context.Context, t *TokenConfig, ui UI) (*hsm.Token, error) {
 func readPIN(ctx context.Context, t *TokenConfig, token string, ui UI, try, tries int) (pin []byte, asked bool, err error) {
 	_, _, _, pinFile := t.selector()
 	if pinFile != "" {
-		b, err := os.ReadFile(pinFile)
+		pin, err := secret.ReadFile(pinFile)
 		if err != nil {
 			return nil, false, fmt.Errorf("failed to read the PIN file named by token.pin_file: %w", err)
 		}
-		n := len(b)
-		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
-			n--
-		}
-		pin := append([]byte(nil), b[:n]...)
-		clear(b)
 		return pin, false, nil
 	}
 	env := t.PINEnv

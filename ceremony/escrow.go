@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -190,16 +189,11 @@ func custodianPassphrase(ctx context.Context, c *Config, cu *CustodianConfig, p 
 	var pass []byte
 	switch {
 	case cu.PassphraseFile != "":
-		b, err := os.ReadFile(c.path(cu.PassphraseFile))
+		b, err := secret.ReadFile(c.path(cu.PassphraseFile))
 		if err != nil {
 			return nil, fmt.Errorf("failed to read the passphrase file named by %s.passphrase_file: %w", p, err)
 		}
-		n := len(b)
-		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
-			n--
-		}
-		pass = append([]byte(nil), b[:n]...)
-		clear(b)
+		pass = b
 	case cu.PassphraseEnv != "":
 		v, ok := secret.TakeEnv(cu.PassphraseEnv)
 		if !ok {

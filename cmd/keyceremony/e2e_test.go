@@ -335,6 +335,7 @@ func TestRunBadInput(t *testing.T) {
 		{"missing module", good, []string{"KEYCEREMONY_PIN=1234"}, []string{"--module", "/nonexistent/libnothing.so"}, []string{"pkcs11 module not found", "install the module's package"}},
 		{"unknown token", strings.Replace(good, "label: ceremony", "label: no-such-token", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"token not found", `tokens present: "ceremony"`}},
 		{"no PIN", good, nil, nil, []string{"no PIN available", "KEYCEREMONY_PIN"}},
+		{"PIN file that never ends", strings.Replace(good, "label: ceremony", "label: ceremony\n  pin_file: /dev/zero", 1), nil, nil, []string{"failed to read the PIN file named by token.pin_file: /dev/zero holds more than 65536 bytes: it is not a PIN or passphrase file"}},
 		{"unknown config field", strings.Replace(good, "operator: tester", "operater: tester", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{`unknown field "operater" in ceremony`}},
 		{"valid_to in the past", strings.Replace(good, "valid_for: 30d", "valid_to: 2020-01-01T00:00:00Z", 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"keys[0].valid_to 2020-01-01T00:00:00Z is in the past", "choose a later time"}},
 		{"valid_to before the import", strings.Replace(good, "valid_for: 30d", "valid_to: "+time.Now().Add(10*time.Minute).UTC().Format(time.RFC3339), 1), []string{"KEYCEREMONY_PIN=1234"}, nil, []string{"is less than 1h0m0s from now, before the import will happen"}},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/escrow"
+	"github.com/keyceremony/keyceremony/internal/secret"
 	"github.com/keyceremony/keyceremony/transcripts"
 )
 
@@ -140,16 +141,11 @@ func readIdentities(ctx context.Context, files []string, passphrases [][]byte, u
 func readPassphrases(files []string) ([][]byte, error) {
 	var out [][]byte
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := secret.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read passphrase file: %w", err)
 		}
-		n := len(b)
-		for n > 0 && (b[n-1] == '\n' || b[n-1] == '\r') {
-			n--
-		}
-		out = append(out, append([]byte(nil), b[:n]...))
-		clear(b)
+		out = append(out, b)
 	}
 	return out, nil
 }

@@ -1,8 +1,10 @@
 package secret
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,5 +52,25 @@ func TestTakeEnv(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("child: %v (12: in /proc/self/environ, 13: inherited, 14: in Go's env, 15: core limit, 16: dumpable, 17: the control failed)\n%s", err, out)
+	}
+}
+
+// TestReadFile: the secret without its line breaks; a file that never
+// ends is refused after MaxFileSize bytes, naming itself and never
+// quoting what it read.
+func TestReadFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "pass")
+	if err := os.WriteFile(p, []byte("correct horse\r\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(p); err != nil || string(b) != "correct horse" {
+		t.Errorf("ReadFile = %q, %v", b, err)
+	}
+	_, err := ReadFile("/dev/zero")
+	if want := "/dev/zero holds more than 65536 bytes: it is not a PIN or passphrase file"; err == nil || err.Error() != want {
+		t.Errorf("ReadFile(/dev/zero): %v, want %q", err, want)
+	}
+	if _, err := ReadFile(filepath.Join(t.TempDir(), "none")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
 	}
 }
