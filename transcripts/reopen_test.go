@@ -11,7 +11,7 @@ import (
 )
 
 // TestReopenRefusesWhatVerifyRefuses reopens each frozen vector of
-// testdata/strict and the frozen resumed transcript with their seal cut
+// testdata/strict and the frozen resumed and RSA-sealed transcripts with their seal cut
 // off, as an interrupted ceremony would have left them: Reopen accepts
 // exactly those verify accepts, and refuses the others with verify's own
 // error, since both read through readLines.
@@ -22,7 +22,8 @@ func TestReopenRefusesWhatVerifyRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	files := []string{filepath.Join("testdata", "v1-5aa1006-resumed", "evidence", "transcript.jsonl")}
+	files := []string{filepath.Join("testdata", "v1-5aa1006-resumed", "evidence", "transcript.jsonl"),
+		filepath.Join("testdata", "v1-rsa-seal", "evidence", "transcript.jsonl")}
 	for sc := bufio.NewScanner(f); sc.Scan(); {
 		if file, _, ok := strings.Cut(sc.Text(), ": "); ok && !strings.HasPrefix(sc.Text(), "#") {
 			files = append(files, filepath.Join(dir, file))
