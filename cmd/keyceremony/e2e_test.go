@@ -380,14 +380,7 @@ func TestRunBadInput(t *testing.T) {
 		})
 	}
 	// Nothing was generated on the token.
-	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
-	if _, err := tok.FindAESKey("payments-bad", nil); !errors.Is(err, hsm.ErrKeyNotFound) {
-		t.Errorf("a failed run left a key on the token: %v", err)
-	}
+	noTokenKey(t, "payments-bad").Close()
 }
 
 func TestVerifyTampered(t *testing.T) {

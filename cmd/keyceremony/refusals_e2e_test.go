@@ -127,15 +127,23 @@ func nothingChanged(t *testing.T, e *e2e, kmsBefore int) {
 	if n := kmsKeyCount(t); n != kmsBefore {
 		t.Errorf("KMS holds %d keys, %d before the refused run", n, kmsBefore)
 	}
+	tok := noTokenKey(t, "refused-key")
+	defer tok.Close()
+	if _, err := tok.Signer("keyceremony-transcript", false); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("a refused run left a signing key on the token: %v", err)
+	}
+}
+
+// noTokenKey checks that the e2e token "ceremony" holds no key labelled
+// label, and returns it open.
+func noTokenKey(t *testing.T, label string) *hsm.Token {
+	t.Helper()
 	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tok.Close()
-	if _, err := tok.FindAESKey("refused-key", nil); !errors.Is(err, hsm.ErrKeyNotFound) {
-		t.Errorf("a refused run left a key on the token: %v", err)
+	if _, err := tok.FindAESKey(label, nil); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("a refused run left key %s on the token: %v", label, err)
 	}
-	if _, err := tok.Signer("keyceremony-transcript", false); !errors.Is(err, hsm.ErrKeyNotFound) {
-		t.Errorf("a refused run left a signing key on the token: %v", err)
-	}
+	return tok
 }
