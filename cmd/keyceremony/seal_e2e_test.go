@@ -48,7 +48,7 @@ func TestRSASeal(t *testing.T) {
 
 			// Killed at line 8 (after the first checkpoints), then resumed:
 			// the resume checks the RSA checkpoints it trusts.
-			kill := exec.Command(filepath.Join(binDir, "keyceremony-crashtest"), "run", "--config", cfg)
+			kill := binary(t, "keyceremony-crashtest", "run", "--config", cfg)
 			kill.Env = append(append(os.Environ(), pinEnv...), "KEYCEREMONY_CRASHTEST_KILL_AT_LINE=8")
 			if o, err := kill.CombinedOutput(); err == nil {
 				t.Fatalf("the crashtest binary was not killed: %s", o)
