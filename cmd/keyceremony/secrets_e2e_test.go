@@ -67,6 +67,7 @@ func keepSecret(t testing.TB, what string, value []byte, binary bool) {
 	if len(value) == 0 {
 		t.Fatalf("keepSecret %s: empty", what)
 	}
+	value = bytes.Clone(value) // the caller may clear its copy
 	known.mu.Lock()
 	defer known.mu.Unlock()
 	m := known.secrets[t.Name()]
@@ -75,7 +76,7 @@ func keepSecret(t testing.TB, what string, value []byte, binary bool) {
 		known.secrets[t.Name()] = m
 	}
 	if !binary {
-		m[what] = bytes.Clone(value)
+		m[what] = value
 		return
 	}
 	for form, b := range encodings(value) {
@@ -280,7 +281,8 @@ func sshPrivate(p string) []byte {
 	case *rsa.PrivateKey:
 		return k.D.Bytes()
 	case *ecdsa.PrivateKey:
-		return k.D.Bytes()
+		b, _ := k.Bytes()
+		return b
 	}
 	return nil
 }

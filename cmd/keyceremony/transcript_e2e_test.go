@@ -364,6 +364,9 @@ func TestTranscriptEvidence(t *testing.T) {
 		defer clear(kek)
 		needles := map[string][]byte{}
 		for name, secret := range map[string][]byte{"PIN": []byte(sealedPIN), "payments key": material, "archive key": archive, "share": shareValue, "escrow KEK": kek} {
+			// Every run of this test is checked for them again when it
+			// ends (binary), its outputs and files as they were written.
+			keepSecret(e.t, name, secret, true)
 			for form, b := range encodings(secret) {
 				needles[name+" ("+form+")"] = b
 			}
