@@ -395,6 +395,9 @@ func (t *TokenConfig) selector() (module, label, serial, pinFile string) {
 }
 
 func (k *KMSConfig) validate() error {
+	if k.Region != "" && !regionRE.MatchString(k.Region) {
+		return fmt.Errorf("kms.region %q must be an AWS Region such as us-east-1", k.Region)
+	}
 	if k.WrappingAlgorithm == "" {
 		k.WrappingAlgorithm = string(wrap.RSAESOAEPSHA256)
 	}

@@ -65,6 +65,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"pkcs1", "RSAES_OAEP_SHA_1", "RSAES_PKCS1_V1_5", "no longer accepted"},
 		{"bad algorithm", "RSAES_OAEP_SHA_1", "RSA_OAEP", "kms.wrapping_algorithm"},
 		{"bad spec", "RSA_2048", "RSA_1024", "kms.wrapping_key_spec"},
+		{"bad region", "region: eu-west-1", `region: "eu-west-1.attacker.example/"`, `kms.region "eu-west-1.attacker.example/" must be an AWS Region such as us-east-1`},
 		{"no expiry", "valid_for: 90d", "description: x", "keys[0]: set exactly one of valid_to"},
 		{"two expiries", "valid_for: 90d", "valid_for: 90d\n    does_not_expire: true", "keys[0]: set exactly one of valid_to"},
 		{"too long", "valid_for: 90d", "valid_for: 366d", "keys[0].valid_for \"366d\" is more than 365 days"},
