@@ -208,6 +208,9 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("ceremony id %q must be 1-64 letters, digits, '.', '_' or '-'", id)
 	}
+	if transcripts.Printable(plan.Operator) != plan.Operator {
+		return nil, fmt.Errorf("operator %q must be printable text on one line: it is printed in the evidence", plan.Operator)
+	}
 	if err := plan.Token.validate(); err != nil {
 		return nil, err
 	}

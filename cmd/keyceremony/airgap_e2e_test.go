@@ -268,6 +268,8 @@ func TestAirGapRefusals(t *testing.T) {
 		{"swapped params file", true, pin, []string{"wrap", "--params", other, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--allow-host-wrap"}, 1,
 			[]string{"keyceremony: error: wrapping key is not the pinned one: the wrapping key of the import parameters has sha256 " + otherHash[:16] + "…, not the pinned " + ph[:16] + "…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again\n"}},
 		{"bad pin", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph[:40], "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"must be 64 hex digits"}},
+		{"operator with an escape", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--key", "k", "--token", "ceremony", "--out-dir", outDir, "--operator", "eve\x1b[8m"}, 1,
+			[]string{"keyceremony: error: operator \"eve\\x1b[8m\" must be printable text on one line: it is printed in the evidence\n"}},
 		{"pin and no pin", true, pin, []string{"wrap", "--params", params, "--wrapping-key-sha256", ph, "--insecure-unpinned-wrapping-key", "--key", "k", "--token", "ceremony", "--out-dir", outDir}, 2, []string{"are exclusive"}},
 		{"params out exists", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--out", params}, 1, []string{"already exists"}},
 		{"pkcs1", false, nil, []string{"params", "fetch", "--key", arn, "--algorithm", "RSAES_PKCS1_V1_5", "--out", filepath.Join(work, "p2.json")}, 2, []string{"no longer accepted"}},
