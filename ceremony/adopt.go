@@ -151,6 +151,31 @@ func (s *state) generateKey(k *keyState) (string, error) {
 	return "", nil
 }
 
+// checkTokenID is openToken's check that the CKA_ID k will be generated
+// with (its keys[].id, or the one its intent recorded) is free on the
+// token, or is the key a resumed ceremony intended to generate: a key
+// holding it under another label would make generate-keys fail after the
+// KMS keys were made. A random id is drawn at generation.
+func (s *state) checkTokenID(k *keyState) error {
+	id := k.id
+	if !k.genIntent {
+		id, _ = hex.DecodeString(k.cfg.ID)
+	}
+	if len(id) == 0 || (s.keyIndex != nil && !s.keyIndex.HasID(id)) {
+		return nil
+	}
+	key, err := s.tok.FindKey("", id)
+	switch {
+	case errors.Is(err, hsm.ErrKeyNotFound):
+		return nil
+	case err == nil && s.resumed && k.genIntent && key.Label == k.cfg.Label:
+		return nil // generateKey adopts it
+	case err != nil && !errors.Is(err, hsm.ErrAmbiguous):
+		return err
+	}
+	return fmt.Errorf("%w: token %q already holds a secret key with id %x: choose another keys[].id for %q, or leave it out for a random one", hsm.ErrKeyExists, s.tok.Info().Label, id, k.cfg.Label)
+}
+
 // checkTokenLabel is openToken's check that k's label is free on the token,
 // or holds the key a resumed ceremony intended to generate there.
 func (s *state) checkTokenLabel(k *keyState) error {

@@ -120,6 +120,9 @@ func openToken(ctx context.Context, s *state) (string, error) {
 		if err := s.checkTokenLabel(k); err != nil {
 			return "", err
 		}
+		if err := s.checkTokenID(k); err != nil {
+			return "", err
+		}
 	}
 	caps, err := checkToken(s)
 	if err != nil {

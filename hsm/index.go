@@ -18,6 +18,9 @@ type KeyIndex struct {
 // HasLabel reports whether a secret key with label is on the token.
 func (x *KeyIndex) HasLabel(label string) bool { return x.labels[label] }
 
+// HasID reports whether a secret key with CKA_ID id is on the token.
+func (x *KeyIndex) HasID(id []byte) bool { return x.ids[string(id)] }
+
 // SecretKeyIndex lists the token's secret keys once.
 func (t *Token) SecretKeyIndex() (*KeyIndex, error) {
 	t.mu.Lock()

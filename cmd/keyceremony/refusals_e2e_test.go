@@ -147,3 +147,33 @@ func noTokenKey(t *testing.T, label string) *hsm.Token {
 	}
 	return tok
 }
+
+// TestTakenKeyID runs a ceremony whose key's keys[].id is the CKA_ID of a
+// key already on the token under another label: refused at open-token,
+// before any KMS key is made (before, generate-keys failed on it after
+// the KMS keys and the parameters existed).
+func TestTakenKeyID(t *testing.T) {
+	e := newE2E(t)
+	tok, err := hsm.Open(hsm.Config{TokenLabel: "ceremony", PIN: []byte(hsmtest.PIN)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.GenerateAESKey("older", []byte{0x0a, 0x1b}); err != nil {
+		t.Fatal(err)
+	}
+	tok.Close()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(fmt.Sprintf(custodiansYAML, "    - {name: a, recipient: "+id.Recipient().String()+"}\n"), "threshold: 2", "threshold: 1\n  allow_single_custodian: true", 1)
+	body = strings.Replace(body, "{label: refused-key, create: true", "{label: refused-key, id: 0A1B, create: true", 1)
+	cfg := e.config("taken-id.yaml", body)
+	before := kmsKeyCount(t)
+	_, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	want := `keyceremony: error: step open-token: key already exists: token "ceremony" already holds a secret key with id 0a1b: choose another keys[].id for "refused-key", or leave it out for a random one`
+	if code != 1 || errorLines(stderr) != want {
+		t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstderr:\n%s", code, errorLines(stderr), want, stderr)
+	}
+	nothingChanged(t, e, before)
+}
