@@ -155,8 +155,12 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 	if err := s.checkReplicaRegions(c.Region()); err != nil {
 		return "", err
 	}
-	// Check every existing key before changing anything.
-	for _, k := range s.keys {
+	// Check every existing key before changing anything. Two keys[] may
+	// name one KMS key in forms the config cannot compare (an alias and
+	// an ARN): the second import would fail after the first bound its
+	// material to the key for good.
+	named := map[string]int{}
+	for i, k := range s.keys {
 		if k.cfg.Create || k.kmsRecorded {
 			continue
 		}
@@ -164,6 +168,10 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if j, ok := named[d.ARN]; ok {
+			return "", fmt.Errorf("keys[%d].kms_key_id %q is KMS key %s, which keys[%d].kms_key_id %q names too: each key needs its own KMS key", i, k.cfg.KMSKeyID, d.ARN, j, s.keys[j].cfg.KMSKeyID)
+		}
+		named[d.ARN] = i
 		if d.Origin != "EXTERNAL" {
 			return "", fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; create one (keys[].create: true)", d.ARN, d.Origin)
 		}

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,10 @@ import (
 	"testing"
 
 	"filippo.io/age"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
@@ -176,4 +181,45 @@ func TestTakenKeyID(t *testing.T) {
 		t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstderr:\n%s", code, errorLines(stderr), want, stderr)
 	}
 	nothingChanged(t, e, before)
+}
+
+// TestOneKMSKeyTwice runs a ceremony whose two keys name one existing KMS
+// key, by alias and by ARN, which the config cannot tell apart: refused at
+// kms-keys, before any change (before, the second import failed after the
+// first had bound its material to the key for good).
+func TestOneKMSKeyTwice(t *testing.T) {
+	e := newE2E(t)
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kms.NewFromConfig(cfg)
+	out, err := c.CreateKey(ctx, &kms.CreateKeyInput{Origin: types.OriginTypeExternal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(out.KeyMetadata.Arn)
+	if _, err := c.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/twice"), TargetKeyId: out.KeyMetadata.KeyId}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := strings.Replace(fmt.Sprintf(custodiansYAML, "    - {name: a, recipient: "+id.Recipient().String()+"}\n"), "threshold: 2", "threshold: 1\n  allow_single_custodian: true", 1)
+	body = strings.Replace(body, "keys: [{label: refused-key, create: true, valid_for: 30d}]",
+		"keys: [{label: refused-key, kms_key_id: alias/twice, valid_for: 30d}, {label: refused-too, kms_key_id: \""+arn+"\", valid_for: 30d}]", 1)
+	path := e.config("twice.yaml", body)
+	before := kmsKeyCount(t)
+	_, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", path)
+	want := `keyceremony: error: step kms-keys: keys[1].kms_key_id "` + arn + `" is KMS key ` + arn + `, which keys[0].kms_key_id "alias/twice" names too: each key needs its own KMS key`
+	if code != 1 || errorLines(stderr) != want {
+		t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstderr:\n%s", code, errorLines(stderr), want, stderr)
+	}
+	nothingChanged(t, e, before)
+	d, err := c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(arn)})
+	if err != nil || d.KeyMetadata.KeyState != types.KeyStatePendingImport {
+		t.Errorf("the KMS key after the refused run: %+v, %v", d, err)
+	}
 }
