@@ -22,6 +22,7 @@ import (
 // so that a missing, malformed or expired file changes nothing.
 func (s *state) loadOfflineParams() error {
 	var first *wrap.Params
+	named := map[string]int{} // KMS key ARN → the first key whose params name it
 	for i, k := range s.keys {
 		path := s.cfg.path(k.cfg.ParamsFile)
 		data, err := os.ReadFile(path)
@@ -52,6 +53,12 @@ func (s *state) loadOfflineParams() error {
 		if k.arn != "" && k.arn != p.KeyARN {
 			return fmt.Errorf("keys[%d].params_file %s is for %s, but the transcript records %s for key %q", i, path, p.KeyARN, k.arn, k.cfg.Label)
 		}
+		// Two keys for one KMS key: the second upload would fail after the
+		// first bound its material to the key for good.
+		if j, ok := named[p.KeyARN]; ok {
+			return fmt.Errorf("keys[%d].params_file %s is for KMS key %s, as keys[%d].params_file is: each key needs its own KMS key; fetch parameters for another key", i, path, p.KeyARN, j)
+		}
+		named[p.KeyARN] = i
 		k.offline, k.offlineData = p, data
 		for j, r := range k.replicas {
 			if err := s.loadReplicaParams(fmt.Sprintf("keys[%d].replicas[%d]", i, j), k, r, first); err != nil {

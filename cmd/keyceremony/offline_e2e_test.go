@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
+	"github.com/keyceremony/keyceremony/wrap"
 )
 
 // TestOfflineCeremony runs the air-gapped ceremony through the real binary:
@@ -106,6 +108,27 @@ keys:
 		t.Errorf("missing params file: exit %d: %s", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(work, "out2")); err == nil {
+		t.Error("a refused offline run left an output directory")
+	}
+
+	// Two keys for one KMS key (two params files fetched for it): the
+	// second upload would fail after the first bound its material; refused
+	// before anything changes.
+	other := filepath.Join(work, "params-in-pay.json.other")
+	op, err := wrap.ParseParams(mustRead(t, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(op.PublicKey)
+	twice := strings.Replace(strings.Replace(bad, "out_dir: out2", "out_dir: out4", 1), "missing.json", "params-in-pay.json", 1)
+	twice += fmt.Sprintf("  - {label: off-twice, params_file: %s, wrapping_key_sha256: %x, valid_for: 60d}\n", other, sum)
+	os.WriteFile(cfg, []byte(twice), 0o600)
+	_, stderr, code = a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
+	want := "keyceremony: error: step params: keys[2].params_file " + other + " is for KMS key " + op.KeyARN + ", as keys[0].params_file is: each key needs its own KMS key; fetch parameters for another key"
+	if code != 1 || errorLines(stderr) != want {
+		t.Errorf("two keys for one KMS key: exit %d, error lines:\n%s\nwant:\n%s", code, errorLines(stderr), want)
+	}
+	if _, err := os.Stat(filepath.Join(work, "out4")); err == nil {
 		t.Error("a refused offline run left an output directory")
 	}
 }
