@@ -72,12 +72,12 @@ func Summary(cfg *Config, res *Result) string {
 // with every flag it needs: verify the transcript and its files, check the
 // seal with openssl, and (offline) upload each bundle.
 func NextCommands(cfg *Config, res *Result) []string {
-	out := res.OutDir
-	tr := filepath.Join(out, "transcript.jsonl")
-	pub := filepath.Join(out, "signing-key.pem")
+	// Quoted for the shell: an out_dir may hold spaces ("/media/USB stick").
+	q := func(name string) string { return shellQuote(filepath.Join(res.OutDir, name)) }
+	pub := q("signing-key.pem")
 	cmds := []string{
-		fmt.Sprintf("keyceremony verify --pubkey %s --files %s %s", pub, out, tr),
-		fmt.Sprintf("openssl dgst -sha256 -verify %s -signature %s %s", pub, filepath.Join(out, SealSignatureFile), filepath.Join(out, SealPayloadFile)),
+		fmt.Sprintf("keyceremony verify --pubkey %s --files %s %s", pub, shellQuote(res.OutDir), q("transcript.jsonl")),
+		fmt.Sprintf("openssl dgst -sha256 -verify %s -signature %s %s", pub, q(SealSignatureFile), q(SealPayloadFile)),
 	}
 	if res.Offline {
 		for _, k := range res.Keys {
