@@ -122,19 +122,10 @@ func (s *state) generateKey(k *keyState) (string, error) {
 		case !errors.Is(err, hsm.ErrKeyNotFound):
 			return "", err
 		}
-	} else {
-		if k.cfg.ID != "" {
-			k.id, _ = hex.DecodeString(k.cfg.ID)
-		} else {
-			k.id = make([]byte, 8)
-			if _, err := rand.Read(k.id); err != nil {
-				return "", err
-			}
-		}
-		if err := s.recordChange(&events.GenerateKeyIntent{Label: k.cfg.Label, ID: hex.EncodeToString(k.id)}); err != nil {
-			return "", err
-		}
-		k.genIntent = true
+	} else if err := s.recordGenerateIntent(k); err != nil {
+		return "", err
+	} else if err := s.checkpoint(); err != nil {
+		return "", err
 	}
 	var key *hsm.Key
 	var err error
@@ -174,6 +165,25 @@ func (s *state) checkTokenID(k *keyState) error {
 		return err
 	}
 	return fmt.Errorf("%w: token %q already holds a secret key with id %x: choose another keys[].id for %q, or leave it out for a random one", hsm.ErrKeyExists, s.tok.Info().Label, id, k.cfg.Label)
+}
+
+// recordGenerateIntent chooses k's CKA_ID and records that k is about to
+// be generated with it; the intent counts once a checkpoint signs it, which
+// must happen before the key is made.
+func (s *state) recordGenerateIntent(k *keyState) error {
+	if k.cfg.ID != "" {
+		k.id, _ = hex.DecodeString(k.cfg.ID)
+	} else {
+		k.id = make([]byte, 8)
+		if _, err := rand.Read(k.id); err != nil {
+			return err
+		}
+	}
+	if err := s.record(&events.GenerateKeyIntent{Label: k.cfg.Label, ID: hex.EncodeToString(k.id)}); err != nil {
+		return err
+	}
+	k.genIntent = true
+	return nil
 }
 
 // checkTokenLabel is openToken's check that k's label is free on the token,

@@ -84,6 +84,7 @@ func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState,
 	total := len(s.keys)
 	done := total - len(todo)
 	s.ui.Progress(done, total)
+	defer s.groupCommit()()
 	sem := make(chan struct{}, s.parallel())
 	var wg sync.WaitGroup
 	var failed []KeyError
@@ -158,4 +159,66 @@ func summarizeList(names []string) string {
 		return strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("%s, … and %d more", strings.Join(names[:3], ", "), len(names)-3)
+}
+
+// groupCommit lets the keys a batch step runs concurrently share
+// checkpoints: a change event (recordChange) still returns only once a
+// checkpoint signs it, but one signer signs for every event recorded while
+// it was busy, so a batch of N changes costs a few signatures and disk
+// flushes instead of N. It returns the function that ends it.
+func (s *state) groupCommit() (end func()) {
+	g := &commits{cond: sync.NewCond(&s.mu)}
+	s.mu.Lock()
+	s.commits = g
+	s.mu.Unlock()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for {
+			for g.want <= g.done && !g.stop {
+				g.cond.Wait()
+			}
+			if g.want <= g.done {
+				return
+			}
+			if err := s.checkpoint(); err != nil && g.err == nil {
+				g.err = err
+			}
+			g.done = s.tr.Lines()
+			g.cond.Broadcast()
+		}
+	}()
+	return func() {
+		s.mu.Lock()
+		g.stop = true
+		g.cond.Broadcast()
+		s.mu.Unlock()
+		<-stopped
+		s.mu.Lock()
+		s.commits = nil
+		s.mu.Unlock()
+	}
+}
+
+// commits is the state of a groupCommit, guarded by s.mu.
+type commits struct {
+	cond *sync.Cond
+	// want is the number of transcript lines a checkpoint must cover, done
+	// the number the last one covered.
+	want, done int
+	stop       bool
+	err        error
+}
+
+// wait returns once a checkpoint covers the first lines lines of the
+// transcript (s.mu held).
+func (g *commits) wait(lines int) error {
+	g.want = max(g.want, lines)
+	g.cond.Broadcast()
+	for g.done < lines && g.err == nil {
+		g.cond.Wait()
+	}
+	return g.err
 }

@@ -198,6 +198,9 @@ type state struct {
 	// mu serializes what the concurrent online steps write: transcript,
 	// files list, UI (see eachKey).
 	mu sync.Mutex
+	// commits, while a batch step runs, signs one checkpoint for the change
+	// events of several keys (groupCommit).
+	commits *commits
 	// pending holds events recorded before the transcript exists: a
 	// ceremony writes nothing until its first change (see begin).
 	pending []pendingEvent

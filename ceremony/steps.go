@@ -30,16 +30,31 @@ func (s *state) record(data events.Data) error {
 	return s.tr.AppendStep(s.stepNo, s.cfg.Ceremony.Operator, data)
 }
 
+// checkpoint signs the transcript so far (see recordChange), when it has
+// a signing key.
+func (s *state) checkpoint() error {
+	if s.tr == nil || s.signer == nil {
+		return nil
+	}
+	return s.tr.Checkpoint(s.stepNo, s.cfg.Ceremony.Operator, s.signer)
+}
+
 // recordChange records an event that says something changed outside the
 // transcript (a KMS key created, a key generated, material imported) and
 // signs a checkpoint right after it, so that a resumed ceremony knows it
 // was done and does not do it again.
+//
+// In a batch step (eachKey) it is called with s.mu held, and waits (s.mu
+// released meanwhile) for the step's group commit to sign a checkpoint.
 func (s *state) recordChange(data events.Data) error {
 	if err := s.record(data); err != nil {
 		return err
 	}
 	if s.tr == nil || s.signer == nil {
 		return nil
+	}
+	if s.commits != nil {
+		return s.commits.wait(s.tr.Lines())
 	}
 	return s.tr.Checkpoint(s.stepNo, s.cfg.Ceremony.Operator, s.signer)
 }
@@ -241,6 +256,22 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	if err := s.begin(); err != nil {
 		return "", err
 	}
+	// Every key's intent first, all signed by one checkpoint before the
+	// first key is made, so that a resume knows each key that may be on
+	// the token; then the keys, whose events the step's checkpoint signs (a
+	// key made but not yet covered by a checkpoint is found again by its
+	// intent's label and CKA_ID). Two signatures and flushes for the
+	// batch, not two per key.
+	for _, k := range s.keys {
+		if !k.generated && !k.genIntent {
+			if err := s.recordGenerateIntent(k); err != nil {
+				return "", err
+			}
+		}
+	}
+	if err := s.checkpoint(); err != nil {
+		return "", err
+	}
 	var out []string
 	for n, k := range s.keys {
 		if err := s.next(n); err != nil {
@@ -258,14 +289,14 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		k.kcv = hex.EncodeToString(kcv)
+		k.kcv, k.generated = hex.EncodeToString(kcv), true
 		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
 		data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: adopted}
 		what := "generated on the token,"
 		if adopted != "" {
 			what = "adopted: " + adopted + ";"
 		}
-		if err := s.recordChange(data); err != nil {
+		if err := s.record(data); err != nil {
 			return "", err
 		}
 		s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-kms N=1000 [CLI_N=N] [LATENCY=20ms] [PARALLEL=32]
+# make bench-kms N=1000 [CLI_N=N] [LATENCY=20ms] [PARALLEL=32] [TOKEN_DIR=/dev/shm]
 #
 # Side by side against one bin/kmslocal started with an injected round-trip
 # latency and a pre-filled wrapping-key pool:
@@ -25,16 +25,22 @@ AWS=$(command -v aws || true)
 [ "$CLI_N" -eq 0 ] || [ -n "$AWS" ] || { echo "bench-kms: no aws on PATH for the CLI flow (pip install awscli, or CLI_N=0)" >&2; exit 1; }
 
 dir=$(mktemp -d /tmp/keyceremony-bench-kms.XXXXXX)
+tokens=
 kms_pid=
 cleanup() {
 	[ -z "$kms_pid" ] || kill "$kms_pid" 2>/dev/null || true
-	rm -rf "$dir"
+	rm -rf "$dir" "$tokens"
 }
 trap cleanup EXIT
 
-# A throw-away SoftHSM token.
-mkdir -p "$dir/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$dir/tokens" >"$dir/softhsm2.conf"
+# A throw-away SoftHSM token, its object store in TOKEN_DIR (default: beside
+# the evidence, on the same disk). SoftHSM rewrites an object file (truncate,
+# write) many times per key it creates; on a file system that discards freed
+# blocks at once (ext4 -o discard) that costs tens of milliseconds per key,
+# which a real HSM does not: TOKEN_DIR=/dev/shm measures keyceremony without it.
+tokens=${TOKEN_DIR:-$dir}/keyceremony-bench-tokens.$$
+mkdir -p "$tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tokens" >"$dir/softhsm2.conf"
 export SOFTHSM2_CONF=$dir/softhsm2.conf
 softhsm2-util --init-token --free --label bench --pin 1234 --so-pin 5678 >/dev/null
 export KEYCEREMONY_PIN=1234
@@ -113,7 +119,7 @@ fi
 
 ms() { echo "scale=2; 1000 * $1 / $2" | bc -l; }
 echo
-echo "bench-kms: N=$N (CLI flow: $CLI_N), kmslocal --latency $LATENCY, pool pre-filled, keyceremony --parallel $PARALLEL"
+echo "bench-kms: N=$N (CLI flow: $CLI_N), kmslocal --latency $LATENCY, pool pre-filled, keyceremony --parallel $PARALLEL, token store in $(df --output=fstype "$tokens" | tail -1) ${TOKEN_DIR:-beside the evidence}"
 printf '  keyceremony:  %8.2f ms/key  (%.1f s for %d keys, peak RSS %d MiB, load average before/after: %s / %s)\n' "$(ms "$kc_total" "$N")" "$kc_total" "$N" "$((rss_kib / 1024))" "$load_before" "$load_after"
 printf '    split per key: HSM %.2f ms, escrow %.2f ms, wrap %.2f ms, KMS %.2f ms\n' \
 	"$(ms "$hsm" "$N")" "$(ms "$esc" "$N")" "$(ms "$wrp" "$N")" "$(ms "$kms" "$N")"

@@ -118,6 +118,9 @@ func (r *Reopened) cutTorn(torn []byte, size int64) error {
 	if err := r.Writer.Append(r.Header.Operator, r.Torn); err != nil {
 		return err
 	}
+	if err := r.Writer.f.Sync(); err != nil { // recorded at once
+		return fmt.Errorf("failed to sync the transcript: %w", err)
+	}
 	r.Events = append(r.Events, r.Writer.last)
 	return nil
 }
