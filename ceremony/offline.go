@@ -25,25 +25,9 @@ func (s *state) loadOfflineParams() error {
 	named := map[string]int{} // KMS key ARN → the first key whose params name it
 	for i, k := range s.keys {
 		path := s.cfg.path(k.cfg.ParamsFile)
-		data, err := os.ReadFile(path)
+		p, data, err := s.readParamsFile(fmt.Sprintf("keys[%d]", i), k.cfg.Label, path, k.cfg.WrappingKeySHA256, k.bundle == nil && !k.imported)
 		if err != nil {
-			return fmt.Errorf("keys[%d].params_file: %w", i, err)
-		}
-		p, err := wrap.ParseParams(data)
-		if err != nil {
-			return fmt.Errorf("keys[%d].params_file %s: %w", i, path, err)
-		}
-		if pin := k.cfg.WrappingKeySHA256; pin != "" {
-			if err := checkPin(fmt.Sprintf("keys[%d].params_file %s", i, path), p.PublicKey, pin); err != nil {
-				return err
-			}
-		} else {
-			s.ui.Info(fmt.Sprintf("WARNING: key %q: the wrapping key of %s (sha256 %s) is NOT pinned (%s): compare it with what params fetch printed", k.cfg.Label, filepath.Base(path), sha256Hex(p.PublicKey), UnpinnedOption))
-		}
-		if k.bundle == nil && !k.imported {
-			if err := p.CheckValid(testOnlyNow()); err != nil {
-				return fmt.Errorf("keys[%d].params_file %s: %w", i, path, err)
-			}
+			return err
 		}
 		if first == nil {
 			first = p
@@ -70,30 +54,42 @@ func (s *state) loadOfflineParams() error {
 	return nil
 }
 
+// readParamsFile reads the params file at path, what (keys[i] or
+// keys[i].replicas[j]) names in errors, for key label: parsed, its wrapping
+// key checked against pin (or the missing pin warned about), and, when
+// valid is set, its parameters not expired.
+func (s *state) readParamsFile(what, label, path, pin string, valid bool) (*wrap.Params, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.params_file: %w", what, err)
+	}
+	p, err := wrap.ParseParams(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.params_file %s: %w", what, path, err)
+	}
+	if pin != "" {
+		if err := checkPin(what+".params_file "+path, p.PublicKey, pin); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		s.ui.Info(fmt.Sprintf("WARNING: key %q: the wrapping key of %s (sha256 %s) is NOT pinned (%s): compare it with what params fetch printed", label, filepath.Base(path), sha256Hex(p.PublicKey), UnpinnedOption))
+	}
+	if valid {
+		if err := p.CheckValid(testOnlyNow()); err != nil {
+			return nil, nil, fmt.Errorf("%s.params_file %s: %w", what, path, err)
+		}
+	}
+	return p, data, nil
+}
+
 // loadReplicaParams reads the params file of replica r of k (what names
 // it): pinned, valid, with the primary's algorithm and key spec, and for
 // a replica of the primary (the same key ID in another Region).
 func (s *state) loadReplicaParams(what string, k *keyState, r *replicaState, first *wrap.Params) error {
 	path := s.cfg.path(r.cfg.ParamsFile)
-	data, err := os.ReadFile(path)
+	p, data, err := s.readParamsFile(what, k.cfg.Label, path, r.cfg.WrappingKeySHA256, r.bundle == nil && !r.imported)
 	if err != nil {
-		return fmt.Errorf("%s.params_file: %w", what, err)
-	}
-	p, err := wrap.ParseParams(data)
-	if err != nil {
-		return fmt.Errorf("%s.params_file %s: %w", what, path, err)
-	}
-	if pin := r.cfg.WrappingKeySHA256; pin != "" {
-		if err := checkPin(what+".params_file "+path, p.PublicKey, pin); err != nil {
-			return err
-		}
-	} else {
-		s.ui.Info(fmt.Sprintf("WARNING: key %q: the wrapping key of %s (sha256 %s) is NOT pinned (%s): compare it with what params fetch printed", k.cfg.Label, filepath.Base(path), sha256Hex(p.PublicKey), UnpinnedOption))
-	}
-	if r.bundle == nil && !r.imported {
-		if err := p.CheckValid(testOnlyNow()); err != nil {
-			return fmt.Errorf("%s.params_file %s: %w", what, path, err)
-		}
+		return err
 	}
 	switch {
 	case p.Algorithm != first.Algorithm || p.KeySpec != first.KeySpec:

@@ -213,12 +213,8 @@ func (s *state) replicaNeedsParams(r *replicaState) bool {
 // getReplicaParams fetches import parameters for r in its own Region,
 // without recording them.
 func (s *state) getReplicaParams(ctx context.Context, r *replicaState) error {
-	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
-	p, err := s.kms.In(r.region).GetParameters(ctx, r.arn, alg, s.cfg.KMS.WrappingKeySpec)
+	p, err := s.newParams(ctx, s.kms.In(r.region), r.arn)
 	if err != nil {
-		return err
-	}
-	if err := p.CheckValid(testOnlyNow()); err != nil {
 		return err
 	}
 	r.params, r.paramsRecorded, r.bundle = p, false, nil

@@ -350,16 +350,27 @@ func fetchParams(ctx context.Context, s *state) (string, error) {
 // getParams fetches import parameters for k with the configured wrapping
 // algorithm and key spec, without recording them (see fetchParamsFor).
 func getParams(ctx context.Context, s *state, k *keyState) error {
-	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
-	p, err := s.kms.GetParameters(ctx, k.arn, alg, s.cfg.KMS.WrappingKeySpec)
+	p, err := s.newParams(ctx, s.kms, k.arn)
 	if err != nil {
-		return err
-	}
-	if err := p.CheckValid(testOnlyNow()); err != nil {
 		return err
 	}
 	k.params, k.paramsRecorded, k.bundle = p, false, nil
 	return nil
+}
+
+// newParams fetches import parameters for the KMS key arn through c (its
+// Region's client) with the configured wrapping algorithm and key spec,
+// and checks they are valid.
+func (s *state) newParams(ctx context.Context, c *awskms.Client, arn string) (*wrap.Params, error) {
+	alg, _ := wrap.ParseAlgorithm(s.cfg.KMS.WrappingAlgorithm)
+	p, err := c.GetParameters(ctx, arn, alg, s.cfg.KMS.WrappingKeySpec)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.CheckValid(testOnlyNow()); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // fetchParamsFor writes and records k's import parameters: those fetched

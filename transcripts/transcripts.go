@@ -233,8 +233,8 @@ func Create(path string, h Header) (*Writer, error) {
 	return w, nil
 }
 
-// The file is synced to disk (fsync) after the lines that make events
-// count: the header, each checkpoint and the seal (and by Close). An event
+// writeLine appends v as one line. The file is synced to disk (fsync,
+// with sync) after the lines that make events count: the header, each checkpoint and the seal (and by Close). An event
 // line after the last checkpoint counts for nothing (it is void: see
 // Void), so losing it in a power cut changes nothing a resume trusts; not
 // syncing each one saves a disk flush per event.

@@ -787,10 +787,10 @@ func snapshot(t *testing.T, dir, kmsState string) string {
 func TestCrashAdoption(t *testing.T) {
 	conf, cu, _, ops, _ := crashEnv(t)
 	second := slices.Index(ops, "CreateKey") + 1
-	// The line count just after the generate-key event that follows the
-	// second generate-key-intent and its checkpoint, from a clean run's
-	// transcript: killed there, the key exists and no checkpoint covers
-	// its event.
+	// The line count just after the generate-key event of the second key,
+	// whose intent a checkpoint signed before the first key was made, from
+	// a clean run's transcript: killed there, the key exists and no
+	// checkpoint covers its event.
 	c := newCrashCase(t, conf, cu, 800)
 	if r := c.run(killPoint{line: -1, request: -1}); r.code != 0 {
 		t.Fatal(r.stderr)
@@ -799,23 +799,27 @@ func TestCrashAdoption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intent := -1
+	intent, signed, gen := -1, false, -1
 	for i, l := range lines {
-		if l["step"] == "generate-key-intent" {
-			if d, _ := l["data"].(map[string]any); d["label"] == "archive" {
-				intent = i + 3 // 1-based, its checkpoint, generate-key
-			}
+		d, _ := l["data"].(map[string]any)
+		switch {
+		case l["step"] == "generate-key-intent" && d["label"] == "archive":
+			intent = i
+		case l["step"] == "checkpoint" && intent >= 0 && gen < 0:
+			signed = true
+		case l["step"] == "generate-key" && d["label"] == "archive":
+			gen = i + 1 // 1-based: the file holds the event line
 		}
 	}
-	if intent < 0 || lines[intent-2]["step"] != "checkpoint" || lines[intent-1]["step"] != "generate-key" {
-		t.Fatalf("no checkpointed generate-key-intent then generate-key for archive in the clean run")
+	if intent < 0 || !signed || gen < 0 || gen >= len(lines) || lines[gen]["step"] == "checkpoint" {
+		t.Fatalf("no generate-key-intent for archive, signed, then its generate-key with no checkpoint right after, in the clean run")
 	}
 	for i, tt := range []struct {
 		p          killPoint
 		step, want string
 	}{
 		{requestKill(second, "CreateKey", true), "kms-key", "found by its tags"},
-		{lineKill(intent), "generate-key", "found on the token by label and id"},
+		{lineKill(gen), "generate-key", "found on the token by label and id"},
 	} {
 		msg, c := crashCasePoint(t, conf, cu, 810+i, tt.p)
 		if msg != "" {
