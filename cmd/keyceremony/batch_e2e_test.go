@@ -7,11 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+
+	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
 
 // startKMS starts another bin/kmslocal with extra flags and returns its
@@ -85,5 +88,50 @@ keys:
 	_, stderr, code = e.run(env, "run", "--config", cfg, "--parallel", "65")
 	if code != 2 || !strings.Contains(stderr, "--parallel 65 must be between 1 and 64") {
 		t.Errorf("--parallel 65: exit %d: %s", code, stderr)
+	}
+}
+
+// TestBatchFailedKeyRetriedAlone: one key's import fails (KMS answers it
+// with an error) while the batch goes on; the run reports that key, exit
+// 1, and running the same command again imports only it: nothing done is
+// done again. The ceremony then checks like any other (verify --files,
+// shares, drill, token, KMS).
+func TestBatchFailedKeyRetriedAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ceremonies")
+	}
+	hsmtest.Require(t)
+	conf, err := hsmtest.SetupDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	c := newCrashCase(t, conf, newCrashCustodians(t), 960)
+	c.kms.mu.Lock()
+	c.kms.failOp, c.kms.failOpN = "ImportKeyMaterial", 2
+	c.kms.mu.Unlock()
+	r := c.run(killPoint{line: -1, request: -1})
+	if r.code != 1 || !strings.Contains(r.stderr, "1 of 3 keys failed in import: archive: ") || !strings.Contains(r.stderr, "injected by the test") {
+		t.Fatalf("run with a failing import: exit %d\n%s", r.code, r.stderr)
+	}
+	c.kms.mu.Lock()
+	c.kms.failOp = ""
+	first := len(c.kms.ops)
+	c.kms.mu.Unlock()
+	if r := c.run(killPoint{line: -1, request: -1}); r.code != 0 {
+		t.Fatalf("the run again exited %d: %s", r.code, r.stderr)
+	}
+	c.kms.mu.Lock()
+	ops := slices.Clone(c.kms.ops[first:])
+	c.kms.mu.Unlock()
+	count := map[string]int{}
+	for _, op := range ops {
+		count[op]++
+	}
+	if count["ImportKeyMaterial"] != 1 || count["CreateKey"] != 0 || count["GetParametersForImport"] != 0 {
+		t.Errorf("the run again redid work: %v", count)
+	}
+	if err := c.check(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -83,12 +83,16 @@ type kmsTap struct {
 	// recorded before any material reaches KMS.
 	transcript string
 
-	mu       sync.Mutex
-	n        int
-	ops      []string
-	killAt   int
-	killOp   string
-	killOpN  int
+	mu      sync.Mutex
+	n       int
+	ops     []string
+	killAt  int
+	killOp  string
+	killOpN int
+	// failOp, when set, answers its failOpN-th request with a
+	// non-retryable KMS error instead of handling it (the run goes on).
+	failOp   string
+	failOpN  int
 	opCount  map[string]int
 	after    bool
 	victim   *os.Process
@@ -104,6 +108,7 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	k.ops = append(k.ops, op)
 	k.opCount[op]++
 	hit := i == k.killAt || k.killOp == op && k.opCount[op] == k.killOpN
+	fail := k.failOp == op && k.opCount[op] == k.failOpN
 	after, victim, exited := k.after, k.victim, k.exited
 	k.mu.Unlock()
 	if op == "ImportKeyMaterial" {
@@ -113,6 +118,12 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			k.problems = append(k.problems, "ImportKeyMaterial before the transcript records the escrow")
 			k.mu.Unlock()
 		}
+	}
+	if fail {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"__type":"KMSInvalidStateException","message":"injected by the test"}`)
+		return
 	}
 	kill := func() {
 		if victim != nil {
