@@ -113,7 +113,8 @@ func (s *state) findKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (
 // adopts the key a run that died generated for the same intent. It returns
 // how the key was adopted ("" when generated).
 func (s *state) generateKey(k *keyState) (string, error) {
-	if k.genIntent {
+	if k.intentReplayed {
+		// A run that died may have made it: look before making it.
 		key, err := s.tok.FindAESKey(k.cfg.Label, k.id)
 		switch {
 		case err == nil:
@@ -122,10 +123,14 @@ func (s *state) generateKey(k *keyState) (string, error) {
 		case !errors.Is(err, hsm.ErrKeyNotFound):
 			return "", err
 		}
-	} else if err := s.recordGenerateIntent(k); err != nil {
-		return "", err
-	} else if err := s.checkpoint(); err != nil {
-		return "", err
+	}
+	if !k.genIntent {
+		if err := s.recordGenerateIntent(k); err != nil {
+			return "", err
+		}
+		if err := s.checkpoint(); err != nil {
+			return "", err
+		}
 	}
 	var key *hsm.Key
 	var err error

@@ -171,6 +171,9 @@ type keyState struct {
 	// id (adopt.go).
 	nonce     string
 	genIntent bool
+	// intentReplayed says the generate intent comes from the transcript of
+	// a run that died (which may have made the key), not from this run.
+	intentReplayed bool
 	// paramsRecorded is false for import parameters fetched (to check the
 	// endpoint before anything changes) but not yet written and recorded.
 	paramsRecorded bool

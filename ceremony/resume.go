@@ -148,7 +148,7 @@ func (s *state) replay(e transcripts.Event, byLabel map[string]*keyState) error 
 			if err != nil {
 				return fmt.Errorf("cannot resume: transcript event %d has a bad key id", e.Seq)
 			}
-			k.id, k.genIntent = id, true
+			k.id, k.genIntent, k.intentReplayed = id, true, true
 		}
 	case *events.KMSKey:
 		if k := key(d.Label); k != nil {
