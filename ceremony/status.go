@@ -1,13 +1,14 @@
 package ceremony
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/keyceremony/keyceremony/transcripts"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // Status is what a ceremony's out_dir records, read without changing
@@ -50,8 +51,11 @@ func (st *Status) Remaining() []Step {
 	return out
 }
 
-// ReadStatus reads the transcript in cfg's out_dir, if any. A transcript of
-// another ceremony is an error.
+// ReadStatus reads the transcript in cfg's out_dir, if any, as a resume
+// would: its hash chain checked and its events counted by the void rule
+// (transcripts.ReadState), so that the plan shows done only what a resume
+// takes as done. A transcript of another ceremony, or one a resume would
+// refuse, is an error.
 func ReadStatus(cfg *Config) (*Status, error) {
 	path := filepath.Join(cfg.OutDir(), "transcript.jsonl")
 	data, err := os.ReadFile(path)
@@ -61,118 +65,92 @@ func ReadStatus(cfg *Config) (*Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the transcript: %w", err)
 	}
-	st := &Status{Begun: true, Next: 1}
-	maxStep, stoppedAt := 0, 0
-	for i, line := range bytes.Split(data, []byte{'\n'}) {
-		if len(line) == 0 {
-			continue
-		}
-		var l struct {
-			Type       string         `json:"type"`
-			CeremonyID string         `json:"ceremony_id"`
-			StepNo     int            `json:"step_no"`
-			Step       string         `json:"step"`
-			Data       map[string]any `json:"data"`
-		}
-		if err := json.Unmarshal(line, &l); err != nil {
-			// A torn last line (the process died while writing it) is
-			// cut off by the resume; anything else is for verify.
-			if i == bytes.Count(data, []byte{'\n'}) {
-				break
-			}
-			return nil, fmt.Errorf("%s line %d is not JSON: check it with keyceremony verify", path, i+1)
-		}
-		switch l.Type {
-		case "header":
-			if l.CeremonyID != cfg.Ceremony.ID {
-				return nil, fmt.Errorf("%s holds ceremony %q, not %q: use a new ceremony.out_dir", cfg.OutDir(), l.CeremonyID, cfg.Ceremony.ID)
-			}
-		case "seal":
-			st.Sealed, st.Next, st.Stopped = true, 0, ""
-			return st, nil
-		case "event":
-			maxStep = max(maxStep, l.StepNo)
-			switch l.Step {
-			case "interrupted":
-				stoppedAt = l.StepNo
-				st.Stopped = fmt.Sprintf("stopped by the operator at step %d (%s)", l.StepNo, dataString(l.Data, "title"))
-			case "failed":
-				stoppedAt = l.StepNo
-				st.Stopped = fmt.Sprintf("step %d failed: %s", l.StepNo, dataString(l.Data, "error"))
-			case "resume":
-				st.Stopped, stoppedAt = "", 0
-			default:
-				st.event(l.Step, l.Data)
-			}
+	t, err := transcripts.ReadState(data)
+	if errors.Is(err, transcripts.ErrNoHeader) {
+		return &Status{Begun: true, Next: 1, Voided: []string{"transcript.jsonl has no complete first line (the process died as it began): nothing was changed; it is moved aside and the ceremony starts over"}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s cannot be resumed: %w; check it with keyceremony verify", path, err)
+	}
+	if t.Header.CeremonyID != cfg.Ceremony.ID {
+		return nil, fmt.Errorf("%s holds ceremony %q, not %q: use a new ceremony.out_dir", cfg.OutDir(), t.Header.CeremonyID, cfg.Ceremony.ID)
+	}
+	st := &Status{Begun: true, Sealed: t.Sealed}
+	if t.Sealed {
+		return st, nil
+	}
+	maxStep := 0
+	for _, e := range t.Counted {
+		maxStep = max(maxStep, e.StepNo)
+		st.event(e.Data)
+	}
+	// What void events claim was not taken as done: say so.
+	for _, e := range t.Void {
+		var v Status
+		v.event(e.Data)
+		for _, d := range v.Done {
+			st.Voided = append(st.Voided, d+": recorded after the last signed checkpoint, so it counts for nothing; the resume does it again, or adopts what was made")
 		}
 	}
 	st.Next = max(maxStep, 1)
-	if stoppedAt != 0 && stoppedAt < maxStep {
+	// How the last run ended: its last stop or failure, unless a resume
+	// came after it. A failure is recorded after the last checkpoint, so
+	// it is read from every event, void or not.
+	stoppedAt := 0
+	for _, e := range t.Events {
+		switch d := e.Data.(type) {
+		case *events.Interrupted:
+			stoppedAt = e.StepNo
+			st.Stopped = fmt.Sprintf("stopped by the operator at step %d (%s)", e.StepNo, d.Title)
+		case *events.Failed:
+			stoppedAt = e.StepNo
+			st.Stopped = fmt.Sprintf("step %d failed: %s", e.StepNo, d.Error)
+		case *events.Resume:
+			st.Stopped, stoppedAt = "", 0
+		}
+	}
+	if stoppedAt != 0 && stoppedAt < st.Next {
 		st.Next = stoppedAt
 	}
 	return st, nil
 }
 
-// event adds what one event of the transcript says was done or voided.
-func (st *Status) event(step string, d map[string]any) {
-	label := dataString(d, "label")
-	switch step {
-	case "kms-key":
+// event adds what one event that counts says was done or voided.
+func (st *Status) event(d events.Data) {
+	switch d := d.(type) {
+	case *events.KMSKey:
 		how := "existing"
-		if b, _ := d["created"].(bool); b {
+		if d.Created {
 			how = "created"
 		}
-		st.Done = append(st.Done, fmt.Sprintf("KMS key of %s (%s): %s", label, how, dataString(d, "kms_key_arn")))
-	case "generate-key":
-		st.Done = append(st.Done, fmt.Sprintf("key %s generated on the token, key check value %s", label, dataString(d, "key_check_value")))
-	case "escrow":
+		st.Done = append(st.Done, fmt.Sprintf("KMS key of %s (%s): %s", d.Label, how, d.KMSKeyARN))
+	case *events.GenerateKey:
+		st.Done = append(st.Done, fmt.Sprintf("key %s generated on the token, key check value %s", d.Label, d.KeyCheckValue))
+	case *events.Escrow:
 		var names []string
-		cs, _ := d["custodians"].([]any)
-		for _, c := range cs {
-			m, _ := c.(map[string]any)
-			names = append(names, dataString(m, "name"))
+		for _, c := range d.Custodians {
+			names = append(names, c.Name)
 		}
-		st.Done = append(st.Done, fmt.Sprintf("escrow %s made, %v of %v, shares taken by %s", dataString(d, "file"), d["threshold"], d["shares"], strings.Join(names, ", ")))
-	case "fetch-params":
-		st.Done = append(st.Done, fmt.Sprintf("import parameters of %s fetched (%s)", label, dataString(d, "file")))
-	case "wrap":
-		st.Done = append(st.Done, fmt.Sprintf("key %s wrapped for KMS (%s)", label, dataString(d, "file")))
-	case "import":
-		st.Done = append(st.Done, fmt.Sprintf("key %s imported into %s", label, dataString(d, "kms_key_arn")))
-	case "check-import":
-		st.Done = append(st.Done, fmt.Sprintf("key %s checked in KMS: %s", label, dataString(d, "key_state")))
-	case "escrow-void":
-		var taken []string
-		ts, _ := d["shares_taken_by"].([]any)
-		for _, t := range ts {
-			if n, _ := t.(string); n != "" {
-				taken = append(taken, n)
-			}
+		st.Done = append(st.Done, fmt.Sprintf("escrow %s made, %d of %d, shares taken by %s", d.File, d.Threshold, d.Shares, strings.Join(names, ", ")))
+	case *events.FetchParams:
+		st.Done = append(st.Done, fmt.Sprintf("import parameters of %s fetched (%s)", d.Label, d.File))
+	case *events.Wrap:
+		st.Done = append(st.Done, fmt.Sprintf("key %s wrapped for KMS (%s)", d.Label, d.File))
+	case *events.Import:
+		st.Done = append(st.Done, fmt.Sprintf("key %s imported into %s", d.Label, d.KMSKeyARN))
+	case *events.CheckImport:
+		st.Done = append(st.Done, fmt.Sprintf("key %s checked in KMS: %s", d.Label, d.KeyState))
+	case *events.EscrowVoid:
+		var files []string
+		for _, f := range d.VoidFiles {
+			files = append(files, f.Name)
 		}
-		v := "an escrow attempt stopped before it was recorded: its files are void (" + strings.Join(voidFiles(d), ", ") + ")"
-		if len(taken) > 0 {
-			v += "; the shares taken by " + strings.Join(taken, ", ") + " are void: destroy them"
+		v := "an escrow attempt stopped before it was recorded: its files are void (" + strings.Join(files, ", ") + ")"
+		if len(d.SharesTakenBy) > 0 {
+			v += "; the shares taken by " + strings.Join(d.SharesTakenBy, ", ") + " are void: destroy them"
 		}
 		st.Voided = append(st.Voided, v)
-	case "set-aside":
-		st.Voided = append(st.Voided, fmt.Sprintf("%s moved aside to %s (%s)", dataString(d, "name"), dataString(d, "moved_to"), dataString(d, "reason")))
+	case *events.SetAside:
+		st.Voided = append(st.Voided, fmt.Sprintf("%s moved aside to %s (%s)", d.Name, d.MovedTo, d.Reason))
 	}
-}
-
-func dataString(d map[string]any, key string) string {
-	v, _ := d[key].(string)
-	return v
-}
-
-// voidFiles lists the names an escrow-void event gives.
-func voidFiles(data map[string]any) []string {
-	var out []string
-	fs, _ := data["void_files"].([]any)
-	for _, x := range fs {
-		m, _ := x.(map[string]any)
-		if n, _ := m["name"].(string); n != "" {
-			out = append(out, n)
-		}
-	}
-	return out
 }

@@ -1,8 +1,10 @@
 package transcripts
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -159,4 +161,62 @@ func TestVoidRefusals(t *testing.T) {
 	wantClass(t, err, ClassSignature, 3, "data.signature")
 	_, err = VerifyBytes(bad().add(&events.Resume{EventsBefore: 3, EventsTrusted: 2, VoidFirst: 3, VoidLast: 3}).seal(), Options{})
 	wantClass(t, err, ClassSignature, 3, "data.signature")
+}
+
+// TestReadStateAgrees: ReadState, which changes nothing, counts the events
+// a resume counts, and those verify counts once sealed; it refuses what they
+// refuse, and leaves a torn last line out.
+func TestReadStateAgrees(t *testing.T) {
+	s := newScript(t).add(&events.GenerateKey{Label: "k", KeyCheckValue: "aabbcc"}, ck, params1)
+	read := func() *State {
+		t.Helper()
+		b, _ := os.ReadFile(s.path)
+		st, err := ReadState(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := read()
+	if got := steps(st.Counted); len(got) != 2 || len(st.Void) != 1 || st.Void[0].Step != "fetch-params" || st.Sealed {
+		t.Fatalf("before the resume: counted %v, void %v", got, steps(st.Void))
+	}
+	r := s.resume()
+	if got, want := steps(read().Counted), steps(r.Counted); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("ReadState counts %v, the resume %v", got, want)
+	}
+	s.add(params2, ck)
+	// A torn last line is left out, and the file is not changed.
+	f, _ := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString(`{"type":"event","seq":7,"st`)
+	f.Close()
+	before, _ := os.ReadFile(s.path)
+	if got := steps(read().Counted); strings.Join(got, " ") != "generate-key checkpoint resume fetch-params checkpoint" {
+		t.Fatalf("with a torn line: counted %v", got)
+	}
+	if after, _ := os.ReadFile(s.path); string(after) != string(before) {
+		t.Fatal("ReadState changed the file")
+	}
+	os.Truncate(s.path, int64(strings.LastIndexByte(string(before), '\n')+1))
+	data := s.seal()
+	res, err := VerifyBytes(data, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := read(); !st.Sealed || strings.Join(steps(st.Counted), " ") != strings.Join(steps(res.Events), " ") || len(st.Void) != len(res.Void) {
+		t.Fatalf("sealed: ReadState counts %v (void %d), verify %v (void %d)", steps(st.Counted), len(st.Void), steps(res.Events), len(res.Void))
+	}
+	// A resume that misstates what it voided is refused, as by Reopen.
+	lying := newScript(t).add(&events.GenerateKey{Label: "k", KeyCheckValue: "aabbcc"}, ck, params1,
+		&events.Resume{EventsBefore: 3, EventsTrusted: 2, VoidFirst: 3, VoidLast: 4})
+	b, _ := os.ReadFile(lying.path)
+	_, err = ReadState(b)
+	wantClass(t, err, ClassOrder, 5, "data")
+	// A changed line breaks the chain.
+	b, _ = os.ReadFile(s.path)
+	_, err = ReadState([]byte(strings.Replace(string(b), `"aabbcc"`, `"aabbcd"`, 1)))
+	wantClass(t, err, ClassChain, 3, "prev")
+	if _, err := ReadState(nil); !errors.Is(err, ErrNoHeader) {
+		t.Fatalf("empty: %v", err)
+	}
 }
