@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -404,7 +405,18 @@ type StepError struct {
 	Changed bool
 }
 
-func (e *StepError) Error() string { return "step " + e.Step + ": " + e.Err.Error() }
+// Error names the step as the script and the screen number and title it
+// ("step 2 (open the token and log in): …"), never by its internal id; a
+// failure outside the script's steps (the checks before them, reading the
+// transcript to resume) is its cause alone, which names what it is about.
+func (e *StepError) Error() string {
+	for _, s := range Steps() {
+		if s.ID == e.Step {
+			return fmt.Sprintf("step %d (%s): %v", s.No, strings.ToLower(s.Title[:1])+s.Title[1:], e.Err)
+		}
+	}
+	return e.Err.Error()
+}
 func (e *StepError) Unwrap() error { return e.Err }
 
 // ToolVersion names this build: module version and VCS revision when known.

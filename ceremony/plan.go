@@ -32,7 +32,7 @@ func (c *Config) Plan() []PlanItem {
 		module = "default module"
 	}
 	region, endpoint := c.kmsWhere()
-	kms := "connected, " + region
+	kms := region + ", first contacted at step 3"
 	if c.Offline() {
 		kms = "offline (air gap): params files in, bundle files out"
 	}

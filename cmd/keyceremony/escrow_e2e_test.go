@@ -181,7 +181,7 @@ escrow:
 		fmt.Sprintf("{name: dave, recipient: %q}", strings.Replace(strings.TrimSpace(string(sshPub)), " bob", " dave@laptop", 1)), 1))
 	r.wantExact(1, sameKey+": escrow.custodians[3].recipient is the same key as custodian \"bob\"'s: each custodian holds their own key, or one person holds two shares", nil, "run", "--config", sameKey)
 	weak := r.write("weak.yaml", strings.Replace(cfgText, carolPass, r.write("weak.pass", "carolcarol2026\n"), 1))
-	r.wantExact(1, "step custodians: escrow.custodians[2]: the passphrase of custodian \"carol\" is too easy to guess (about 31 bits, at least 50 needed: it repeats or runs characters, or is built on common words, the custodian's name or the ceremony id): choose another, such as five random words", nil, "run", "--config", weak)
+	r.wantExact(1, "step 1 (check the escrow custodians): escrow.custodians[2]: the passphrase of custodian \"carol\" is too easy to guess (about 31 bits, at least 50 needed: it repeats or runs characters, or is built on common words, the custodian's name or the ceremony id): choose another, such as five random words", nil, "run", "--config", weak)
 	if _, err := os.Stat(out); err == nil {
 		t.Fatal("a refused ceremony wrote its output directory")
 	}

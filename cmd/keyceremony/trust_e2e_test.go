@@ -77,7 +77,7 @@ keys:
 		{"no pin", "nopin", "", "",
 			"keyceremony: error: " + filepath.Join(work, "nopin.yaml") + ": keys[0].wrapping_key_sha256 must be set: pin the wrapping key's SHA-256 that params fetch printed, so that a swapped params file is refused (or set kms.insecure_unpinned_wrapping_key: true, at your own risk)", 1},
 		{"pinned", "pinned", "wrapping_key_sha256: " + goodHash + ",", "",
-			"keyceremony: error: step params: wrapping key is not the pinned one: the wrapping key of keys[0].params_file " + swapped + " has sha256 " + swappedHash[:16] + "…, not the pinned " + goodHash[:16] + "…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again", 1},
+			"keyceremony: error: wrapping key is not the pinned one: the wrapping key of keys[0].params_file " + swapped + " has sha256 " + swappedHash[:16] + "…, not the pinned " + goodHash[:16] + "…: they are not what params fetch wrote, or the pin was mistyped; fetch the parameters again", 1},
 		{"option online", "online", "", "kms: {insecure_unpinned_wrapping_key: true}",
 			"", 1},
 	}

@@ -244,6 +244,21 @@ func TestCtrlCDuringStep(t *testing.T) {
 	}
 }
 
+// TestStopBeforeStep: the engine stopped between two steps (the call of
+// the step before finished, and the next one never began): the report says
+// "before", not "at".
+func TestStopBeforeStep(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	send(m, stepStartedMsg{0}, stepDoneMsg{0, "ok"}, stepStartedMsg{1}, stepDoneMsg{1, "ok"}, stepStartedMsg{2}, stepDoneMsg{2, "ok"})
+	m.Update(tea.KeyMsg{Type: tea.KeyCtrlC})
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("y")})
+	send(m, doneMsg{err: &ceremony.StepError{Step: "fetch-params", Err: ceremony.ErrInterrupted, Changed: true}, status: &ceremony.Status{Begun: true, Next: 3}})
+	if r := m.Outcome().Report; !strings.HasPrefix(r, "Stopped before step 4 (Fetch KMS import parameters) began, as you asked;") {
+		t.Errorf("report: %s", r)
+	}
+}
+
 func TestFailedRetryable(t *testing.T) {
 	calls := 0
 	m := newModel(t, func(context.Context, *ceremony.Config, ceremony.UI) (*ceremony.Result, error) {
@@ -275,6 +290,10 @@ func TestFailedResume(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
 	send(m, doneMsg{err: &ceremony.StepError{Step: "resume", Err: errors.New("cannot resume: bundle-one.json changed since it was recorded")}})
+	// The screen names no internal step id.
+	if v := checkScreen(t, m); !strings.Contains(v, "Resuming failed:") || strings.Contains(v, "Step resume") {
+		t.Errorf("failed resume screen:\n%s", v)
+	}
 	_, cmd := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("r")})
 	if cmd != nil || m.phase != phaseFailed || !strings.Contains(m.View(), "q: quit") {
 		t.Fatal("r retried a failed resume")

@@ -139,7 +139,13 @@ func (m *Model) body(w int) []string {
 	add := func(indent int, s string) { out = append(out, wrap(s, w, indent)...) }
 	if m.help {
 		for _, l := range helpText {
-			add(15, l)
+			// Key lines hang under their description, others under
+			// themselves.
+			indent := 1
+			if strings.HasPrefix(l, "  ") {
+				indent = 15
+			}
+			add(indent, l)
 		}
 		return out
 	}
@@ -262,13 +268,20 @@ func (m *Model) planBody(add func(int, string)) {
 
 func (m *Model) failureBody(add func(int, string)) {
 	var se *ceremony.StepError
-	step := "The ceremony"
+	head := "The ceremony failed:"
 	msg := m.err.Error()
 	if errors.As(m.err, &se) {
-		step = "Step " + m.stepName(se.Step)
 		msg = se.Err.Error()
+		switch {
+		case m.scriptStep(se.Step):
+			head = "Step " + m.stepName(se.Step) + " failed:"
+		case se.Step == "resume":
+			head = "Resuming failed:"
+		default:
+			head = "The checks before step 1 failed:"
+		}
 	}
-	add(1, " "+failStyle.Render(step+" failed:"))
+	add(1, " "+failStyle.Render(head))
 	add(1, " "+msg)
 	add(0, "")
 	switch {
@@ -277,6 +290,16 @@ func (m *Model) failureBody(add func(int, string)) {
 	case m.retryable():
 		add(1, fmt.Sprintf(" The transcript in %s records what was done. Fix the cause, then resume: the ceremony goes on where it stopped (r here, or %s later).", m.cfg.OutDir(), m.command))
 	}
+}
+
+// scriptStep reports whether id is one of the script's numbered steps.
+func (m *Model) scriptStep(id string) bool {
+	for _, s := range m.steps {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // stepName names a step by number and title, as the script does.
@@ -296,6 +319,12 @@ func (m *Model) stopReport() []string {
 	where := "before the first step"
 	if errors.As(m.err, &se) {
 		where = "at step " + m.stepName(se.Step)
+		// The engine stops before a step as often as inside one: say which.
+		for i, s := range m.steps {
+			if s.ID == se.Step && m.state[i] == stepPending {
+				where = "before step " + m.stepName(se.Step) + " began"
+			}
+		}
 	}
 	out := []string{fmt.Sprintf("Stopped %s, as you asked; the running call finished first.", where)}
 	if !m.changed() {
