@@ -89,6 +89,7 @@ type Model struct {
 	prompt *request
 	input  textinput.Model
 	warn   string
+	guard  secretGuard
 
 	// stopAsk shows the stop confirmation; stopping is set once the
 	// operator confirmed, until the engine returns.
@@ -249,7 +250,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case *request:
 		m.prompt = msg
-		m.warn = ""
+		m.warn, m.guard = "", guardOff
 		m.input.Reset()
 		m.input.EchoMode = textinput.EchoNormal
 		if msg.secret {
@@ -404,13 +405,16 @@ func (m *Model) promptKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.help = true
 		return m, nil
 	}
+	if m.prompt.free && m.guard.drop(k) {
+		return m, nil
+	}
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(k)
 	m.warn = "" // what was said about the last answer no longer holds
-	if m.prompt.free && looksSecret(m.input.Value()) {
+	if m.prompt.free && m.guard.arm(m.input.Value()) {
 		// Never echo a secret key, not even for a moment.
 		m.input.Reset()
-		m.warn = "That is a SECRET key: it was not recorded. Paste the PUBLIC recipient (age1… or ssh-ed25519 …), and keep the secret key to yourself."
+		m.warn = secretWarning
 	}
 	return m, cmd
 }

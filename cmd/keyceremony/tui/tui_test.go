@@ -86,7 +86,7 @@ var binaryHash = regexp.MustCompile(`(?m)^( Binary +sha256 | +)[0-9a-f]{8} [0-9a
 
 // checkScreen compares the view at 80×24 and at 60×15 with golden files
 // and checks it fits, with colours off.
-func checkScreen(t *testing.T, m *Model) string {
+func checkScreen(t *testing.T, m tea.Model) string {
 	t.Helper()
 	var v80 string
 	for _, size := range [][2]int{{80, 24}, {60, 15}} {
@@ -413,6 +413,41 @@ func TestSecretKeyPasted(t *testing.T) {
 	typeText(m, "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p")
 	if strings.Contains(m.View(), "SECRET") {
 		t.Error("the warning stays after the custodian typed again")
+	}
+}
+
+// TestSecretKeyPastedInPieces: a terminal may deliver a paste in pieces;
+// what follows the start of a secret key is dropped too: the rest of an age
+// identity until something lower-case (a public age1… recipient) comes, the
+// rest of a private key file until a key that is not typing.
+func TestSecretKeyPastedInPieces(t *testing.T) {
+	m := newModel(t, nil)
+	enter(m)
+	req := &request{prompt: "Custodian carol: type or paste your age recipient", free: true, reply: make(chan reply, 1)}
+	send(m, stepStartedMsg{0}, req)
+	const secret = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
+	for _, piece := range []string{secret[:10], secret[10:30], secret[30:50], secret[50:]} {
+		m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(piece)})
+	}
+	if v := m.View(); strings.Contains(v, "GFPYYSJZ") || m.input.Value() != "" || !strings.Contains(v, "SECRET") {
+		t.Fatalf("the rest of the secret key is shown or kept (%q):\n%s", m.input.Value(), v)
+	}
+	const recipient = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(recipient)})
+	if m.input.Value() != recipient {
+		t.Fatalf("the public recipient after the secret key was not taken: %q", m.input.Value())
+	}
+	m.input.Reset()
+	for _, piece := range []string{"-----BEGIN OPENSSH PRI", "VATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmU", "AAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"} {
+		m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(piece)})
+	}
+	if v := m.View(); strings.Contains(v, "b3Bl") || strings.Contains(v, "AAAAEbm9u") || m.input.Value() != "" {
+		t.Fatalf("the rest of a private key file is shown or kept (%q):\n%s", m.input.Value(), v)
+	}
+	m.Update(tea.KeyMsg{Type: tea.KeyBackspace})
+	typeText(m, "age1")
+	if m.input.Value() != "age1" {
+		t.Fatalf("typing after backspace was dropped: %q", m.input.Value())
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
 
@@ -26,13 +28,18 @@ var (
 func (m *Model) View() string {
 	w, h := m.size()
 	if w < minWidth || h < minHeight {
-		return m.tooSmall(w, h)
+		return tooSmall(w, h)
 	}
 	header := m.header(w)
 	footer := m.footer(w)
 	body := m.body(w)
+	return compose(header, body, footer, m.clampOffset(len(body), max(h-len(header)-len(footer), 1)), h)
+}
+
+// compose is a screen of h lines: the header, the body from line off on,
+// as much of it as fits, and the footer.
+func compose(header, body, footer []string, off, h int) string {
 	avail := max(h-len(header)-len(footer), 1)
-	off := m.clampOffset(len(body), avail)
 	end := min(off+avail, len(body))
 	var b strings.Builder
 	for _, l := range header {
@@ -60,8 +67,8 @@ func (m *Model) size() (int, int) {
 	return w, h
 }
 
-func (m *Model) tooSmall(w, h int) string {
-	msg := fmt.Sprintf("The terminal is %dx%d: keyceremony needs at least %dx%d. Make the window larger; the ceremony waits, and nothing is lost.", w, h, minWidth, minHeight)
+func tooSmall(w, h int) string {
+	msg := fmt.Sprintf("The terminal is %dx%d: keyceremony needs at least %dx%d. Make the window larger: everything waits, and nothing is lost.", w, h, minWidth, minHeight)
 	return strings.Join(wrap(msg, max(w, 10), 0), "\n") + "\n"
 }
 
@@ -83,7 +90,18 @@ func (m *Model) bodyHeight() (n, avail int) {
 // scrollKey scrolls the body; it reports whether k was a scrolling key.
 func (m *Model) scrollKey(k string) bool {
 	n, avail := m.bodyHeight()
-	cur := m.clampOffset(n, avail)
+	off, ok := scroll(k, m.clampOffset(n, avail), n, avail)
+	if !ok {
+		return false
+	}
+	m.offset = off
+	m.follow = m.offset == max(n-avail, 0) && m.phase == phaseRunning
+	return true
+}
+
+// scroll moves the first line shown, cur, of a body of n lines of which
+// avail fit, by key k; it reports whether k was a scrolling key.
+func scroll(k string, cur, n, avail int) (int, bool) {
 	last := max(n-avail, 0)
 	switch k {
 	case "up", "k":
@@ -99,11 +117,9 @@ func (m *Model) scrollKey(k string) bool {
 	case "end", "G":
 		cur = last
 	default:
-		return false
+		return cur, false
 	}
-	m.offset = min(max(cur, 0), last)
-	m.follow = m.offset == last && m.phase == phaseRunning
-	return true
+	return min(max(cur, 0), last), true
 }
 
 func (m *Model) header(w int) []string {
@@ -582,4 +598,52 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 func looksSecret(v string) bool {
 	u := strings.ToUpper(v)
 	return strings.Contains(u, "AGE-SECRET-KEY-") || strings.Contains(u, "AGE-PLUGIN-") || strings.Contains(u, "PRIVATE KEY")
+}
+
+// secretWarning is said when a secret key was pasted where a public
+// recipient belongs.
+const secretWarning = "That is a SECRET key: it was not kept, nor shown. Give the PUBLIC recipient (age1… or ssh-ed25519 …; after a private key file, press backspace first), and keep the secret key to yourself."
+
+// secretGuard keeps a secret key pasted into a public field off the screen
+// and out of the answer, also when the terminal delivers the paste in
+// pieces: once the start of one was seen, what follows it is dropped too.
+type secretGuard int
+
+const (
+	guardOff secretGuard = iota
+	// guardAge drops what continues an age identity: upper-case Bech32,
+	// until something with a lower-case letter (age1…, ssh-…) comes.
+	guardAge
+	// guardAll drops all typing (a private key file's base64 looks like
+	// anything) until a key that is not typing, such as backspace.
+	guardAll
+)
+
+// drop reports whether k is the rest of a secret key, to be dropped.
+func (g *secretGuard) drop(k tea.KeyMsg) bool {
+	typing := k.Type == tea.KeyRunes || k.Type == tea.KeySpace
+	switch {
+	case *g == guardOff:
+		return false
+	case !typing:
+	case *g == guardAll:
+		return true
+	case !strings.ContainsFunc(string(k.Runes), unicode.IsLower):
+		return true
+	}
+	*g = guardOff
+	return false
+}
+
+// arm reports whether v, the value typed so far, holds a secret key; if so
+// what follows it is dropped.
+func (g *secretGuard) arm(v string) bool {
+	if !looksSecret(v) {
+		return false
+	}
+	*g = guardAge
+	if strings.Contains(strings.ToUpper(v), "PRIVATE KEY") {
+		*g = guardAll
+	}
+	return true
 }
