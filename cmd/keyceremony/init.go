@@ -1,11 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/cmd/keyceremony/tui"
 	"github.com/keyceremony/keyceremony/internal/evidence"
 )
 
@@ -23,65 +25,65 @@ const initHelp = `Usage: keyceremony init [--out ceremony.yaml] [--id ID] [--ope
 Writes a commented starter ceremony config that keyceremony script, tui and
 run accept as written. A custodian is NAME=age1…, NAME=ssh-ed25519 …,
 NAME=passphrase (typed in the TUI) or NAME=ask (pasted in the TUI). In a
-terminal, without --key or --custodian, it asks for each value (enter keeps
-the default). It never overwrites a file.
+terminal, without --key or --custodian, it asks for each value in a form
+(enter keeps the value shown; the flags give the values it starts from).
+It never overwrites a file.
 
 `
 
-// initAnswers are the values a starter config is made of.
-type initAnswers struct {
-	ID, Operator, TokenLabel, ValidFor, Algorithm, KeySpec, OutDir string
-	Keys                                                           []string
-	Custodians                                                     []initCustodian
-	Threshold                                                      int
-}
-
-type initCustodian struct{ Name, Recipient string }
-
-// Passphrase reports whether the custodian types a passphrase.
-func (c initCustodian) Passphrase() bool { return c.Recipient == "passphrase" }
-
-var initTemplate = template.Must(template.New("init").Parse(`# keyceremony config, written by keyceremony init on {{.Date}}.
+var initTemplate = template.Must(template.New("init").Funcs(template.FuncMap{"y": yamlValue}).Parse(`# keyceremony config, written by keyceremony init on {{.Date}}.
 # Check it with: keyceremony script --config {{.File}}
 # Run it with:   keyceremony tui --config {{.File}}   (or keyceremony run --config {{.File}})
 # Every field is described in the README's Config section.
 ceremony:
-  id: {{.ID}}          # names the ceremony in the transcript and every file
-  operator: {{.Operator}}          # the person at the keyboard
-  out_dir: {{.OutDir}}          # a new directory for the evidence, relative to this file
+  id: {{y .ID}}          # names the ceremony in the transcript and every file
+  operator: {{y .Operator}}          # the person at the keyboard
+  out_dir: {{y .OutDir}}          # a new directory for the evidence, relative to this file
 token:
-  label: {{.TokenLabel}}          # or serial: ..., or uri: "pkcs11:token=..."
+  label: {{y .TokenLabel}}          # or serial: ..., or uri: "pkcs11:token=..."
   # module: /usr/lib/softhsm/libsofthsm2.so   # default: $KEYCEREMONY_PKCS11_MODULE
   # The PIN is typed, or comes from pin_file / pin_env / $KEYCEREMONY_PIN: never from this file.
 kms:
   # region: eu-west-1          # default: AWS_REGION or the profile's region
-  wrapping_algorithm: {{.Algorithm}}          # SoftHSM 2.6 wraps inside the token only with RSAES_OAEP_SHA_1
-  wrapping_key_spec: {{.KeySpec}}
+  wrapping_algorithm: {{y .Algorithm}}          # SoftHSM 2.6 wraps inside the token only with RSAES_OAEP_SHA_1
+  wrapping_key_spec: {{y .KeySpec}}
 keys:
 {{- range .Keys}}
-  - label: {{.}}          # CKA_LABEL on the token
+  - label: {{y .}}          # CKA_LABEL on the token
     create: true          # a new KMS key (Origin EXTERNAL); or kms_key_id: arn:aws:kms:...
-    valid_for: {{$.ValidFor}}          # or valid_to: 2027-06-30T00:00:00Z, or does_not_expire: true
+    valid_for: {{y $.ValidFor}}          # or valid_to: 2027-06-30T00:00:00Z, or does_not_expire: true
 {{- end}}
 escrow:
   threshold: {{.Threshold}}          # any {{.Threshold}} custodians together recover the keys
   custodians:
 {{- range .Custodians}}
-    - name: {{.Name}}
-{{- if .Passphrase}}
+    - name: {{y .Name}}
+{{- if eq .Recipient "passphrase"}}
       passphrase: true          # typed (twice, masked) in the TUI
 {{- else if eq .Recipient "ask"}}
       recipient: ask          # pasted in the TUI when their turn comes
 {{- else}}
-      recipient: {{.Recipient}}
+      recipient: {{y .Recipient}}
 {{- end}}
 {{- end}}
 `))
 
-func cmdInit(args []string, stdin *os.File, stdout, stderr io.Writer) error {
+// plainYAML is a value YAML reads as itself without quotes: no comment,
+// mapping, flow or quoting character, and nothing special at its start.
+var plainYAML = regexp.MustCompile(`^[A-Za-z0-9._/+=-][A-Za-z0-9._/+=@ -]*$`)
+
+// yamlValue writes v so that YAML reads back exactly v.
+func yamlValue(v string) string {
+	if plainYAML.MatchString(v) && !strings.HasSuffix(v, " ") && !strings.Contains(v, " -") {
+		return v
+	}
+	return strconv.Quote(v)
+}
+
+func cmdInit(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := newFlags("init", stderr, initHelp)
 	out := fs.String("out", defaultConfig, "config `file` to write (never overwritten)")
-	a := initAnswers{}
+	a := tui.InitAnswers{}
 	fs.StringVar(&a.ID, "id", "ceremony-"+time.Now().UTC().Format("2006-01-02"), "ceremony `id`")
 	fs.StringVar(&a.Operator, "operator", defaultOperator(), "operator `name`")
 	fs.StringVar(&a.TokenLabel, "token-label", "ceremony", "the token's `label`")
@@ -102,12 +104,22 @@ func cmdInit(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	if _, err := os.Lstat(*out); err == nil {
 		return &hintError{error: fmt.Errorf("%s already exists: init never overwrites a config", *out), hint: "give another file with --out"}
 	}
-	if len(keys) == 0 && len(custodians) == 0 && stdin != nil && term.IsTerminal(int(stdin.Fd())) {
-		if err := askInit(&a, &keys, &custodians, bufio.NewReader(stdin), stderr); err != nil {
+	ask := len(keys) == 0 && len(custodians) == 0 && stdin != nil && term.IsTerminal(int(stdin.Fd()))
+	if err := fillInit(&a, keys, custodians); err != nil {
+		return err
+	}
+	if ask {
+		got, err := tui.AskInit(ctx, *out, a, func(a tui.InitAnswers) (string, error) { return renderInit(a, *out) })
+		if err != nil {
 			return err
 		}
+		if got == nil {
+			fmt.Fprintf(stdout, "nothing written: %s was not created\n", *out)
+			return nil
+		}
+		a = *got
 	}
-	text, err := a.render(keys, custodians, *out)
+	text, err := renderInit(a, *out)
 	if err != nil {
 		return err
 	}
@@ -118,8 +130,9 @@ func cmdInit(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// render fills the template and checks that the result is a valid config.
-func (a initAnswers) render(keys, custodians []string, file string) (string, error) {
+// fillInit puts the keys and custodians of the flags into a, or their
+// defaults: one key, three custodians who paste their recipient in the TUI.
+func fillInit(a *tui.InitAnswers, keys, custodians []string) error {
 	a.Keys = keys
 	if len(a.Keys) == 0 {
 		a.Keys = []string{"key-1"}
@@ -130,19 +143,24 @@ func (a initAnswers) render(keys, custodians []string, file string) (string, err
 	for _, c := range custodians {
 		name, rec, ok := strings.Cut(c, "=")
 		if !ok || name == "" || rec == "" {
-			return "", usageError(fmt.Sprintf("--custodian %q: give NAME=RECIPIENT (age1…, ssh-…, passphrase or ask)", c))
+			return usageError(fmt.Sprintf("--custodian %q: give NAME=RECIPIENT (age1…, ssh-…, passphrase or ask)", c))
 		}
-		a.Custodians = append(a.Custodians, initCustodian{name, strings.TrimSpace(rec)})
+		a.Custodians = append(a.Custodians, tui.InitCustodian{Name: name, Recipient: strings.TrimSpace(rec)})
 	}
+	return nil
+}
+
+// renderInit fills the template and checks that the result is a valid
+// config; errors name the config field.
+func renderInit(a tui.InitAnswers, file string) (string, error) {
 	if a.Threshold == 0 {
 		a.Threshold = len(a.Custodians)/2 + 1
 	}
-	a.OutDir = "./" + a.ID
 	var b strings.Builder
 	err := initTemplate.Execute(&b, struct {
-		initAnswers
-		Date, File string
-	}{a, time.Now().UTC().Format("2006-01-02"), file})
+		tui.InitAnswers
+		OutDir, Date, File string
+	}{a, "./" + a.ID, time.Now().UTC().Format("2006-01-02"), file})
 	if err != nil {
 		return "", err
 	}
@@ -150,55 +168,6 @@ func (a initAnswers) render(keys, custodians []string, file string) (string, err
 		return "", fmt.Errorf("these values do not make a valid config: %w", err)
 	}
 	return b.String(), nil
-}
-
-// askInit asks for each value at the terminal; enter keeps the default.
-func askInit(a *initAnswers, keys, custodians *multiFlag, in *bufio.Reader, out io.Writer) error {
-	ask := func(q, def string) (string, error) {
-		fmt.Fprintf(out, "%s [%s]: ", q, def)
-		line, err := in.ReadString('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("failed to read the answer: %w", err)
-		}
-		if line = strings.TrimSpace(line); line != "" {
-			return line, nil
-		}
-		return def, nil
-	}
-	var err error
-	for _, f := range []struct {
-		q string
-		v *string
-	}{{"Ceremony id", &a.ID}, {"Operator", &a.Operator}, {"Token label", &a.TokenLabel}, {"Expiry of every key after import", &a.ValidFor},
-		{"KMS wrapping algorithm (RSAES_OAEP_SHA_1 for SoftHSM)", &a.Algorithm}} {
-		if *f.v, err = ask(f.q, *f.v); err != nil {
-			return err
-		}
-	}
-	ks, err := ask("Key labels, separated by spaces", "key-1")
-	if err != nil {
-		return err
-	}
-	*keys = strings.Fields(ks)
-	cs, err := ask("Custodian names, separated by spaces", "alice bob carol")
-	if err != nil {
-		return err
-	}
-	for _, name := range strings.Fields(cs) {
-		rec, err := ask("  "+name+": age1… or ssh-… recipient, passphrase, or ask (paste in the TUI)", "ask")
-		if err != nil {
-			return err
-		}
-		*custodians = append(*custodians, name+"="+rec)
-	}
-	th, err := ask("Custodians needed to recover", fmt.Sprint(len(*custodians)/2+1))
-	if err != nil {
-		return err
-	}
-	if _, err := fmt.Sscan(th, &a.Threshold); err != nil {
-		return usageError(fmt.Sprintf("threshold %q is not a number", th))
-	}
-	return nil
 }
 
 func defaultOperator() string {

@@ -1,24 +1,24 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"strings"
 	"testing"
 
 	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/cmd/keyceremony/tui"
 )
 
-// TestAskInit answers init's terminal questions (enter keeps a default) and
-// checks that the config written from the answers loads as written.
-func TestAskInit(t *testing.T) {
-	a := initAnswers{ID: "ceremony-x", Operator: "op", TokenLabel: "ceremony", ValidFor: "365d", Algorithm: "RSAES_OAEP_SHA_256", KeySpec: "RSA_4096"}
-	var keys, custodians multiFlag
-	answers := "pay-2027\n\n\n90d\nRSAES_OAEP_SHA_1\npayments archive\nalice bob carol\nage1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\npassphrase\n\n\n"
-	if err := askInit(&a, &keys, &custodians, bufio.NewReader(strings.NewReader(answers)), io.Discard); err != nil {
+// TestRenderInit writes a starter config from answers, some of which YAML
+// would read otherwise unquoted (a comment, a mapping, a quote), and checks
+// that it loads as written, each value exactly as given.
+func TestRenderInit(t *testing.T) {
+	a := tui.InitAnswers{ID: "pay-2027", Operator: "alice # not a comment: really", TokenLabel: `"ceremony' token`, ValidFor: "90d",
+		Algorithm: "RSAES_OAEP_SHA_1", KeySpec: "RSA_2048"}
+	if err := fillInit(&a, []string{"payments", "archive"}, []string{"alice=age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+		"bob=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF48oEQml1fmWNiQ30JWKOpyCSiesWqLNNv+fj4B1d5l bob@example", "carol=passphrase", "dave=ask"}); err != nil {
 		t.Fatal(err)
 	}
-	text, err := a.render(keys, custodians, "ceremony.yaml")
+	text, err := renderInit(a, "ceremony.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,9 +26,15 @@ func TestAskInit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
 	}
-	if cfg.Ceremony.ID != "pay-2027" || cfg.Ceremony.Operator != "op" || len(cfg.Keys) != 2 || cfg.Keys[1].ValidFor != "90d" ||
-		cfg.KMS.WrappingAlgorithm != "RSAES_OAEP_SHA_1" || cfg.Escrow.Threshold != 2 || !cfg.Escrow.Custodians[1].Passphrase ||
-		cfg.Escrow.Custodians[2].Recipient != ceremony.AskRecipient {
+	if cfg.Ceremony.ID != a.ID || cfg.Ceremony.Operator != a.Operator || cfg.Token.Label != a.TokenLabel || len(cfg.Keys) != 2 || cfg.Keys[1].ValidFor != "90d" ||
+		cfg.KMS.WrappingAlgorithm != "RSAES_OAEP_SHA_1" || cfg.Escrow.Threshold != 3 || cfg.Escrow.Custodians[1].Recipient != a.Custodians[1].Recipient ||
+		!cfg.Escrow.Custodians[2].Passphrase || cfg.Escrow.Custodians[3].Recipient != ceremony.AskRecipient {
 		t.Errorf("config from the answers:\n%s", text)
+	}
+	if !strings.Contains(text, "  id: pay-2027 ") || !strings.Contains(text, "recipient: ssh-ed25519 AAAA") {
+		t.Errorf("plain values are quoted:\n%s", text)
+	}
+	if err := fillInit(&tui.InitAnswers{}, nil, []string{"alice"}); err == nil || err.Error() != `--custodian "alice": give NAME=RECIPIENT (age1…, ssh-…, passphrase or ask)` {
+		t.Errorf("a custodian without a recipient: %v", err)
 	}
 }

@@ -94,7 +94,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		// With no arguments in a terminal, open the TUI on ./ceremony.yaml.
 		if _, err := os.Stat(defaultConfig); err != nil {
-			fmt.Fprintf(stderr, "keyceremony: error: no %s here: run keyceremony tui --config FILE, or keyceremony help\n", defaultConfig)
+			fmt.Fprintf(stderr, "keyceremony: error: no %s here: write one with keyceremony init, or run keyceremony tui --config FILE (keyceremony help lists every command)\n", defaultConfig)
 			return exitUsage
 		}
 		args = []string{"tui"}
@@ -104,7 +104,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	case "tui":
 		err = cmdTUI(ctx, args[1:], stdin, stdout, stderr)
 	case "init":
-		err = cmdInit(args[1:], stdin, stdout, stderr)
+		err = cmdInit(ctx, args[1:], stdin, stdout, stderr)
 	case "run":
 		err = cmdRun(ctx, args[1:], stdin, stdout, stderr)
 	case "verify":

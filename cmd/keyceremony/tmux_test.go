@@ -220,6 +220,12 @@ func tuiCommand(e *e2e) string {
 // runner and a function that waits until the screen shows a string.
 func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) string, waitFor func(s string) string) {
 	t.Helper()
+	return startTmuxSized(t, 80, 24, script)
+}
+
+// startTmuxSized is startTmux in a w×h terminal.
+func startTmuxSized(t *testing.T, w, h int, script string) (tmux func(args ...string) string, waitFor func(s string) string) {
+	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("tmux is not installed: apt-get install -y tmux")
@@ -245,7 +251,9 @@ func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) s
 	}
 	waitFor = func(s string) string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		// Long enough for a ceremony whose KMS calls take seconds each
+		// (kmslocal --latency) on a loaded machine.
+		deadline := time.Now().Add(60 * time.Second)
 		for {
 			// -J joins lines the terminal wrapped: what a command printed
 			// after the TUI left is matched wherever its column falls.
@@ -259,7 +267,7 @@ func startTmux(t *testing.T, e *e2e, script string) (tmux func(args ...string) s
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	tmux("new-session", "-d", "-s", "c", "-x", "80", "-y", "24", script)
+	tmux("new-session", "-d", "-s", "c", "-x", fmt.Sprint(w), "-y", fmt.Sprint(h), script)
 	return tmux, waitFor
 }
 

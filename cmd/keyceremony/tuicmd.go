@@ -34,7 +34,7 @@ func cmdTUI(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 		return errors.New("the terminal UI needs a terminal: run it in one, or use keyceremony run --config FILE for a non-interactive ceremony")
 	}
 	if _, err := os.Stat(*config); errors.Is(err, os.ErrNotExist) {
-		return &hintError{error: errors.New("no ceremony config at " + *config), hint: "give one with keyceremony tui --config FILE (see the README's Config section)"}
+		return &hintError{error: errors.New("no ceremony config at " + *config), hint: "write one with keyceremony init --out " + *config + ", or give another with keyceremony tui --config FILE"}
 	}
 	cfg, err := ceremony.LoadConfig(*config)
 	if err != nil {
