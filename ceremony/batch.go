@@ -90,21 +90,26 @@ func (s *state) eachKeyAfter(ctx context.Context, step string, todo []*keyState,
 	var failed []KeyError
 	var stopErr error
 	for _, k := range todo {
+		// A free slot first: the stop is checked (and the operator asked)
+		// just before the key starts, not while the keys before it run.
+		sem <- struct{}{}
 		if ctx.Err() != nil {
+			<-sem
 			break
 		}
 		// The operator may stop between operations: no new key starts,
 		// the running ones finish and are recorded.
 		if stopErr = s.locked(s.checkStop); stopErr != nil {
+			<-sem
 			break
 		}
 		wait := false
 		if before != nil {
 			if stopErr = s.locked(func() (err error) { wait, err = before(ctx, k); return err }); stopErr != nil {
+				<-sem
 				break
 			}
 		}
-		sem <- struct{}{}
 		wg.Add(1)
 		finished := make(chan struct{})
 		go func() {

@@ -48,3 +48,34 @@ func TestEachKey(t *testing.T) {
 		t.Error("summarizeList does not shorten")
 	}
 }
+
+// flagUI is a UI whose operator asked to stop once stop is set.
+type flagUI struct {
+	quietUI
+	stop atomic.Bool
+}
+
+func (u *flagUI) StopRequested() bool { return u.stop.Load() }
+
+// TestEachKeyStop: a stop asked while keys run lets them finish and starts
+// no other, also when the next key was already waiting for a free slot.
+func TestEachKeyStop(t *testing.T) {
+	for _, parallel := range []int{1, 2} {
+		ui := &flagUI{}
+		s := &state{cfg: &Config{KMS: KMSConfig{Parallel: parallel}}, ui: ui}
+		for i := range 5 {
+			s.keys = append(s.keys, &keyState{cfg: &KeyConfig{Label: fmt.Sprintf("k%d", i)}})
+		}
+		var calls, finished atomic.Int32
+		err := s.eachKey(context.Background(), "kms-keys", s.keys, func(ctx context.Context, k *keyState) error {
+			calls.Add(1)
+			ui.stop.Store(true) // asked while this key's call runs
+			time.Sleep(20 * time.Millisecond)
+			finished.Add(1)
+			return nil
+		})
+		if n := calls.Load(); !errors.Is(err, ErrInterrupted) || n < 1 || n > int32(parallel) || finished.Load() != n {
+			t.Errorf("parallel %d: %v after %d keys started and %d finished; want ErrInterrupted after at most %d, all finished", parallel, err, n, finished.Load(), parallel)
+		}
+	}
+}

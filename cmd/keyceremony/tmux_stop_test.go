@@ -21,7 +21,7 @@ import (
 // command the binary prints can be run exactly as printed.
 func tmuxShell(t *testing.T, e *e2e, w, h int) (tmux func(args ...string) string, waitFor func(string) string, typeLine func(string)) {
 	t.Helper()
-	shell := fmt.Sprintf("cd %s && env -i PATH=%s:%s HOME=%s TERM=xterm-256color NO_COLOR=1 PS1='$ ' %s bash --norc --noprofile -i",
+	shell := fmt.Sprintf("cd %s && env -i PATH=%s:%s HOME=%s TERM=xterm-256color NO_COLOR=1 HISTFILE=/dev/null PS1='$ ' %s bash --norc --noprofile -i",
 		e.dir, binDir, os.Getenv("PATH"), e.dir, strings.Join(e.env, " "))
 	tmux, waitFor = startTmuxSized(t, w, h, shell)
 	waitFor("$ ")
@@ -42,8 +42,10 @@ func tmuxShell(t *testing.T, e *e2e, w, h int) (tmux func(args ...string) string
 // result verifies with --files.
 func TestTUIStopDuringKMSCall(t *testing.T) {
 	e := newE2EWith(t, "--latency", "2s")
+	// One key at a time (kms.parallel: 1): the stop comes between the
+	// first key's CreateKey and the second's.
 	e.config("ceremony.yaml", "ceremony:\n  id: e2e-slow\n  operator: tester\n  out_dir: slow\ntoken:\n  label: ceremony\n"+
-		"kms:\n  wrapping_algorithm: RSAES_OAEP_SHA_1\n  wrapping_key_spec: RSA_2048\nkeys:\n"+
+		"kms:\n  wrapping_algorithm: RSAES_OAEP_SHA_1\n  wrapping_key_spec: RSA_2048\n  parallel: 1\nkeys:\n"+
 		"  - label: first-slow\n    create: true\n    valid_for: 30d\n  - label: second-slow\n    create: true\n    valid_for: 30d\n"+
 		"escrow:\n  threshold: 1\n  allow_single_custodian: true\n  custodians:\n    - name: alice\n      recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n")
 	tmux, waitFor, typeLine := tmuxShell(t, e, 80, 24)
