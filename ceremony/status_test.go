@@ -108,3 +108,14 @@ escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, 
 		t.Errorf("changed transcript: %v", err)
 	}
 }
+
+// TestEvidenceFiles: the summary lists the directory's files, not its lock.
+func TestEvidenceFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{".keyceremony.lock", "transcript.jsonl", "escrow.json"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o600)
+	}
+	if got := strings.Join(evidenceFiles(dir), " "); got != "escrow.json transcript.jsonl" {
+		t.Errorf("evidence files: %s", got)
+	}
+}

@@ -121,7 +121,10 @@ func evidenceFiles(out string) []string {
 	}
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		// Not evidence: the directory's lock (.keyceremony.lock).
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
 	}
 	sort.Strings(names)
 	return names

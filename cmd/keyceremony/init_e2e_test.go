@@ -33,16 +33,7 @@ func TestInitRunsAsWritten(t *testing.T) {
 	if !strings.Contains(string(data), "# keyceremony config, written by keyceremony init") || !strings.Contains(string(data), "threshold: 2") {
 		t.Errorf("the starter config:\n%s", data)
 	}
-	if stdout, stderr, code := e.run(nil, "script", "--config", cfg); code != 0 || !strings.Contains(stdout, "# Key ceremony script: init-e2e") {
-		t.Fatalf("script exited %d: %s %s", code, stdout, stderr)
-	}
-	if stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg); code != 0 {
-		t.Fatalf("run exited %d: %s %s", code, stdout, stderr)
-	}
-	out := filepath.Join(e.dir, "init-e2e")
-	if stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
-		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
-	}
+	runAsWritten(t, e, cfg, "init-e2e")
 
 	_, stderr, code = e.run(nil, "init", "--out", cfg)
 	if code != 1 || !strings.Contains(stderr, "already exists: init never overwrites a config") {
@@ -58,5 +49,22 @@ func TestInitRunsAsWritten(t *testing.T) {
 	}
 	if _, err := os.Stat(bad); err == nil {
 		t.Error("a bad init wrote a file")
+	}
+}
+
+// runAsWritten runs the ceremony of the config init wrote, as written:
+// keyceremony script prints it, run completes it, and verify accepts the
+// result with its files.
+func runAsWritten(t *testing.T, e *e2e, cfg, id string) {
+	t.Helper()
+	if stdout, stderr, code := e.run(nil, "script", "--config", cfg); code != 0 || !strings.Contains(stdout, "# Key ceremony script: "+id) {
+		t.Fatalf("script exited %d: %s %s", code, stdout, stderr)
+	}
+	if stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg); code != 0 {
+		t.Fatalf("run exited %d: %s %s", code, stdout, stderr)
+	}
+	out := filepath.Join(e.dir, id)
+	if stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
+		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
 	}
 }

@@ -204,14 +204,5 @@ func TestInitFormTmux(t *testing.T) {
 	if strings.Contains(string(data), "AGE-SECRET-KEY") {
 		t.Fatal("the secret key is in the config")
 	}
-	if stdout, stderr, code := e.run(nil, "script", "--config", cfg); code != 0 || !strings.Contains(stdout, "# Key ceremony script: init-form") {
-		t.Fatalf("script exited %d: %s %s", code, stdout, stderr)
-	}
-	if stdout, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg); code != 0 {
-		t.Fatalf("run exited %d: %s %s", code, stdout, stderr)
-	}
-	out := filepath.Join(e.dir, "init-form")
-	if stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
-		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
-	}
+	runAsWritten(t, e, cfg, "init-form")
 }

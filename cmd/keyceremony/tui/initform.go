@@ -355,25 +355,14 @@ func (f *InitForm) header(w int) []string {
 	if f.review != "" {
 		right = "review"
 	}
-	title := " " + titleStyle.Render("keyceremony init") + " · " + f.file
-	gap := w - 1 - lipgloss.Width(title) - lipgloss.Width(right)
-	if gap < 1 {
-		return append(wrap(title, w, 1), ansi.Truncate(" "+right+" "+strings.Repeat("─", w), w, ""))
-	}
-	return []string{title + strings.Repeat(" ", gap) + right, strings.Repeat("─", w)}
+	return titleBar(" "+titleStyle.Render("keyceremony init")+" · "+f.file, right, w)
 }
 
 func (f *InitForm) body(w int) []string {
 	var out []string
 	add := func(indent int, s string) { out = append(out, wrap(s, w, indent)...) }
 	if f.help {
-		for _, l := range initHelp {
-			indent := 1
-			if strings.HasPrefix(l, "  ") {
-				indent = 17
-			}
-			add(indent, l)
-		}
+		helpBody(add, initHelp, 17)
 		return out
 	}
 	if f.review != "" {

@@ -140,13 +140,29 @@ func (m *Model) header(w int) []string {
 	case phaseFailed, phaseStopped:
 		right = "stopped"
 	}
-	title := " " + titleStyle.Render("keyceremony") + " · ceremony " + m.cfg.Ceremony.ID
+	return titleBar(" "+titleStyle.Render("keyceremony")+" · ceremony "+m.cfg.Ceremony.ID, right, w)
+}
+
+// titleBar is the title line, with right at its right end, and a rule.
+func titleBar(title, right string, w int) []string {
 	gap := w - 1 - lipgloss.Width(title) - lipgloss.Width(right)
 	if gap < 1 {
-		// A long ceremony id: the phase goes on the rule line.
+		// A long title: right goes on the rule line.
 		return append(wrap(title, w, 1), ansi.Truncate(" "+right+" "+strings.Repeat("─", w), w, ""))
 	}
 	return []string{title + strings.Repeat(" ", gap) + right, strings.Repeat("─", w)}
+}
+
+// helpBody adds the lines of a help screen: key lines (indented) hang
+// under their description at column keys, others under themselves.
+func helpBody(add func(int, string), lines []string, keys int) {
+	for _, l := range lines {
+		indent := 1
+		if strings.HasPrefix(l, "  ") {
+			indent = keys
+		}
+		add(indent, l)
+	}
 }
 
 // body is every line of the scrolling part, wrapped to w.
@@ -154,15 +170,7 @@ func (m *Model) body(w int) []string {
 	var out []string
 	add := func(indent int, s string) { out = append(out, wrap(s, w, indent)...) }
 	if m.help {
-		for _, l := range helpText {
-			// Key lines hang under their description, others under
-			// themselves.
-			indent := 1
-			if strings.HasPrefix(l, "  ") {
-				indent = 15
-			}
-			add(indent, l)
-		}
+		helpBody(add, helpText, 15)
 		return out
 	}
 	switch m.phase {
