@@ -313,6 +313,48 @@ func TestDoneScreen(t *testing.T) {
 	checkScreen(t, m)
 }
 
+// TestDoneScreenOffline: an offline ceremony's summary shows each key's
+// bundle, the time its import parameters expire, and the complete upload
+// command; steps 8 and 9 (nothing imported here) are marked skipped, not
+// done.
+func TestDoneScreenOffline(t *testing.T) {
+	cfg, err := ceremony.ParseConfig([]byte(`
+ceremony: {id: payments-2026, operator: alice, out_dir: /ceremony/out}
+token: {label: ceremony}
+keys:
+  - {label: payments, params_file: params-payments.json, wrapping_key_sha256: 3f2a9c01a8f3e2b4d5c6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c, valid_for: 90d}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(context.Background(), cfg, func(context.Context, *ceremony.Config, ceremony.UI) (*ceremony.Result, error) { return nil, nil })
+	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	enter(m)
+	for i := range m.steps {
+		send(m, stepStartedMsg{i}, stepDoneMsg{i, "ok"})
+	}
+	m.phase = phaseRunning
+	if v := m.View(); !strings.Contains(v, " -  8 Import") || !strings.Contains(v, " -  9 Check") || strings.Contains(v, "✓  8") {
+		t.Errorf("steps 8 and 9 of an offline ceremony are not marked skipped:\n%s", v)
+	}
+	by := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+	const fp = "db56733b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b"
+	upload := "keyceremony upload --bundle /ceremony/out/bundle-payments.json --transcript /ceremony/out/transcript.jsonl --fingerprint " + fp + " --valid-for 90d"
+	send(m, doneMsg{res: &ceremony.Result{OutDir: "/ceremony/out", Transcript: "/ceremony/out/transcript.jsonl", PublicKey: "/ceremony/out/signing-key.pem", Offline: true, Fingerprint: fp,
+		SealHash:  "4c1fab130e4df772367649d83c049e83aa5b7c5d1e2f3a4b5c6d7e8f90a1b2c3",
+		SealWords: transcripts.Words([]byte{0x4c, 0x1f, 0xab, 0x13, 0x0e, 0x4d, 0xf7, 0x72, 0x36, 0x76, 0x49, 0xd8, 0x3c, 0x04, 0x9e, 0x83}),
+		Keys:      []ceremony.KeyResult{{Label: "payments", KeyCheckValue: "06437a", Bundle: "/ceremony/out/bundle-payments.json", UploadCommand: upload, ImportBy: &by}}}})
+	m.Update(tea.KeyMsg{Type: tea.KeyEnd})
+	checkScreen(t, m)
+	report := m.Outcome().Report
+	for _, want := range []string{upload, "upload before    2026-11-27T09:30:00Z (the import parameters expire)", "bundle           /ceremony/out/bundle-payments.json"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the offline summary lacks %q:\n%s", want, report)
+		}
+	}
+}
+
 // TestNarrow checks that nothing overflows a narrow terminal.
 func TestNarrow(t *testing.T) {
 	m := newModel(t, nil)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"unicode"
 
@@ -186,7 +187,9 @@ func (m *Model) body(w int) []string {
 		add(1, " "+doneStyle.Render("✓")+fmt.Sprintf(" All %d steps done.", len(m.steps)))
 		add(0, "")
 		for _, l := range strings.Split(strings.TrimRight(ceremony.Summary(m.cfg, m.result), "\n"), "\n") {
-			add(hang(l), " "+l)
+			for _, l := range splitWords(l, w-1) {
+				add(hang(l), " "+l)
+			}
 		}
 		return out
 	}
@@ -576,6 +579,24 @@ func tokens(s string) []token {
 		s = s[i+j:]
 	}
 	return out
+}
+
+// wordsLine is a line of numbered seal words, four to a line: its first
+// two and last two.
+var wordsLine = regexp.MustCompile(`^( +\d+ \S+ +\d+ \S+) +(\d+ \S+ +\d+ \S+)$`)
+
+// splitWords splits a line of seal words wider than w into two lines of
+// two, so that no number is parted from its word.
+func splitWords(l string, w int) []string {
+	g := wordsLine.FindStringSubmatch(l)
+	if g == nil || ansi.StringWidth(l) <= w {
+		return []string{l}
+	}
+	pad := strings.Repeat(" ", indentOf(l))
+	if strings.HasPrefix(g[2], "1") && len(g[2]) > 1 && g[2][1] != ' ' {
+		pad = pad[:max(len(pad)-1, 0)] // two-digit numbers line up under one-digit ones
+	}
+	return []string{g[1], pad + g[2]}
 }
 
 // hang is the indent of the continuation lines of l (as shown after one
