@@ -436,7 +436,7 @@ var initHelp = []string{
 	"  shift+tab      back to the question before",
 	"  ↑ ↓            scroll a line",
 	"  pgup pgdn      scroll a page",
-	"  f1, ?         this help (? only at the review)",
+	"  f1, ?          this help (? only at the review)",
 	"  esc, ctrl+c    quit without writing anything (you are asked first)",
 	"",
 	"Each answer is checked at once, as keyceremony run will check the config; what is wrong is said under the question.",

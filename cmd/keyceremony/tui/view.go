@@ -158,7 +158,7 @@ func titleBar(title, right string, w int) []string {
 // under their description at column keys, others under themselves.
 func helpBody(add func(int, string), lines []string, keys int) {
 	for _, l := range lines {
-		indent := 1
+		indent := 0
 		if strings.HasPrefix(l, "  ") {
 			indent = keys
 		}
