@@ -86,7 +86,7 @@ escrow:
 	// Refused before anything changes: a replica in the primary's Region.
 	bad := conf("mr-bad", "  - {label: global-bad, create: true, multi_region: true, replicas: [{region: eu-west-1}], valid_for: 90d}")
 	_, stderr, code := e.run(pin, "run", "--config", bad)
-	want := `keyceremony: error: step kms-keys: key "global-bad": replicas[0].region eu-west-1 is the Region of the key itself: a replica lives in another Region`
+	want := `keyceremony: error: step 3 (create or check the KMS keys): key "global-bad": replicas[0].region eu-west-1 is the Region of the key itself: a replica lives in another Region`
 	if code != 1 || errorLine(stderr) != want {
 		t.Errorf("replica in the primary's Region: exit %d\n%s\nwant %s", code, stderr, want)
 	}
@@ -184,7 +184,7 @@ escrow:
 	// key was never replicated into.
 	bad = conf("mr-rot-bad", fmt.Sprintf("  - {label: global-v2, kms_key_id: %s, rotate: true, replicas: [{region: us-east-1}, {region: sa-east-1}], valid_for: 60d}", primary))
 	_, stderr, code = e.run(pin, "run", "--config", bad)
-	want = fmt.Sprintf("keyceremony: error: step kms-keys: KMS key %s has no replica in sa-east-1: a rotation imports the new material into existing replicas only; replicate it first (keyceremony replicate) or remove the Region from keys[].replicas", primary)
+	want = fmt.Sprintf("keyceremony: error: step 3 (create or check the KMS keys): KMS key %s has no replica in sa-east-1: a rotation imports the new material into existing replicas only; replicate it first (keyceremony replicate) or remove the Region from keys[].replicas", primary)
 	if code != 1 || errorLine(stderr) != want {
 		t.Errorf("rotation with a missing replica: exit %d\n%s\nwant %s", code, stderr, want)
 	}
@@ -327,7 +327,7 @@ keys:
 
 	// Another key's replica: refused before anything changes.
 	_, stderr, code := a.offline(pin, "run", "--config", conf("out-bad", op, opin))
-	want := fmt.Sprintf("keyceremony: error: step params: keys[0].replicas[0].params_file %s is for %s, which is not a replica of %s (a multi-Region key's replica has its key ID in another Region): fetch the parameters of the replica", op, otherReplica, primary)
+	want := fmt.Sprintf("keyceremony: error: keys[0].replicas[0].params_file %s is for %s, which is not a replica of %s (a multi-Region key's replica has its key ID in another Region): fetch the parameters of the replica", op, otherReplica, primary)
 	if code != 1 || errorLine(stderr) != want {
 		t.Errorf("another key's replica params: exit %d\n%s\nwant %s", code, stderr, want)
 	}
