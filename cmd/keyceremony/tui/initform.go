@@ -319,16 +319,7 @@ func configPath(err error) string {
 	return s
 }
 
-func (f *InitForm) size() (int, int) {
-	w, h := f.width, f.height
-	if w <= 0 {
-		w = 80
-	}
-	if h <= 0 {
-		h = 24
-	}
-	return w, h
-}
+func (f *InitForm) size() (int, int) { return screenSize(f.width, f.height) }
 
 func (f *InitForm) scroll(k string) {
 	w, h := f.size()

@@ -57,8 +57,10 @@ func compose(header, body, footer []string, off, h int) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-func (m *Model) size() (int, int) {
-	w, h := m.width, m.height
+func (m *Model) size() (int, int) { return screenSize(m.width, m.height) }
+
+// screenSize is the terminal's size, 80x24 until the terminal said.
+func screenSize(w, h int) (int, int) {
 	if w <= 0 {
 		w = 80
 	}
