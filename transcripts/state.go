@@ -1,10 +1,6 @@
 package transcripts
 
-import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
-)
+import "bytes"
 
 // State is a transcript read without changing it, its events counted as a
 // resume (or, sealed, verify) counts them: for showing what a ceremony did
@@ -22,44 +18,21 @@ type State struct {
 	Sealed bool
 }
 
-// ReadState reads a transcript's lines strictly and checks its hash chain,
-// as Reopen does, and applies the void rule as a resume would. An
-// incomplete last line (the process died while writing it) is left out: a
-// resume cuts it off. Failures are *VerifyError.
+// ReadState reads a transcript's lines as Reopen and verify do (one
+// strict reader, the hash chain checked), and applies the void rule as a
+// resume would. An incomplete last line (the process died while writing
+// it) is left out: a resume cuts it off. Failures are *VerifyError, and
+// [ErrNoHeader] for a transcript without one complete line.
 func ReadState(data []byte) (*State, error) {
-	st := &State{}
-	prev := zeroHash
-	for n := 1; ; n++ {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			break
-		}
-		line := data[:i]
-		data = data[i+1:]
-		var err error
-		switch {
-		case n == 1:
-			err = readHeader(line, prev, &st.Header)
-		case st.Sealed:
-			err = chainErr(n, "", "line after the seal", "", "")
-		case lineType(line).Type == "seal":
-			err = readSeal(n, line, prev, len(st.Events)+1, &Seal{})
-			st.Sealed = true
-		default:
-			var e Event
-			if e, err = readEvent(n, line, prev, len(st.Events)+1, false); err == nil {
-				st.Events = append(st.Events, e)
-			}
-		}
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.Sum256(line)
-		prev = hex.EncodeToString(sum[:])
-	}
-	if prev == zeroHash {
+	keep := bytes.LastIndexByte(data, '\n') + 1
+	if keep == 0 {
 		return nil, ErrNoHeader
 	}
+	c, err := readLines(data[:keep])
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Header: c.header, Events: c.events, Sealed: c.seal != nil}
 	void, _, err := voidEvents(&st.Header, st.Events, !st.Sealed)
 	if err != nil {
 		return nil, err

@@ -49,10 +49,10 @@ func TestCustodianRefusals(t *testing.T) {
 	}{
 		{"same passphrase",
 			"    - {name: a, passphrase: true, passphrase_file: a.pass}\n    - {name: b, passphrase: true, passphrase_file: b.pass}\n    - {name: c, recipient: " + rec + "}\n",
-			`keyceremony: error: step custodians: escrow.custodians[1]: custodian "b" chose the same passphrase as custodian "a": each custodian chooses their own, or one person holds two shares; nothing was changed`},
+			`keyceremony: error: step 1 (check the escrow custodians): escrow.custodians[1]: custodian "b" chose the same passphrase as custodian "a": each custodian chooses their own, or one person holds two shares; nothing was changed`},
 		{"ask with nobody at the keyboard",
 			"    - {name: a, recipient: " + rec + "}\n    - {name: b, recipient: ask}\n",
-			`keyceremony: error: step custodians: escrow.custodians[1]: nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of "ask", or run the ceremony in the TUI`},
+			`keyceremony: error: step 1 (check the escrow custodians): escrow.custodians[1]: nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of "ask", or run the ceremony in the TUI`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := kmsKeyCount(t)
@@ -99,7 +99,7 @@ func TestAskAtTheTerminal(t *testing.T) {
 	tmux("send-keys", "-t", "c", "-l", "bob")
 	tmux("send-keys", "-t", "c", "Enter")
 	screen := waitFor("exit=")
-	want := "keyceremony: error: step custodians: escrow.custodians[1]: custodian b gave no valid recipient in three tries: recipient must be an age recipient (age1pq1… post-quantum, or age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)"
+	want := "keyceremony: error: step 1 (check the escrow custodians): escrow.custodians[1]: custodian b gave no valid recipient in three tries: recipient must be an age recipient (age1pq1… post-quantum, or age1…) or an SSH public key (ssh-ed25519 …, ssh-rsa …)"
 	if !strings.Contains(screen, "exit=1") || errorLines(screen) != want {
 		t.Fatalf("screen:\n%s\nwant exit=1 and the one error line:\n%s", screen, want)
 	}
