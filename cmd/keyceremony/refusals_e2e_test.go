@@ -176,7 +176,7 @@ func TestTakenKeyID(t *testing.T) {
 	cfg := e.config("taken-id.yaml", body)
 	before := kmsKeyCount(t)
 	_, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
-	want := `keyceremony: error: step open-token: key already exists: token "ceremony" already holds a secret key with id 0a1b: choose another keys[].id for "refused-key", or leave it out for a random one`
+	want := `keyceremony: error: step 2 (open the token and log in): key already exists: token "ceremony" already holds a secret key with id 0a1b: choose another keys[].id for "refused-key", or leave it out for a random one`
 	if code != 1 || errorLines(stderr) != want {
 		t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstderr:\n%s", code, errorLines(stderr), want, stderr)
 	}
