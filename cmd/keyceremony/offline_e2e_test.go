@@ -124,7 +124,7 @@ keys:
 	twice += fmt.Sprintf("  - {label: off-twice, params_file: %s, wrapping_key_sha256: %x, valid_for: 60d}\n", other, sum)
 	os.WriteFile(cfg, []byte(twice), 0o600)
 	_, stderr, code = a.offline([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", cfg)
-	want := "keyceremony: error: step params: keys[2].params_file " + other + " is for KMS key " + op.KeyARN + ", as keys[0].params_file is: each key needs its own KMS key; fetch parameters for another key"
+	want := "keyceremony: error: keys[2].params_file " + other + " is for KMS key " + op.KeyARN + ", as keys[0].params_file is: each key needs its own KMS key; fetch parameters for another key"
 	if code != 1 || errorLines(stderr) != want {
 		t.Errorf("two keys for one KMS key: exit %d, error lines:\n%s\nwant:\n%s", code, errorLines(stderr), want)
 	}

@@ -213,7 +213,7 @@ func TestOneKMSKeyTwice(t *testing.T) {
 	path := e.config("twice.yaml", body)
 	before := kmsKeyCount(t)
 	_, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + hsmtest.PIN}, "run", "--config", path)
-	want := `keyceremony: error: step kms-keys: keys[1].kms_key_id "` + arn + `" is KMS key ` + arn + `, which keys[0].kms_key_id "alias/twice" names too: each key needs its own KMS key`
+	want := `keyceremony: error: step 3 (create or check the KMS keys): keys[1].kms_key_id "` + arn + `" is KMS key ` + arn + `, which keys[0].kms_key_id "alias/twice" names too: each key needs its own KMS key`
 	if code != 1 || errorLines(stderr) != want {
 		t.Fatalf("exit %d, error lines:\n%s\nwant exit 1 and:\n%s\nstderr:\n%s", code, errorLines(stderr), want, stderr)
 	}
