@@ -18,8 +18,10 @@ import (
 	"sync"
 	"testing"
 
+	"filippo.io/age"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/keyceremony/keyceremony/escrow"
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
 
@@ -116,6 +118,9 @@ func binary(t testing.TB, name string, args ...string) *exec.Cmd {
 			cmds := known.runs[t.Name()]
 			delete(known.runs, t.Name())
 			known.mu.Unlock()
+			for what, v := range shareValues(cmds) {
+				keepSecret(t, what, v, true)
+			}
 			for _, c := range cmds {
 				if c.ProcessState != nil {
 					checkRun(t, c, buffered(c.Stdout), buffered(c.Stderr))
@@ -124,6 +129,56 @@ func binary(t testing.TB, name string, args ...string) *exec.Cmd {
 		})
 	}
 	return cmd
+}
+
+// shareValues opens the share files the runs wrote with the identity
+// files any of them was given (age, and SSH keys without a passphrase;
+// passphrase shares are left out, as each costs an scrypt) and returns
+// each share's value: no run may show a share in clear.
+func shareValues(cmds []*exec.Cmd) map[string][]byte {
+	var ids []age.Identity
+	var dirs []string
+	for _, c := range cmds {
+		for i, a := range c.Args[:len(c.Args)-1] {
+			if a != "--identity" {
+				continue
+			}
+			b, err := os.ReadFile(resolve(c, c.Args[i+1]))
+			if err != nil {
+				continue
+			}
+			if parsed, err := escrow.ParseIdentities(b, nil); err == nil {
+				for _, id := range parsed {
+					ids = append(ids, id)
+				}
+			}
+		}
+		dirs = append(dirs, writtenPaths(c)...)
+	}
+	out := map[string][]byte{}
+	if len(ids) == 0 {
+		return out
+	}
+	seen := map[string]bool{}
+	for _, d := range dirs {
+		_ = filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !shareFileRE.MatchString(e.Name()) || seen[path] {
+				return nil
+			}
+			seen[path] = true
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return nil
+			}
+			if sh, err := escrow.OpenShare(data, path, ids...); err == nil {
+				if v, err := hex.DecodeString(sh.Value); err == nil {
+					out["share value of "+e.Name()] = v
+				}
+			}
+			return nil
+		})
+	}
+	return out
 }
 
 func buffered(w any) string {
@@ -358,6 +413,14 @@ func TestLeakCheck(t *testing.T) {
 	}
 	if w := writtenPaths(cmd); len(w) != 1 || w[0] != filepath.Join(dir, "out") {
 		t.Errorf("writtenPaths = %q", w)
+	}
+	// The frozen v2 escrow: alice's identity opens her share, and its
+	// value becomes a secret of the test.
+	run := exec.Command("keyceremony", "run", "--out-dir", v2)
+	check := exec.Command("keyceremony", "escrow", "verify-share", "--identity", v2+"identities/alice.key")
+	values := shareValues([]*exec.Cmd{run, check})
+	if len(values) != 1 || len(values["share value of share-1-alice.age"]) != 32 {
+		t.Errorf("shareValues found %d values, want alice's", len(values))
 	}
 }
 
