@@ -506,10 +506,19 @@ func SignedPayload(transcript []byte) ([]byte, error) {
 
 func checkFiles(fsys fs.FS, refs []FileRef) error {
 	for i, r := range refs {
-		b, err := fs.ReadFile(fsys, r.Name)
+		// Stat first: a device or a pipe where a file belongs (a link to
+		// /dev/zero in evidence from elsewhere) would be read forever.
+		fi, err := fs.Stat(fsys, r.Name)
 		if r.Optional && errors.Is(err, fs.ErrNotExist) {
 			refs[i].Absent = true
 			continue
+		}
+		if err == nil && !fi.Mode().IsRegular() {
+			err = errors.New("it is not a regular file: evidence files are plain files")
+		}
+		var b []byte
+		if err == nil {
+			b, err = fs.ReadFile(fsys, r.Name)
 		}
 		if err != nil {
 			return &VerifyError{Class: ClassFile, Line: r.Line, Field: "file", Reason: fmt.Sprintf("file %s named by the transcript cannot be read: %v", r.Name, err), Expected: r.SHA256, Found: "no file"}

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,6 +158,7 @@ func TestVerifyTamper(t *testing.T) {
 		{"v0 transcript", []byte(`{"type":"header","format":"keyceremony/transcript/v0","ceremony_id":"c","tool":"t","started":"2026-01-01T00:00:00Z","prev":"` + zeroHash + "\"}\n"), Options{}, ClassChain, 1, "format"},
 		{"file replaced", good, Options{Files: fstest.MapFS{"params-k.json": {Data: []byte("params")}, "bundle-k.json": {Data: []byte("other")}}}, ClassFile, 4, "sha256"},
 		{"file missing", good, Options{Files: fstest.MapFS{"bundle-k.json": {Data: []byte("bundle")}}}, ClassFile, 3, "file"},
+		{"a device for a file", good, Options{Files: fstest.MapFS{"params-k.json": {Data: []byte("params"), Mode: fs.ModeDevice | fs.ModeCharDevice}, "bundle-k.json": {Data: []byte("bundle")}}}, ClassFile, 3, "file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

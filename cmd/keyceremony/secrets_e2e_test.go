@@ -162,7 +162,7 @@ func shareValues(cmds []*exec.Cmd) map[string][]byte {
 	seen := map[string]bool{}
 	for _, d := range dirs {
 		_ = filepath.WalkDir(d, func(path string, e fs.DirEntry, err error) error {
-			if err != nil || e.IsDir() || !shareFileRE.MatchString(e.Name()) || seen[path] {
+			if err != nil || !e.Type().IsRegular() || !shareFileRE.MatchString(e.Name()) || seen[path] {
 				return nil
 			}
 			seen[path] = true

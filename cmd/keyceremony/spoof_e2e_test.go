@@ -1,13 +1,17 @@
 package main_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/transcripts/events"
@@ -78,4 +82,51 @@ func TestVerifyCRLF(t *testing.T) {
 	if code != 3 || stderr != want {
 		t.Errorf("exit %d, stderr %q\nwant exit 3 and %q", code, stderr, want)
 	}
+}
+
+// TestVerifyFilesDevice verifies the frozen v2 evidence with one share
+// file replaced by a link to /dev/zero, as a hostile copy of the evidence
+// could hold: refused as not a plain file (before, verify read it forever).
+func TestVerifyFilesDevice(t *testing.T) {
+	dir := t.TempDir()
+	entries, err := os.ReadDir(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Type().IsRegular() {
+			if err := os.WriteFile(filepath.Join(dir, e.Name()), mustRead(t, v2+e.Name()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	share := filepath.Join(dir, "share-1-alice.age")
+	if err := os.Remove(share); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/dev/zero", share); err != nil {
+		t.Fatal(err)
+	}
+	cmd := binary(t, "keyceremony", "verify", "--files", dir, "--fingerprint", v2Fp, filepath.Join(dir, "transcript.jsonl"))
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+	_ = cmd.Wait()
+	if !stop.Stop() {
+		t.Fatal("verify --files read /dev/zero for a minute")
+	}
+	code := cmd.ProcessState.ExitCode()
+	if code != 6 || !strings.HasSuffix(stderr.String(), ": field \"file\": file share-1-alice.age named by the transcript cannot be read: it is not a regular file: evidence files are plain files (expected "+mustShareHash(t, v2+"share-1-alice.age")+"…, found no file)\n") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// mustShareHash is the first 16 hex digits of the SHA-256 of file p.
+func mustShareHash(t *testing.T, p string) string {
+	sum := sha256.Sum256(mustRead(t, p))
+	return hex.EncodeToString(sum[:])[:16]
 }
