@@ -86,7 +86,8 @@ func TestVerifyCRLF(t *testing.T) {
 
 // TestVerifyFilesDevice verifies the frozen v2 evidence with one share
 // file replaced by a link to /dev/zero, as a hostile copy of the evidence
-// could hold: refused as not a plain file (before, verify read it forever).
+// could hold, then a witness signature that is such a link: refused as not
+// plain files (before, verify read them forever).
 func TestVerifyFilesDevice(t *testing.T) {
 	dir := t.TempDir()
 	entries, err := os.ReadDir(v2)
@@ -120,6 +121,23 @@ func TestVerifyFilesDevice(t *testing.T) {
 		t.Fatal("verify --files read /dev/zero for a minute")
 	}
 	code := cmd.ProcessState.ExitCode()
+	defer func() {
+		// A witness signature beside the transcript that is a device.
+		if err := os.Remove(share); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/dev/zero", filepath.Join(dir, "witness-mallory.sig")); err != nil {
+			t.Fatal(err)
+		}
+		allowed := filepath.Join(dir, "allowed_signers")
+		if err := os.WriteFile(allowed, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := runBin(t, "verify", "--fingerprint", v2Fp, "--allowed-signers", allowed, filepath.Join(dir, "transcript.jsonl"))
+		if want := "keyceremony: error: witness signature " + filepath.Join(dir, "witness-mallory.sig") + " is not a plain file\n"; code != 1 || stderr != want {
+			t.Errorf("witness signature /dev/zero: exit %d, stderr %q, want 1 and %q", code, stderr, want)
+		}
+	}()
 	if code != 6 || !strings.HasSuffix(stderr.String(), ": field \"file\": file share-1-alice.age named by the transcript cannot be read: it is not a regular file: evidence files are plain files (expected "+mustShareHash(t, v2+"share-1-alice.age")+"…, found no file)\n") || strings.Count(stderr.String(), "\n") != 1 {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}

@@ -239,6 +239,11 @@ func readWitnessSignatures(transcript string) ([]transcripts.WitnessSignature, e
 	var out []transcripts.WitnessSignature
 	for _, m := range matches {
 		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), witnessSigPrefix), witnessSigSuffix)
+		// Beside a transcript from elsewhere, a link to a device would be
+		// read forever.
+		if fi, err := os.Stat(m); err == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("witness signature %s is not a plain file", m)
+		}
 		b, err := os.ReadFile(m)
 		if err != nil {
 			return nil, fmt.Errorf("failed to read witness signature: %w", err)
