@@ -231,6 +231,7 @@ func WrapOffline(ctx context.Context, plan *WrapPlan, ui UI) (*WrapResult, error
 		}
 	}()
 
+	cfg.Token.KeyLabel, cfg.Token.KeyID = plan.KeyLabel, plan.KeyID
 	tok, err := OpenToken(ctx, &cfg.Token, ui)
 	if err != nil {
 		return nil, err

@@ -457,7 +457,7 @@ func OpenToken(ctx context.Context, t *TokenConfig, ui UI) (*hsm.Token, error) {
 		if err != nil {
 			return nil, err
 		}
-		tok, err := hsm.Open(hsm.Config{Module: module, InitArgs: t.InitArgs, TokenLabel: label, TokenSerial: serial, URI: u, PIN: pin, SealKey: hsm.SealKey(t.SealAlgorithm), ProbeAll: t.ProbeAll})
+		tok, err := hsm.Open(hsm.Config{Module: module, InitArgs: t.InitArgs, TokenLabel: label, TokenSerial: serial, URI: u, PIN: pin, SealKey: hsm.SealKey(t.SealAlgorithm), ProbeAll: t.ProbeAll, KeyLabel: t.KeyLabel, KeyID: t.KeyID})
 		clear(pin)
 		if err == nil || !asked || !errors.Is(err, hsm.ErrWrongPIN) || try == tries {
 			return tok, err

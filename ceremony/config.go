@@ -82,6 +82,11 @@ type TokenConfig struct {
 	// ProbeAll makes the probe try every kind of signing key (keyceremony
 	// probe). Not read from the file.
 	ProbeAll bool `yaml:"-"`
+	// KeyLabel and KeyID name the key a command will choose on the token
+	// (wrap), so that an ambiguous one is refused before the login where
+	// the token shows it (see hsm.Config). Not read from the file.
+	KeyLabel string `yaml:"-"`
+	KeyID    []byte `yaml:"-"`
 }
 
 // KMSConfig chooses the Region, profile and wrapping parameters.

@@ -49,13 +49,40 @@ func (f KeyFacts) Usage() []string {
 
 // FindKey finds the one secret key with label (when not empty) and CKA_ID
 // id (when not empty), whatever its type: a key that matches is then judged
-// by [Token.CheckForeignKey]. Several matches are refused, listing them.
+// by [Token.CheckForeignKey]. Several matches are refused, listing them,
+// with an error wrapping [ErrAmbiguous].
 func (t *Token) FindKey(label string, id []byte) (*Key, error) {
 	if label == "" && len(id) == 0 {
 		return nil, errors.New("name the key by label, CKA_ID, or both")
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	keys, what, err := t.findKeysLocked(label, id)
+	if err != nil {
+		return nil, err
+	}
+	switch len(keys) {
+	case 0:
+		return nil, fmt.Errorf("%w: no secret key with %s on token %q", ErrKeyNotFound, what, t.info.Label)
+	case 1:
+		return keys[0], nil
+	}
+	return nil, t.ambiguousKeys(keys, what, "")
+}
+
+// ambiguousKeys refuses a key selection (what) that matches keys, listing
+// them; when says when they were seen.
+func (t *Token) ambiguousKeys(keys []*Key, what, when string) error {
+	var names []string
+	for _, k := range keys {
+		names = append(names, fmt.Sprintf("%q (id %x)", k.Label, k.ID))
+	}
+	return fmt.Errorf("%w: %d secret keys with %s on token %q%s: %s; choose one with --key-id (or id= in the URI)", ErrAmbiguous, len(keys), what, t.info.Label, when, strings.Join(names, ", "))
+}
+
+// findKeysLocked lists the secret keys the session sees with label and id
+// (each when not empty), sorted by id, and names the selection.
+func (t *Token) findKeysLocked(label string, id []byte) ([]*Key, string, error) {
 	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY)}
 	var what []string
 	if label != "" {
@@ -68,28 +95,18 @@ func (t *Token) FindKey(label string, id []byte) (*Key, error) {
 	}
 	hs, err := t.find(tmpl, 16)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var keys []*Key
-	var names []string
 	for _, h := range hs {
 		attrs, err := t.ctx.GetAttributeValue(t.session, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
 		if err != nil {
-			return nil, fmt.Errorf("failed to read the label and id of a key on token %q: %w", t.info.Label, err)
+			return nil, "", fmt.Errorf("failed to read the label and id of a key on token %q: %w", t.info.Label, err)
 		}
 		keys = append(keys, &Key{handle: h, Label: string(attrs[0].Value), ID: attrs[1].Value})
 	}
 	slices.SortFunc(keys, func(a, b *Key) int { return bytes.Compare(a.ID, b.ID) })
-	for _, k := range keys {
-		names = append(names, fmt.Sprintf("%q (id %x)", k.Label, k.ID))
-	}
-	switch len(keys) {
-	case 0:
-		return nil, fmt.Errorf("%w: no secret key with %s on token %q", ErrKeyNotFound, strings.Join(what, " and "), t.info.Label)
-	case 1:
-		return keys[0], nil
-	}
-	return nil, fmt.Errorf("%w: %d secret keys with %s on token %q: %s; choose one with --key-id (or id= in the URI)", ErrAmbiguous, len(keys), strings.Join(what, " and "), t.info.Label, strings.Join(names, ", "))
+	return keys, strings.Join(what, " and "), nil
 }
 
 // KeyFacts reads what decides whether k is sound to wrap for KMS.

@@ -80,6 +80,13 @@ type Config struct {
 	// ProbeAll makes [Token.Probe] try every kind of signing key, not only
 	// until one works (keyceremony probe reports them all).
 	ProbeAll bool
+	// KeyLabel and KeyID, when set, are the secret key the caller will
+	// choose ([Token.FindKey]): Open refuses, before it logs in, a
+	// selection that matches several keys the token shows without a login
+	// (objects with CKA_PRIVATE false). Private keys are seen only after
+	// the login; FindKey refuses those, before anything changes.
+	KeyLabel string
+	KeyID    []byte
 }
 
 // ModulePath returns the module path Open would load for c.
@@ -194,6 +201,15 @@ func Open(cfg Config) (*Token, error) {
 		return fail(fmt.Errorf("failed to open a session on token %q: %w", info.Label, err))
 	}
 	t.session = sh
+	if cfg.KeyLabel != "" || len(cfg.KeyID) > 0 {
+		keys, what, err := t.findKeysLocked(cfg.KeyLabel, cfg.KeyID)
+		if err != nil {
+			return fail(err)
+		}
+		if len(keys) > 1 {
+			return fail(t.ambiguousKeys(keys, what, " (seen before login; nothing was logged in to)"))
+		}
+	}
 	if err := ctx.Login(sh, pkcs11.CKU_USER, string(cfg.PIN)); err != nil && !isCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		return fail(loginError(err, info.Label))
 	}

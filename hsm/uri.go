@@ -89,7 +89,7 @@ func ParseURI(s string) (*URI, error) {
 			case "module-name":
 				return nil, errors.New("pkcs11 URI: module-name is not supported: give the module's path with module-path")
 			default:
-				return nil, fmt.Errorf("pkcs11 URI: unknown query attribute %q (use module-path or pin-source)", k)
+				return nil, fmt.Errorf("pkcs11 URI: unknown query attribute %s: remove it; keyceremony takes module-path and pin-source after the ?", attrName(k))
 			}
 		}
 	}
@@ -143,9 +143,22 @@ func (u *URI) setPath(k, v string) error {
 		}
 		u.LibraryVersion = v
 	default:
-		return fmt.Errorf("pkcs11 URI: unknown path attribute %q (RFC 7512 defines token, serial, manufacturer, model, object, id, type, slot-id, slot-description, slot-manufacturer and library-*)", k)
+		return fmt.Errorf("pkcs11 URI: unknown path attribute %s: remove it, or use one RFC 7512 defines (token, serial, manufacturer, model, slot-id, slot-description, slot-manufacturer, library-manufacturer, library-description, library-version, object, id, type)", attrName(k))
 	}
 	return nil
+}
+
+// attrName quotes an attribute name for an error: printable, at most 32
+// bytes. Only names are quoted, never values (a value may be a PIN), and not
+// a name that begins like pin-value: a mistyped one may hold the PIN.
+func attrName(k string) string {
+	if strings.HasPrefix(strings.ToLower(k), "pin") && k != "pin-source" {
+		return `"pin…" (not repeated: it may hold a PIN)`
+	}
+	if len(k) > 32 {
+		return strconv.Quote(k[:32]) + "…"
+	}
+	return strconv.Quote(k)
 }
 
 func digits(s string) bool {
@@ -166,12 +179,12 @@ func splitAttr(attr string, seen map[string]bool) (string, string, error) {
 		return "", "", errors.New("pkcs11 URI: an attribute is not name=value")
 	}
 	if seen[k] {
-		return "", "", fmt.Errorf("pkcs11 URI: attribute %q is given twice", k)
+		return "", "", fmt.Errorf("pkcs11 URI: attribute %s is given twice: keep one", attrName(k))
 	}
 	seen[k] = true
 	dv, err := url.PathUnescape(v)
 	if err != nil {
-		return "", "", fmt.Errorf("pkcs11 URI: attribute %q has bad percent-encoding", k)
+		return "", "", fmt.Errorf("pkcs11 URI: attribute %s has bad percent-encoding: write a byte as %%XX", attrName(k))
 	}
 	return k, dv, nil
 }

@@ -33,6 +33,9 @@ func TestParseURI(t *testing.T) {
 		{"pkcs11:slot-id=x", "not a decimal number"},
 		{"pkcs11:type=secret", "not one of secret-key"},
 		{"pkcs11:library-version=2.x", "not M or M.m"},
+		{"pkcs11:token=a;pin-value%3D1234=x", `unknown path attribute "pin…" (not repeated: it may hold a PIN)`},
+		{"pkcs11:token=a?PIN1234=x", `unknown query attribute "pin…"`},
+		{"pkcs11:token=a?pin-source=file:/a&pin-source=file:/b", `attribute "pin-source" is given twice: keep one`},
 	} {
 		_, err := hsm.ParseURI(tt.uri)
 		if err == nil || !strings.Contains(err.Error(), tt.err) {

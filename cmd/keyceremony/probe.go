@@ -62,6 +62,9 @@ func cmdProbe(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 	if n != 1 {
 		return usageError("probe needs exactly one of --token LABEL, --token-uri URI and --config FILE")
 	}
+	if err := checkTokenURIFlag(*uri, "probe chooses no key"); err != nil {
+		return err
+	}
 	tc := ceremony.TokenConfig{Label: *token, URI: *uri}
 	var a wrap.Algorithm
 	if *config != "" {
@@ -152,4 +155,22 @@ func printProbe(w io.Writer, in hsm.Info, c *hsm.Capabilities) {
 		}
 		fmt.Fprintf(w, "    %-26s %s  %s\n", r.Algorithm, yes, r.Method)
 	}
+}
+
+// checkTokenURIFlag refuses a --token-uri that does not parse, naming the
+// flag, and, unless the command chooses a key by it (noKey empty), one with
+// object=, id= or type= (RFC 7512 attributes are honoured or refused, never
+// ignored).
+func checkTokenURIFlag(uri, noKey string) error {
+	if uri == "" {
+		return nil
+	}
+	u, err := hsm.ParseURI(uri)
+	if err != nil {
+		return usageError("--token-uri: " + err.Error())
+	}
+	if noKey != "" && (u.Object != "" || len(u.ID) > 0 || u.Type != "") {
+		return usageError("--token-uri: object, id and type choose a key, but " + noKey + ": drop them from the URI")
+	}
+	return nil
 }

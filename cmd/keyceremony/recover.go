@@ -114,6 +114,9 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 	case *reimport && (*validFor == "") == !*noExpiry:
 		return usageError("--reimport needs exactly one of --valid-for DUR and --does-not-expire")
 	}
+	if err := checkTokenURIFlag(*uri, "a recovery makes its keys from the escrow's labels"); err != nil {
+		return err
+	}
 	lock, err := ceremony.LockDir(*out, "keyceremony recover")
 	if err != nil {
 		return err

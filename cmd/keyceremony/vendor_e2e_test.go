@@ -318,6 +318,8 @@ func TestWrapForeignKeys(t *testing.T) {
 	keygen("AES:32", "stuck", "0c", "--sensitive")
 	keygen("AES:32", "twin", "0d", "--extractable", "--sensitive")
 	keygen("AES:32", "twin", "0e", "--extractable", "--sensitive")
+	keygen("AES:32", "hidden-twin", "1d", "--extractable", "--sensitive", "--private")
+	keygen("AES:32", "hidden-twin", "1e", "--extractable", "--sensitive", "--private")
 	kc, err := awskms.New(context.Background(), awskms.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -352,8 +354,28 @@ func TestWrapForeignKeys(t *testing.T) {
 	wrapKey(1, `key "small" on token "ceremony" is AES of 128 bits; KMS imports only AES-256`, "--key", "small")
 	wrapKey(1, `is not extractable (CKA_EXTRACTABLE false): it can never leave the token`, "--key", "stuck")
 	wrapKey(1, `key "loose" on token "ceremony" is not sensitive (CKA_SENSITIVE false: its value can be read), allows encrypt (CKA_ENCRYPT), allows decrypt (CKA_DECRYPT), allows sign (CKA_SIGN): it may have been used outside KMS; if you know why, accept it with --accept-key-usage`, "--key", "loose")
-	wrapKey(1, `2 secret keys with label "twin" on token "ceremony": "twin" (id 0d), "twin" (id 0e); choose one with --key-id`, "--key", "twin")
+	wrapKey(1, `2 secret keys with label "twin" on token "ceremony" (seen before login; nothing was logged in to): "twin" (id 0d), "twin" (id 0e); choose one with --key-id`, "--key", "twin")
 	wrapKey(0, "key twin (kcv", "--key-id", "0e", "--accept-key-usage")
+	// Keys the token shows without a login (CKA_PRIVATE false) are told
+	// apart before it: a wrong PIN is never tried. Private ones are seen only
+	// after the login, and refused then, before anything changes.
+	for _, c := range []struct {
+		key, pin string
+		want     string
+	}{
+		{"twin", "0000", `keyceremony: error: the selection matches several: 2 secret keys with label "twin" on token "ceremony" (seen before login; nothing was logged in to): "twin" (id 0d), "twin" (id 0e); choose one with --key-id (or id= in the URI)`},
+		{"hidden-twin", "0000", `keyceremony: error: wrong PIN for token "ceremony": nothing was changed; try again with the user PIN`},
+		{"hidden-twin", hsmtest.PIN, `keyceremony: error: the selection matches several: 2 secret keys with label "hidden-twin" on token "ceremony": "hidden-twin" (id 1d), "hidden-twin" (id 1e); choose one with --key-id (or id= in the URI)`},
+	} {
+		out := filepath.Join(e.dir, "w-"+c.key+c.pin)
+		_, stderr, code := e.run([]string{"KEYCEREMONY_PIN=" + c.pin}, "wrap", "--params", params, "--wrapping-key-sha256", pin, "--out-dir", out, "--token", "ceremony", "--key", c.key)
+		if first, _, _ := strings.Cut(stderr, "\n"); code != 1 || first != c.want {
+			t.Errorf("wrap --key %s with PIN %s: exit %d\n%s\nwant %s", c.key, c.pin, code, stderr, c.want)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("wrap --key %s failed but wrote %s", c.key, out)
+		}
+	}
 	out := wrapKey(0, "key loose (kcv", "--key", "loose", "--accept-key-usage")
 	ev := eventData(t, filepath.Join(out, "transcript.jsonl"), "key").(*events.Key)
 	if ev.UsageAcceptedBy != "--accept-key-usage" || ev.Usage == nil {
@@ -362,4 +384,28 @@ func TestWrapForeignKeys(t *testing.T) {
 	wrapKey(0, "key twin (kcv", "--key-id", "0d", "--token-uri", "pkcs11:token=ceremony;object=twin;type=secret-key", "--accept-key-usage")
 	wrapKey(1, `the URI's id=0d and --key-id 0e name different keys`, "--key-id", "0e", "--token-uri", "pkcs11:token=ceremony;id=%0D")
 	wrapKey(1, `type=private, but wrap wraps a secret key`, "--token-uri", "pkcs11:token=ceremony;object=twin;type=private")
+}
+
+// TestTokenURIFlags: a --token-uri that RFC 7512 does not allow, or whose
+// key attributes the command would not use, is refused in one line naming
+// the flag, the attribute and the fix, and never repeats a pin-value.
+func TestTokenURIFlags(t *testing.T) {
+	e := &e2e{t: t, dir: t.TempDir()}
+	const attrs = "token, serial, manufacturer, model, slot-id, slot-description, slot-manufacturer, library-manufacturer, library-description, library-version, object, id, type"
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;tokn=x"}, `--token-uri: pkcs11 URI: unknown path attribute "tokn": remove it, or use one RFC 7512 defines (` + attrs + `)`},
+		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony?pin=secret-4711"}, `--token-uri: pkcs11 URI: unknown query attribute "pin": remove it; keyceremony takes module-path and pin-source after the ?`},
+		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;pin-value=secret-4711"}, `--token-uri: pkcs11 URI contains pin-value: never put a PIN in a URI; use a PIN file, the PIN environment variable or the prompt`},
+		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;object=k1"}, `--token-uri: object, id and type choose a key, but probe chooses no key: drop them from the URI`},
+		{[]string{"recover", "--share", "s.age", "--out", "o", "--token-uri", "pkcs11:token=ceremony;id=%01"}, `--token-uri: object, id and type choose a key, but a recovery makes its keys from the escrow's labels: drop them from the URI`},
+		{[]string{"wrap", "--params", "p.json", "--wrapping-key-sha256", strings.Repeat("0", 64), "--out-dir", "o", "--token-uri", "pkcs11:token=ceremony;slot=1"}, `--token-uri: pkcs11 URI: unknown path attribute "slot": remove it`},
+	} {
+		stdout, stderr, code := e.run(nil, c.args...)
+		if code != 2 || !strings.HasPrefix(stderr, "keyceremony: error: "+c.want) || strings.Count(stderr, "\n") != 1 || strings.Contains(stderr, "secret-4711") || stdout != "" {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q\nwant %q", c.args, code, stdout, stderr, c.want)
+		}
+	}
 }

@@ -77,6 +77,9 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	if *outDir == "" {
 		return usageError("wrap needs --out-dir DIR for the bundle, the AWS CLI files and the transcript")
 	}
+	if err := checkTokenURIFlag(*tokenURI, ""); err != nil {
+		return err
+	}
 	if n := countSet(*token, *tokenURI, *config); n != 1 {
 		return usageError("wrap needs exactly one of --token LABEL, --token-uri URI and --config FILE to choose the token")
 	}
