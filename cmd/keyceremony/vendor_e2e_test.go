@@ -268,7 +268,8 @@ func TestProbeCommand(t *testing.T) {
 		code  int
 		wants []string
 	}{
-		{softhsmToken("ceremony"), "RSAES_OAEP_SHA_1", 0, []string{"CKM_AES_KEY_WRAP_PAD                         wraps RFC 5649; unwraps RFC 5649", "a ceremony can run on this token"}},
+		{softhsmToken("ceremony"), "RSAES_OAEP_SHA_1", 0, []string{"CKM_AES_KEY_WRAP_PAD                         wraps RFC 5649; unwraps RFC 5649", "a ceremony can run on this token",
+			"transcript signing key:                ECDSA P-256\n    ECDSA P-256 (made, signed, verified): ok\n    RSA 3072 (made, signed, verified):    ok\n"}},
 		{softhsmToken("ceremony"), "RSAES_OAEP_SHA_256", 3, []string{`keyceremony: error: a ceremony cannot run on token "ceremony": it lacks wrapping for KMS with RSAES_OAEP_SHA_256 inside the HSM`}},
 		{nss, "RSA_AES_KEY_WRAP_SHA_256", 0, []string{"CKM_AES_KEY_WRAP_PAD                         wraps PKCS#7 + RFC 3394; unwraps PKCS#7 + RFC 3394", "key check value:                       computed"}},
 	} {
