@@ -398,7 +398,7 @@ func TestTokenURIFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;tokn=x"}, `--token-uri: pkcs11 URI: unknown path attribute "tokn": remove it, or use one RFC 7512 defines (` + attrs + `)`},
-		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony?pin=secret-4711"}, `--token-uri: pkcs11 URI: unknown query attribute "pin": remove it; keyceremony takes module-path and pin-source after the ?`},
+		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony?pin=secret-4711"}, `--token-uri: pkcs11 URI: unknown query attribute "pin…" (not repeated: it may hold a PIN): remove it; keyceremony takes module-path and pin-source after the ?`},
 		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;pin-value=secret-4711"}, `--token-uri: pkcs11 URI contains pin-value: never put a PIN in a URI; use a PIN file, the PIN environment variable or the prompt`},
 		{[]string{"probe", "--token-uri", "pkcs11:token=ceremony;object=k1"}, `--token-uri: object, id and type choose a key, but probe chooses no key: drop them from the URI`},
 		{[]string{"recover", "--share", "s.age", "--out", "o", "--token-uri", "pkcs11:token=ceremony;id=%01"}, `--token-uri: object, id and type choose a key, but a recovery makes its keys from the escrow's labels: drop them from the URI`},
