@@ -438,10 +438,27 @@ func (p *prober) signing() {
 	}
 }
 
-// trySeal makes a session key pair of kind alg, signs a digest with it and
-// verifies the signature on the host: "ok", or what failed.
+// trySeal checks that the module lists the mechanisms of kind alg (the key
+// pair generation, for RSA with 3072 bits in its key size range, and the
+// signature), makes a session key pair, signs a digest with it and verifies
+// the signature on the host: "ok", or what failed.
 func (p *prober) trySeal(alg SealKey) string {
 	t := p.t
+	gen, sign := uint(pkcs11.CKM_EC_KEY_PAIR_GEN), uint(pkcs11.CKM_ECDSA)
+	if alg == SealRSA3072 {
+		gen, sign = pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN, pkcs11.CKM_RSA_PKCS
+	}
+	for _, id := range []uint{gen, sign} {
+		m, listed, err := t.mechanismLocked(id)
+		switch {
+		case err != nil:
+			return err.Error()
+		case !listed:
+			return "the module does not list " + MechanismName(id)
+		case id == pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN && m.MaxKeySize > 0 && (m.MinKeySize > 3072 || m.MaxKeySize < 3072):
+			return fmt.Sprintf("the module's %s makes keys of %d to %d bits, not 3072", m.Name, m.MinKeySize, m.MaxKeySize)
+		}
+	}
 	pub, priv, err := t.generateSealLocked(alg, "keyceremony-probe-signer", []byte("probe-signer"), false)
 	if err != nil {
 		return "key pair generation failed: " + ckr(err)
