@@ -105,7 +105,7 @@ func (c *Config) Plan() []PlanItem {
 // ceremony or wrap) after checking it against the sealed transcript and
 // the signer's fingerprint, with the expiry expiry (flags).
 func uploadCommand(bundle, transcript, fingerprint, expiry string) string {
-	return fmt.Sprintf("keyceremony upload --bundle %s --transcript %s --fingerprint %s %s", shellQuote(bundle), shellQuote(transcript), fingerprint, expiry)
+	return fmt.Sprintf("keyceremony upload --bundle %s --transcript %s --fingerprint %s %s", ShellQuote(bundle), ShellQuote(transcript), fingerprint, expiry)
 }
 
 // expiryFlags are the upload flags for the expiry k asks for.
@@ -119,8 +119,9 @@ func (k *KeyConfig) expiryFlags() string {
 	return "--does-not-expire"
 }
 
-// shellQuote quotes s for a POSIX shell when it needs it.
-func shellQuote(s string) string {
+// ShellQuote quotes s for a POSIX shell when it needs it, so that a
+// command printed with it works as printed.
+func ShellQuote(s string) string {
 	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+,") == "" {
 		return s
 	}

@@ -73,10 +73,10 @@ func Summary(cfg *Config, res *Result) string {
 // seal with openssl, and (offline) upload each bundle.
 func NextCommands(cfg *Config, res *Result) []string {
 	// Quoted for the shell: an out_dir may hold spaces ("/media/USB stick").
-	q := func(name string) string { return shellQuote(filepath.Join(res.OutDir, name)) }
+	q := func(name string) string { return ShellQuote(filepath.Join(res.OutDir, name)) }
 	pub := q("signing-key.pem")
 	cmds := []string{
-		fmt.Sprintf("keyceremony verify --pubkey %s --files %s %s", pub, shellQuote(res.OutDir), q("transcript.jsonl")),
+		fmt.Sprintf("keyceremony verify --pubkey %s --files %s %s", pub, ShellQuote(res.OutDir), q("transcript.jsonl")),
 		fmt.Sprintf("openssl dgst -sha256 -verify %s -signature %s %s", pub, q(SealSignatureFile), q(SealPayloadFile)),
 	}
 	if res.Offline {

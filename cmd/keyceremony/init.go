@@ -31,9 +31,9 @@ It never overwrites a file.
 
 `
 
-var initTemplate = template.Must(template.New("init").Funcs(template.FuncMap{"y": yamlValue}).Parse(`# keyceremony config, written by keyceremony init on {{.Date}}.
-# Check it with: keyceremony script --config {{.File}}
-# Run it with:   keyceremony tui --config {{.File}}   (or keyceremony run --config {{.File}})
+var initTemplate = template.Must(template.New("init").Funcs(template.FuncMap{"y": yamlValue, "q": ceremony.ShellQuote}).Parse(`# keyceremony config, written by keyceremony init on {{.Date}}.
+# Check it with: keyceremony script --config {{q .File}}
+# Run it with:   keyceremony tui --config {{q .File}}   (or keyceremony run --config {{q .File}})
 # Every field is described in the README's Config section.
 ceremony:
   id: {{y .ID}}          # names the ceremony in the transcript and every file
@@ -126,7 +126,8 @@ func cmdInit(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	if err := evidence.Create(*out, []byte(text), 0o600); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s\nnext: keyceremony script --config %s, then keyceremony tui --config %s\n", *out, *out, *out)
+	q := ceremony.ShellQuote(*out)
+	fmt.Fprintf(stdout, "wrote %s\nnext: keyceremony script --config %s, then keyceremony tui --config %s\n", *out, q, q)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -66,5 +67,32 @@ func runAsWritten(t *testing.T, e *e2e, cfg, id string) {
 	out := filepath.Join(e.dir, id)
 	if stdout, stderr, code := e.run(nil, "verify", "--files", out, "--pubkey", filepath.Join(out, "signing-key.pem"), filepath.Join(out, "transcript.jsonl")); code != 0 {
 		t.Fatalf("verify exited %d: %s %s", code, stdout, stderr)
+	}
+}
+
+// TestInitPrintsCommandsThatWork: a config path with a space and a quote
+// is quoted in the commands init prints, so that they work as printed: a
+// POSIX shell splits the printed script command back into the same path.
+func TestInitPrintsCommandsThatWork(t *testing.T) {
+	e := newE2E(t)
+	cfg := filepath.Join(e.dir, "bob's ceremony.yaml")
+	stdout, stderr, code := e.run(nil, "init", "--out", cfg, "--id", "init-quoted", "--operator", "tester", "--token-label", "ceremony",
+		"--key", "payments-init", "--custodian", "alice=age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+		"--custodian", "bob=passphrase")
+	_, next, ok := strings.Cut(stdout, "next: keyceremony ")
+	script, _, ok2 := strings.Cut(next, ", then keyceremony ")
+	if code != 0 || !ok || !ok2 {
+		t.Fatalf("init exited %d: %q %s", code, stdout, stderr)
+	}
+	words, err := exec.Command("sh", "-c", `for w in `+script+`; do printf '%s\n' "$w"; done`).Output()
+	if err != nil {
+		t.Fatalf("the printed command %q does not parse in sh: %v", script, err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(words), "\n"), "\n")
+	if len(args) != 3 || args[2] != cfg {
+		t.Fatalf("sh splits the printed command %q into %q, not script --config %q", script, args, cfg)
+	}
+	if stdout, stderr, code := e.run(nil, args...); code != 0 || !strings.Contains(stdout, "# Key ceremony script: init-quoted") {
+		t.Fatalf("the printed command exited %d: %s %s", code, stdout, stderr)
 	}
 }

@@ -48,7 +48,7 @@ func cmdTUI(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 		return err
 	}
 	defer lock.Unlock()
-	command := "keyceremony tui --config " + *config
+	command := "keyceremony tui --config " + ceremony.ShellQuote(*config)
 	if *allowHost {
 		command += " --allow-host-wrap"
 	}
