@@ -180,28 +180,6 @@ func (c *Client) GetParameters(ctx context.Context, keyID string, alg wrap.Algor
 	return p, nil
 }
 
-// Import uploads a wrapped bundle. A nil validTo imports with
-// KEY_MATERIAL_DOES_NOT_EXPIRE; otherwise ValidTo is sent in whole seconds.
-func (c *Client) Import(ctx context.Context, b *wrap.Bundle, validTo *time.Time, description string) error {
-	in := &kms.ImportKeyMaterialInput{
-		KeyId:                aws.String(b.KeyARN),
-		ImportToken:          b.ImportToken,
-		EncryptedKeyMaterial: b.EncryptedKeyMaterial,
-		ExpirationModel:      types.ExpirationModelTypeKeyMaterialDoesNotExpire,
-	}
-	if validTo != nil {
-		in.ExpirationModel = types.ExpirationModelTypeKeyMaterialExpires
-		in.ValidTo = aws.Time(validTo.UTC().Truncate(time.Second))
-	}
-	if description != "" {
-		in.KeyMaterialDescription = aws.String(description)
-	}
-	if _, err := c.kms.ImportKeyMaterial(ctx, in); err != nil {
-		return explain("import key material into", b.KeyARN, err)
-	}
-	return nil
-}
-
 // DeleteImportedKeyMaterial deletes the key's material; the key returns to
 // PendingImport until the same material is imported again.
 func (c *Client) DeleteImportedKeyMaterial(ctx context.Context, keyID string) error {

@@ -105,8 +105,9 @@ func TestRenew(t *testing.T) {
 	}
 	tok.Close()
 	_, stderr, code = e.run(pin, "renew", "--key", "imposter-rn", "--kms-key", arn, "--token-label", "ceremony", "--out", filepath.Join(e.dir, "imposter"), "--valid-for", "300d")
-	if code != 1 || !strings.Contains(stderr, "IncorrectKeyMaterialException") {
-		t.Fatalf("renew with another key: exit %d: %s", code, stderr)
+	want := fmt.Sprintf("keyceremony: error: failed to import key material into %[1]s: IncorrectKeyMaterialException: The key material does not match the key material %[2]s of %[1]s; only the same material can be imported again. (this key already had other material: KMS accepts only the same material again; check you recovered the right escrow)", arn, mid)
+	if code != 1 || errorLine(stderr) != want {
+		t.Fatalf("renew with another key: exit %d\n%s\nwant %s", code, stderr, want)
 	}
 	if d2, _ := kc.Describe(ctx, arn); d2.State != "Enabled" || !d2.ValidTo.Equal(*d.ValidTo) {
 		t.Fatalf("a refused renewal changed the key: %+v", d2)
