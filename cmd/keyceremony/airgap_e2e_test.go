@@ -435,7 +435,7 @@ func TestAWSCLIInterop(t *testing.T) {
 		} else {
 			e, _ := os.ReadFile(ekm)
 			it, _ := os.ReadFile(itok)
-			if err := a.kms.Import(context.Background(), &wrap.Bundle{KeyARN: arn, ImportToken: it, EncryptedKeyMaterial: e}, nil, ""); err != nil {
+			if _, err := a.kms.ImportMaterial(context.Background(), awskms.ImportRequest{Bundle: &wrap.Bundle{KeyARN: arn, ImportToken: it, EncryptedKeyMaterial: e}}); err != nil {
 				t.Fatal(err)
 			}
 		}
