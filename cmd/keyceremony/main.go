@@ -211,12 +211,20 @@ func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {
 // parse parses flags, allowing them after positional arguments too.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	// The flag package prints its error and the whole help on a bad flag;
+	// keep the help for -h and give a bad flag one line, said once.
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	defer func() { fs.SetOutput(out); fs.Usage = usage }()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(out)
+				usage()
 				return nil, err
 			}
-			return nil, usageError(err.Error())
+			return nil, usageError(err.Error() + ": see keyceremony " + fs.Name() + " -h")
 		}
 		args = fs.Args()
 		if len(args) == 0 {
