@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/hsm"
+	"github.com/keyceremony/keyceremony/internal/secret"
 )
 
 func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr io.Writer) error {
@@ -119,17 +119,27 @@ func (u *lineUI) Progress(done, total int) {
 	fmt.Fprintln(u.out, bar)
 }
 
-// Ask reads one line from a terminal; a non-interactive run has nobody to ask.
+// Ask reads one line from a terminal with its echo off, then shows what was
+// read, unless it is a secret key pasted by mistake: that is never on the
+// screen, not even as the terminal's echo. A non-interactive run has nobody
+// to ask.
 func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
 		return "", errors.New("nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of \"ask\", or run the ceremony in the TUI")
 	}
-	fmt.Fprintf(u.out, "%s: ", prompt)
-	line, err := bufio.NewReader(u.in).ReadString('\n')
+	fmt.Fprintf(u.out, "%s (not echoed; shown after enter): ", prompt)
+	b, err := term.ReadPassword(int(u.in.Fd()))
+	fmt.Fprintln(u.out)
 	if err != nil {
 		return "", fmt.Errorf("failed to read the answer: %w", err)
 	}
-	return strings.TrimSpace(line), nil
+	line := strings.TrimSpace(string(b))
+	if secret.LooksLikeKey(line) {
+		fmt.Fprintln(u.out, "      read: a SECRET key (not shown); give the PUBLIC recipient and keep the secret key to yourself")
+	} else {
+		fmt.Fprintf(u.out, "      read: %s\n", line)
+	}
+	return line, nil
 }
 
 func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {

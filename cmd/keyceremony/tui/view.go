@@ -13,6 +13,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/internal/secret"
 )
 
 var (
@@ -625,11 +626,8 @@ func joinLines(ls []string) string {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // looksSecret reports whether a value pasted as a public recipient is a
-// secret key: an age identity or a private key file.
-func looksSecret(v string) bool {
-	u := strings.ToUpper(v)
-	return strings.Contains(u, "AGE-SECRET-KEY-") || strings.Contains(u, "AGE-PLUGIN-") || strings.Contains(u, "PRIVATE KEY")
-}
+// secret key (see [secret.LooksLikeKey]).
+func looksSecret(v string) bool { return secret.LooksLikeKey(v) }
 
 // secretWarning is said when a secret key was pasted where a public
 // recipient belongs.
