@@ -127,7 +127,7 @@ func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
 		return "", errors.New("nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of \"ask\", or run the ceremony in the TUI")
 	}
-	fmt.Fprintf(u.out, "%s (not echoed; shown after enter): ", prompt)
+	fmt.Fprintf(u.out, "      (what you type is not echoed; it is shown after enter)\n%s: ", prompt)
 	b, err := term.ReadPassword(int(u.in.Fd()))
 	fmt.Fprintln(u.out)
 	if err != nil {
