@@ -180,15 +180,6 @@ func (c *Client) GetParameters(ctx context.Context, keyID string, alg wrap.Algor
 	return p, nil
 }
 
-// DeleteImportedKeyMaterial deletes the key's material; the key returns to
-// PendingImport until the same material is imported again.
-func (c *Client) DeleteImportedKeyMaterial(ctx context.Context, keyID string) error {
-	if _, err := c.kms.DeleteImportedKeyMaterial(ctx, &kms.DeleteImportedKeyMaterialInput{KeyId: aws.String(keyID)}); err != nil {
-		return explain("delete the imported key material of", keyID, err)
-	}
-	return nil
-}
-
 // Encrypt encrypts plaintext under keyID.
 func (c *Client) Encrypt(ctx context.Context, keyID string, plaintext []byte) ([]byte, error) {
 	out, err := c.kms.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: plaintext})

@@ -112,7 +112,7 @@ func TestErrorsExplained(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+	if err := c.DeleteMaterial(ctx, arn, ""); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Decrypt(ctx, arn, ct)

@@ -492,7 +492,7 @@ escrow:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kc.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+	if err := kc.DeleteMaterial(ctx, arn, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kc.Decrypt(ctx, arn, ct); err == nil {
@@ -568,7 +568,7 @@ escrow:
 
 	// Lost again: alice, carol and dave recover into a third token and
 	// re-import in one command.
-	if err := kc.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+	if err := kc.DeleteMaterial(ctx, arn, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "recovery2"); err != nil {

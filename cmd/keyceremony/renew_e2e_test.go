@@ -116,7 +116,7 @@ func TestRenew(t *testing.T) {
 
 	// After the material was deleted (or expired): renew brings it back,
 	// here with host wrapping allowed for an algorithm the token lacks.
-	if err := kc.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+	if err := kc.DeleteMaterial(ctx, arn, ""); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, code = renew("renew2", "--does-not-expire", "--wrapping-algorithm", "RSAES_OAEP_SHA_256", "--allow-host-wrap", "--wrapping-key-spec", "RSA_3072")
@@ -191,7 +191,7 @@ escrow:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kc.DeleteImportedKeyMaterial(ctx, arn); err != nil {
+	if err := kc.DeleteMaterial(ctx, arn, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := hsmtest.InitToken(os.Getenv("SOFTHSM2_CONF"), "rr2"); err != nil {

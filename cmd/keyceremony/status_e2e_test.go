@@ -146,7 +146,7 @@ func TestStatus(t *testing.T) {
 	}
 
 	// Material deleted: PendingImport is a warning (exit 4).
-	if err := kc.DeleteImportedKeyMaterial(context.Background(), arns["payments-st"]); err != nil {
+	if err := kc.DeleteMaterial(context.Background(), arns["payments-st"], ""); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, code = e.run(nil, "status", "--transcript", tr, "--warn", "0")
