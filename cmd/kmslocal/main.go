@@ -6,7 +6,7 @@
 // Usage:
 //
 //	kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
-//	         [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N] [--rotation-limit N]
+//	         [--pool-specs RSA_2048,...] [--pool-fill] [--pool-no-refill] [--latency 20ms] [--quota N] [--rotation-limit N]
 //	         [--wrapping-algorithms ALG,...]
 //
 // It exits 0 after a clean shutdown on SIGINT or SIGTERM, 1 on a runtime
@@ -50,7 +50,7 @@ the Region of its SigV4 signature; multi-Region keys (mrk-...) have replicas.
 
 Usage:
   kmslocal [--addr 127.0.0.1:4599] [--state FILE] [--ready-file FILE] [--pool-size N]
-           [--pool-specs RSA_2048,...] [--pool-fill] [--latency 20ms] [--quota N]
+           [--pool-specs RSA_2048,...] [--pool-fill] [--pool-no-refill] [--latency 20ms] [--quota N]
            [--rotation-limit N] [--wrapping-algorithms ALG,...]
 
 Point an AWS SDK or the AWS CLI at it:
@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	poolSize := fs.Int("pool-size", kmslocal.DefaultPoolSize, "RSA wrapping key pairs kept ready per size (2048, 3072, 4096); negative turns the pool off")
 	poolSpecs := fs.String("pool-specs", "", "comma-separated wrapping key `specs` the pool keeps ready (default all: RSA_2048,RSA_3072,RSA_4096)")
 	poolFill := fs.Bool("pool-fill", false, "fill the pool before listening (the ready file appears only then), so the first --pool-size imports per spec generate no key")
+	poolNoRefill := fs.Bool("pool-no-refill", false, "fill the pool once and never refill it in the background (the keys after it are generated on demand), so that a client benchmarked on this machine does not share its CPU with the refill")
 	latency := fs.Duration("latency", 0, "delay every response by this `duration`, emulating a network round trip (e.g. 20ms)")
 	quota := fs.Float64("quota", 0, "emulate a KMS request quota: at most `N` requests per second, the rest get ThrottlingException (0: none)")
 	rotationLimit := fs.Int("rotation-limit", kmslocal.DefaultRotationLimit, "on-demand rotations allowed per key")
@@ -115,6 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageError(stderr, fmt.Sprintf("--rotation-limit %d must be at least 1", *rotationLimit))
 	case *poolFill && *poolSize <= 0:
 		return usageError(stderr, "--pool-fill needs a positive --pool-size")
+	case *poolNoRefill && *poolSize <= 0:
+		return usageError(stderr, "--pool-no-refill needs a positive --pool-size")
 	}
 	var specs []string
 	if *poolSpecs != "" {
@@ -127,7 +130,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	s, err := kmslocal.Open(kmslocal.Options{WrappingAlgorithms: algs,
-		StateFile: *state, PoolSize: *poolSize, PoolSpecs: specs, Logger: logger,
+		StateFile: *state, PoolSize: *poolSize, PoolSpecs: specs, PoolNoRefill: *poolNoRefill, Logger: logger,
 		Latency: *latency, RequestsPerSecond: *quota, RotationLimit: *rotationLimit,
 	})
 	var se *kmslocal.StateError

@@ -73,6 +73,7 @@ func TestUsageErrors(t *testing.T) {
 		{"negative quota", []string{"--quota", "-5"}, "--quota -5 must be a number"},
 		{"no rotations", []string{"--rotation-limit", "0"}, "--rotation-limit 0 must be at least 1"},
 		{"fill without pool", []string{"--pool-fill", "--pool-size", "-1"}, "--pool-fill needs a positive --pool-size"},
+		{"no refill without pool", []string{"--pool-no-refill", "--pool-size", "0"}, "--pool-no-refill needs a positive --pool-size"},
 		{"unknown pool spec", []string{"--addr", "127.0.0.1:0", "--pool-specs", "RSA_1024"}, `pool wrapping key spec "RSA_1024"`},
 	}
 	for _, tt := range tests {

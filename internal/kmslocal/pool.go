@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,19 +20,21 @@ var wrappingKeyBits = map[string]int{
 
 // keyPool keeps RSA key pairs ready for GetParametersForImport, because
 // generating one takes from tens of milliseconds (2048 bits) to seconds
-// (4096 bits). One goroutine per size keeps its channel full; get falls
-// back to generating on demand when the channel is empty.
+// (4096 bits). Goroutines per size keep its channel full (or, without
+// refill, fill it once and end); get falls back to generating on demand
+// when the channel is empty.
 type keyPool struct {
-	ready map[int]chan *rsa.PrivateKey // nil when the pool is off
-	stop  chan struct{}
-	once  sync.Once
+	ready   map[int]chan *rsa.PrivateKey // nil when the pool is off
+	stop    chan struct{}
+	once    sync.Once
+	filling sync.WaitGroup // the fill goroutines
 }
 
 // newKeyPool starts a pool of size key pairs per wrapping key size in bits
 // (all sizes if bits is empty); size <= 0 makes a pool that always
 // generates on demand. Each size is filled by as many goroutines as there
-// are CPUs.
-func newKeyPool(size int, bits []int) *keyPool {
+// are CPUs; with refill false they make size key pairs in all and end.
+func newKeyPool(size int, bits []int, refill bool) *keyPool {
 	p := &keyPool{stop: make(chan struct{})}
 	if size <= 0 {
 		return p
@@ -45,8 +48,14 @@ func newKeyPool(size int, bits []int) *keyPool {
 	for _, b := range bits {
 		ch := make(chan *rsa.PrivateKey, size)
 		p.ready[b] = ch
+		left := new(atomic.Int64)
+		left.Store(int64(size))
+		if refill {
+			left = nil
+		}
 		for range runtime.GOMAXPROCS(0) {
-			go p.fill(b, ch)
+			p.filling.Add(1)
+			go p.fill(b, ch, left)
 		}
 	}
 	return p
@@ -72,12 +81,18 @@ func (p *keyPool) waitFull(ctx context.Context) error {
 	}
 }
 
-func (p *keyPool) fill(bits int, ch chan *rsa.PrivateKey) {
+// fill keeps ch full; with left not nil, it makes key pairs only while
+// left, shared by the size's goroutines, counts down from the pool's size.
+func (p *keyPool) fill(bits int, ch chan *rsa.PrivateKey, left *atomic.Int64) {
+	defer p.filling.Done()
 	for {
 		select {
 		case <-p.stop:
 			return
 		default:
+		}
+		if left != nil && left.Add(-1) < 0 {
+			return
 		}
 		k, err := rsa.GenerateKey(rand.Reader, bits)
 		if err != nil {

@@ -65,6 +65,33 @@ func TestPool(t *testing.T) {
 	}
 }
 
+// TestPoolNoRefill checks that a pool without refill makes its PoolSize
+// key pairs, then ends its goroutines: once they are handed out, the next
+// GetParametersForImport generates its own and nothing refills the pool
+// behind the clients' backs.
+func TestPoolNoRefill(t *testing.T) {
+	s, c := startServer(t, kmslocal.Options{PoolSize: 2, PoolSpecs: []string{"RSA_2048"}, PoolNoRefill: true})
+	waitReady(t, s, 2048, 2, 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.PoolFillDone() {
+		if time.Now().After(deadline) {
+			t.Fatal("the fill goroutines of a pool without refill are still running once it is full")
+		}
+	}
+	keyID := createKey(t, c, types.OriginTypeExternal)
+	seen := map[string]bool{}
+	for range 3 { // the third comes on demand
+		p := getParams(t, c, keyID, types.AlgorithmSpecRsaesOaepSha256, types.WrappingKeySpecRsa2048)
+		seen[string(p.PublicKey)] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("3 GetParametersForImport calls returned %d different wrapping keys", len(seen))
+	}
+	if got := s.PoolReady(2048); got != 0 || !s.PoolFillDone() {
+		t.Fatalf("after 3 calls the pool holds %d key pairs (fill ended: %v), want 0 and nothing refilling", got, s.PoolFillDone())
+	}
+}
+
 // BenchmarkGetParametersForImport measures GetParametersForImport through
 // the SDK with an RSA-2048 wrapping key taken from a full pool, and
 // generated on demand with the pool off.
