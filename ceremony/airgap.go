@@ -31,7 +31,9 @@ import (
 // future.
 //
 // A key ARN names its Region, which wins over o.Region: a multi-Region
-// key's replica gives parameters only in its own Region.
+// key's replica gives parameters only in its own Region. The parameters
+// carry what DescribeKey said of the key (state, current KeyMaterialId,
+// multi-Region role) as a hint for the offline room.
 func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.Algorithm, spec string) (*wrap.Params, error) {
 	if !wrap.ValidKeySpec(spec) {
 		return nil, fmt.Errorf("wrapping key spec %q must be one of RSA_2048, RSA_3072, RSA_4096", spec)
@@ -43,6 +45,13 @@ func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.A
 	if err != nil {
 		return nil, err
 	}
+	d, err := c.Describe(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if d.Origin != "EXTERNAL" {
+		return nil, fmt.Errorf("KMS key %s has origin %s: key material can only be imported into a key with Origin EXTERNAL; fetch the parameters of such a key", d.ARN, d.Origin)
+	}
 	p, err := c.GetParameters(ctx, keyID, alg, spec)
 	if err != nil {
 		return nil, err
@@ -50,6 +59,7 @@ func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.A
 	if err := p.CheckValid(testOnlyNow()); err != nil {
 		return nil, err
 	}
+	p.AtFetch = &wrap.KeyHint{State: d.State, KeyMaterialID: d.CurrentMaterialID, MultiRegionType: d.MultiRegionType}
 	return p, nil
 }
 
@@ -164,7 +174,7 @@ type WrapResult struct {
 // UploadCommand is the complete upload command for the bundle, with the
 // expiry flags expiry.
 func (r *WrapResult) UploadCommand(expiry string) string {
-	return uploadCommand(r.Bundle, r.Transcript, r.Fingerprint, expiry)
+	return uploadCommand([]string{r.Bundle}, r.Transcript, r.Fingerprint, expiry)
 }
 
 // WrapOffline wraps an existing token key under the KMS public key of
@@ -343,6 +353,10 @@ type UploadResult struct {
 	// already had that material (a renewal).
 	MaterialID string
 	Renewed    bool
+	// Replica says the key is a multi-Region replica: it took the
+	// material its primary has (EXISTING_KEY_MATERIAL with the primary's
+	// KeyMaterialId), which is not a renewal.
+	Replica bool
 }
 
 // UploadOptions say what Upload trusts and allows.
@@ -408,12 +422,9 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if before.CurrentMaterialID != "" {
 		req.Type, req.MaterialID = awskms.ImportExisting, before.CurrentMaterialID
 	}
-	mid, err := c.ImportMaterial(ctx, req)
+	mid, err := importSame(ctx, c, req)
 	if err != nil {
 		return nil, err
-	}
-	if before.CurrentMaterialID != "" && mid != before.CurrentMaterialID {
-		return nil, fmt.Errorf("KMS key %s reports key material %s after the import, not %s: it did not take the same material", b.KeyARN, mid, before.CurrentMaterialID)
 	}
 	chk, err := CheckKey(ctx, o, b.KeyARN)
 	if err != nil {
@@ -428,7 +439,8 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	case vt != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
 		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
 	}
-	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc, MaterialID: mid, Renewed: before.CurrentMaterialID != ""}, nil
+	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc, MaterialID: mid,
+		Renewed: before.CurrentMaterialID != "" && before.MultiRegionType != "REPLICA", Replica: before.MultiRegionType == "REPLICA"}, nil
 }
 
 // checkShorterExpiry refuses, unless allowed, an import that would make the
@@ -459,6 +471,19 @@ type BundleEvidence struct {
 	KeyCheckValue string
 	// Signer is the fingerprint of the key that sealed the transcript.
 	Signer string
+	// Label is the key the bundle holds; KMSKeyARN the KMS key its
+	// ceremony recorded for it (the multi-Region primary, when the bundle
+	// is for a replica), empty for a transcript of keyceremony wrap.
+	Label     string
+	KMSKeyARN string
+	// Rotation says the ceremony meant the material as a rotation of
+	// KMSKeyARN (keys[].rotate).
+	Rotation bool
+	// Replicas are the replica ARNs the ceremony recorded for the key, and
+	// Bundles the bundle file of each of the key's KMS keys (ARN → file
+	// name in the transcript's directory).
+	Replicas []string
+	Bundles  map[string]string
 }
 
 // VerifyBundle verifies a sealed transcript (the signer pinned by pub or
@@ -467,28 +492,77 @@ type BundleEvidence struct {
 // refused before it reaches KMS. It returns what the transcript says
 // about the bundle.
 func VerifyBundle(transcript []byte, pub crypto.PublicKey, fingerprint string, bundle []byte) (*BundleEvidence, error) {
+	evs, err := VerifyBundles(transcript, pub, fingerprint, [][]byte{bundle})
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
+}
+
+// VerifyBundles is [VerifyBundle] for several bundles of one transcript,
+// verified once.
+func VerifyBundles(transcript []byte, pub crypto.PublicKey, fingerprint string, bundles [][]byte) ([]*BundleEvidence, error) {
 	if pub == nil && fingerprint == "" {
 		return nil, errors.New("pin the transcript's signer with --fingerprint or --pubkey: a transcript checked against its own key proves nothing")
 	}
-	b, err := wrap.ParseBundle(bundle)
-	if err != nil {
-		return nil, err
+	parsed := make([]*wrap.Bundle, len(bundles))
+	for i, data := range bundles {
+		b, err := wrap.ParseBundle(data)
+		if err != nil {
+			return nil, err
+		}
+		parsed[i] = b
 	}
 	res, err := transcripts.VerifyBytes(transcript, transcripts.Options{PublicKey: pub, Fingerprint: fingerprint})
 	if err != nil {
 		return nil, err
 	}
-	sum := evidence.Hash(bundle)
-	for _, e := range res.Events {
-		w, ok := e.Data.(*events.Wrap)
-		if !ok || w.FileSHA256 != sum {
-			continue
+	var out []*BundleEvidence
+	for i, data := range bundles {
+		ev, err := bundleEvidence(res, parsed[i], evidence.Hash(data))
+		if err != nil {
+			return nil, err
 		}
-		kcv, arn := w.KeyCheckValue, w.KMSKeyARN
-		if kcv == "" || kcv != b.KeyCheckValue || arn != b.KeyARN {
-			return nil, fmt.Errorf("the transcript of ceremony %s records this bundle for %s with key check value %q, but the bundle says %s and %q: the ceremony wrote inconsistent evidence; do not upload it", res.Header.CeremonyID, arn, kcv, b.KeyARN, b.KeyCheckValue)
-		}
-		return &BundleEvidence{CeremonyID: res.Header.CeremonyID, TranscriptHash: evidence.Hash(transcript), KeyCheckValue: kcv, Signer: res.Seal.Fingerprint}, nil
+		ev.TranscriptHash = evidence.Hash(transcript)
+		out = append(out, ev)
 	}
-	return nil, fmt.Errorf("the bundle (sha256 %.16s…) is not one the transcript of ceremony %s recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote", sum, res.Header.CeremonyID)
+	return out, nil
+}
+
+// bundleEvidence finds the wrap event of the bundle b (whose file has
+// SHA-256 sum) among the events of the verified transcript res, and what
+// the transcript says of its key.
+func bundleEvidence(res *transcripts.Result, b *wrap.Bundle, sum string) (*BundleEvidence, error) {
+	var found *events.Wrap
+	for _, e := range res.Events {
+		if w, ok := e.Data.(*events.Wrap); ok && w.FileSHA256 == sum {
+			found = w
+			break
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("the bundle (sha256 %.16s…) is not one the transcript of ceremony %s recorded: it was changed or swapped on its way out; upload the bundle the ceremony wrote", sum, res.Header.CeremonyID)
+	}
+	kcv, arn := found.KeyCheckValue, found.KMSKeyARN
+	if kcv == "" || kcv != b.KeyCheckValue || arn != b.KeyARN {
+		return nil, fmt.Errorf("the transcript of ceremony %s records this bundle for %s with key check value %q, but the bundle says %s and %q: the ceremony wrote inconsistent evidence; do not upload it", res.Header.CeremonyID, arn, kcv, b.KeyARN, b.KeyCheckValue)
+	}
+	ev := &BundleEvidence{CeremonyID: res.Header.CeremonyID, KeyCheckValue: kcv, Signer: res.Seal.Fingerprint, Label: found.Label, Bundles: map[string]string{}}
+	for _, e := range res.Events {
+		switch d := e.Data.(type) {
+		case *events.KMSKey:
+			if d.Label == found.Label {
+				ev.KMSKeyARN, ev.Rotation = d.KMSKeyARN, d.Rotation
+			}
+		case *events.Replicate:
+			if d.Label == found.Label {
+				ev.Replicas = append(ev.Replicas, d.ReplicaARN)
+			}
+		case *events.Wrap:
+			if d.Label == found.Label {
+				ev.Bundles[d.KMSKeyARN] = d.File // the last wrap for each counts
+			}
+		}
+	}
+	return ev, nil
 }

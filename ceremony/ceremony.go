@@ -373,7 +373,11 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 	}
 	for _, k := range s.keys {
 		if s.res.Offline {
-			k.res.UploadCommand = uploadCommand(k.res.Bundle, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
+			bundles := []string{k.res.Bundle}
+			for _, r := range k.replicas {
+				bundles = append(bundles, r.res.Bundle)
+			}
+			k.res.UploadCommand = uploadCommand(bundles, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
 			if k.bundle != nil {
 				t := k.bundle.ParamsValidTo
 				k.res.ImportBy = &t
@@ -382,7 +386,6 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		for _, r := range k.replicas {
 			r.res.Region, r.res.KMSKeyARN = r.region, r.arn
 			if s.res.Offline {
-				r.res.UploadCommand = uploadCommand(r.res.Bundle, s.res.Transcript, s.res.Fingerprint, k.cfg.expiryFlags())
 				if r.bundle != nil {
 					t := r.bundle.ParamsValidTo
 					r.res.ImportBy = &t

@@ -175,7 +175,8 @@ type KeyConfig struct {
 	// Rotate imports the new key's material into KMSKeyID, an existing key
 	// that already has material, as NEW_KEY_MATERIAL, then rotates the key
 	// to it (RotateKeyOnDemand). The old materials stay with the key for
-	// decryption; their escrows stay recoverable.
+	// decryption; their escrows stay recoverable. With ParamsFile (offline)
+	// the transcript records the intent and keyceremony upload does it.
 	Rotate bool `yaml:"rotate"`
 	// ParamsFile is a params file (keyceremony params fetch) carried into
 	// the room: the key is then wrapped for the KMS key it names, and the
@@ -443,8 +444,8 @@ func (k *KeyConfig) validate(path string) error {
 		return fmt.Errorf("%s: params_file names the KMS key; remove kms_key_id and create", path)
 	case k.ParamsFile == "" && (k.KMSKeyID == "") == !k.Create:
 		return fmt.Errorf("%s: set exactly one of kms_key_id (an existing EXTERNAL key), create: true, or params_file (offline)", path)
-	case k.Rotate && k.KMSKeyID == "":
-		return fmt.Errorf("%s: rotate: true needs kms_key_id, the existing key whose material it rotates", path)
+	case k.Rotate && k.KMSKeyID == "" && k.ParamsFile == "":
+		return fmt.Errorf("%s: rotate: true needs kms_key_id (or offline params_file), the existing key whose material it rotates", path)
 	case k.MultiRegion && !k.Create:
 		return fmt.Errorf("%s: multi_region: true goes with create: true", path)
 	case len(k.Replicas) > 0 && k.Create && !k.MultiRegion:

@@ -114,42 +114,68 @@ func (s *state) importKey(ctx context.Context, k *keyState, confirmation string)
 // imported twice as new.
 func (s *state) importPrimary(ctx context.Context, k *keyState, desc string) (*events.Import, error) {
 	req := awskms.ImportRequest{Bundle: k.bundle, ValidTo: k.validTo, Description: desc}
-	adopted := ""
+	var mid, adopted string
+	var err error
 	if k.cfg.Rotate {
-		req.Type = awskms.ImportNew
-		if s.resumed {
-			id, state, err := s.findNewMaterial(ctx, k)
-			if err != nil {
-				return nil, err
-			}
-			if id != "" {
-				req.Type, req.MaterialID = awskms.ImportExisting, id
-				adopted = fmt.Sprintf("found %s (key check value %s in its description) after the process died before recording its import; imported again as that material", state, k.kcv)
-			}
-		}
+		mid, req.Type, adopted, err = importNewMaterial(ctx, s.kms, req, k.kcv, s.resumed)
+	} else {
+		mid, err = importSame(ctx, s.kms, req)
 	}
-	mid, err := s.kms.ImportMaterial(ctx, req)
 	if err != nil {
 		return nil, err
-	}
-	if req.MaterialID != "" && mid != req.MaterialID {
-		return nil, fmt.Errorf("KMS key %s reports key material %s after the import, not %s: it did not take the same material", k.arn, mid, req.MaterialID)
 	}
 	data := importData(k, k.arn, mid, desc, req.Type, "")
 	data.Adopted = adopted
 	return data, nil
 }
 
-// findNewMaterial looks among the materials of k's KMS key for the one whose
-// KeyMaterialDescription carries k's key check value and that is pending
-// rotation or current (a rotation a run that died went through).
-func (s *state) findNewMaterial(ctx context.Context, k *keyState) (id, state string, err error) {
-	ms, err := s.kms.Materials(ctx, k.arn)
+// importNewMaterial imports a rotation's new material (key check value kcv)
+// as req says into req.Bundle's KMS key with NEW_KEY_MATERIAL. When look
+// is set (a run that died may have imported it), material whose
+// KeyMaterialDescription carries kcv and that is pending rotation or
+// current is imported again as that material instead (EXISTING_KEY_MATERIAL
+// with its KeyMaterialId, which KMS refuses for other material), and
+// adopted says so: it is never imported twice as new.
+func importNewMaterial(ctx context.Context, c *awskms.Client, req awskms.ImportRequest, kcv string, look bool) (mid string, typ awskms.ImportType, adopted string, err error) {
+	req.Type = awskms.ImportNew
+	if look {
+		id, state, err := findNewMaterial(ctx, c, req.Bundle.KeyARN, kcv)
+		if err != nil {
+			return "", "", "", err
+		}
+		if id != "" {
+			req.Type, req.MaterialID = awskms.ImportExisting, id
+			adopted = fmt.Sprintf("found %s (key check value %s in its description) after the process died before recording its import; imported again as that material", state, kcv)
+		}
+	}
+	mid, err = importSame(ctx, c, req)
+	return mid, req.Type, adopted, err
+}
+
+// importSame imports as req says and returns the KeyMaterialId KMS
+// reports; when req names a KeyMaterialId, KMS must report that one (the
+// same material).
+func importSame(ctx context.Context, c *awskms.Client, req awskms.ImportRequest) (string, error) {
+	mid, err := c.ImportMaterial(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	if req.MaterialID != "" && mid != req.MaterialID {
+		return "", fmt.Errorf("KMS key %s reports key material %s after the import, not %s: it did not take the same material", req.Bundle.KeyARN, mid, req.MaterialID)
+	}
+	return mid, nil
+}
+
+// findNewMaterial looks among the materials of the KMS key arn for the one
+// whose KeyMaterialDescription carries the key check value kcv and that is
+// pending rotation or current (a rotation a run that died went through).
+func findNewMaterial(ctx context.Context, c *awskms.Client, arn, kcv string) (id, state string, err error) {
+	ms, err := c.Materials(ctx, arn)
 	if err != nil {
 		return "", "", err
 	}
 	for _, m := range ms {
-		if kcv, _ := parseMaterialDescription(m.Description); kcv != k.kcv {
+		if d, _ := parseMaterialDescription(m.Description); d != kcv {
 			continue
 		}
 		switch m.State {
@@ -189,12 +215,26 @@ func (s *state) confirmation(confs map[*keyState]Confirmation, k *keyState) stri
 // to it, recording it. A rotation a run that died made but did not record
 // is found (the new material current) and recorded.
 func (s *state) rotateTo(ctx context.Context, k *keyState) error {
-	mid := k.materialID
-	ms, err := s.kms.Materials(ctx, k.arn)
+	previous, adopted, err := rotateKMSKey(ctx, s.kms, k.arn, k.materialID, s.resumed)
 	if err != nil {
 		return err
 	}
-	var previous, nonCurrent string
+	ev := &events.Rotate{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyMaterialID: k.materialID, PreviousKeyMaterialID: previous, RotationType: "ON_DEMAND", Adopted: adopted}
+	return s.locked(func() error { k.rotated = true; return s.recordChange(ev) })
+}
+
+// rotateKMSKey checks that the KMS key arn holds the imported material mid
+// in PENDING_ROTATION (on a multi-Region key: imported into every replica),
+// rotates the key to it (RotateKeyOnDemand) and checks it is current. It
+// returns the material that was current before. When resumed is set, mid
+// found current already is a rotation a run that died made: adopted says
+// so, and previous is the NON_CURRENT material.
+func rotateKMSKey(ctx context.Context, c *awskms.Client, arn, mid string, resumed bool) (previous, adopted string, err error) {
+	ms, err := c.Materials(ctx, arn)
+	if err != nil {
+		return "", "", err
+	}
+	var nonCurrent string
 	pending, current := false, false
 	for _, m := range ms {
 		switch {
@@ -208,26 +248,23 @@ func (s *state) rotateTo(ctx context.Context, k *keyState) error {
 			nonCurrent = m.ID
 		}
 	}
-	ev := &events.Rotate{Label: k.cfg.Label, KMSKeyARN: k.arn, KeyMaterialID: mid, PreviousKeyMaterialID: previous, RotationType: "ON_DEMAND"}
 	switch {
-	case current && s.resumed:
-		ev.PreviousKeyMaterialID = nonCurrent
-		ev.Adopted = "found current after the process died before recording the rotation"
+	case current && resumed:
+		return nonCurrent, "found current after the process died before recording the rotation", nil
 	case !pending:
-		return fmt.Errorf("KMS key %s does not list the imported material %s as PENDING_ROTATION: not rotating", k.arn, mid)
-	default:
-		if err := s.kms.RotateOnDemand(ctx, k.arn); err != nil {
-			return err
-		}
-		d, err := s.kms.Describe(ctx, k.arn)
-		if err != nil {
-			return err
-		}
-		if d.CurrentMaterialID != mid {
-			return fmt.Errorf("KMS key %s has current material %s after the rotation, not %s", k.arn, d.CurrentMaterialID, mid)
-		}
+		return "", "", fmt.Errorf("KMS key %s does not list the imported material %s as PENDING_ROTATION: not rotating", arn, mid)
 	}
-	return s.locked(func() error { k.rotated = true; return s.recordChange(ev) })
+	if err := c.RotateOnDemand(ctx, arn); err != nil {
+		return "", "", err
+	}
+	d, err := c.Describe(ctx, arn)
+	if err != nil {
+		return "", "", err
+	}
+	if d.CurrentMaterialID != mid {
+		return "", "", fmt.Errorf("KMS key %s has current material %s after the rotation, not %s", arn, d.CurrentMaterialID, mid)
+	}
+	return previous, "", nil
 }
 
 func checkImport(ctx context.Context, s *state) (string, error) {

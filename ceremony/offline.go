@@ -34,6 +34,9 @@ func (s *state) loadOfflineParams() error {
 		} else if p.Algorithm != first.Algorithm || p.KeySpec != first.KeySpec {
 			return fmt.Errorf("keys[%d].params_file %s is for %s with %s, another key's for %s with %s: fetch every key's parameters with one algorithm and key spec", i, path, p.Algorithm, p.KeySpec, first.Algorithm, first.KeySpec)
 		}
+		if err := checkFetchHint(fmt.Sprintf("keys[%d]", i), path, p, k.cfg.Rotate); err != nil {
+			return err
+		}
 		if k.arn != "" && k.arn != p.KeyARN {
 			return fmt.Errorf("keys[%d].params_file %s is for %s, but the transcript records %s for key %q", i, path, p.KeyARN, k.arn, k.cfg.Label)
 		}
@@ -51,6 +54,28 @@ func (s *state) loadOfflineParams() error {
 		}
 	}
 	s.cfg.KMS.WrappingAlgorithm, s.cfg.KMS.WrappingKeySpec = string(first.Algorithm), first.KeySpec
+	return nil
+}
+
+// checkFetchHint refuses, before anything happens, a key whose params file
+// (path, for keys[i] named what) says its KMS key could not take what the
+// ceremony makes: a rotation of a key that had no material, a replica, or
+// new material for a key that has some without rotate. The hint is what
+// the key was when params fetch ran; upload checks it again.
+func checkFetchHint(what, path string, p *wrap.Params, rotate bool) error {
+	h := p.AtFetch
+	switch {
+	case h == nil:
+		return nil
+	case h.MultiRegionType == "REPLICA":
+		return fmt.Errorf("%s.params_file %s is for %s, a multi-Region replica: a key's material goes into its primary first; fetch the primary's parameters for keys[].params_file and the replica's for keys[].replicas", what, path, p.KeyARN)
+	case rotate && h.State == "PendingImport":
+		return fmt.Errorf("%s.params_file %s is for %s, which was PendingImport when its parameters were fetched: it has no material to rotate; remove rotate: true for its first import (or re-import its material first)", what, path, p.KeyARN)
+	case rotate && h.State != "Enabled":
+		return fmt.Errorf("%s.params_file %s is for %s, which was %s when its parameters were fetched: a rotation needs an Enabled key; enable it and fetch the parameters again", what, path, p.KeyARN, h.State)
+	case !rotate && h.KeyMaterialID != "":
+		return fmt.Errorf("%s.params_file %s is for %s, which had key material %s when its parameters were fetched: KMS refuses other material for it; add rotate: true to rotate it to new material, or fetch parameters for a new key", what, path, p.KeyARN, h.KeyMaterialID)
+	}
 	return nil
 }
 
@@ -98,6 +123,8 @@ func (s *state) loadReplicaParams(what string, k *keyState, r *replicaState, fir
 		return fmt.Errorf("%s.params_file %s is for %s, which is not a replica of %s (a multi-Region key's replica has its key ID in another Region): fetch the parameters of the replica", what, path, p.KeyARN, k.offline.KeyARN)
 	case r.arn != "" && r.arn != p.KeyARN:
 		return fmt.Errorf("%s.params_file %s is for %s, but the transcript records %s", what, path, p.KeyARN, r.arn)
+	case k.cfg.Rotate && p.AtFetch != nil && p.AtFetch.State != "Enabled":
+		return fmt.Errorf("%s.params_file %s is for %s, which was %s when its parameters were fetched: a rotation imports new material into Enabled replicas; renew its material first (keyceremony renew), then fetch the parameters again", what, path, p.KeyARN, p.AtFetch.State)
 	}
 	r.offline, r.offlineData, r.region = p, data, p.Region
 	return nil
@@ -110,7 +137,7 @@ func offlineKMSKeys(s *state) (string, error) {
 		if k.kmsRecorded {
 			continue
 		}
-		if err := s.record(&events.KMSKey{Label: k.cfg.Label, KMSKeyARN: k.arn, Created: false, Region: k.offline.Region, Source: "params file"}); err != nil {
+		if err := s.record(&events.KMSKey{Label: k.cfg.Label, KMSKeyARN: k.arn, Created: false, Region: k.offline.Region, Source: "params file", Rotation: k.cfg.Rotate}); err != nil {
 			return "", err
 		}
 	}

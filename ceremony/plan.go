@@ -101,11 +101,16 @@ func (c *Config) Plan() []PlanItem {
 	return items
 }
 
-// uploadCommand is the command that imports bundle (made by an offline
-// ceremony or wrap) after checking it against the sealed transcript and
-// the signer's fingerprint, with the expiry expiry (flags).
-func uploadCommand(bundle, transcript, fingerprint, expiry string) string {
-	return fmt.Sprintf("keyceremony upload --bundle %s --transcript %s --fingerprint %s %s", ShellQuote(bundle), ShellQuote(transcript), fingerprint, expiry)
+// uploadCommand is the command that imports bundles (made by an offline
+// ceremony or wrap: one key's, in each of its Regions) after checking them
+// against the sealed transcript and the signer's fingerprint, with the
+// expiry expiry (flags).
+func uploadCommand(bundles []string, transcript, fingerprint, expiry string) string {
+	cmd := "keyceremony upload"
+	for _, b := range bundles {
+		cmd += " --bundle " + ShellQuote(b)
+	}
+	return fmt.Sprintf("%s --transcript %s --fingerprint %s %s", cmd, ShellQuote(transcript), fingerprint, expiry)
 }
 
 // expiryFlags are the upload flags for the expiry k asks for.

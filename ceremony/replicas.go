@@ -47,10 +47,9 @@ type ReplicaResult struct {
 	Region    string
 	KMSKeyARN string
 	Bundle    string
-	// UploadCommand and ImportBy as in KeyResult, after an offline
-	// ceremony: upload the primary's bundle first.
-	UploadCommand string
-	ImportBy      *time.Time
+	// ImportBy as in KeyResult, after an offline ceremony (the key's
+	// UploadCommand takes this bundle too).
+	ImportBy *time.Time
 }
 
 // newReplicas makes the state of k's configured replicas.
@@ -277,12 +276,8 @@ func (s *state) importReplicas(ctx context.Context, k *keyState, mid, desc, conf
 			return err
 		}
 		req := awskms.ImportRequest{Bundle: r.bundle, ValidTo: k.validTo, Description: desc, Type: awskms.ImportExisting, MaterialID: mid}
-		got, err := s.kms.In(r.region).ImportMaterial(ctx, req)
-		if err != nil {
+		if _, err := importSame(ctx, s.kms.In(r.region), req); err != nil {
 			return err
-		}
-		if got != mid {
-			return fmt.Errorf("KMS key %s reports key material %s after the import, not the primary's %s: it did not take the same material", r.arn, got, mid)
 		}
 		data := importData(k, r.arn, mid, desc, req.Type, confirmation)
 		if err := s.locked(func() error { r.imported = true; return s.recordChange(data) }); err != nil {

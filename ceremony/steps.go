@@ -218,7 +218,7 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 		}
 	}
 	err = s.eachKey(ctx, "kms-keys", todo, func(ctx context.Context, k *keyState) error {
-		data := &events.KMSKey{Label: k.cfg.Label, Created: k.cfg.Create, Region: c.Region(), Endpoint: endpoint}
+		data := &events.KMSKey{Label: k.cfg.Label, Created: k.cfg.Create, Region: c.Region(), Endpoint: endpoint, Rotation: k.cfg.Rotate}
 		if k.cfg.Create {
 			adopted, err := s.createKMSKey(ctx, c, k)
 			if err != nil {

@@ -81,11 +81,7 @@ func NextCommands(cfg *Config, res *Result) []string {
 	}
 	if res.Offline {
 		for _, k := range res.Keys {
-			// The primary first: a replica takes only its primary's material.
-			cmds = append(cmds, k.UploadCommand)
-			for _, r := range k.Replicas {
-				cmds = append(cmds, r.UploadCommand)
-			}
+			cmds = append(cmds, k.UploadCommand) // with every Region's bundle
 		}
 	}
 	return cmds

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -92,6 +93,22 @@ type Params struct {
 	PublicKey   []byte    `json:"public_key"`
 	ImportToken []byte    `json:"import_token"`
 	ValidTo     time.Time `json:"parameters_valid_to"`
+	// AtFetch is what KMS said of the key when the parameters were fetched
+	// (absent in files from AWS's CLI and older keyceremony): a hint that
+	// lets an offline ceremony refuse early. Nothing trusts it: upload
+	// checks the key again.
+	AtFetch *KeyHint `json:"key_at_fetch,omitempty"`
+}
+
+// KeyHint is a KMS key as DescribeKey showed it when its import
+// parameters were fetched.
+type KeyHint struct {
+	// State is the KeyState (Enabled, PendingImport, ...).
+	State string `json:"key_state"`
+	// KeyMaterialID is the current material's KeyMaterialId, if any.
+	KeyMaterialID string `json:"current_key_material_id,omitempty"`
+	// MultiRegionType is PRIMARY or REPLICA for a multi-Region key.
+	MultiRegionType string `json:"multi_region_type,omitempty"`
 }
 
 // RSAPublicKey parses the wrapping public key and checks that its size
@@ -135,6 +152,8 @@ func (p *Params) validate() error {
 		return errors.New("parameters_valid_to is missing")
 	case !ValidKeySpec(p.KeySpec):
 		return fmt.Errorf("wrapping_key_spec %q is not one of RSA_2048, RSA_3072, RSA_4096", p.KeySpec)
+	case p.AtFetch != nil && !hintRE.MatchString(p.AtFetch.State+p.AtFetch.KeyMaterialID+p.AtFetch.MultiRegionType):
+		return errors.New("key_at_fetch holds characters KMS never uses in a key state, material id or multi-Region type")
 	}
 	if _, err := ParseAlgorithm(string(p.Algorithm)); err != nil {
 		return fmt.Errorf("wrapping_algorithm: %w", err)
@@ -148,6 +167,9 @@ func (p *Params) Marshal() ([]byte, error) {
 	p.Format = ParamsFormat
 	return marshal(p)
 }
+
+// hintRE is what the fields of a KeyHint may hold.
+var hintRE = regexp.MustCompile(`^[A-Za-z0-9_]{0,200}$`)
 
 // ParseParams decodes and validates a params file.
 func ParseParams(b []byte) (*Params, error) {

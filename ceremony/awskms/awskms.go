@@ -118,6 +118,10 @@ type Key struct {
 	MultiRegion       bool
 	// MultiRegionType is PRIMARY or REPLICA for a multi-Region key.
 	MultiRegionType string
+	// KeySpec is the key's KeySpec (SYMMETRIC_DEFAULT for AES-256).
+	KeySpec string
+	// Replicas are the ARNs of a multi-Region key's replicas.
+	Replicas []string
 }
 
 // CreateKey creates a symmetric KMS key with Origin EXTERNAL, waiting for
@@ -144,7 +148,19 @@ func (c *Client) Describe(ctx context.Context, keyID string) (*Key, error) {
 	}
 	m := out.KeyMetadata
 	return &Key{ARN: aws.ToString(m.Arn), State: string(m.KeyState), Origin: string(m.Origin), ExpirationModel: string(m.ExpirationModel), ValidTo: m.ValidTo,
-		CurrentMaterialID: aws.ToString(m.CurrentKeyMaterialId), MultiRegion: aws.ToBool(m.MultiRegion), MultiRegionType: multiRegionType(m)}, nil
+		CurrentMaterialID: aws.ToString(m.CurrentKeyMaterialId), MultiRegion: aws.ToBool(m.MultiRegion), MultiRegionType: multiRegionType(m),
+		KeySpec: string(m.KeySpec), Replicas: replicaARNs(m)}, nil
+}
+
+func replicaARNs(m *types.KeyMetadata) []string {
+	if m.MultiRegionConfiguration == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range m.MultiRegionConfiguration.ReplicaKeys {
+		out = append(out, aws.ToString(r.Arn))
+	}
+	return out
 }
 
 func multiRegionType(m *types.KeyMetadata) string {

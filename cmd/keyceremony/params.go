@@ -16,8 +16,10 @@ const paramsHelp = `Usage: keyceremony params fetch --key ARN --algorithm ALG [-
 
 Fetches KMS import parameters (GetParametersForImport) for an existing KMS key
 with Origin EXTERNAL and writes them to a params file (keyceremony/params/v1)
-to carry into the offline room for keyceremony wrap. The parameters are valid
-for 24 hours.
+to carry into the offline room for keyceremony wrap or an offline ceremony.
+The parameters are valid for 24 hours. The file also records what the key was
+(state, current KeyMaterialId, multi-Region role), so that the offline room
+can refuse early what KMS would refuse; upload checks the key again.
 
 `
 
@@ -65,6 +67,9 @@ func cmdParams(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "import parameters for %s: %s with %s, valid until %s\n", p.KeyARN, p.Algorithm, p.KeySpec, p.ValidTo.UTC().Format(time.RFC3339))
+	if h := p.AtFetch; h != nil && h.KeyMaterialID != "" {
+		fmt.Fprintf(stdout, "KMS key %s is %s with key material %s: KMS takes only that material again, or new material as a rotation (keys[].rotate: true with this params_file)\n", p.KeyARN, h.State, h.KeyMaterialID)
+	}
 	fmt.Fprintf(stdout, "wrote %s (sha256 %s)\n", *out, evidence.Hash(data))
 	fmt.Fprintf(stdout, "wrapping public key sha256 %s: write it down and pin it offline (keys[].wrapping_key_sha256 in the config, or wrap --wrapping-key-sha256): a swapped file is then refused\n", evidence.Hash(p.PublicKey))
 	fmt.Fprintf(stdout, "next: carry it to the offline machine and run keyceremony wrap --params %s --wrapping-key-sha256 %s --key LABEL --token TOKEN --out-dir DIR\n", *out, evidence.Hash(p.PublicKey))

@@ -68,10 +68,7 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	if res.Offline {
 		fmt.Fprintln(stdout, "offline ceremony: carry the bundles out of the room, then on a connected machine:")
 		for _, k := range res.Keys {
-			fmt.Fprintf(stdout, "  %s\n", k.UploadCommand)
-			for _, r := range k.Replicas { // after the primary's
-				fmt.Fprintf(stdout, "  %s\n", r.UploadCommand)
-			}
+			fmt.Fprintf(stdout, "  %s\n", k.UploadCommand) // with every Region's bundle
 		}
 	}
 	printKeyTable(stdout, res)

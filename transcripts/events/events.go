@@ -136,6 +136,11 @@ type KMSKey struct {
 	// set, says how the key a run that died created was found again.
 	Nonce   string `json:"nonce,omitempty"`
 	Adopted string `json:"adopted,omitempty"`
+	// Rotation says the key's new material is meant as a rotation of this
+	// KMS key (keys[].rotate): NEW_KEY_MATERIAL, then RotateKeyOnDemand. An
+	// offline ceremony's upload takes the intent from here, never from
+	// the bundle.
+	Rotation bool `json:"rotation,omitempty"`
 }
 
 // Step implements Data.
