@@ -492,7 +492,7 @@ type BundleEvidence struct {
 // refused before it reaches KMS. It returns what the transcript says
 // about the bundle.
 func VerifyBundle(transcript []byte, pub crypto.PublicKey, fingerprint string, bundle []byte) (*BundleEvidence, error) {
-	evs, err := VerifyBundles(transcript, pub, fingerprint, [][]byte{bundle})
+	evs, err := VerifyBundles(transcript, pub, fingerprint, []NamedFile{{Data: bundle}})
 	if err != nil {
 		return nil, err
 	}
@@ -500,16 +500,22 @@ func VerifyBundle(transcript []byte, pub crypto.PublicKey, fingerprint string, b
 }
 
 // VerifyBundles is [VerifyBundle] for several bundles of one transcript,
-// verified once.
-func VerifyBundles(transcript []byte, pub crypto.PublicKey, fingerprint string, bundles [][]byte) ([]*BundleEvidence, error) {
+// verified once; an error about one bundle starts with its Name.
+func VerifyBundles(transcript []byte, pub crypto.PublicKey, fingerprint string, bundles []NamedFile) ([]*BundleEvidence, error) {
 	if pub == nil && fingerprint == "" {
 		return nil, errors.New("pin the transcript's signer with --fingerprint or --pubkey: a transcript checked against its own key proves nothing")
 	}
+	named := func(f NamedFile, err error) error {
+		if f.Name == "" {
+			return err
+		}
+		return fmt.Errorf("%s: %w", f.Name, err)
+	}
 	parsed := make([]*wrap.Bundle, len(bundles))
-	for i, data := range bundles {
-		b, err := wrap.ParseBundle(data)
+	for i, f := range bundles {
+		b, err := wrap.ParseBundle(f.Data)
 		if err != nil {
-			return nil, err
+			return nil, named(f, err)
 		}
 		parsed[i] = b
 	}
@@ -518,10 +524,10 @@ func VerifyBundles(transcript []byte, pub crypto.PublicKey, fingerprint string, 
 		return nil, err
 	}
 	var out []*BundleEvidence
-	for i, data := range bundles {
-		ev, err := bundleEvidence(res, parsed[i], evidence.Hash(data))
+	for i, f := range bundles {
+		ev, err := bundleEvidence(res, parsed[i], evidence.Hash(f.Data))
 		if err != nil {
-			return nil, err
+			return nil, named(f, err)
 		}
 		ev.TranscriptHash = evidence.Hash(transcript)
 		out = append(out, ev)

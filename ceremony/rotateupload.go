@@ -196,8 +196,8 @@ func checkRotationTarget(ctx context.Context, c *awskms.Client, arn string, repl
 }
 
 // checkRotationMaterials lists the materials of the KMS key arn and returns
-// the one whose description carries the key check value kcv, if any (an
-// earlier upload imported it). Without one, it refuses other material
+// the one whose description carries the key check value kcv (when not
+// empty), if any (an earlier upload imported it). Without one, it refuses other material
 // pending rotation and a key that reached [RotationLimit].
 func checkRotationMaterials(ctx context.Context, c *awskms.Client, arn, kcv string) (*awskms.Material, error) {
 	ms, err := c.Materials(ctx, arn)
@@ -207,7 +207,7 @@ func checkRotationMaterials(ctx context.Context, c *awskms.Client, arn, kcv stri
 	rotations := 0
 	var other *awskms.Material
 	for i, m := range ms {
-		if d, _ := parseMaterialDescription(m.Description); d == kcv {
+		if d, _ := parseMaterialDescription(m.Description); kcv != "" && d == kcv {
 			if m.State == "NON_CURRENT" {
 				return nil, fmt.Errorf("KMS key %s holds this material (key check value %s) as %s NON_CURRENT: it was rotated to and away from already; nothing was changed", arn, kcv, m.ID)
 			}

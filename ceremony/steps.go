@@ -197,6 +197,14 @@ func kmsKeys(ctx context.Context, s *state) (string, error) {
 			return "", fmt.Errorf("KMS key %s is %s, not PendingImport: a new ceremony makes new material, which KMS refuses for a key that has had material; use a new key (keys[].create: true), rotate it (keys[].rotate: true), or recover the escrowed material to re-import", d.ARN, d.State)
 		}
 		k.arn = d.ARN
+		if k.cfg.Rotate {
+			// Nothing of this ceremony is in KMS yet (kmsRecorded is not
+			// set): refuse other material pending rotation and a key at
+			// the rotation limit before anything changes.
+			if _, err := checkRotationMaterials(ctx, c, d.ARN, ""); err != nil {
+				return "", err
+			}
+		}
 		// The endpoint must offer the configured wrapping algorithm and
 		// key spec: ask it now, while nothing has changed.
 		if err := getParams(ctx, s, k); err != nil {

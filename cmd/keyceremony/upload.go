@@ -87,7 +87,7 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *fingerprint != "" && !isSHA256Hex(*fingerprint):
 		return usageError(fmt.Sprintf("--fingerprint %q must be 64 hex digits, the signer fingerprint the ceremony printed", *fingerprint))
 	}
-	var datas [][]byte
+	var datas []ceremony.NamedFile
 	var bs []*wrap.Bundle
 	for _, path := range bundles {
 		data, err := os.ReadFile(path)
@@ -98,7 +98,10 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		datas, bs = append(datas, data), append(bs, b)
+		datas, bs = append(datas, ceremony.NamedFile{Name: path, Data: data}), append(bs, b)
+	}
+	if len(datas) == 1 {
+		datas[0].Name = "" // every error names it, below
 	}
 	expiry := ceremony.Expiry{ValidFor: *validFor, ValidTo: *validTo, DoesNotExpire: *never}
 	o := awskms.Options{Region: *region, Profile: *profile}
@@ -117,7 +120,10 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return fmt.Errorf("failed to read transcript: %w", err)
 		}
 		if evs, err = ceremony.VerifyBundles(tr, pub, strings.ToLower(*fingerprint), datas); err != nil {
-			return verifyFailure{err}
+			if len(datas) == 1 {
+				return verifyFailure{fmt.Errorf("%s: %w", bundles[0], err)}
+			}
+			return verifyFailure{fmt.Errorf("%s: %w", *transcript, err)}
 		}
 	}
 	if evs[0] != nil && evs[0].Rotation {
