@@ -342,6 +342,16 @@ type Expiry struct {
 	DoesNotExpire bool
 }
 
+// validTo checks e (for the KMS key arn) as a config's expiry is checked
+// and returns the ValidTo it asks for at now; nil means never.
+func (e Expiry) validTo(arn string, now time.Time) (*time.Time, error) {
+	kc := KeyConfig{Label: "bundle", KMSKeyID: arn, ValidTo: e.ValidTo, ValidFor: e.ValidFor, DoesNotExpire: e.DoesNotExpire}
+	if err := kc.validate("expiry"); err != nil {
+		return nil, fmt.Errorf("%w (flags --valid-to, --valid-for, --does-not-expire)", err)
+	}
+	return kc.validTo(now)
+}
+
 // UploadResult is what Upload did.
 type UploadResult struct {
 	KeyARN  string
@@ -389,11 +399,7 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if err := b.CheckValid(now); err != nil {
 		return nil, err
 	}
-	kc := KeyConfig{Label: "bundle", KMSKeyID: b.KeyARN, ValidTo: e.ValidTo, ValidFor: e.ValidFor, DoesNotExpire: e.DoesNotExpire}
-	if err := kc.validate("expiry"); err != nil {
-		return nil, fmt.Errorf("%w (flags --valid-to, --valid-for, --does-not-expire)", err)
-	}
-	vt, err := kc.validTo(now)
+	vt, err := e.validTo(b.KeyARN, now)
 	if err != nil {
 		return nil, err
 	}

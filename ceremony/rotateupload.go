@@ -22,7 +22,7 @@ const RotationLimit = 25
 type RotationUpload struct {
 	KeyARN string
 	// MaterialID is the new material's KeyMaterialId, Previous the one that
-	// was current before the rotation.
+	// was current before the rotation (empty when Done).
 	MaterialID  string
 	Previous    string
 	Description string
@@ -80,12 +80,7 @@ func UploadRotation(ctx context.Context, o awskms.Options, bundles []*wrap.Bundl
 	if err != nil {
 		return nil, err
 	}
-	now := testOnlyNow()
-	kc := KeyConfig{Label: "bundle", KMSKeyID: ev.KMSKeyARN, ValidTo: e.ValidTo, ValidFor: e.ValidFor, DoesNotExpire: e.DoesNotExpire}
-	if err := kc.validate("expiry"); err != nil {
-		return nil, fmt.Errorf("%w (flags --valid-to, --valid-for, --does-not-expire)", err)
-	}
-	vt, err := kc.validTo(now)
+	vt, err := e.validTo(ev.KMSKeyARN, testOnlyNow())
 	if err != nil {
 		return nil, err
 	}
@@ -299,8 +294,6 @@ func checkRotated(ctx context.Context, c *awskms.Client, res *RotationUpload, re
 				return fmt.Errorf("KMS key %s lists the new material valid to %v, want %s", target, m.ValidTo, res.ValidTo.Format(time.RFC3339))
 			case m.ID != res.MaterialID && (m.State != "NON_CURRENT" || m.ImportState != "IMPORTED"):
 				return fmt.Errorf("KMS key %s lists key material %s as %s %s, not NON_CURRENT IMPORTED: old ciphertexts need it", target, m.ID, m.State, m.ImportState)
-			case m.ID != res.MaterialID && target == arn && res.Previous == "" && res.Done:
-				res.Previous = m.ID // the last one listed before the new
 			}
 		}
 		d, err := tc.Describe(ctx, target)
