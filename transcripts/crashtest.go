@@ -18,8 +18,20 @@ import (
 //   - KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE=N with
 //     KEYCEREMONY_CRASHTEST_PAUSE_FILE=F: the process creates F there and
 //     waits, doing nothing else, until F is removed, for the test to start
-//     a second run beside it.
+//     a second run beside it;
+//   - KEYCEREMONY_CRASHTEST_TEAR_LINE=N: the process writes the first half
+//     of line N (1: the header) and SIGKILLs itself, leaving a torn last
+//     line as a power cut or a kill in the middle of write(2) would.
 func init() {
+	if tear, err := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_TEAR_LINE")); err == nil {
+		testOnlyBeforeLine = func(n int, f *os.File, line []byte) {
+			if n == tear {
+				_, _ = f.Write(line[:len(line)/2])
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
+	}
 	kill, kerr := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_KILL_AT_LINE"))
 	pause, perr := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_PAUSE_AT_LINE"))
 	file := os.Getenv("KEYCEREMONY_CRASHTEST_PAUSE_FILE")

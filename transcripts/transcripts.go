@@ -58,6 +58,12 @@ const WitnessNamespace = "keyceremony"
 // tests kill the process there (see crashtest.go).
 var testOnlyAfterLine = func(lines int) {}
 
+// testOnlyBeforeLine is called with the number the line about to be
+// written will have (1 for the header), the open file and the line. It does
+// nothing except in a crashtest binary, whose crash tests write part of the
+// line there and kill the process: a torn last line (see crashtest.go).
+var testOnlyBeforeLine = func(n int, f *os.File, line []byte) {}
+
 var zeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 
 // Header is the first line of a transcript.
@@ -244,6 +250,7 @@ func (w *Writer) writeLine(v any, sync bool) error {
 		return fmt.Errorf("failed to encode transcript line: %w", err)
 	}
 	line = append(line, '\n')
+	testOnlyBeforeLine(w.lines+1, w.f, line)
 	if _, err := w.f.Write(line); err != nil {
 		return fmt.Errorf("failed to write transcript: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -48,6 +49,7 @@ type killPoint struct {
 	request int           // kill at this KMS request (0-based); -1: none
 	after   bool          // at request: after KMS handled it (else before)
 	delay   time.Duration // > 0: kill after this long, whatever is happening
+	tear    int           // > 0: write half of this line (1: the header), then kill
 	// op, when set, kills at the nth (from 1) request of that KMS
 	// operation instead, before or after it (after).
 	op   string
@@ -67,6 +69,18 @@ func requestKill(i int, op string, after bool) killPoint {
 		w = "after"
 	}
 	return killPoint{line: -1, request: i, after: after, name: fmt.Sprintf("%s %s (request %d)", w, op, i)}
+}
+
+func opKill(op string, nth int, after bool) killPoint {
+	w := "before"
+	if after {
+		w = "after"
+	}
+	return killPoint{line: -1, request: -1, op: op, nth: nth, after: after, name: fmt.Sprintf("%s %s #%d", w, op, nth)}
+}
+
+func tearKill(n int) killPoint {
+	return killPoint{line: -1, request: -1, tear: n, name: fmt.Sprintf("torn line %d", n)}
 }
 
 func timeKill(d time.Duration) killPoint {
@@ -98,6 +112,15 @@ type kmsTap struct {
 	victim   *os.Process
 	exited   chan struct{}
 	problems []string
+	// encrypted holds every ciphertext KMS returned, with its plaintext:
+	// check decrypts them all at the end (old ciphertexts must decrypt).
+	encrypted []ciphertext
+}
+
+// ciphertext is one Encrypt that KMS answered.
+type ciphertext struct {
+	key           string
+	plain, sealed []byte
 }
 
 func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -136,15 +159,61 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "killed", http.StatusServiceUnavailable)
 		return
 	}
-	if !hit {
-		k.srv.ServeHTTP(w, r)
-		return
+	var body []byte
+	if op == "Encrypt" {
+		body, _ = io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	// Handle it, kill the ceremony, and only then let the answer go.
 	rec := httptest.NewRecorder()
 	k.srv.ServeHTTP(rec, r)
-	kill()
+	if op == "Encrypt" && rec.Code == http.StatusOK {
+		var in struct {
+			KeyId     string
+			Plaintext []byte
+		}
+		var out struct{ CiphertextBlob []byte }
+		if json.Unmarshal(body, &in) == nil && json.Unmarshal(rec.Body.Bytes(), &out) == nil {
+			k.mu.Lock()
+			k.encrypted = append(k.encrypted, ciphertext{in.KeyId, in.Plaintext, out.CiphertextBlob})
+			k.mu.Unlock()
+		}
+	}
+	if hit {
+		// Handled: kill the ceremony, and only then let the answer go.
+		kill()
+		w.WriteHeader(rec.Code)
+		return
+	}
+	for h, v := range rec.Header() {
+		w.Header()[h] = v
+	}
 	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
+}
+
+// decryptAll asks KMS to decrypt every ciphertext it returned to the
+// ceremony's runs, killed or not, and returns the first failure.
+func (k *kmsTap) decryptAll() error {
+	k.mu.Lock()
+	cts := slices.Clone(k.encrypted)
+	k.mu.Unlock()
+	for _, ct := range cts {
+		body, _ := json.Marshal(map[string]any{"CiphertextBlob": ct.sealed})
+		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+		r.Header.Set("X-Amz-Target", "TrentService.Decrypt")
+		r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/kms/aws4_request, SignedHeaders=host, Signature=00")
+		rec := httptest.NewRecorder()
+		k.srv.ServeHTTP(rec, r)
+		var out struct{ Plaintext []byte }
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil || !bytes.Equal(out.Plaintext, ct.plain) {
+			return fmt.Errorf("a ciphertext of KMS key %s made during the ceremony no longer decrypts: %d %s", ct.key, rec.Code, rec.Body.Bytes())
+		}
+	}
+	if len(cts) == 0 {
+		return errors.New("no Encrypt reached KMS: the ceremony never checked a key")
+	}
+	return nil
 }
 
 // crashCase is one ceremony killed and resumed: its own token, KMS and
@@ -186,38 +255,63 @@ func newCrashCustodians(t *testing.T) *crashCustodians {
 	return c
 }
 
-const crashYAML = `
-ceremony:
-  id: %[1]s
-  operator: tester
-  out_dir: out
-token:
-  label: %[1]s
-kms:
-  wrapping_algorithm: RSAES_OAEP_SHA_1
-  wrapping_key_spec: RSA_2048
-  parallel: 1 # a crash point is a transcript line: no other key's request in flight
-keys:
-  - label: payments
-    create: true
-    valid_for: 30d
-  - label: archive
-    create: true
-    does_not_expire: true
-  - label: reports
-    create: true
-    valid_to: %[2]s
-escrow:
-  threshold: 2
-  custodians:
-    - {name: alice, recipient: %[3]s}
-    - {name: bob, recipient: %[4]s}
-    - {name: carol, recipient: %[5]s}
-`
+// crashShape is the ceremony a crash test kills: how many keys, how many
+// the online steps work on at once (kms.parallel), and the loopback KMS's
+// latency (so that concurrent requests overlap).
+type crashShape struct {
+	keys     int
+	parallel int
+	latency  time.Duration
+}
+
+// serialShape is the 3-key ceremony one key at a time: a crash point is a
+// transcript line, no other key's request in flight.
+var serialShape = crashShape{keys: 3, parallel: 1}
+
+// parallelShape is a 6-key ceremony whose online steps work on 3 keys at
+// once, each KMS request taking 30 ms: kills land while other keys'
+// requests are in flight and while a group commit signs for several.
+var parallelShape = crashShape{keys: 6, parallel: 3, latency: 30 * time.Millisecond}
+
+func (sh crashShape) String() string {
+	return fmt.Sprintf("%d keys, kms.parallel %d, KMS latency %v", sh.keys, sh.parallel, sh.latency)
+}
+
+// labels are the shape's key labels, the first three as they always were.
+func (sh crashShape) labels() []string {
+	out := []string{"payments", "archive", "reports"}
+	for i := 4; i <= sh.keys; i++ {
+		out = append(out, fmt.Sprintf("key-%d", i))
+	}
+	return out[:sh.keys]
+}
+
+// config is the ceremony's YAML: the keys' expiries take turns (valid_for,
+// does_not_expire, valid_to), with a 2-of-3 escrow.
+func (sh crashShape) config(name string, cu *crashCustodians) string {
+	validTo := time.Now().Add(200 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05Z")
+	var b strings.Builder
+	fmt.Fprintf(&b, "ceremony:\n  id: %s\n  operator: tester\n  out_dir: out\ntoken:\n  label: %s\n", name, name)
+	fmt.Fprintf(&b, "kms:\n  wrapping_algorithm: RSAES_OAEP_SHA_1\n  wrapping_key_spec: RSA_2048\n  parallel: %d\nkeys:\n", sh.parallel)
+	for i, l := range sh.labels() {
+		expiry := []string{"valid_for: 30d", "does_not_expire: true", "valid_to: " + validTo}[i%3]
+		fmt.Fprintf(&b, "  - label: %s\n    create: true\n    %s\n", l, expiry)
+	}
+	b.WriteString("escrow:\n  threshold: 2\n  custodians:\n")
+	for i, n := range cu.names {
+		fmt.Fprintf(&b, "    - {name: %s, recipient: %s}\n", n, cu.recipients[i])
+	}
+	return b.String()
+}
 
 // newCrashCase makes a fresh token (in the test's SoftHSM store), a fresh
-// loopback KMS and a config in a new directory.
+// loopback KMS and a config in a new directory, for the serial shape.
 func newCrashCase(t *testing.T, conf string, cu *crashCustodians, n int) *crashCase {
+	return newShapedCase(t, conf, cu, n, serialShape)
+}
+
+// newShapedCase is newCrashCase for a ceremony of shape sh.
+func newShapedCase(t *testing.T, conf string, cu *crashCustodians, n int, sh crashShape) *crashCase {
 	dir := t.TempDir()
 	name := fmt.Sprintf("crash-%03d", n)
 	if err := hsmtest.InitToken(conf, name); err != nil {
@@ -229,15 +323,13 @@ func newCrashCase(t *testing.T, conf string, cu *crashCustodians, n int) *crashC
 		_ = cmd.Run()
 	})
 	c := &crashCase{t: t, name: name, dir: dir, out: filepath.Join(dir, "out"), token: name, ids: cu.idFiles,
-		labels: []string{"payments", "archive", "reports"}}
-	validTo := time.Now().Add(200 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05Z")
+		labels: sh.labels()}
 	c.cfg = filepath.Join(dir, "ceremony.yaml")
-	body := fmt.Sprintf(crashYAML, name, validTo, cu.recipients[0], cu.recipients[1], cu.recipients[2])
-	if err := os.WriteFile(c.cfg, []byte(body), 0o600); err != nil {
+	if err := os.WriteFile(c.cfg, []byte(sh.config(name, cu)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "kms-state.json")
-	srv, err := kmslocal.Open(kmslocal.Options{StateFile: state, PoolSize: -1})
+	srv, err := kmslocal.Open(kmslocal.Options{StateFile: state, PoolSize: -1, Latency: sh.latency})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,6 +361,9 @@ func (c *crashCase) run(p killPoint) runResult {
 	cmd.Env = slices.Clone(c.env)
 	if p.line >= 0 {
 		cmd.Env = append(cmd.Env, "KEYCEREMONY_CRASHTEST_KILL_AT_LINE="+strconv.Itoa(p.line))
+	}
+	if p.tear > 0 {
+		cmd.Env = append(cmd.Env, "KEYCEREMONY_CRASHTEST_TEAR_LINE="+strconv.Itoa(p.tear))
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stderr
@@ -367,10 +462,16 @@ func (c *crashCase) check() error {
 	if err := c.checkKMS(tr, tokenKCV); err != nil {
 		return err
 	}
+	if err := c.kms.decryptAll(); err != nil {
+		return err
+	}
 	// One key check value per key everywhere: the ceremony's transcript,
 	// the drill's, the bundles and the escrow blob.
-	for _, f := range []string{tr, filepath.Join(drill, "transcript.jsonl"), filepath.Join(c.out, "escrow.json"),
-		filepath.Join(c.out, "bundle-payments.json"), filepath.Join(c.out, "bundle-archive.json"), filepath.Join(c.out, "bundle-reports.json")} {
+	files := []string{tr, filepath.Join(drill, "transcript.jsonl"), filepath.Join(c.out, "escrow.json")}
+	for _, l := range c.labels {
+		files = append(files, filepath.Join(c.out, "bundle-"+l+".json"))
+	}
+	for _, f := range files {
 		if err := checkKCVs(f, tokenKCV); err != nil {
 			return err
 		}
@@ -403,9 +504,16 @@ func (c *crashCase) tokenKCVs() (map[string]string, error) {
 
 // kmsStateKey is what the test reads of a kmslocal state file's key.
 type kmsStateKey struct {
-	ID       string            `json:"id"`
-	Material []byte            `json:"material"`
-	Tags     map[string]string `json:"tags"`
+	ID              string            `json:"id"`
+	Enabled         bool              `json:"enabled"`
+	Material        []byte            `json:"material"`
+	ExpirationModel string            `json:"expirationModel"`
+	ValidTo         *time.Time        `json:"validTo"`
+	Previous        []any             `json:"previousMaterial"`
+	Pending         any               `json:"pendingMaterial"`
+	Rotations       int               `json:"onDemandRotations"`
+	DeletionDate    *time.Time        `json:"deletionDate"`
+	Tags            map[string]string `json:"tags"`
 }
 
 // checkKMS checks KMS holds exactly one key per label, each named by the
@@ -421,19 +529,22 @@ func (c *crashCase) checkKMS(tr string, tokenKCV map[string]string) error {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return err
 	}
-	arns := map[string]string{} // key ID -> label, from the transcript
+	arns := map[string]string{}            // key ID -> label, from the transcript
+	imports := map[string]map[string]any{} // label -> its last import event's data
 	lines, err := transcriptLines(tr)
 	if err != nil {
 		return err
 	}
 	for _, l := range lines {
-		if l["step"] != "kms-key" {
-			continue
-		}
 		d, _ := l["data"].(map[string]any)
-		arn, _ := d["kms_key_arn"].(string)
 		label, _ := d["label"].(string)
-		arns[arn[strings.LastIndexByte(arn, '/')+1:]] = label
+		switch l["step"] {
+		case "kms-key":
+			arn, _ := d["kms_key_arn"].(string)
+			arns[arn[strings.LastIndexByte(arn, '/')+1:]] = label
+		case "import":
+			imports[label] = d
+		}
 	}
 	if len(st.Keys) != len(c.labels) {
 		var ids []string
@@ -461,6 +572,30 @@ func (c *crashCase) checkKMS(tr string, tokenKCV map[string]string) error {
 		}
 		if got := kcv(k.Material); got != tokenKCV[label] {
 			return fmt.Errorf("KMS key %s (%s) holds material with check value %s, the token key has %s", k.ID, label, got, tokenKCV[label])
+		}
+		// Imported once as new material: no rotation, nothing pending.
+		if len(k.Previous) > 0 || k.Pending != nil || k.Rotations != 0 {
+			return fmt.Errorf("KMS key %s (%s) holds more than one material: %d previous, pending %v, %d rotations", k.ID, label, len(k.Previous), k.Pending != nil, k.Rotations)
+		}
+		if !k.Enabled || k.DeletionDate != nil {
+			return fmt.Errorf("KMS key %s (%s) is not Enabled (enabled %v, deletion date %v)", k.ID, label, k.Enabled, k.DeletionDate)
+		}
+		// The expiry KMS holds is the one the transcript's import records.
+		imp := imports[label]
+		if imp == nil {
+			return fmt.Errorf("the transcript records no import of %s", label)
+		}
+		model, _ := imp["expiration_model"].(string)
+		vt, _ := imp["valid_to"].(string)
+		var want, got time.Time
+		if vt != "" {
+			want, _ = time.Parse(time.RFC3339Nano, vt)
+		}
+		if k.ValidTo != nil {
+			got = *k.ValidTo
+		}
+		if model != k.ExpirationModel || !want.Equal(got) || vt != "" && want.IsZero() {
+			return fmt.Errorf("KMS key %s (%s) has expiry %s %v, the transcript's import records %s %s", k.ID, label, k.ExpirationModel, got, model, vt)
 		}
 	}
 	return nil
@@ -566,6 +701,7 @@ func crashCasePoint(t *testing.T, conf string, cu *crashCustodians, n int, point
 }
 
 func (c *crashCase) killAndResume(points []killPoint) string {
+	tornAt := 0
 	for i, p := range points {
 		r := c.run(p)
 		if !r.killed {
@@ -574,12 +710,48 @@ func (c *crashCase) killAndResume(points []killPoint) string {
 			}
 			return c.checkMsg() // finished before the kill point
 		}
+		if p.tear > 0 && tornAt == 0 {
+			tornAt = p.tear
+		}
 	}
 	r := c.run(killPoint{line: -1, request: -1})
 	if r.code != 0 || r.killed {
 		return fmt.Sprintf("resume exited %d: %s", r.code, firstErrorLine(r.stderr))
 	}
+	if tornAt > 0 {
+		if err := c.checkTorn(tornAt); err != nil {
+			return err.Error()
+		}
+	}
 	return c.checkMsg()
+}
+
+// checkTorn checks the resume after a kill in the middle of writing line n
+// did what the README says: a torn header (nothing changed yet) is moved
+// aside as unrecorded-1-transcript.jsonl and the ceremony starts over; a
+// torn later line is cut and recorded in a torn-line event.
+func (c *crashCase) checkTorn(n int) error {
+	lines, err := transcriptLines(filepath.Join(c.out, "transcript.jsonl"))
+	if err != nil {
+		return err
+	}
+	for _, l := range lines {
+		d, _ := l["data"].(map[string]any)
+		switch {
+		case n == 1 && l["step"] == "set-aside" && d["name"] == "transcript.jsonl" && d["moved_to"] == "unrecorded-1-transcript.jsonl":
+			aside, err := os.ReadFile(filepath.Join(c.out, "unrecorded-1-transcript.jsonl"))
+			if err != nil || !bytes.HasPrefix(aside, []byte(`{"type":"header"`)) || bytes.Contains(aside, []byte("\n")) {
+				return fmt.Errorf("the torn header was not kept as unrecorded-1-transcript.jsonl: %q %v", aside, err)
+			}
+			return nil
+		case n > 1 && l["step"] == "torn-line":
+			return nil
+		}
+	}
+	if n == 1 {
+		return errors.New("killed while writing the header: the resume did not record moving the torn transcript aside")
+	}
+	return fmt.Errorf("killed while writing line %d: the resume recorded no torn-line event", n)
 }
 
 func (c *crashCase) checkMsg() string {
@@ -592,17 +764,35 @@ func (c *crashCase) checkMsg() string {
 // crashEnv sets up what every crash test needs: SoftHSM, custodians, and a
 // clean run to count the transcript lines and KMS requests of a ceremony.
 func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []string, took time.Duration) {
+	e := newSweepEnv(t, serialShape)
+	return e.conf, e.cu, e.lines, e.ops, e.took
+}
+
+// sweepEnv is a crash sweep's SoftHSM store, custodians, and what a clean
+// run of its shape of ceremony did.
+type sweepEnv struct {
+	t     *testing.T
+	shape crashShape
+	conf  string
+	cu    *crashCustodians
+	lines int           // transcript lines of a clean run
+	ops   []string      // its KMS requests, in the order they came
+	took  time.Duration // how long it ran
+	next  int           // the next case's number (its token's name)
+}
+
+func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
 	hsmtest.Require(t)
 	conf, err := hsmtest.SetupDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", conf)
-	cu = newCrashCustodians(t)
-	c := newCrashCase(t, conf, cu, 0)
+	e := &sweepEnv{t: t, shape: sh, conf: conf, cu: newCrashCustodians(t), next: 1}
+	c := newShapedCase(t, conf, e.cu, 0, sh)
 	start := time.Now()
 	r := c.run(killPoint{line: -1, request: -1})
-	took = time.Since(start)
+	e.took = time.Since(start)
 	if r.code != 0 {
 		t.Fatalf("clean run exited %d:\n%s", r.code, r.stderr)
 	}
@@ -613,81 +803,176 @@ func crashEnv(t *testing.T) (conf string, cu *crashCustodians, lines int, ops []
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.lines = len(tl)
 	c.kms.mu.Lock()
-	ops = slices.Clone(c.kms.ops)
+	e.ops = slices.Clone(c.kms.ops)
 	c.kms.mu.Unlock()
-	return conf, cu, len(tl), ops, took
+	return e
 }
 
-// TestCrashBoundaries kills a 3-key ceremony with a 2-of-3 escrow after
-// every transcript line and just before and just after every KMS request,
-// resumes it with the same command, and checks the evidence.
-func TestCrashBoundaries(t *testing.T) {
-	if testing.Short() {
-		t.Skip("crash sweep")
-	}
-	conf, cu, lines, ops, _ := crashEnv(t)
+// boundaries lists every kill point of the shape's ceremony: after every
+// transcript line, in the middle of writing every line, and just before
+// and just after every KMS request (by its index when one key at a time,
+// else as the nth request of its operation: concurrent requests come in
+// any order).
+func (e *sweepEnv) boundaries() []killPoint {
 	var points []killPoint
-	for l := 0; l <= lines; l++ {
+	for l := 0; l <= e.lines; l++ {
 		points = append(points, lineKill(l))
 	}
-	for i, op := range ops {
-		points = append(points, requestKill(i, op, false), requestKill(i, op, true))
+	for l := 1; l <= e.lines; l++ {
+		points = append(points, tearKill(l))
 	}
-	t.Logf("clean ceremony: %d transcript lines, %d KMS requests: %s", lines, len(ops), strings.Join(ops, " "))
-	var failed []string
-	for i, p := range points {
-		if msg := crashPoint(t, conf, cu, i+1, p); msg != "" {
-			failed = append(failed, fmt.Sprintf("killed at %s: %s", p, msg))
+	if e.shape.parallel == 1 {
+		for i, op := range e.ops {
+			points = append(points, requestKill(i, op, false), requestKill(i, op, true))
 		}
+		return points
 	}
-	t.Logf("crash boundaries: %d kill points tried, %d passed", len(points), len(points)-len(failed))
-	for _, f := range failed {
-		t.Error(f)
+	count := map[string]int{}
+	for _, op := range e.ops {
+		count[op]++
+		points = append(points, opKill(op, count[op], false), opKill(op, count[op], true))
 	}
+	return points
 }
 
-// TestCrashRandom (make crash) kills ceremonies at random moments: random
-// lines, random KMS requests, random times, and a resume killed again.
-// CRASH_RANDOM sets the number of cases (at least 200 for make crash),
-// CRASH_SEED the seed.
-func TestCrashRandom(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("CRASH_RANDOM"))
-	if n <= 0 {
-		t.Skip("set CRASH_RANDOM=N (make crash) to kill N ceremonies at random moments")
+// random returns a kill point chosen by rng: a line, a torn line, a KMS
+// request, or a moment within a clean run's time.
+func (e *sweepEnv) random(rng *rand.Rand) killPoint {
+	switch rng.IntN(4) {
+	case 0:
+		return lineKill(rng.IntN(e.lines + 1))
+	case 1:
+		return tearKill(1 + rng.IntN(e.lines))
+	case 2:
+		i := rng.IntN(len(e.ops))
+		if e.shape.parallel == 1 {
+			return requestKill(i, e.ops[i], rng.IntN(2) == 1)
+		}
+		return opKill(e.ops[i], 1+countBefore(e.ops, i), rng.IntN(2) == 1)
 	}
+	return timeKill(time.Duration(rng.Int64N(int64(e.took))))
+}
+
+// countBefore is how many of ops[:i] are ops[i]'s operation.
+func countBefore(ops []string, i int) int {
+	n := 0
+	for _, op := range ops[:i] {
+		if op == ops[i] {
+			n++
+		}
+	}
+	return n
+}
+
+// try kills a new ceremony of the shape at each of points in turn, resumes
+// it, and returns what went wrong ("" when nothing did).
+func (e *sweepEnv) try(points ...killPoint) string {
+	c := newShapedCase(e.t, e.conf, e.cu, e.next, e.shape)
+	e.next++
+	return c.killAndResume(points)
+}
+
+// crashSeed is CRASH_SEED, or a new seed; it is logged so that a failure
+// can be replayed.
+func crashSeed(t *testing.T) uint64 {
 	seed, _ := strconv.ParseUint(os.Getenv("CRASH_SEED"), 10, 64)
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
 	t.Logf("CRASH_SEED=%d", seed)
-	rng := rand.New(rand.NewPCG(seed, 0))
-	conf, cu, lines, ops, clean := crashEnv(t)
-	random := func() killPoint {
-		switch rng.IntN(3) {
-		case 0:
-			return lineKill(rng.IntN(lines + 1))
-		case 1:
-			i := rng.IntN(len(ops))
-			return requestKill(i, ops[i], rng.IntN(2) == 1)
-		}
-		return timeKill(time.Duration(rng.Int64N(int64(clean))))
+	return seed
+}
+
+// sweep tries points, each on a new ceremony, and reports. With
+// CRASH_SWEEP=1 (make crash) it tries them all; else (make test) a sample
+// of at most short of them, drawn with the logged CRASH_SEED. CRASH_SHARD=i/n
+// tries only every nth point from the ith (to split a long sweep).
+func (e *sweepEnv) sweep(name string, points []killPoint, short int) {
+	t := e.t
+	all := len(points)
+	if os.Getenv("CRASH_SWEEP") == "" && len(points) > short {
+		rng := rand.New(rand.NewPCG(crashSeed(t), 1))
+		rng.Shuffle(len(points), func(i, j int) { points[i], points[j] = points[j], points[i] })
+		points = points[:short]
 	}
+	if sh := os.Getenv("CRASH_SHARD"); sh != "" {
+		var i, n int
+		if _, err := fmt.Sscanf(sh, "%d/%d", &i, &n); err != nil || n < 1 || i < 0 || i >= n {
+			t.Fatalf("CRASH_SHARD=%q: want i/n with 0 <= i < n", sh)
+		}
+		var mine []killPoint
+		for k := i; k < len(points); k += n {
+			mine = append(mine, points[k])
+		}
+		points = mine
+	}
+	t.Logf("%s: %s; clean ceremony: %d transcript lines, %d KMS requests in %v: %s", name, e.shape, e.lines, len(e.ops), e.took.Round(time.Millisecond), strings.Join(e.ops, " "))
 	var failed []string
-	kills := 0
-	for i := 0; i < n; i++ {
-		points := []killPoint{random()}
-		if i%2 == 1 { // a double kill: the resume is killed too
-			points = append(points, random())
-		}
-		kills += len(points)
-		if msg := crashPoint(t, conf, cu, i+1, points...); msg != "" {
-			failed = append(failed, fmt.Sprintf("killed at %v: %s", points, msg))
+	for _, p := range points {
+		if msg := e.try(p); msg != "" {
+			failed = append(failed, fmt.Sprintf("killed at %s: %s", p, msg))
 		}
 	}
-	t.Logf("crash random: %d cases (%d kills asked), %d passed", n, kills, n-len(failed))
+	t.Logf("%s: %d kill points tried (of %d), %d passed", name, len(points), all, len(points)-len(failed))
 	for _, f := range failed {
 		t.Error(f)
+	}
+}
+
+// TestCrashBoundaries kills a 3-key ceremony with a 2-of-3 escrow, one key
+// at a time, after every transcript line, in the middle of writing each
+// line, and just before and just after every KMS request, resumes it with
+// the same command, and checks the evidence. make test tries a seeded
+// sample, make crash (CRASH_SWEEP=1) every point.
+func TestCrashBoundaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash sweep")
+	}
+	e := newSweepEnv(t, serialShape)
+	e.sweep("crash boundaries", e.boundaries(), 30)
+}
+
+// TestCrashParallel is TestCrashBoundaries for a 6-key ceremony whose
+// online steps work on 3 keys at once against a KMS with latency: kills
+// land while other keys' requests are in flight and inside a group commit.
+func TestCrashParallel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash sweep")
+	}
+	e := newSweepEnv(t, parallelShape)
+	e.sweep("crash parallel", e.boundaries(), 16)
+}
+
+// TestCrashRandom (make crash) kills ceremonies of both shapes at random
+// moments: random lines, torn lines, KMS requests, random times, and every
+// other one's resume killed again. CRASH_RANDOM sets the number of cases
+// per shape, CRASH_SEED the seed.
+func TestCrashRandom(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CRASH_RANDOM"))
+	if n <= 0 {
+		t.Skip("set CRASH_RANDOM=N (make crash) to kill N ceremonies at random moments")
+	}
+	rng := rand.New(rand.NewPCG(crashSeed(t), 0))
+	for _, sh := range []crashShape{serialShape, parallelShape} {
+		e := newSweepEnv(t, sh)
+		var failed []string
+		kills := 0
+		for i := 0; i < n; i++ {
+			points := []killPoint{e.random(rng)}
+			if i%2 == 1 { // a double kill: the resume is killed too
+				points = append(points, e.random(rng))
+			}
+			kills += len(points)
+			if msg := e.try(points...); msg != "" {
+				failed = append(failed, fmt.Sprintf("killed at %v: %s", points, msg))
+			}
+		}
+		t.Logf("crash random (%s): %d cases (%d kills asked), %d passed", sh, n, kills, n-len(failed))
+		for _, f := range failed {
+			t.Error(f)
+		}
 	}
 }
 
