@@ -29,6 +29,11 @@ func finishSeal(out, transcript string) (*Result, error) {
 	if err != nil {
 		return nil, nil // resume reports it
 	}
+	// A seal line cut short (the process died writing it) seals nothing:
+	// the resume cuts it off, records it, and seals again.
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		return nil, nil
+	}
 	trimmed := bytes.TrimRight(data, "\n")
 	last := trimmed[bytes.LastIndexByte(trimmed, '\n')+1:]
 	if !bytes.Contains(last, []byte(`"type":"seal"`)) {
