@@ -28,10 +28,13 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
-# Crash tests: the boundary sweep (every transcript line, before and after
-# every KMS request) plus CRASH_RANDOM (default 200) ceremonies killed with
-# SIGKILL at random moments, every other one killed again while resuming.
-# CRASH_SEED=N repeats a run.
+# Crash tests: the boundary sweeps of a 3-key kms.parallel 1 ceremony and a
+# 6-key kms.parallel 3 one (every transcript line, torn or complete, before
+# and after every KMS request; make test tries a sample), upload's kill
+# points, plus CRASH_RANDOM (default 200) ceremonies of each shape killed
+# with SIGKILL at random moments, every other one killed again while
+# resuming. CRASH_SEED=N repeats a run, CRASH_ONLY='torn seal line' tries
+# the points named, CRASH_SHARD=i/n a share of them.
 CRASH_RANDOM ?= 200
 crash: deps
 	CRASH_SWEEP=1 CRASH_RANDOM=$(CRASH_RANDOM) $(GO) test -count=1 -timeout 120m -v -run 'TestCrash' ./cmd/keyceremony

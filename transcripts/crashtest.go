@@ -3,6 +3,7 @@
 package transcripts
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"syscall"
@@ -20,12 +21,14 @@ import (
 //     waits, doing nothing else, until F is removed, for the test to start
 //     a second run beside it;
 //   - KEYCEREMONY_CRASHTEST_TEAR_LINE=N: the process writes the first half
-//     of line N (1: the header) and SIGKILLs itself, leaving a torn last
-//     line as a power cut or a kill in the middle of write(2) would.
+//     of line N (1: the header; "seal": the seal line) and SIGKILLs itself,
+//     leaving a torn last line as a power cut or a kill in the middle of
+//     write(2) would.
 func init() {
-	if tear, err := strconv.Atoi(os.Getenv("KEYCEREMONY_CRASHTEST_TEAR_LINE")); err == nil {
+	if v := os.Getenv("KEYCEREMONY_CRASHTEST_TEAR_LINE"); v != "" {
+		tear, _ := strconv.Atoi(v)
 		testOnlyBeforeLine = func(n int, f *os.File, line []byte) {
-			if n == tear {
+			if n == tear || v == "seal" && bytes.HasPrefix(line, []byte(`{"type":"seal"`)) {
 				_, _ = f.Write(line[:len(line)/2])
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}

@@ -25,6 +25,8 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/keyceremony/keyceremony/hsm"
 	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 	"github.com/keyceremony/keyceremony/internal/kmslocal"
@@ -49,7 +51,7 @@ type killPoint struct {
 	request int           // kill at this KMS request (0-based); -1: none
 	after   bool          // at request: after KMS handled it (else before)
 	delay   time.Duration // > 0: kill after this long, whatever is happening
-	tear    int           // > 0: write half of this line (1: the header), then kill
+	tear    int           // > 0: write half of this line (1: the header; tearSeal: the seal), then kill
 	// op, when set, kills at the nth (from 1) request of that KMS
 	// operation instead, before or after it (after).
 	op   string
@@ -79,7 +81,13 @@ func opKill(op string, nth int, after bool) killPoint {
 	return killPoint{line: -1, request: -1, op: op, nth: nth, after: after, name: fmt.Sprintf("%s %s #%d", w, op, nth)}
 }
 
+// tearSeal is killPoint.tear for the seal line, whatever its number.
+const tearSeal = 1 << 30
+
 func tearKill(n int) killPoint {
+	if n == tearSeal {
+		return killPoint{line: -1, request: -1, tear: n, name: "torn seal line"}
+	}
 	return killPoint{line: -1, request: -1, tear: n, name: fmt.Sprintf("torn line %d", n)}
 }
 
@@ -191,6 +199,25 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(rec.Body.Bytes())
 }
 
+// call sends KMS one request from the test itself (not counted, never
+// killing anything) and decodes its answer into out.
+func (k *kmsTap) call(op string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	r.Header.Set("X-Amz-Target", "TrentService."+op)
+	r.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/kms/aws4_request, SignedHeaders=host, Signature=00")
+	rec := httptest.NewRecorder()
+	k.srv.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		return fmt.Errorf("%s: %d %s", op, rec.Code, rec.Body.Bytes())
+	}
+	return json.Unmarshal(rec.Body.Bytes(), out)
+}
+
 // decryptAll asks KMS to decrypt every ciphertext it returned to the
 // ceremony's runs, killed or not, and returns the first failure.
 func (k *kmsTap) decryptAll() error {
@@ -198,16 +225,9 @@ func (k *kmsTap) decryptAll() error {
 	cts := slices.Clone(k.encrypted)
 	k.mu.Unlock()
 	for _, ct := range cts {
-		body, _ := json.Marshal(map[string]any{"CiphertextBlob": ct.sealed})
-		r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
-		r.Header.Set("X-Amz-Target", "TrentService.Decrypt")
-		r.Header.Set("Content-Type", "application/x-amz-json-1.1")
-		r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/kms/aws4_request, SignedHeaders=host, Signature=00")
-		rec := httptest.NewRecorder()
-		k.srv.ServeHTTP(rec, r)
 		var out struct{ Plaintext []byte }
-		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &out) != nil || !bytes.Equal(out.Plaintext, ct.plain) {
-			return fmt.Errorf("a ciphertext of KMS key %s made during the ceremony no longer decrypts: %d %s", ct.key, rec.Code, rec.Body.Bytes())
+		if err := k.call("Decrypt", map[string]any{"CiphertextBlob": ct.sealed}, &out); err != nil || !bytes.Equal(out.Plaintext, ct.plain) {
+			return fmt.Errorf("a ciphertext of KMS key %s made during the ceremony no longer decrypts: %v", ct.key, err)
 		}
 	}
 	if len(cts) == 0 {
@@ -229,6 +249,7 @@ type crashCase struct {
 	kms    *kmsTap
 	ids    []string // custodian identity files
 	labels []string
+	kills  int // runs killed (a kill point past the run's end kills none)
 }
 
 // crashCustodians are the escrow's three custodians (any two recover),
@@ -356,13 +377,21 @@ type runResult struct {
 
 // run runs the ceremony (the crashtest binary) once, killing it at p.
 func (c *crashCase) run(p killPoint) runResult {
-	cmd := binary(c.t, "keyceremony-crashtest", "run", "--config", c.cfg)
+	return c.runArgs(p, "run", "--config", c.cfg)
+}
+
+// runArgs runs the crashtest binary with args once, killing it at p; its
+// stdout and stderr both go to runResult.stderr.
+func (c *crashCase) runArgs(p killPoint, args ...string) runResult {
+	cmd := binary(c.t, "keyceremony-crashtest", args...)
 	cmd.Dir = c.dir
 	cmd.Env = slices.Clone(c.env)
 	if p.line >= 0 {
 		cmd.Env = append(cmd.Env, "KEYCEREMONY_CRASHTEST_KILL_AT_LINE="+strconv.Itoa(p.line))
 	}
-	if p.tear > 0 {
+	if p.tear == tearSeal {
+		cmd.Env = append(cmd.Env, "KEYCEREMONY_CRASHTEST_TEAR_LINE=seal")
+	} else if p.tear > 0 {
 		cmd.Env = append(cmd.Env, "KEYCEREMONY_CRASHTEST_TEAR_LINE="+strconv.Itoa(p.tear))
 	}
 	var stderr bytes.Buffer
@@ -499,7 +528,66 @@ func (c *crashCase) tokenKCVs() (map[string]string, error) {
 		}
 		out[l] = hex.EncodeToString(kcv)
 	}
+	tok.Close()
+	// And no other secret key: none made and left unrecorded.
+	all, err := tokenSecretKeys(c.token)
+	if err != nil {
+		return nil, err
+	}
+	if len(all) != len(c.labels) {
+		return nil, fmt.Errorf("token %s holds %d secret keys, the ceremony made %d: %s", c.token, len(all), len(c.labels), strings.Join(all, ", "))
+	}
 	return out, nil
+}
+
+// tokenSecretKeys lists every secret key on the token (label and CKA_ID),
+// through PKCS#11 itself.
+func tokenSecretKeys(token string) ([]string, error) {
+	p := pkcs11.New(hsmtest.Module)
+	if p == nil {
+		return nil, fmt.Errorf("cannot load %s", hsmtest.Module)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		return nil, err
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		return nil, err
+	}
+	for _, slot := range slots {
+		ti, err := p.GetTokenInfo(slot)
+		if err != nil || strings.TrimRight(ti.Label, " ") != token {
+			continue
+		}
+		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			return nil, err
+		}
+		defer p.CloseSession(sh)
+		if err := p.Login(sh, pkcs11.CKU_USER, hsmtest.PIN); err != nil {
+			return nil, err
+		}
+		if err := p.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY)}); err != nil {
+			return nil, err
+		}
+		hs, _, err := p.FindObjects(sh, 1000)
+		_ = p.FindObjectsFinal(sh)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, h := range hs {
+			a, err := p.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, fmt.Sprintf("%q (id %x)", a[0].Value, a[1].Value))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("no token %q", token)
 }
 
 // kmsStateKey is what the test reads of a kmslocal state file's key.
@@ -710,6 +798,7 @@ func (c *crashCase) killAndResume(points []killPoint) string {
 			}
 			return c.checkMsg() // finished before the kill point
 		}
+		c.kills++
 		if p.tear > 0 && tornAt == 0 {
 			tornAt = p.tear
 		}
@@ -779,6 +868,7 @@ type sweepEnv struct {
 	ops   []string      // its KMS requests, in the order they came
 	took  time.Duration // how long it ran
 	next  int           // the next case's number (its token's name)
+	kills int           // runs killed so far
 }
 
 func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
@@ -814,13 +904,15 @@ func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
 // transcript line, in the middle of writing every line, and just before
 // and just after every KMS request (by its index when one key at a time,
 // else as the nth request of its operation: concurrent requests come in
-// any order).
+// any order). The first are those make test always tries: the header and
+// the seal line torn (a torn seal was taken for a seal, and the resume
+// refused the ceremony).
 func (e *sweepEnv) boundaries() []killPoint {
-	var points []killPoint
+	points := []killPoint{tearKill(tearSeal), tearKill(1)}
 	for l := 0; l <= e.lines; l++ {
 		points = append(points, lineKill(l))
 	}
-	for l := 1; l <= e.lines; l++ {
+	for l := 2; l <= e.lines; l++ {
 		points = append(points, tearKill(l))
 	}
 	if e.shape.parallel == 1 {
@@ -871,7 +963,9 @@ func countBefore(ops []string, i int) int {
 func (e *sweepEnv) try(points ...killPoint) string {
 	c := newShapedCase(e.t, e.conf, e.cu, e.next, e.shape)
 	e.next++
-	return c.killAndResume(points)
+	msg := c.killAndResume(points)
+	e.kills += c.kills
+	return msg
 }
 
 // crashSeed is CRASH_SEED, or a new seed; it is logged so that a failure
@@ -886,16 +980,23 @@ func crashSeed(t *testing.T) uint64 {
 }
 
 // sweep tries points, each on a new ceremony, and reports. With
-// CRASH_SWEEP=1 (make crash) it tries them all; else (make test) a sample
-// of at most short of them, drawn with the logged CRASH_SEED. CRASH_SHARD=i/n
-// tries only every nth point from the ith (to split a long sweep).
-func (e *sweepEnv) sweep(name string, points []killPoint, short int) {
+// CRASH_SWEEP=1 (make crash) it tries them all; else (make test) the first
+// must of them and a sample of the others, short in all, drawn with the
+// logged CRASH_SEED. CRASH_SHARD=i/n
+// tries only every nth point from the ith (to split a long sweep), and
+// CRASH_ONLY only the points it names, as the log names them, separated by
+// commas (to replay a failure: CRASH_SWEEP=1 CRASH_ONLY='torn line 7').
+func (e *sweepEnv) sweep(name string, points []killPoint, must, short int) {
 	t := e.t
 	all := len(points)
 	if os.Getenv("CRASH_SWEEP") == "" && len(points) > short {
 		rng := rand.New(rand.NewPCG(crashSeed(t), 1))
-		rng.Shuffle(len(points), func(i, j int) { points[i], points[j] = points[j], points[i] })
+		rest := points[must:]
+		rng.Shuffle(len(rest), func(i, j int) { rest[i], rest[j] = rest[j], rest[i] })
 		points = points[:short]
+	}
+	if only := os.Getenv("CRASH_ONLY"); only != "" {
+		points = slices.DeleteFunc(points, func(p killPoint) bool { return !slices.Contains(strings.Split(only, ","), p.name) })
 	}
 	if sh := os.Getenv("CRASH_SHARD"); sh != "" {
 		var i, n int
@@ -915,7 +1016,7 @@ func (e *sweepEnv) sweep(name string, points []killPoint, short int) {
 			failed = append(failed, fmt.Sprintf("killed at %s: %s", p, msg))
 		}
 	}
-	t.Logf("%s: %d kill points tried (of %d), %d passed", name, len(points), all, len(points)-len(failed))
+	t.Logf("%s: %d kill points tried (of %d), %d killed a run, %d passed", name, len(points), all, e.kills, len(points)-len(failed))
 	for _, f := range failed {
 		t.Error(f)
 	}
@@ -931,7 +1032,7 @@ func TestCrashBoundaries(t *testing.T) {
 		t.Skip("crash sweep")
 	}
 	e := newSweepEnv(t, serialShape)
-	e.sweep("crash boundaries", e.boundaries(), 30)
+	e.sweep("crash boundaries", e.boundaries(), 2, 30)
 }
 
 // TestCrashParallel is TestCrashBoundaries for a 6-key ceremony whose
@@ -942,7 +1043,7 @@ func TestCrashParallel(t *testing.T) {
 		t.Skip("crash sweep")
 	}
 	e := newSweepEnv(t, parallelShape)
-	e.sweep("crash parallel", e.boundaries(), 16)
+	e.sweep("crash parallel", e.boundaries(), 2, 16)
 }
 
 // TestCrashRandom (make crash) kills ceremonies of both shapes at random
@@ -969,7 +1070,7 @@ func TestCrashRandom(t *testing.T) {
 				failed = append(failed, fmt.Sprintf("killed at %v: %s", points, msg))
 			}
 		}
-		t.Logf("crash random (%s): %d cases (%d kills asked), %d passed", sh, n, kills, n-len(failed))
+		t.Logf("crash random (%s): %d cases (%d kills asked, %d runs killed), %d passed", sh, n, kills, e.kills, n-len(failed))
 		for _, f := range failed {
 			t.Error(f)
 		}
