@@ -495,14 +495,21 @@ func (c *crashCase) check() error {
 		return err
 	}
 	// One key check value per key everywhere: the ceremony's transcript,
-	// the drill's, the bundles and the escrow blob.
-	files := []string{tr, filepath.Join(drill, "transcript.jsonl"), filepath.Join(c.out, "escrow.json")}
+	// the drill's, the bundles and the escrow blob; and every key in the
+	// escrow and recovered by the drill.
+	files := []string{filepath.Join(c.out, "escrow.json"), filepath.Join(drill, "transcript.jsonl"), tr}
 	for _, l := range c.labels {
 		files = append(files, filepath.Join(c.out, "bundle-"+l+".json"))
 	}
-	for _, f := range files {
-		if err := checkKCVs(f, tokenKCV); err != nil {
+	for i, f := range files {
+		seen, err := checkKCVs(f, tokenKCV)
+		if err != nil {
 			return err
+		}
+		for _, l := range c.labels {
+			if i < 2 && !seen[l] {
+				return fmt.Errorf("%s does not name key %s with its check value", f, l)
+			}
 		}
 	}
 	return nil
@@ -714,12 +721,13 @@ func transcriptLines(path string) ([]map[string]any, error) {
 
 // checkKCVs checks every object in a JSON (or JSON lines) file that names a
 // key (label or key_label) and a key check value names that key's one check
-// value.
-func checkKCVs(path string, want map[string]string) error {
+// value, and returns the labels it found so.
+func checkKCVs(path string, want map[string]string) (map[string]bool, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	seen := map[string]bool{}
 	var walk func(v any) error
 	walk = func(v any) error {
 		switch v := v.(type) {
@@ -728,6 +736,9 @@ func checkKCVs(path string, want map[string]string) error {
 			label, _ := v["label"].(string)
 			if kcv != "" && label != "" && want[label] != "" && !strings.EqualFold(kcv, want[label]) {
 				return fmt.Errorf("%s names check value %s for key %s, the token key's is %s", filepath.Base(path), kcv, label, want[label])
+			}
+			if kcv != "" && label != "" {
+				seen[label] = true
 			}
 			for _, x := range v {
 				if err := walk(x); err != nil {
@@ -749,7 +760,7 @@ func checkKCVs(path string, want map[string]string) error {
 		if json.Unmarshal(l, &v) != nil {
 			// A bundle or the escrow blob is one indented document.
 			if err := json.Unmarshal(data, &v); err != nil {
-				return fmt.Errorf("%s: %w", path, err)
+				return nil, fmt.Errorf("%s: %w", path, err)
 			}
 			if strings.HasPrefix(filepath.Base(path), "bundle-") {
 				// A bundle names its key by file name.
@@ -759,18 +770,17 @@ func checkKCVs(path string, want map[string]string) error {
 					m["label"] = label
 				}
 			}
-			found = true
-			return walk(v)
+			return seen, walk(v)
 		}
 		if err := walk(v); err != nil {
-			return err
+			return nil, err
 		}
 		found = true
 	}
 	if !found {
-		return fmt.Errorf("%s is empty", path)
+		return nil, fmt.Errorf("%s is empty", path)
 	}
-	return nil
+	return seen, nil
 }
 
 // crashPoint kills a ceremony at each point in turn (the resume of a
