@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/keyceremony/keyceremony/transcripts"
 )
 
 // Summary is what a completed ceremony leaves for the people in the room,
@@ -65,7 +67,13 @@ func Summary(cfg *Config, res *Result) string {
 	for _, c := range NextCommands(cfg, res) {
 		fmt.Fprintf(&b, "  %s\n", c)
 	}
-	return b.String()
+	// Each line escaped: ARNs and labels a resume read from the
+	// transcript, file names found in out_dir.
+	lines := strings.Split(b.String(), "\n")
+	for i, l := range lines {
+		lines[i] = transcripts.Printable(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // NextCommands are the commands to run after a completed ceremony, each

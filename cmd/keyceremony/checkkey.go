@@ -31,7 +31,7 @@ func cmdCheckKey(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if k.ValidTo != nil {
 		expiry = "material valid to " + k.ValidTo.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(stdout, "key %s: %s, origin %s, %s\n", k.ARN, k.State, k.Origin, expiry)
+	fmt.Fprintf(stdout, "key %s: %s, origin %s, %s\n", show(k.ARN), show(k.State), show(k.Origin), expiry)
 	if !res.EncryptDecrypt {
 		return fmt.Errorf("key %s is %s, not Enabled: its material is missing or expired; re-import it from the escrow", k.ARN, k.State)
 	}

@@ -114,8 +114,8 @@ func cmdVerifyShare(ctx context.Context, args []string, stdin *os.File, stdout, 
 		verdict = "NOT CONFIRMED"
 	}
 	fmt.Fprintf(stdout, "%s: share %d of %d of custodian %q for ceremony %s opens and matches the commitments of the transcript; %d of %d shares recover the keys\n",
-		verdict, sh.Index, sh.Shares, sh.Custodian, sh.CeremonyID, sh.Threshold, sh.Shares)
-	fmt.Fprintf(stdout, "pinned by: %s\n", orig.PinnedBy)
+		verdict, sh.Index, sh.Shares, sh.Custodian, show(sh.CeremonyID), sh.Threshold, sh.Shares)
+	fmt.Fprintf(stdout, "pinned by: %s\n", show(orig.PinnedBy))
 	return nil
 }
 

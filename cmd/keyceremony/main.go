@@ -27,6 +27,7 @@ import (
 	"strings"
 
 	"github.com/keyceremony/keyceremony/internal/secret"
+	"github.com/keyceremony/keyceremony/transcripts"
 )
 
 // Exit codes.
@@ -159,7 +160,7 @@ func run(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "keyceremony: error: %s\n", oneLine(err.Error()))
 	var he *hintError
 	if errors.As(err, &he) && he.hint != "" {
-		fmt.Fprintf(stderr, "keyceremony: hint: %s\n", he.hint)
+		fmt.Fprintf(stderr, "keyceremony: hint: %s\n", oneLine(he.hint))
 	}
 	var ue usageError
 	var ve verifyFailure
@@ -194,8 +195,15 @@ type hintError struct {
 
 func (e *hintError) Unwrap() error { return e.error }
 
+// show escapes a string for the terminal (transcripts.Printable): every
+// string a transcript, bundle, params file, KMS or token chose is printed
+// through it, so that none can start a line, move the cursor or hide text.
+var show = transcripts.Printable
+
+// oneLine makes a message one line with nothing a terminal acts on: a
+// message can quote a transcript, a bundle, a params file, KMS or a token.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return show(strings.Join(strings.Fields(s), " "))
 }
 
 func newFlags(name string, stderr io.Writer, help string) *flag.FlagSet {

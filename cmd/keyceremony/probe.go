@@ -130,7 +130,7 @@ func cmdProbe(ctx context.Context, args []string, stdin *os.File, stdout, stderr
 }
 
 func printProbe(w io.Writer, in hsm.Info, c *hsm.Capabilities) {
-	fmt.Fprintf(w, "token %q (serial %s, %s %s, slot %d) in %s (%s)\n", in.Label, in.Serial, in.Manufacturer, in.Model, in.SlotID, in.Module, in.Library)
+	fmt.Fprintf(w, "token %q (serial %s, %s %s, slot %d) in %s (%s)\n", in.Label, show(in.Serial), show(in.Manufacturer), show(in.Model), in.SlotID, show(in.Module), show(in.Library))
 	fmt.Fprintf(w, "  AES-256 generation (ceremony template): %s\n", c.AESGenerate)
 	fmt.Fprintf(w, "  key check value:                       %s\n", c.CheckValue)
 	fmt.Fprintf(w, "  transcript signing key:                %s\n", c.Signing)

@@ -177,20 +177,20 @@ func cmdRecover(ctx context.Context, args []string, stdin *os.File, stdout, stde
 		if res.Confirmed {
 			fmt.Fprintf(stdout, "drill PASSED: the escrow recovers every key\n")
 		} else {
-			fmt.Fprintf(stdout, "drill NOT CONFIRMED: every key recovered, but the original transcript was pinned by %s; pin it with --fingerprint or --seal-words from the witnesses' notes\n", res.PinnedBy)
+			fmt.Fprintf(stdout, "drill NOT CONFIRMED: every key recovered, but the original transcript was pinned by %s; pin it with --fingerprint or --seal-words from the witnesses' notes\n", show(res.PinnedBy))
 		}
 	} else if !res.Confirmed {
-		fmt.Fprintf(stdout, "WARNING: not confirmed: the original transcript was pinned by %s\n", res.PinnedBy)
+		fmt.Fprintf(stdout, "WARNING: not confirmed: the original transcript was pinned by %s\n", show(res.PinnedBy))
 	}
-	fmt.Fprintf(stdout, "pinned by:   %s\n", res.PinnedBy)
-	fmt.Fprintf(stdout, "shares used: %s\n", strings.Join(res.Custodians, ", "))
+	fmt.Fprintf(stdout, "pinned by:   %s\n", show(res.PinnedBy))
+	fmt.Fprintf(stdout, "shares used: %s\n", show(strings.Join(res.Custodians, ", ")))
 	for i, c := range res.Custodians {
-		fmt.Fprintf(stdout, "  share of %s opened by %s\n", c, res.OpenedBy[i])
+		fmt.Fprintf(stdout, "  share of %s opened by %s\n", show(c), show(res.OpenedBy[i]))
 	}
 	for _, k := range res.Keys {
-		fmt.Fprintf(stdout, "key %s (id %s): %s, kcv %s matches", k.Label, k.ID, what, k.KeyCheckValue)
+		fmt.Fprintf(stdout, "key %s (id %s): %s, kcv %s matches", show(k.Label), show(k.ID), what, show(k.KeyCheckValue))
 		if len(k.Reimported) > 0 {
-			fmt.Fprintf(stdout, ", imported again into %s", strings.Join(k.Reimported, ", "))
+			fmt.Fprintf(stdout, ", imported again into %s", show(strings.Join(k.Reimported, ", ")))
 		}
 		fmt.Fprintln(stdout)
 	}

@@ -127,7 +127,7 @@ func renewOrReplicate(ctx context.Context, name, help string, args []string, std
 		what = "imported into replica"
 	}
 	for _, arn := range res.ARNs {
-		fmt.Fprintf(stdout, "%s %s: same key material %s, kcv %s, %s\n", what, arn, res.MaterialIDs[arn], res.KeyCheckValue, expiry(res))
+		fmt.Fprintf(stdout, "%s %s: same key material %s, kcv %s, %s\n", what, show(arn), show(res.MaterialIDs[arn]), res.KeyCheckValue, expiry(res))
 	}
 	fmt.Fprintf(stdout, "transcript:  %s\n", res.Transcript)
 	fmt.Fprintf(stdout, "signing key: %s\n", res.PublicKey)

@@ -95,10 +95,12 @@ func (u *lineUI) StepStarted(i, n int, s ceremony.Step) {
 }
 
 func (u *lineUI) StepDone(i, n int, s ceremony.Step, summary string) {
-	fmt.Fprintf(u.out, "[%d/%d] done in %.3fs: %s\n", i, n, time.Since(u.started).Seconds(), summary)
+	fmt.Fprintf(u.out, "[%d/%d] done in %.3fs: %s\n", i, n, time.Since(u.started).Seconds(), show(summary))
 }
 
-func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", msg) }
+// Info prints a message of the engine, escaped: it may quote a transcript,
+// a params file, KMS or the token.
+func (u *lineUI) Info(msg string) { fmt.Fprintf(u.out, "      %s\n", show(msg)) }
 
 // Progress draws a bar for steps over ten keys or more, a line each time
 // it moves by a twentieth (the output may be a log file, not a terminal).
@@ -124,7 +126,7 @@ func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
 		return "", errors.New("nobody at the keyboard to ask (stdin is not a terminal): put the value in the config instead of \"ask\", or run the ceremony in the TUI")
 	}
-	fmt.Fprintf(u.out, "      (what you type is not echoed; it is shown after enter)\n%s: ", prompt)
+	fmt.Fprintf(u.out, "      (what you type is not echoed; it is shown after enter)\n%s: ", show(prompt))
 	b, err := term.ReadPassword(int(u.in.Fd()))
 	fmt.Fprintln(u.out)
 	if err != nil {
@@ -134,7 +136,7 @@ func (u *lineUI) Ask(ctx context.Context, prompt string) (string, error) {
 	if secret.LooksLikeKey(line) {
 		fmt.Fprintln(u.out, "      read: a SECRET key (not shown); give the PUBLIC recipient and keep the secret key to yourself")
 	} else {
-		fmt.Fprintf(u.out, "      read: %s\n", line)
+		fmt.Fprintf(u.out, "      read: %s\n", show(line))
 	}
 	return line, nil
 }
@@ -143,7 +145,7 @@ func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 	if u.in == nil || !term.IsTerminal(int(u.in.Fd())) {
 		return nil, fmt.Errorf("%w: stdin is not a terminal: set %s or token.pin_file", ceremony.ErrNoPIN, ceremony.DefaultPINEnv)
 	}
-	fmt.Fprintf(u.out, "%s: ", prompt)
+	fmt.Fprintf(u.out, "%s: ", show(prompt))
 	b, err := term.ReadPassword(int(u.in.Fd()))
 	fmt.Fprintln(u.out)
 	if err != nil {
@@ -155,7 +157,7 @@ func (u *lineUI) Secret(ctx context.Context, prompt string) ([]byte, error) {
 // Confirm asks nobody: a non-interactive run is confirmed by its config,
 // and the transcript says so.
 func (u *lineUI) Confirm(ctx context.Context, prompt, want string) (ceremony.Confirmation, error) {
-	fmt.Fprintf(u.out, "      %s\n      %s: confirmed by the config\n", prompt, ceremony.NotAsked)
+	fmt.Fprintf(u.out, "      %s\n      %s: confirmed by the config\n", show(prompt), ceremony.NotAsked)
 	return ceremony.Confirmation{}, nil
 }
 
@@ -175,9 +177,9 @@ func printKeyTable(w io.Writer, res *ceremony.Result) {
 		if mid == "" {
 			mid = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Label, k.KeyCheckValue, k.KMSKeyARN, vt, mid)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", show(k.Label), k.KeyCheckValue, show(k.KMSKeyARN), vt, show(mid))
 		for _, r := range k.Replicas {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Label, k.KeyCheckValue, r.KMSKeyARN, vt, mid)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", show(k.Label), k.KeyCheckValue, show(r.KMSKeyARN), vt, show(mid))
 		}
 	}
 	tw.Flush()

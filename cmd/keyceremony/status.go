@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/transcripts"
 )
 
 // Exit codes of keyceremony status (besides exitOK, exitError, exitUsage).
@@ -119,30 +120,32 @@ type exitCode struct {
 
 func (e exitCode) Error() string { return e.msg }
 
+// printStatus prints the report as a table and notes. Every string in it
+// comes from KMS or a transcript, and is printed escaped.
 func printStatus(w io.Writer, rep *ceremony.StatusReport) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tLABEL\tSTATE\tORIGIN\tEXPIRES\tDAYS\tMATERIAL\tROTATIONS\tRECORD")
 	for _, k := range rep.Keys {
 		if k.Error != "" {
-			fmt.Fprintf(tw, "%s\t%s\terror\t\t\t\t\t\t%s\n", k.Key, k.Label, k.Record)
+			fmt.Fprintf(tw, "%s\t%s\terror\t\t\t\t\t\t%s\n", show(k.Key), show(k.Label), k.Record)
 			continue
 		}
 		exp, days := "never", "-"
 		if k.ValidTo != nil {
 			exp, days = k.ValidTo.UTC().Format(time.RFC3339), strconv.Itoa(*k.DaysLeft)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.ARN, k.Label, k.State, k.Origin, exp, days, shortID(k.CurrentMaterialID), k.Rotations, k.Record)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", show(k.ARN), show(k.Label), show(k.State), show(k.Origin), exp, days, show(shortID(k.CurrentMaterialID)), k.Rotations, k.Record)
 	}
 	tw.Flush()
 	for _, k := range rep.Keys {
 		if k.Error != "" {
-			fmt.Fprintf(w, "%s: error: %s\n", k.Key, k.Error)
+			fmt.Fprintf(w, "%s: error: %s\n", show(k.Key), show(k.Error))
 		}
 		for _, m := range k.Warnings {
-			fmt.Fprintf(w, "%s: warning: %s\n", k.ARN, m)
+			fmt.Fprintf(w, "%s: warning: %s\n", show(k.ARN), show(m))
 		}
 		if k.RecordDetail != "" {
-			fmt.Fprintf(w, "%s: record %s: %s\n", orKey(k), k.Record, k.RecordDetail)
+			fmt.Fprintf(w, "%s: record %s: %s\n", show(orKey(k)), k.Record, show(k.RecordDetail))
 		}
 	}
 }
@@ -231,8 +234,12 @@ func writeProm(path string, rep *ceremony.StatusReport) error {
 	return nil
 }
 
+// promEscape makes s a Prometheus label value: escaped as a terminal
+// shows it (transcripts.Printable: a newline or an escape from KMS or a
+// transcript becomes \uXXXX, invalid UTF-8 U+FFFD), then as the text
+// format wants (backslash and double quote).
 func promEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(transcripts.Printable(s))
 }
 
 func boolInt(b bool) int {

@@ -183,7 +183,6 @@ func cmdVerify(args []string, stdout, stderr io.Writer) error {
 	// signer's to choose: printed so that it cannot start a line or send
 	// the terminal an escape sequence (which could hide the warning at
 	// the end).
-	show := transcripts.Printable
 	fmt.Fprintf(stdout, "OK: transcript of ceremony %s, %d events, sealed by key %s\n", show(res.Header.CeremonyID), res.EventCount, res.Seal.Fingerprint)
 	fmt.Fprintf(stdout, "seal algorithm: %s\n", show(res.Seal.Algorithm))
 	if binary != "" {

@@ -247,7 +247,7 @@ func cmdWrap(ctx context.Context, args []string, stdin *os.File, stdout, stderr 
 	if !res.InHSM {
 		where = "on the host (" + res.HostReason + ")"
 	}
-	fmt.Fprintf(stdout, "key %s (kcv %s) wrapped for %s with %s %s\n", plan.KeyLabel, res.KeyCheckValue, p.KeyARN, p.Algorithm, where)
+	fmt.Fprintf(stdout, "key %s (kcv %s) wrapped for %s with %s %s\n", show(plan.KeyLabel), res.KeyCheckValue, show(p.KeyARN), p.Algorithm, where)
 	fmt.Fprintf(stdout, "bundle:                 %s\n", res.Bundle)
 	fmt.Fprintf(stdout, "EncryptedKeyMaterial:   %s\n", res.EncryptedKeyMaterial)
 	fmt.Fprintf(stdout, "ImportToken:            %s\n", res.ImportToken)

@@ -8,6 +8,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/keyceremony/keyceremony/ceremony"
+	"github.com/keyceremony/keyceremony/transcripts"
 )
 
 // bridge is the engine's ceremony.UI: each call becomes a message to the
@@ -76,35 +77,40 @@ func (b *bridge) ask(ctx context.Context, r *request) (reply, error) {
 // StopRequested implements ceremony.Interrupter.
 func (b *bridge) StopRequested() bool { return b.stop.Load() }
 
+// show escapes what the engine says for the screen: its messages quote
+// transcripts, bundles, params files, KMS and the token, and none of
+// that may move the cursor or hide text (transcripts.Printable).
+var show = transcripts.Printable
+
 func (b *bridge) StepStarted(i, n int, s ceremony.Step) { b.post(stepStartedMsg{i - 1}) }
 
 func (b *bridge) StepDone(i, n int, s ceremony.Step, summary string) {
-	b.post(stepDoneMsg{i - 1, summary})
+	b.post(stepDoneMsg{i - 1, show(summary)})
 }
 
-func (b *bridge) Info(msg string) { b.post(infoMsg(msg)) }
+func (b *bridge) Info(msg string) { b.post(infoMsg(show(msg))) }
 
 func (b *bridge) Progress(done, total int) { b.post(progressMsg{done, total}) }
 
 func (b *bridge) Secret(ctx context.Context, prompt string) ([]byte, error) {
-	a, err := b.ask(ctx, &request{prompt: prompt, secret: true})
+	a, err := b.ask(ctx, &request{prompt: show(prompt), secret: true})
 	return a.secret, err
 }
 
 func (b *bridge) Ask(ctx context.Context, prompt string) (string, error) {
-	a, err := b.ask(ctx, &request{prompt: prompt, free: true})
+	a, err := b.ask(ctx, &request{prompt: show(prompt), free: true})
 	return string(a.secret), err
 }
 
 // Confirm has want typed at the keyboard: the transcript records it typed.
 func (b *bridge) Confirm(ctx context.Context, prompt, want string) (ceremony.Confirmation, error) {
-	_, err := b.ask(ctx, &request{prompt: prompt, want: want})
+	_, err := b.ask(ctx, &request{prompt: show(prompt), want: want})
 	return ceremony.Confirmation{Typed: err == nil}, err
 }
 
 // HandOver implements ceremony.HandOver: a screen that asks for the
 // keyboard to be handed to name, answered with enter.
 func (b *bridge) HandOver(ctx context.Context, name, why string) error {
-	_, err := b.ask(ctx, &request{prompt: why, handOver: name})
+	_, err := b.ask(ctx, &request{prompt: show(why), handOver: show(name)})
 	return err
 }

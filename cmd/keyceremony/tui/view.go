@@ -312,7 +312,7 @@ func (m *Model) failureBody(add func(int, string)) {
 		}
 	}
 	add(1, " "+failStyle.Render(head))
-	add(1, " "+msg)
+	add(1, " "+show(msg))
 	add(0, "")
 	switch {
 	case m.retryable() && !m.changed():
