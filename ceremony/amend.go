@@ -4,7 +4,6 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
 	"fmt"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -78,7 +77,7 @@ func (s *state) planAmend(sum string) (*amendment, error) {
 func (s *state) recordAmend(a *amendment) error {
 	name, sum := configFile(s.cfg.Hash()), s.cfg.Hash()
 	// A resume killed after writing the copy left it: it is the same bytes.
-	if data, err := os.ReadFile(filepath.Join(s.res.OutDir, name)); err != nil || evidence.Hash(data) != sum {
+	if data, err := evidence.ReadFile(filepath.Join(s.res.OutDir, name), evidence.MaxFileSize); err != nil || evidence.Hash(data) != sum {
 		if _, _, err := s.writeFile(name, s.cfg.raw); err != nil {
 			return err
 		}

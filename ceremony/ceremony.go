@@ -341,13 +341,13 @@ func Run(ctx context.Context, cfg *Config, ui UI) (*Result, error) {
 		}
 		s.stepNo = st.No
 		if err := s.checkStop(); err != nil {
-			return nil, s.stopped(st)
+			return nil, s.stopped(st, false)
 		}
 		ui.StepStarted(i+1, len(steps), st)
 		recorded := s.recorded
 		summary, err := st.run(ctx, s)
 		if errors.Is(err, ErrInterrupted) {
-			return nil, s.stopped(st)
+			return nil, s.stopped(st, true)
 		}
 		if err != nil {
 			if s.tr != nil {

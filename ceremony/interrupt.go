@@ -36,10 +36,11 @@ func (s *state) next(n int) error {
 	return s.checkStop()
 }
 
-// stopped ends a ceremony that the operator stopped at step st: the stop is
-// recorded with what the transcript shows done, and signed, so that the
-// evidence says the ceremony was stopped on purpose and where.
-func (s *state) stopped(st Step) error {
+// stopped ends a ceremony that the operator stopped at step st, before it
+// began or during it (began): the stop is recorded with what the
+// transcript shows done, and signed, so that the evidence says the
+// ceremony was stopped on purpose and where.
+func (s *state) stopped(st Step, began bool) error {
 	if s.tr == nil {
 		// Nothing was written: there is nothing to record, and nothing
 		// to resume.
@@ -49,7 +50,7 @@ func (s *state) stopped(st Step) error {
 	for _, k := range s.keys {
 		done = append(done, fmt.Sprintf("%s: %s", k.cfg.Label, k.progress()))
 	}
-	if err := s.record(&events.Interrupted{StoppedStep: st.ID, Title: st.Title, Keys: done,
+	if err := s.record(&events.Interrupted{StoppedStep: st.ID, Title: st.Title, Began: &began, Keys: done,
 		Reason: "the operator stopped the ceremony; the running call finished first"}); err != nil {
 		return &StepError{Step: st.ID, Err: fmt.Errorf("%w (and recording the stop failed: %v)", ErrInterrupted, err), Changed: true}
 	}

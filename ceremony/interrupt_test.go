@@ -77,7 +77,7 @@ func TestStopBetweenKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf("stopped by the operator at step %d (Generate key material on the token)", stepNo("generate-keys"))
+	want := fmt.Sprintf("stopped by the operator during step %d (Generate key material on the token)", stepNo("generate-keys"))
 	if !st.Begun || st.Sealed || st.Stopped != want || st.Next != stepNo("generate-keys") {
 		t.Errorf("status %+v, want stopped %q", st, want)
 	}
@@ -99,6 +99,41 @@ func TestStopBetweenKeys(t *testing.T) {
 	}
 	if st, _ := ReadStatus(cfg); !st.Sealed || st.Remaining() != nil {
 		t.Errorf("status after the seal: %+v", st)
+	}
+}
+
+// stopAfterUI asks to stop once step after is done: the engine stops
+// before the next step begins.
+type stopAfterUI struct {
+	quietUI
+	after string
+	stop  bool
+}
+
+func (u *stopAfterUI) StepDone(i, n int, s Step, summary string) { u.stop = u.stop || s.ID == u.after }
+func (u *stopAfterUI) StopRequested() bool                       { return u.stop }
+
+// TestStopBeforeStep: a stop asked for as the KMS keys step ends comes
+// before the next step begins; the stop event records that it had not
+// begun, and the status says "before step 4 (...) began", not "at step
+// 4", which read as if part of it ran.
+func TestStopBeforeStep(t *testing.T) {
+	hsmtest.Setup(t, "ceremony")
+	loopbackKMS(t)
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := resumeConfig(t, out)
+	_, err := Run(context.Background(), cfg, &stopAfterUI{after: "kms-keys"})
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "fetch-params" || !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("stopped run: %v", err)
+	}
+	st, err := ReadStatus(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("stopped by the operator before step %d (Fetch KMS import parameters) began", stepNo("fetch-params"))
+	if st.Stopped != want || st.Next != stepNo("fetch-params") {
+		t.Errorf("status %+v, want stopped %q", st, want)
 	}
 }
 

@@ -4,10 +4,10 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/wrap"
 )
 
@@ -84,7 +84,7 @@ func checkFetchHint(what, path string, p *wrap.Params, rotate bool) error {
 // key checked against pin (or the missing pin warned about), and, when
 // valid is set, its parameters not expired.
 func (s *state) readParamsFile(what, label, path, pin string, valid bool) (*wrap.Params, []byte, error) {
-	data, err := os.ReadFile(path)
+	data, err := evidence.ReadFile(path, evidence.MaxFileSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s.params_file: %w", what, err)
 	}

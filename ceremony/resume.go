@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -223,9 +224,12 @@ func (k *keyState) progress() string {
 // readRecorded reads a file of the output directory that the transcript
 // names, and checks it against the recorded SHA-256.
 func (s *state) readRecorded(name, sum string) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(s.res.OutDir, name))
-	if err != nil {
+	data, err := evidence.ReadFile(filepath.Join(s.res.OutDir, name), evidence.MaxFileSize)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("cannot resume: the transcript names %s: %w", name, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot resume: the transcript names %s, but %w: put back the file it recorded, from a copy", name, err)
 	}
 	if got := evidence.Hash(data); got != sum {
 		return nil, fmt.Errorf("cannot resume: %s changed since it was recorded (sha256 %.12s…, recorded %.12s…): restore it from a copy", name, got, sum)
@@ -238,9 +242,9 @@ func (s *state) readRecorded(name, sum string) ([]byte, error) {
 // records it: evidence is never overwritten or deleted.
 func (s *state) setAside(name string) error {
 	p := filepath.Join(s.res.OutDir, name)
-	data, err := os.ReadFile(p)
+	data, err := evidence.ReadFile(p, evidence.MaxFileSize)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot resume: %w: the ceremony would write %s, and sets aside only plain files it wrote; move it out of %s", err, name, s.res.OutDir)
 	}
 	prefix, reason := "unrecorded", "not recorded in the transcript: written by a step that did not finish"
 	if s.voided[name] {

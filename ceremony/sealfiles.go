@@ -25,7 +25,7 @@ func finishSeal(out, transcript string) (*Result, error) {
 	if perr == nil && serr == nil {
 		return nil, nil
 	}
-	data, err := os.ReadFile(transcript)
+	data, err := evidence.ReadFile(transcript, transcripts.MaxSize)
 	if err != nil {
 		return nil, nil // resume reports it
 	}
@@ -47,7 +47,7 @@ func finishSeal(out, transcript string) (*Result, error) {
 		path string
 		data []byte
 	}{{payloadPath, res.Payload}, {sigPath, res.Seal.Signature}} {
-		old, err := os.ReadFile(f.path)
+		old, err := evidence.ReadFile(f.path, evidence.MaxFileSize)
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			if err := evidence.Create(f.path, f.data, 0o644); err != nil {

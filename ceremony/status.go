@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
 	"github.com/keyceremony/keyceremony/transcripts/events"
 )
@@ -30,6 +31,8 @@ type Status struct {
 	Voided []string
 	// Stopped says how the last run ended, when the transcript says it
 	// (stopped by the operator, or a step failed); empty otherwise.
+	// Done, Voided and Stopped are escaped (transcripts.Printable) for a
+	// terminal.
 	Stopped string
 	// Next is the script number of the first step not known to be done
 	// (0 when sealed): a resume runs it and every step after it, each
@@ -58,12 +61,12 @@ func (st *Status) Remaining() []Step {
 // refuse, is an error.
 func ReadStatus(cfg *Config) (*Status, error) {
 	path := filepath.Join(cfg.OutDir(), "transcript.jsonl")
-	data, err := os.ReadFile(path)
+	data, err := evidence.ReadFile(path, transcripts.MaxSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return &Status{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to read the transcript: %w", err)
+		return nil, fmt.Errorf("cannot resume: failed to read transcript: %w: put back the transcript keyceremony wrote, from a copy", err)
 	}
 	t, err := transcripts.ReadState(data)
 	if errors.Is(err, transcripts.ErrNoHeader) {
@@ -101,7 +104,7 @@ func ReadStatus(cfg *Config) (*Status, error) {
 		switch d := e.Data.(type) {
 		case *events.Interrupted:
 			stoppedAt = e.StepNo
-			st.Stopped = fmt.Sprintf("stopped by the operator at step %d (%s)", e.StepNo, d.Title)
+			st.Stopped = stoppedWhere(e.StepNo, d)
 		case *events.Failed:
 			stoppedAt = e.StepNo
 			st.Stopped = fmt.Sprintf("step %d failed: %s", e.StepNo, d.Error)
@@ -112,6 +115,15 @@ func ReadStatus(cfg *Config) (*Status, error) {
 	if stoppedAt != 0 && stoppedAt < st.Next {
 		st.Next = stoppedAt
 	}
+	// The lines quote what the transcript's signer chose (labels, names,
+	// errors): escaped, so that none can move the cursor or hide text.
+	for i := range st.Done {
+		st.Done[i] = transcripts.Printable(st.Done[i])
+	}
+	for i := range st.Voided {
+		st.Voided[i] = transcripts.Printable(st.Voided[i])
+	}
+	st.Stopped = transcripts.Printable(st.Stopped)
 	return st, nil
 }
 
@@ -153,4 +165,17 @@ func (st *Status) event(d events.Data) {
 	case *events.SetAside:
 		st.Voided = append(st.Voided, fmt.Sprintf("%s moved aside to %s (%s)", d.Name, d.MovedTo, d.Reason))
 	}
+}
+
+// stoppedWhere says where the operator stopped, as the stop event records
+// it: before step n began, or during it. A transcript written before the
+// event recorded which says so.
+func stoppedWhere(n int, d *events.Interrupted) string {
+	switch {
+	case d.Began == nil:
+		return fmt.Sprintf("stopped by the operator at step %d (%s), before it began or during it (this transcript does not record which)", n, d.Title)
+	case *d.Began:
+		return fmt.Sprintf("stopped by the operator during step %d (%s)", n, d.Title)
+	}
+	return fmt.Sprintf("stopped by the operator before step %d (%s) began", n, d.Title)
 }

@@ -119,3 +119,56 @@ func TestEvidenceFiles(t *testing.T) {
 		t.Errorf("evidence files: %s", got)
 	}
 }
+
+// TestReadStatusStopWhere: the plan says where the operator stopped as the
+// stop event records it, before step 4 began or during it, and a stop
+// event written before that was recorded (no "began") is not read as
+// either. Each label and title is the signer's, printed escaped.
+func TestReadStatusStopWhere(t *testing.T) {
+	yes, no := true, false
+	for _, c := range []struct {
+		began *bool
+		want  string
+	}{
+		{nil, `stopped by the operator at step 4 (Fetch\u001b[8m), before it began or during it (this transcript does not record which)`},
+		{&yes, `stopped by the operator during step 4 (Fetch\u001b[8m)`},
+		{&no, `stopped by the operator before step 4 (Fetch\u001b[8m) began`},
+	} {
+		out := filepath.Join(t.TempDir(), "out")
+		if err := os.Mkdir(out, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ParseConfig([]byte(fmt.Sprintf(`
+ceremony: {id: status-test, operator: test, out_dir: %s}
+token: {label: ceremony}
+kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
+keys:
+  - {label: one, create: true, valid_for: 30d}
+escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
+`, out)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := transcripts.Create(filepath.Join(out, "transcript.jsonl"), transcripts.Header{CeremonyID: "status-test", Tool: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AppendStep(3, "test", &events.KMSKey{Label: "one\x1b[2K\r", KMSKeyARN: "arn:x", Created: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AppendStep(4, "test", &events.Interrupted{StoppedStep: "fetch-params", Title: "Fetch\x1b[8m", Began: c.began}); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		st, err := ReadStatus(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Stopped != c.want || st.Next != 1 {
+			t.Errorf("began %v: stopped %q, next %d; want %q, next 1 (nothing is signed)", c.began, st.Stopped, st.Next, c.want)
+		}
+		if want := `KMS key of one\u001b[2K\u000d (created): arn:x: recorded after the last signed checkpoint`; len(st.Voided) != 1 || !strings.HasPrefix(st.Voided[0], want) {
+			t.Errorf("voided %q, want it to begin %q", st.Voided, want)
+		}
+	}
+}

@@ -459,7 +459,7 @@ func seal(ctx context.Context, s *state) (string, error) {
 	}
 	// Read back what is on disk and verify it, and the files it names,
 	// against the token's key.
-	data, err := os.ReadFile(s.res.Transcript)
+	data, err := evidence.ReadFile(s.res.Transcript, transcripts.MaxSize)
 	if err != nil {
 		return "", err
 	}

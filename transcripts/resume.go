@@ -9,8 +9,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts/events"
 )
+
+// MaxSize is the most a transcript may hold to be resumed (a ceremony of
+// thousands of keys writes a few MiB): more, or a transcript that is not a
+// regular file, is refused before it is read.
+const MaxSize = 256 << 20
 
 // ErrSealed is returned by Reopen for a transcript that is already sealed:
 // its ceremony is complete and nothing may be added.
@@ -53,9 +59,9 @@ func Reopen(path string) (*Reopened, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
 		return nil, fmt.Errorf("%s is a symbolic link: a transcript must be a plain file in out_dir", path)
 	}
-	data, err := os.ReadFile(path)
+	data, err := evidence.ReadFile(path, MaxSize)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read transcript: %w", err)
+		return nil, fmt.Errorf("failed to read transcript: %w: put back the transcript keyceremony wrote, from a copy", err)
 	}
 	keep := bytes.LastIndexByte(data, '\n') + 1
 	if keep == 0 {

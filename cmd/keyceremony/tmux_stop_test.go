@@ -113,7 +113,7 @@ func TestTUIStopDuringKMSCall(t *testing.T) {
 	tmux("send-keys", "-t", "c", "clear", "Enter")
 	typeLine(m[1] + "; echo SECOND=$?")
 	plan := waitFor("enter: resume")
-	for _, want := range []string{"Last run: stopped by the operator at step 3 (Create or check the KMS keys).", "KMS key of first-slow (created)", " 3 Create or check the KMS keys"} {
+	for _, want := range []string{"Last run: stopped by the operator during step 3 (Create or check the KMS keys).", "KMS key of first-slow (created)", " 3 Create or check the KMS keys"} {
 		if !strings.Contains(strings.Join(strings.Fields(plan), " "), strings.Join(strings.Fields(want), " ")) {
 			t.Errorf("the resume plan lacks %q:\n%s", want, plan)
 		}

@@ -385,7 +385,7 @@ func TestTUIStopResumeTenKeys(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	keys("Home")
-	if !strings.Contains(plan, "Void:") || !strings.Contains(plan, "stopped by the operator at step") {
+	if !strings.Contains(plan, "Void:") || !strings.Contains(plan, "stopped by the operator during step") {
 		t.Errorf("the resume plan does not list the void escrow:\n%s", plan)
 	}
 	keys("Enter")

@@ -529,10 +529,14 @@ type VoidFile struct {
 func (*EscrowVoid) Step() string { return "escrow-void" }
 
 // Interrupted: the operator stopped the ceremony at script step
-// StoppedStep; Keys says how far each key got.
+// StoppedStep; Keys says how far each key got. Began says whether that
+// step had begun (the stop came between its keys or at its question) or
+// not (the stop came before it); transcripts written before it was
+// recorded lack it (nil).
 type Interrupted struct {
 	StoppedStep string   `json:"stopped_step"`
 	Title       string   `json:"title"`
+	Began       *bool    `json:"began,omitempty"`
 	Keys        []string `json:"keys"`
 	Reason      string   `json:"reason"`
 }

@@ -178,7 +178,7 @@ func TestFlowStopAndResume(t *testing.T) {
 	// Again: the plan says what is done and what remains.
 	tm, waitFor = startFlow(t, cfg)
 	plan := waitFor("enter: resume")
-	for _, want := range []string{"This ceremony was begun before", "stopped by the operator at step 8", "key payments generated on the token", "Remaining"} {
+	for _, want := range []string{"This ceremony was begun before", "stopped by the operator during step 8", "key payments generated on the token", "Remaining"} {
 		if !strings.Contains(plan, want) {
 			t.Errorf("resume plan lacks %q", want)
 		}
