@@ -84,12 +84,12 @@ func enter(m *Model) { m.Update(tea.KeyMsg{Type: tea.KeyEnter}) }
 // which changes with every build: goldens hold a placeholder.
 var binaryHash = regexp.MustCompile(`(?m)^( Binary +sha256 | +)[0-9a-f]{8} [0-9a-f]{8} [0-9a-f]{8} [0-9a-f]{8}$`)
 
-// checkScreen compares the view at 80×24 and at 60×15 with golden files
+// checkScreen compares the view at 80×24, 60×15 and 120×40 with golden files
 // and checks it fits, with colours off.
 func checkScreen(t *testing.T, m tea.Model) string {
 	t.Helper()
 	var v80 string
-	for _, size := range [][2]int{{80, 24}, {60, 15}} {
+	for _, size := range [][2]int{{80, 24}, {60, 15}, {120, 40}} {
 		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
 			m.Update(tea.WindowSizeMsg{Width: size[0], Height: size[1]})
 			v := m.View()
