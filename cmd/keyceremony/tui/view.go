@@ -292,7 +292,8 @@ func (m *Model) planBody(add func(int, string)) {
 		lw = max(lw, len(it.Label))
 	}
 	for _, it := range m.cfg.Plan() {
-		add(4, fmt.Sprintf(" %-*s  %s", lw, it.Label, it.Value))
+		// A params file (from across the air gap) names the KMS key.
+		add(4, fmt.Sprintf(" %-*s  %s", lw, it.Label, show(it.Value)))
 	}
 }
 
