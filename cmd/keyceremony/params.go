@@ -66,9 +66,9 @@ func cmdParams(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := evidence.Create(*out, data, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "import parameters for %s: %s with %s, valid until %s\n", p.KeyARN, p.Algorithm, p.KeySpec, p.ValidTo.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stdout, "import parameters for %s: %s with %s, valid until %s\n", show(p.KeyARN), p.Algorithm, show(p.KeySpec), p.ValidTo.UTC().Format(time.RFC3339))
 	if h := p.AtFetch; h != nil && h.KeyMaterialID != "" {
-		fmt.Fprintf(stdout, "KMS key %s is %s with key material %s: KMS takes only that material again, or new material as a rotation (keys[].rotate: true with this params_file)\n", p.KeyARN, h.State, h.KeyMaterialID)
+		fmt.Fprintf(stdout, "KMS key %s is %s with key material %s: KMS takes only that material again, or new material as a rotation (keys[].rotate: true with this params_file)\n", show(p.KeyARN), show(h.State), show(h.KeyMaterialID))
 	}
 	fmt.Fprintf(stdout, "wrote %s (sha256 %s)\n", *out, evidence.Hash(data))
 	fmt.Fprintf(stdout, "wrapping public key sha256 %s: write it down and pin it offline (keys[].wrapping_key_sha256 in the config, or wrap --wrapping-key-sha256): a swapped file is then refused\n", evidence.Hash(p.PublicKey))

@@ -164,15 +164,15 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if res.ValidTo != nil {
 			expiry = "material valid to " + res.ValidTo.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(stdout, "imported into %s (kcv %s): %s, %s\n", res.KeyARN, b.KeyCheckValue, res.Check.Key.State, expiry)
-		fmt.Fprintf(stdout, "key material description: %s\n", res.Description)
+		fmt.Fprintf(stdout, "imported into %s (kcv %s): %s, %s\n", show(res.KeyARN), show(b.KeyCheckValue), show(res.Check.Key.State), expiry)
+		fmt.Fprintf(stdout, "key material description: %s\n", show(res.Description))
 		switch {
 		case res.Replica:
-			fmt.Fprintf(stdout, "multi-Region replica: the key material %s of its primary (EXISTING_KEY_MATERIAL), KMS reports the same KeyMaterialId\n", res.MaterialID)
+			fmt.Fprintf(stdout, "multi-Region replica: the key material %s of its primary (EXISTING_KEY_MATERIAL), KMS reports the same KeyMaterialId\n", show(res.MaterialID))
 		case res.Renewed:
-			fmt.Fprintf(stdout, "same key material as before: KeyMaterialId %s unchanged\n", res.MaterialID)
+			fmt.Fprintf(stdout, "same key material as before: KeyMaterialId %s unchanged\n", show(res.MaterialID))
 		default:
-			fmt.Fprintf(stdout, "key material id %s\n", res.MaterialID)
+			fmt.Fprintf(stdout, "key material id %s\n", show(res.MaterialID))
 		}
 		fmt.Fprintln(stdout, "encrypt then decrypt through KMS: ok")
 	}
@@ -215,27 +215,27 @@ func uploadAgain(files []string, transcript, fingerprint, pubkey, validFor, vali
 // printRotation says what an upload of a rotation did.
 func printRotation(w io.Writer, res *ceremony.RotationUpload, kcv string) {
 	if res.Done {
-		fmt.Fprintf(w, "nothing to do: KMS key %s already has this material (kcv %s) as its current key material %s, rotated by an earlier upload; nothing was imported or rotated\n", res.KeyARN, kcv, res.MaterialID)
+		fmt.Fprintf(w, "nothing to do: KMS key %s already has this material (kcv %s) as its current key material %s, rotated by an earlier upload; nothing was imported or rotated\n", show(res.KeyARN), show(kcv), show(res.MaterialID))
 	} else {
 		how := "NEW_KEY_MATERIAL"
 		if res.Adopted {
 			how = "found imported by an earlier upload that stopped (kcv in its description), imported again as that material (EXISTING_KEY_MATERIAL)"
 		}
-		fmt.Fprintf(w, "imported into %s (kcv %s): key material %s, %s, PENDING_ROTATION\n", res.KeyARN, kcv, res.MaterialID, how)
+		fmt.Fprintf(w, "imported into %s (kcv %s): key material %s, %s, PENDING_ROTATION\n", show(res.KeyARN), show(kcv), show(res.MaterialID), how)
 		for _, r := range res.Replicas {
 			if slices.Contains(res.Imported, r) {
-				fmt.Fprintf(w, "imported into replica %s: the same key material %s (EXISTING_KEY_MATERIAL)\n", r, res.MaterialID)
+				fmt.Fprintf(w, "imported into replica %s: the same key material %s (EXISTING_KEY_MATERIAL)\n", show(r), show(res.MaterialID))
 			} else {
-				fmt.Fprintf(w, "replica %s: has the key material %s already (imported by an earlier upload)\n", r, res.MaterialID)
+				fmt.Fprintf(w, "replica %s: has the key material %s already (imported by an earlier upload)\n", show(r), show(res.MaterialID))
 			}
 		}
-		fmt.Fprintf(w, "rotated %s (RotateKeyOnDemand): key material %s CURRENT, %s NON_CURRENT\n", res.KeyARN, res.MaterialID, res.Previous)
+		fmt.Fprintf(w, "rotated %s (RotateKeyOnDemand): key material %s CURRENT, %s NON_CURRENT\n", show(res.KeyARN), show(res.MaterialID), show(res.Previous))
 		fmt.Fprintln(w, "a ciphertext made under the previous material decrypts after the rotation: ok")
-		fmt.Fprintf(w, "key material description: %s\n", res.Description)
+		fmt.Fprintf(w, "key material description: %s\n", show(res.Description))
 	}
 	expiry := "does not expire"
 	if res.ValidTo != nil {
 		expiry = "valid to " + res.ValidTo.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(w, "current material %s %s; older material NON_CURRENT and imported; encrypt then decrypt through KMS in every Region: ok\n", res.MaterialID, expiry)
+	fmt.Fprintf(w, "current material %s %s; older material NON_CURRENT and imported; encrypt then decrypt through KMS in every Region: ok\n", show(res.MaterialID), expiry)
 }
