@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
@@ -144,4 +145,29 @@ func TestTUIPlanPrintsNoEscapes(t *testing.T) {
 	}
 	tmux("send-keys", "-t", "c", "q")
 	waitFor("FIRST=0")
+}
+
+// TestTUITranscriptPipe opens the real binary's TUI on an out_dir whose
+// transcript.jsonl is a named pipe: the plan, which reads the transcript
+// to say what is done, says at once that it cannot start and why (a plain
+// read waited on the pipe forever, with a blank screen).
+func TestTUITranscriptPipe(t *testing.T) {
+	e := newE2E(t)
+	e.config("ceremony.yaml", fmt.Sprintf(ceremonyYAML, "pipe"))
+	tr := filepath.Join(e.dir, "pipe", "transcript.jsonl")
+	if err := os.Mkdir(filepath.Dir(tr), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(tr, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tmux, waitFor, typeLine := tmuxShell(t, e, 120, 40)
+	typeLine("keyceremony tui --config ceremony.yaml; echo FIRST=$?")
+	plan := waitFor("Cannot start")
+	want := "Cannot start: cannot resume: failed to read transcript: " + tr + " is a named pipe, not a regular file: put back the transcript keyceremony wrote, from a copy"
+	if !strings.Contains(strings.Join(strings.Fields(plan), " "), want) {
+		t.Errorf("the plan lacks %q:\n%s", want, plan)
+	}
+	tmux("send-keys", "-t", "c", "q")
+	waitFor("FIRST=")
 }
