@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/transcripts"
@@ -90,5 +92,23 @@ func TestStatusPrintsNoEscapes(t *testing.T) {
 	}
 	if i := strings.IndexFunc(strings.ReplaceAll(stdout+string(pb), "\n", ""), func(r rune) bool { return r < ' ' || r == 0x7f }); i >= 0 {
 		t.Errorf("a control character was printed: %q", stdout+string(pb))
+	}
+}
+
+// TestStatusTranscriptDevice: status (run unattended, from cron) refuses
+// a transcript that is a device or a named pipe in one line, at once,
+// instead of reading /dev/zero until memory runs out or waiting forever.
+func TestStatusTranscriptDevice(t *testing.T) {
+	e := newE2E(t)
+	dir := t.TempDir()
+	pipe := filepath.Join(dir, "transcript.jsonl")
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for p, kind := range map[string]string{"/dev/zero": "a device", pipe: "a named pipe"} {
+		_, stderr, code := runWithin(e, 30*time.Second, nil, "keyceremony", "status", "--transcript", p)
+		if want := "keyceremony: error: failed to read transcript: " + p + " is " + kind + ", not a regular file\n"; code != 1 || stderr != want {
+			t.Errorf("status --transcript %s: exit %d\n%s\nwant exit 1 and\n%s", p, code, stderr, want)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony"
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
+	"github.com/keyceremony/keyceremony/internal/evidence"
 	"github.com/keyceremony/keyceremony/transcripts"
 )
 
@@ -76,7 +77,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	for _, t := range trs {
-		data, err := os.ReadFile(t)
+		// status runs unattended (cron, a textfile collector): a pipe or
+		// a device in a transcript's place is refused, not waited on.
+		data, err := evidence.ReadFile(t, transcripts.MaxSize)
 		if err != nil {
 			return fmt.Errorf("failed to read transcript: %w", err)
 		}
