@@ -14,12 +14,10 @@ import (
 	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
-// TestReadStatusVoid: the plan counts only what a resume counts. A key
-// generated after the last signed checkpoint (the process died before
-// signing it) is void: the plan must not show it done, nor skip its step,
-// but say it counts for nothing. A map reader of every event would have
-// shown it done, with its key check value, and resumed at step 5.
-func TestReadStatusVoid(t *testing.T) {
+// statusConfig returns a one-key config whose out_dir exists, empty, and
+// that out_dir.
+func statusConfig(t *testing.T) (*Config, string) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	if err := os.Mkdir(out, 0o700); err != nil {
 		t.Fatal(err)
@@ -35,6 +33,16 @@ escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, out
+}
+
+// TestReadStatusVoid: the plan counts only what a resume counts. A key
+// generated after the last signed checkpoint (the process died before
+// signing it) is void: the plan must not show it done, nor skip its step,
+// but say it counts for nothing. A map reader of every event would have
+// shown it done, with its key check value, and resumed at step 5.
+func TestReadStatusVoid(t *testing.T) {
+	cfg, out := statusConfig(t)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -134,21 +142,7 @@ func TestReadStatusStopWhere(t *testing.T) {
 		{&yes, `stopped by the operator during step 4 (Fetch\u001b[8m)`},
 		{&no, `stopped by the operator before step 4 (Fetch\u001b[8m) began`},
 	} {
-		out := filepath.Join(t.TempDir(), "out")
-		if err := os.Mkdir(out, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := ParseConfig([]byte(fmt.Sprintf(`
-ceremony: {id: status-test, operator: test, out_dir: %s}
-token: {label: ceremony}
-kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048}
-keys:
-  - {label: one, create: true, valid_for: 30d}
-escrow: {threshold: 1, allow_single_custodian: true, custodians: [{name: alice, recipient: age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p}]}
-`, out)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg, out := statusConfig(t)
 		w, err := transcripts.Create(filepath.Join(out, "transcript.jsonl"), transcripts.Header{CeremonyID: "status-test", Tool: "test"})
 		if err != nil {
 			t.Fatal(err)
