@@ -127,7 +127,7 @@ func rotationBundles(bundles []*wrap.Bundle, evs []*BundleEvidence) (*wrap.Bundl
 	ev := evs[0]
 	byARN := map[string]*wrap.Bundle{}
 	for i, b := range bundles {
-		if e := evs[i]; e.Label != ev.Label || e.KMSKeyARN != ev.KMSKeyARN || !e.Rotation {
+		if e := evs[i]; e.Label != ev.Label || e.KMSKeyARN != ev.KMSKeyARN || e.Rotation != ev.Rotation {
 			return nil, nil, fmt.Errorf("the bundles are for keys %q and %q: upload one key's bundles at a time", ev.Label, e.Label)
 		}
 		if byARN[b.KeyARN] != nil {

@@ -126,7 +126,11 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return verifyFailure{fmt.Errorf("%s: %w", *transcript, err)}
 		}
 	}
-	if evs[0] != nil && evs[0].Rotation {
+	// Any rotation bundle takes the rotation path, which refuses bundles
+	// of another key before anything changes: in the import loop below a
+	// rotation's material would be imported as a first one (after the
+	// bundles before it), and refused by KMS.
+	if slices.ContainsFunc(evs, func(e *ceremony.BundleEvidence) bool { return e != nil && e.Rotation }) {
 		if *region != "" && *region != bs[0].Region {
 			return usageError(fmt.Sprintf("--region %s: a rotation uploads each bundle in its key's own Region; drop --region", *region))
 		}
