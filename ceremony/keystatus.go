@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,9 +99,12 @@ func (r *StatusReport) Worst() string {
 	return worst
 }
 
-// recordedKey is what a transcript says about a key.
+// recordedKey is what the transcripts say about a key: the key check
+// values of its materials (a rotation's transcript records another) and
+// the KeyMaterialIds KMS returned.
 type recordedKey struct {
-	label, kcv  string
+	label       string
+	kcvs        map[string]bool
 	materialIDs map[string]bool
 	transcript  string
 }
@@ -125,8 +130,8 @@ func KeysStatus(ctx context.Context, o StatusOptions) (*StatusReport, error) {
 				for id := range rk.materialIDs {
 					prev.materialIDs[id] = true
 				}
-				if rk.kcv != "" {
-					prev.kcv = rk.kcv
+				for kcv := range rk.kcvs {
+					prev.kcvs[kcv] = true
 				}
 				continue
 			}
@@ -245,12 +250,12 @@ func matchRecord(ks *KeyStatus, hashes map[string]string) {
 				notes = append(notes, "description cites transcript sha256:"+short(th)+", not among the given transcripts")
 			}
 		}
-		if rec != nil && kcv != "" && rec.kcv != "" && kcv != rec.kcv {
+		if rec != nil && kcv != "" && len(rec.kcvs) > 0 && !rec.kcvs[kcv] {
 			ks.Record = RecordMismatch
-			ks.RecordDetail = fmt.Sprintf("the current material's description says key check value %s, the transcript records %s", kcv, rec.kcv)
+			ks.RecordDetail = fmt.Sprintf("the current material's description says key check value %s, the transcripts record %s", kcv, strings.Join(slices.Sorted(maps.Keys(rec.kcvs)), ", "))
 			return
 		}
-		if rec != nil && kcv != "" && kcv == rec.kcv {
+		if rec != nil && rec.kcvs[kcv] {
 			ks.Record = RecordMatch
 			notes = append([]string{"key check value " + kcv + " as recorded"}, notes...)
 		}
@@ -341,7 +346,7 @@ func recordedKeys(t NamedFile, pub crypto.PublicKey, hashes map[string]string) (
 		}
 		rk := byLabel[f.label+" "+f.arn]
 		if rk == nil {
-			rk = &recordedARN{recordedKey: recordedKey{label: f.label, materialIDs: map[string]bool{}, transcript: t.Name}, arn: f.arn}
+			rk = &recordedARN{recordedKey: recordedKey{label: f.label, kcvs: map[string]bool{}, materialIDs: map[string]bool{}, transcript: t.Name}, arn: f.arn}
 			byLabel[f.label+" "+f.arn] = rk
 			out = append(out, rk)
 		}
@@ -350,7 +355,9 @@ func recordedKeys(t NamedFile, pub crypto.PublicKey, hashes map[string]string) (
 		}
 	}
 	for _, rk := range out {
-		rk.kcv = kcvs[rk.label]
+		if kcv := kcvs[rk.label]; kcv != "" {
+			rk.kcvs[kcv] = true
+		}
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +47,35 @@ func TestUploadMixedRotation(t *testing.T) {
 	}
 	if st, m := a.keyState(fresh), a.material(rot); st != "Enabled" || m == before {
 		t.Fatalf("after the uploads the new key is %s, the rotated key's material %s (was %s)", st, m, before)
+	}
+}
+
+// TestStatusTranscriptOrder: after a rotation across the air gap, status
+// is given the key's two transcripts (first import, rotation) in either
+// order: both say the key holds recorded material (exit 0, match). Given
+// the rotation's transcript first, status took the key check value of the
+// last transcript given as the one the current material must have, and
+// reported a mismatch (exit 3) for a key exactly as its ceremonies left
+// it.
+func TestStatusTranscriptOrder(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	arn := a.firstImportOffline(work, "ord-v1", "ord-v1")[0]
+	p := filepath.Join(work, "params-v2.json")
+	stdout, stderr, code := a.offlineRun(work, "ord-v2", "out-ord-v2", offlineKey{"ord-v2", p, a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", p), ", rotate: true, valid_for: 60d"})
+	if code != 0 {
+		t.Fatalf("offline run exited %d:\n%s\n%s", code, stdout, stderr)
+	}
+	for _, args := range uploads(stdout) {
+		if o, e, code := a.run(nil, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, o, e)
+		}
+	}
+	tr1, tr2 := filepath.Join(work, "out-ord-v1", "transcript.jsonl"), filepath.Join(work, "out-ord-v2", "transcript.jsonl")
+	for _, order := range [][]string{{tr1, tr2}, {tr2, tr1}} {
+		o, e, code := a.run(nil, "status", "--transcript", order[0], "--transcript", order[1], "--warn", "7d")
+		if code != 0 || !strings.Contains(o, "  1          match\n") || !strings.Contains(o, arn+": record match: key check value ") {
+			t.Errorf("status --transcript %s --transcript %s: exit %d\n%s%s", order[0], order[1], code, o, e)
+		}
 	}
 }
