@@ -55,9 +55,9 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem ./... | tee bench.txt | grep -E '^(Benchmark|ok|PASS|FAIL)'
 
 # keyceremony vs AWS's documented CLI flow against one kmslocal with 20 ms
-# latency: make bench-kms N=1000 [CLI_N=30] [LATENCY=20ms] [PARALLEL=32] [TOKEN_DIR=/dev/shm]
+# latency: make bench-kms N=1000 [CLI_N=30] [LATENCY=20ms] [PARALLEL=32] [TOKEN_PARALLEL=8] [TOKEN_DIR=/dev/shm]
 bench-kms: build
-	@N=$(N) CLI_N=$(CLI_N) LATENCY=$(LATENCY) PARALLEL=$(PARALLEL) TOKEN_DIR=$(TOKEN_DIR) bash scripts/bench-kms.sh
+	@N=$(N) CLI_N=$(CLI_N) LATENCY=$(LATENCY) PARALLEL=$(PARALLEL) TOKEN_PARALLEL=$(TOKEN_PARALLEL) TOKEN_DIR=$(TOKEN_DIR) bash scripts/bench-kms.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

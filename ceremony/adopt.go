@@ -109,42 +109,37 @@ func (s *state) findKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (
 	return d.ARN, how, nil
 }
 
-// generateKey generates k on the token, after recording the intent, or
-// adopts the key a run that died generated for the same intent. It returns
-// how the key was adopted ("" when generated).
-func (s *state) generateKey(k *keyState) (string, error) {
+// generateKey generates k on the token with mk, or adopts the key a run
+// that died generated for the same intent. It returns the key and how it
+// was adopted ("" when generated). k's intent must be signed by a
+// checkpoint already; generateKey runs for several keys at once and
+// writes nothing to k or the transcript.
+func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, error) {
+	if !k.genIntent {
+		return nil, "", fmt.Errorf("key %q: no signed intent to generate it", k.cfg.Label)
+	}
 	if k.intentReplayed {
 		// A run that died may have made it: look before making it.
 		key, err := s.tok.FindAESKey(k.cfg.Label, k.id)
 		switch {
 		case err == nil:
-			k.key = key
-			return "found on the token by label and id after the process died before recording it", nil
+			return key, "found on the token by label and id after the process died before recording it", nil
 		case !errors.Is(err, hsm.ErrKeyNotFound):
-			return "", err
-		}
-	}
-	if !k.genIntent {
-		if err := s.recordGenerateIntent(k); err != nil {
-			return "", err
-		}
-		if err := s.checkpoint(); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
 	var key *hsm.Key
 	var err error
 	if s.keyIndex != nil {
 		// Checked against the one listing openToken read: linear in N.
-		key, err = s.tok.GenerateAESKeyIndexed(s.keyIndex, k.cfg.Label, k.id)
+		key, err = mk.GenerateAESKeyIndexed(s.keyIndex, k.cfg.Label, k.id)
 	} else {
 		key, err = s.tok.GenerateAESKey(k.cfg.Label, k.id)
 	}
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	k.key = key
-	return "", nil
+	return key, "", nil
 }
 
 // checkTokenID is openToken's check that the CKA_ID k will be generated

@@ -79,6 +79,10 @@ type TokenConfig struct {
 	// the open-token event). Empty: ECDSA P-256 where the probe proves the
 	// token makes it, else RSA 3072.
 	SealAlgorithm string `yaml:"seal_algorithm"`
+	// Parallel is how many keys generate-keys makes at once, each in a
+	// session of its own (1 to MaxParallel; fewer when the token allows
+	// fewer sessions); 0 means DefaultTokenParallel.
+	Parallel int `yaml:"parallel"`
 	// ProbeAll makes the probe try every kind of signing key (keyceremony
 	// probe). Not read from the file.
 	ProbeAll bool `yaml:"-"`
@@ -377,6 +381,9 @@ func (t *TokenConfig) validate() error {
 	}
 	if _, err := hsm.ParseSealKey(t.SealAlgorithm); err != nil {
 		return fmt.Errorf("token.seal_algorithm %w", err)
+	}
+	if t.Parallel < 0 || t.Parallel > MaxParallel {
+		return fmt.Errorf("token.parallel %d must be between 1 and %d (0: the default, %d)", t.Parallel, MaxParallel, DefaultTokenParallel)
 	}
 	if t.SigningKey == "" {
 		t.SigningKey = "keyceremony-transcript"

@@ -62,6 +62,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no token", "label: ceremony", "module: /x.so", "token: set label, serial or uri"},
 		{"bad uri", "label: ceremony", "uri: 'pkcs11:token=x?pin-value=1234'", "never put a PIN in a URI"},
 		{"uri and label", "label: ceremony", "label: ceremony\n  uri: 'pkcs11:token=x'", "exclusive"},
+		{"token parallel", "label: ceremony", "label: ceremony\n  parallel: 65", "token.parallel 65 must be between 1 and 64 (0: the default, 8)"},
 		{"pkcs1", "RSAES_OAEP_SHA_1", "RSAES_PKCS1_V1_5", "no longer accepted"},
 		{"bad algorithm", "RSAES_OAEP_SHA_1", "RSA_OAEP", "kms.wrapping_algorithm"},
 		{"bad spec", "RSA_2048", "RSA_1024", "kms.wrapping_key_spec"},

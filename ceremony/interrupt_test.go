@@ -51,15 +51,17 @@ func stepNo(id string) int {
 	return 0
 }
 
-// TestStopBetweenKeys stops a ceremony after the first of two keys was
-// generated: the second is not generated, the stop is the last event,
-// signed, and the status read from the transcript says what was done; run
-// again, the ceremony completes without generating the first key twice.
+// TestStopBetweenKeys stops a ceremony that generates one key at a time
+// (token.parallel 1) after the first of two keys was generated: the second
+// is not generated, the stop is the last event, signed, and the status read
+// from the transcript says what was done; run again, the ceremony completes
+// without generating the first key twice.
 func TestStopBetweenKeys(t *testing.T) {
 	hsmtest.Setup(t, "ceremony")
 	loopbackKMS(t)
 	out := filepath.Join(t.TempDir(), "out")
 	cfg := resumeConfig(t, out)
+	cfg.Token.Parallel = 1
 
 	_, err := Run(context.Background(), cfg, &stopUI{at: "generate-keys", n: 1})
 	var se *StepError

@@ -280,34 +280,46 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	if err := s.checkpoint(); err != nil {
 		return "", err
 	}
+	// Several keys at once, each in a session of its own (token.parallel):
+	// a key made but not yet recorded when the process dies is adopted by
+	// its signed intent's label and CKA_ID, however many were being made.
+	var todo []*keyState
+	for _, k := range s.keys {
+		if !k.generated {
+			todo = append(todo, k)
+		}
+	}
+	mk := s.tok.KeyMaker(min(s.tokenParallel(), len(todo)))
+	defer mk.Close()
+	err := s.eachKeyN(ctx, "generate-keys", mk.Sessions(), todo, nil, func(ctx context.Context, k *keyState) error {
+		key, adopted, err := s.generateKey(mk, k)
+		if err != nil {
+			return err
+		}
+		kcv, err := s.tok.CheckValue(key)
+		if err != nil {
+			return err
+		}
+		return s.locked(func() error {
+			k.key, k.kcv, k.generated = key, hex.EncodeToString(kcv), true
+			k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
+			data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: adopted}
+			what := "generated on the token,"
+			if adopted != "" {
+				what = "adopted: " + adopted + ";"
+			}
+			if err := s.record(data); err != nil {
+				return err
+			}
+			s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))
+			return nil
+		})
+	})
+	if err != nil {
+		return "", err
+	}
 	var out []string
-	for n, k := range s.keys {
-		if err := s.next(n); err != nil {
-			return "", err
-		}
-		if k.generated {
-			out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
-			continue
-		}
-		adopted, err := s.generateKey(k)
-		if err != nil {
-			return "", err
-		}
-		kcv, err := s.tok.CheckValue(k.key)
-		if err != nil {
-			return "", err
-		}
-		k.kcv, k.generated = hex.EncodeToString(kcv), true
-		k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
-		data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: adopted}
-		what := "generated on the token,"
-		if adopted != "" {
-			what = "adopted: " + adopted + ";"
-		}
-		if err := s.record(data); err != nil {
-			return "", err
-		}
-		s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))
+	for _, k := range s.keys {
 		out = append(out, fmt.Sprintf("%s kcv %s", k.cfg.Label, k.kcv))
 	}
 	return strings.Join(out, ", "), nil

@@ -3,6 +3,7 @@ package hsm
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/miekg/pkcs11"
 )
@@ -10,16 +11,46 @@ import (
 // KeyIndex holds the labels and CKA_IDs of a token's secret keys, read in
 // one listing, so that a batch checks N labels with one search instead of
 // two per key (SoftHSM reads every object file on each search).
+// Its methods are safe for concurrent use.
 type KeyIndex struct {
+	mu     sync.Mutex
 	labels map[string]bool
 	ids    map[string]bool
 }
 
 // HasLabel reports whether a secret key with label is on the token.
-func (x *KeyIndex) HasLabel(label string) bool { return x.labels[label] }
+func (x *KeyIndex) HasLabel(label string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.labels[label]
+}
 
 // HasID reports whether a secret key with CKA_ID id is on the token.
-func (x *KeyIndex) HasID(id []byte) bool { return x.ids[string(id)] }
+func (x *KeyIndex) HasID(id []byte) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.ids[string(id)]
+}
+
+// reserve returns an error wrapping [ErrKeyExists] when label or id is in
+// x, and otherwise adds both, before the key is made: two keys being made
+// at once cannot both take them. A key whose generation then fails stays
+// in x (as if it were on the token: a retry makes it in a new run).
+func (x *KeyIndex) reserve(t *Token, label string, id []byte) error {
+	if x == nil {
+		return errors.New("no key index")
+	}
+	if label == "" || len(id) == 0 {
+		return errors.New("a key needs a label and an id")
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.labels[label] || x.ids[string(id)] {
+		return fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: choose a new label and id, or destroy the old key first", ErrKeyExists, t.info.Label, label, id)
+	}
+	x.labels[label], x.ids[string(id)] = true, true
+	return nil
+}
 
 // SecretKeyIndex lists the token's secret keys once.
 func (t *Token) SecretKeyIndex() (*KeyIndex, error) {
@@ -67,21 +98,10 @@ func (t *Token) SecretKeyIndex() (*KeyIndex, error) {
 // the new key is added to x. x must come from SecretKeyIndex of this token
 // in the same session, with nothing else creating keys meanwhile.
 func (t *Token) GenerateAESKeyIndexed(x *KeyIndex, label string, id []byte) (*Key, error) {
-	if x == nil {
-		return nil, errors.New("no key index")
-	}
-	if x.labels[label] || x.ids[string(id)] {
-		return nil, fmt.Errorf("%w: token %q already holds a secret key with label %q or id %x: choose a new label and id, or destroy the old key first", ErrKeyExists, t.info.Label, label, id)
+	if err := x.reserve(t, label, id); err != nil {
+		return nil, err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if label == "" || len(id) == 0 {
-		return nil, errors.New("a key needs a label and an id")
-	}
-	h, err := t.ctx.GenerateKey(t.session, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}, secretKeyTemplate(label, id, true))
-	if err != nil {
-		return nil, fmt.Errorf("failed to generate AES-256 key %q on token %q: %w", label, t.info.Label, err)
-	}
-	x.labels[label], x.ids[string(id)] = true, true
-	return &Key{handle: h, Label: label, ID: append([]byte(nil), id...)}, nil
+	return t.generateIn(t.session, label, id)
 }

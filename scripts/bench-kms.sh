@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench-kms N=1000 [CLI_N=30] [LATENCY=20ms] [PARALLEL=32] [TOKEN_DIR=/dev/shm]
+# make bench-kms N=1000 [CLI_N=30] [LATENCY=20ms] [PARALLEL=32] [TOKEN_PARALLEL=8] [TOKEN_DIR=/dev/shm]
 #
 # Side by side against one bin/kmslocal started with an injected round-trip
 # latency and a wrapping-key pool filled before timing and never refilled
@@ -69,7 +69,7 @@ export AWS_ENDPOINT_URL_KMS=$url AWS_REGION=eu-west-1 AWS_DEFAULT_REGION=eu-west
 for c in alice bob carol; do ssh-keygen -q -t ed25519 -N '' -C "$c" -f "$dir/$c"; done
 {
 	printf 'ceremony: {id: bench, operator: bench, out_dir: %s}\n' "$dir/out"
-	printf 'token: {label: bench}\n'
+	printf 'token: {label: bench%s}\n' "${TOKEN_PARALLEL:+, parallel: $TOKEN_PARALLEL}"
 	printf 'kms: {wrapping_algorithm: RSAES_OAEP_SHA_1, wrapping_key_spec: RSA_2048, parallel: %s}\n' "$PARALLEL"
 	printf 'keys:\n'
 	for i in $(seq 1 "$N"); do printf '  - {label: bench-%05d, create: true, does_not_expire: true}\n' "$i"; done
@@ -132,7 +132,7 @@ fi
 ms() { echo "scale=2; 1000 * $1 / $2" | bc -l; }
 ticks() { echo "scale=2; $1 / $(getconf CLK_TCK)" | bc -l; }
 echo
-echo "bench-kms: N=$N (CLI flow: $CLI_N), kmslocal --latency $LATENCY, pool pre-filled and not refilled, keyceremony --parallel $PARALLEL, token store in $(df --output=fstype "$tokens" | tail -1) ${TOKEN_DIR:-beside the evidence}, $(nproc) CPUs"
+echo "bench-kms: N=$N (CLI flow: $CLI_N), kmslocal --latency $LATENCY, pool pre-filled and not refilled, keyceremony --parallel $PARALLEL, token.parallel ${TOKEN_PARALLEL:-default}, token store in $(df --output=fstype "$tokens" | tail -1) ${TOKEN_DIR:-beside the evidence}, $(nproc) CPUs"
 printf '  keyceremony:  %8.2f ms/key  (%.1f s for %d keys, peak RSS %d MiB, load average before/after: %s / %s; kmslocal CPU meanwhile %.1f s)\n' \
 	"$(ms "$kc_total" "$N")" "$kc_total" "$N" "$((rss_kib / 1024))" "$load_before" "$load_after" "$(ticks $((kms_cpu1 - kms_cpu0)))"
 printf '    split per key: HSM %.2f ms, escrow %.2f ms, wrap %.2f ms, KMS %.2f ms\n' \
