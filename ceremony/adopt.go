@@ -118,19 +118,22 @@ func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, er
 	if !k.genIntent {
 		return nil, "", fmt.Errorf("key %q: no signed intent to generate it", k.cfg.Label)
 	}
+	halfMade := false
 	if k.intentReplayed {
 		// A run that died may have made it: look before making it.
 		key, err := s.tok.FindAESKey(k.cfg.Label, k.id)
 		switch {
 		case err == nil:
-			return key, "found on the token by label and id after the process died before recording it", nil
+			if halfMade, err = s.halfMade(k, key); err != nil || !halfMade {
+				return key, "found on the token by label and id after the process died before recording it", err
+			}
 		case !errors.Is(err, hsm.ErrKeyNotFound):
 			return nil, "", err
 		}
 	}
 	var key *hsm.Key
 	var err error
-	if s.keyIndex != nil {
+	if s.keyIndex != nil && !halfMade { // the listing holds the half-made key's label
 		// Checked against the one listing openToken read: linear in N.
 		key, err = mk.GenerateAESKeyIndexed(s.keyIndex, k.cfg.Label, k.id)
 	} else {
@@ -140,6 +143,29 @@ func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, er
 		return nil, "", err
 	}
 	return key, "", nil
+}
+
+// halfMade reports whether key, found by the label and id of k's signed
+// intent, is one the token was generating when the process died (SoftHSM
+// leaves the template without the value): not generated here (CKA_LOCAL
+// false) and without material the token can use. Such a key is destroyed,
+// losing nothing, to be generated again. A key not generated here that
+// holds material is refused: this ceremony did not make it.
+func (s *state) halfMade(k *keyState, key *hsm.Key) (bool, error) {
+	local, err := s.tok.GeneratedHere(key)
+	if err != nil || local {
+		return false, err
+	}
+	if _, err := s.tok.CheckValue(key); err == nil {
+		return false, fmt.Errorf("%w: token %q holds a key labelled %q with id %x that was not generated on it (CKA_LOCAL false) and holds material: this ceremony did not make it; move it away (or destroy it) and resume", hsm.ErrKeyExists, s.tok.Info().Label, k.cfg.Label, k.id)
+	}
+	if err := s.tok.DestroyKey(key); err != nil {
+		return false, err
+	}
+	return true, s.locked(func() error {
+		s.ui.Info(fmt.Sprintf("key %q: the token held it half-made (its label and id without a value: the process died while the token generated it); destroyed, generating it again", k.cfg.Label))
+		return nil
+	})
 }
 
 // checkTokenID is openToken's check that the CKA_ID k will be generated

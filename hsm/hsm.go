@@ -426,6 +426,21 @@ func (t *Token) FindAESKey(label string, id []byte) (*Key, error) {
 	return &Key{handle: hs[0], Label: label, ID: attrs[0].Value}, nil
 }
 
+// GeneratedHere reports whether k was generated on the token (CKA_LOCAL:
+// made by C_GenerateKey, not created or unwrapped). A key SoftHSM was
+// generating when the process died can be on the token with its label
+// and id but without its value: SoftHSM writes the template first and the
+// value, CKA_LOCAL and the check value in a second write.
+func (t *Token) GeneratedHere(k *Key) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	attrs, err := t.ctx.GetAttributeValue(t.session, k.handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil)})
+	if err != nil {
+		return false, fmt.Errorf("failed to read CKA_LOCAL of key %q: %w", k.Label, err)
+	}
+	return len(attrs[0].Value) > 0 && attrs[0].Value[0] != 0, nil
+}
+
 func (t *Token) find(tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {
 	if err := t.ctx.FindObjectsInit(t.session, tmpl); err != nil {
 		return nil, fmt.Errorf("failed to search token %q: %w", t.info.Label, err)
