@@ -291,28 +291,48 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	}
 	mk := s.tok.KeyMaker(min(s.tokenParallel(), len(todo)))
 	defer mk.Close()
-	err := s.eachKeyN(ctx, "generate-keys", mk.Sessions(), todo, nil, func(ctx context.Context, k *keyState) error {
-		key, adopted, err := s.generateKey(mk, k)
-		if err != nil {
-			return err
-		}
-		kcv, err := s.tok.CheckValue(key)
-		if err != nil {
-			return err
-		}
-		return s.locked(func() error {
-			k.key, k.kcv, k.generated = key, hex.EncodeToString(kcv), true
-			k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
-			data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: adopted}
-			what := "generated on the token,"
-			if adopted != "" {
-				what = "adopted: " + adopted + ";"
+	// The keys' events are recorded in the config's order, whichever
+	// session finishes first, so that a transcript's lines do not depend on
+	// timing. Guarded by s.mu.
+	finished := map[*keyState]bool{}
+	adopted := map[*keyState]string{}
+	next := 0
+	recordMade := func() error {
+		for ; next < len(todo) && finished[todo[next]]; next++ {
+			k := todo[next]
+			how, ok := adopted[k]
+			if !ok {
+				continue // it failed
 			}
+			data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: how}
 			if err := s.record(data); err != nil {
 				return err
 			}
+			what := "generated on the token,"
+			if how != "" {
+				what = "adopted: " + how + ";"
+			}
 			s.ui.Info(fmt.Sprintf("key %q %s key check value %s", k.cfg.Label, what, k.kcv))
-			return nil
+		}
+		return nil
+	}
+	err := s.eachKeyN(ctx, "generate-keys", mk.Sessions(), todo, nil, func(ctx context.Context, k *keyState) error {
+		key, how, err := s.generateKey(mk, k)
+		var kcv []byte
+		if err == nil {
+			kcv, err = s.tok.CheckValue(key)
+		}
+		return s.locked(func() error {
+			finished[k] = true
+			if err == nil {
+				k.key, k.kcv, k.generated = key, hex.EncodeToString(kcv), true
+				k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
+				adopted[k] = how
+			}
+			if rerr := recordMade(); err == nil {
+				err = rerr
+			}
+			return err
 		})
 	})
 	if err != nil {
