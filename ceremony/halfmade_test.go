@@ -3,6 +3,7 @@ package ceremony
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,9 @@ import (
 // ceremony's signed intent says key two will be made (an AES key with an
 // empty value, which is what SoftHSM leaves), the resume destroys it and
 // generates two afresh, instead of adopting it and failing at its check
-// value. A key with the intent's label and id that was not generated on
+// value; an empty secret key beside it (no label, id or value: SoftHSM's
+// first write of a new key) is destroyed, an unlabelled one with a value
+// is left. A key with the intent's label and id that was not generated on
 // the token but holds material is refused, and stays.
 func TestResumeHalfMadeKey(t *testing.T) {
 	hsmtest.Setup(t, "ceremony")
@@ -60,10 +63,17 @@ func TestResumeHalfMadeKey(t *testing.T) {
 			if err := os.WriteFile(value, tc.material, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if b, err := exec.Command("pkcs11-tool", "--module", hsmtest.Module, "--token-label", "ceremony", "--login", "--pin", hsmtest.PIN,
-				"--write-object", value, "--type", "secrkey", "--key-type", "AES:"+map[bool]string{true: "32", false: "0"}[len(tc.material) > 0],
-				"--label", two, "--id", id, "--private", "--sensitive", "--extractable").CombinedOutput(); err != nil {
-				t.Fatalf("pkcs11-tool: %v\n%s", err, b)
+			plant(t, value, len(tc.material), "--label", two, "--id", id)
+			if tc.want == "" {
+				// What SoftHSM writes first for a new key: no label, id
+				// or value; and an unlabelled key with a value, which
+				// the resume must leave alone.
+				plant(t, value, 0)
+				full := filepath.Join(t.TempDir(), "full")
+				if err := os.WriteFile(full, make([]byte, 32), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				plant(t, full, 32)
 			}
 
 			res, err := Run(context.Background(), cfg, &quietUI{})
@@ -107,6 +117,27 @@ func TestResumeHalfMadeKey(t *testing.T) {
 			if here, err := tok.GeneratedHere(k); err != nil || !here {
 				t.Fatalf("key %s on the token: generated here %v, %v", two, here, err)
 			}
+			x, err := tok.SecretKeyIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !x.HasLabel("") {
+				t.Fatal("the unlabelled key holding a value is gone")
+			}
+			if n, err := tok.DestroyEmptySecretKeys(); n != 0 || err != nil {
+				t.Fatalf("the resume left %d empty secret keys (%v)", n, err)
+			}
 		})
+	}
+}
+
+// plant writes a secret AES key of size bytes from file with pkcs11-tool,
+// outside keyceremony, as a half-made or foreign key would be.
+func plant(t *testing.T, file string, size int, args ...string) {
+	t.Helper()
+	args = append([]string{"--module", hsmtest.Module, "--token-label", "ceremony", "--login", "--pin", hsmtest.PIN,
+		"--write-object", file, "--type", "secrkey", "--key-type", fmt.Sprintf("AES:%d", size), "--private", "--sensitive", "--extractable"}, args...)
+	if b, err := exec.Command("pkcs11-tool", args...).CombinedOutput(); err != nil {
+		t.Fatalf("pkcs11-tool: %v\n%s", err, b)
 	}
 }

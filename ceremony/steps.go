@@ -289,6 +289,17 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 			todo = append(todo, k)
 		}
 	}
+	if slices.ContainsFunc(todo, func(k *keyState) bool { return k.intentReplayed }) {
+		// The run that died was making keys: SoftHSM may hold the empty
+		// first write of one.
+		n, err := s.tok.DestroyEmptySecretKeys()
+		if err != nil {
+			return "", err
+		}
+		if n > 0 {
+			s.ui.Info(fmt.Sprintf("destroyed %d empty secret key object(s) on the token (no label, id or value: left by the process that died while the token created a key)", n))
+		}
+	}
 	mk := s.tok.KeyMaker(min(s.tokenParallel(), len(todo)))
 	defer mk.Close()
 	// The keys' events are recorded in the config's order, whichever

@@ -100,3 +100,38 @@ func (t *Token) generateIn(sh pkcs11.SessionHandle, label string, id []byte) (*K
 	}
 	return &Key{handle: h, Label: label, ID: append([]byte(nil), id...)}, nil
 }
+
+// DestroyEmptySecretKeys destroys the secret keys on the token that hold
+// nothing: no label, no CKA_ID, not generated here (CKA_LOCAL false) and
+// no value (CKA_VALUE_LEN 0). SoftHSM writes such an object first when it
+// creates a key, then its template, then its value; a process killed in
+// between leaves it. No one can use or find it. It returns how many it
+// destroyed.
+func (t *Token) DestroyEmptySecretKeys() (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	hs, err := t.find([]*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, []byte{}),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, []byte{}),
+	}, 256)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, h := range hs {
+		attrs, err := t.ctx.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil),
+		})
+		if err != nil || len(attrs[0].Value) > 0 || len(attrs[1].Value) > 0 ||
+			len(attrs[2].Value) > 0 && attrs[2].Value[0] != 0 || ulong(attrs[3].Value) != 0 {
+			continue
+		}
+		if err := t.ctx.DestroyObject(t.session, h); err != nil {
+			return n, fmt.Errorf("failed to destroy an empty secret key on token %q: %w", t.info.Label, err)
+		}
+		n++
+	}
+	return n, nil
+}
