@@ -428,7 +428,7 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if before.CurrentMaterialID != "" {
 		req.Type, req.MaterialID = awskms.ImportExisting, before.CurrentMaterialID
 	}
-	mid, err := importSame(ctx, c, req)
+	mid, err := importChecked(ctx, c, req)
 	if err != nil {
 		return nil, err
 	}
@@ -437,13 +437,11 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 		return nil, err
 	}
 	d := chk.Key
-	switch {
-	case !chk.EncryptDecrypt:
+	if !chk.EncryptDecrypt {
 		return nil, fmt.Errorf("KMS key %s is %s after import, not Enabled", d.ARN, d.State)
-	case vt == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-		return nil, fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", d.ARN, d.ExpirationModel)
-	case vt != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*vt)):
-		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", d.ARN, d.ValidTo, vt.Format(time.RFC3339))
+	}
+	if err := checkMaterialExpiry(ctx, c, d, mid, vt); err != nil {
+		return nil, err
 	}
 	return &UploadResult{KeyARN: d.ARN, ValidTo: vt, Check: chk, Description: desc, MaterialID: mid,
 		Renewed: before.CurrentMaterialID != "" && before.MultiRegionType != "REPLICA", Replica: before.MultiRegionType == "REPLICA"}, nil

@@ -119,7 +119,7 @@ func (s *state) importPrimary(ctx context.Context, k *keyState, desc string) (*e
 	if k.cfg.Rotate {
 		mid, req.Type, adopted, err = importNewMaterial(ctx, s.kms, req, k.kcv, s.resumed)
 	} else {
-		mid, err = importSame(ctx, s.kms, req)
+		mid, err = importChecked(ctx, s.kms, req)
 	}
 	if err != nil {
 		return nil, err
@@ -148,14 +148,14 @@ func importNewMaterial(ctx context.Context, c *awskms.Client, req awskms.ImportR
 			adopted = fmt.Sprintf("found %s (key check value %s in its description) after the process died before recording its import; imported again as that material", state, kcv)
 		}
 	}
-	mid, err = importSame(ctx, c, req)
+	mid, err = importChecked(ctx, c, req)
 	return mid, req.Type, adopted, err
 }
 
-// importSame imports as req says and returns the KeyMaterialId KMS
+// importChecked imports as req says and returns the KeyMaterialId KMS
 // reports; when req names a KeyMaterialId, KMS must report that one (the
 // same material).
-func importSame(ctx context.Context, c *awskms.Client, req awskms.ImportRequest) (string, error) {
+func importChecked(ctx context.Context, c *awskms.Client, req awskms.ImportRequest) (string, error) {
 	mid, err := c.ImportMaterial(ctx, req)
 	if err != nil {
 		return "", err
@@ -197,6 +197,32 @@ func importData(k *keyState, arn, mid, desc string, typ awskms.ImportType, confi
 		data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", k.validTo
 	}
 	return data
+}
+
+// checkMaterialExpiry checks that the material mid of the KMS key d (described
+// through c) expires at vt (nil: never). DescribeKey's ValidTo is the
+// earliest expiry of all the key's materials, so a key with several (a
+// rotated one) is checked in ListKeyRotations.
+func checkMaterialExpiry(ctx context.Context, c *awskms.Client, d *awskms.Key, mid string, vt *time.Time) error {
+	if vt == nil && d.ExpirationModel == "KEY_MATERIAL_DOES_NOT_EXPIRE" || vt != nil && d.ValidTo != nil && d.ValidTo.Equal(*vt) {
+		return nil
+	}
+	ms, err := c.Materials(ctx, d.ARN)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		switch {
+		case m.ID != mid:
+		case vt == nil && m.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
+			return fmt.Errorf("KMS key %s has key material %s with expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", d.ARN, mid, m.ExpirationModel)
+		case vt != nil && (m.ValidTo == nil || !m.ValidTo.Equal(*vt)):
+			return fmt.Errorf("KMS key %s has key material %s valid to %v, want %s", d.ARN, mid, m.ValidTo, vt.Format(time.RFC3339))
+		default:
+			return nil
+		}
+	}
+	return fmt.Errorf("KMS key %s does not list key material %s", d.ARN, mid)
 }
 
 // confirmation is the transcript record of the operator's confirmation of
@@ -306,11 +332,8 @@ func (s *state) checkTarget(ctx context.Context, c *awskms.Client, k *keyState, 
 	if d.State != "Enabled" {
 		return nil, fmt.Errorf("KMS key %s is %s after import, not Enabled", arn, d.State)
 	}
-	switch {
-	case k.validTo == nil && d.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-		return nil, fmt.Errorf("KMS key %s has expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", arn, d.ExpirationModel)
-	case k.validTo != nil && (d.ValidTo == nil || !d.ValidTo.Equal(*k.validTo)):
-		return nil, fmt.Errorf("KMS key %s has ValidTo %v, want %s", arn, d.ValidTo, k.validTo.Format(time.RFC3339))
+	if err := checkMaterialExpiry(ctx, c, d, k.materialID, k.validTo); err != nil {
+		return nil, err
 	}
 	// Prove KMS can use the material: encrypt and decrypt a random value.
 	probe := make([]byte, 32)

@@ -276,7 +276,7 @@ func (s *state) importReplicas(ctx context.Context, k *keyState, mid, desc, conf
 			return err
 		}
 		req := awskms.ImportRequest{Bundle: r.bundle, ValidTo: k.validTo, Description: desc, Type: awskms.ImportExisting, MaterialID: mid}
-		if _, err := importSame(ctx, s.kms.In(r.region), req); err != nil {
+		if _, err := importChecked(ctx, s.kms.In(r.region), req); err != nil {
 			return err
 		}
 		data := importData(k, r.arn, mid, desc, req.Type, confirmation)

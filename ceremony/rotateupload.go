@@ -253,7 +253,7 @@ func rotateWithBundles(ctx context.Context, c *awskms.Client, primary *wrap.Bund
 			continue // an earlier upload imported it
 		}
 		req := awskms.ImportRequest{Bundle: b, ValidTo: vt, Description: res.Description, Type: awskms.ImportExisting, MaterialID: mid}
-		if _, err := importSame(ctx, rc, req); err != nil {
+		if _, err := importChecked(ctx, rc, req); err != nil {
 			return err
 		}
 		res.Imported = append(res.Imported, b.KeyARN)
@@ -288,10 +288,6 @@ func checkRotated(ctx context.Context, c *awskms.Client, res *RotationUpload, re
 			switch {
 			case m.ID == res.MaterialID && m.State != "CURRENT":
 				return fmt.Errorf("KMS key %s lists the new material %s as %s, not CURRENT", target, m.ID, m.State)
-			case m.ID == res.MaterialID && !res.Done && res.ValidTo == nil && m.ExpirationModel != "KEY_MATERIAL_DOES_NOT_EXPIRE":
-				return fmt.Errorf("KMS key %s lists the new material with expiration model %s, want KEY_MATERIAL_DOES_NOT_EXPIRE", target, m.ExpirationModel)
-			case m.ID == res.MaterialID && !res.Done && res.ValidTo != nil && (m.ValidTo == nil || !m.ValidTo.Equal(*res.ValidTo)):
-				return fmt.Errorf("KMS key %s lists the new material valid to %v, want %s", target, m.ValidTo, res.ValidTo.Format(time.RFC3339))
 			case m.ID != res.MaterialID && (m.State != "NON_CURRENT" || m.ImportState != "IMPORTED"):
 				return fmt.Errorf("KMS key %s lists key material %s as %s %s, not NON_CURRENT IMPORTED: old ciphertexts need it", target, m.ID, m.State, m.ImportState)
 			}
@@ -305,6 +301,11 @@ func checkRotated(ctx context.Context, c *awskms.Client, res *RotationUpload, re
 			return fmt.Errorf("KMS key %s is %s after the rotation, not Enabled", target, d.State)
 		case d.CurrentMaterialID != res.MaterialID:
 			return fmt.Errorf("KMS key %s has current material %s after the rotation, not %s", target, d.CurrentMaterialID, res.MaterialID)
+		}
+		if !res.Done {
+			if err := checkMaterialExpiry(ctx, tc, d, res.MaterialID, res.ValidTo); err != nil {
+				return err
+			}
 		}
 		probe := []byte("keyceremony rotation check " + target)
 		ct, err := tc.Encrypt(ctx, target, probe)

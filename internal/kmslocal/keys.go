@@ -277,6 +277,19 @@ func (s *Server) applyClock(k *key, now time.Time) {
 	}
 }
 
+// earliestValidTo is DescribeKey's ValidTo as AWS documents it: the
+// earliest time at which any imported material permanently associated
+// with k (current or previous, not pending) expires; nil when none does.
+func (k *key) earliestValidTo() *time.Time {
+	var vt *time.Time
+	for _, v := range append([]*materialVersion{&k.materialVersion}, k.Previous...) {
+		if v.Material != nil && v.ExpirationModel == expires && v.ValidTo != nil && (vt == nil || v.ValidTo.Before(*vt)) {
+			vt = v.ValidTo
+		}
+	}
+	return vt
+}
+
 // deleteKey removes a key, its aliases and its import tokens. The caller
 // must hold s.mu.
 func (s *Server) deleteKey(k *key) {
@@ -347,8 +360,8 @@ func (k *key) metadata() *keyMetadata {
 		MultiRegion:           k.MultiRegion,
 		ExpirationModel:       k.ExpirationModel,
 	}
-	if k.ValidTo != nil {
-		m.ValidTo = &epochTime{*k.ValidTo}
+	if vt := k.earliestValidTo(); vt != nil {
+		m.ValidTo = &epochTime{*vt}
 	}
 	if k.DeletionDate != nil {
 		m.DeletionDate = &epochTime{*k.DeletionDate}

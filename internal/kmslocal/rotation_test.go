@@ -118,6 +118,11 @@ func TestRotation(t *testing.T) {
 	if got := aws.ToString(describe(t, c, keyID).CurrentKeyMaterialId); got != id2 {
 		t.Fatalf("CurrentKeyMaterialId after rotation = %q, want %q", got, id2)
 	}
+	// DescribeKey's ValidTo is the earliest expiry of the key's materials
+	// (v1's 30 days), not the current one's (60), as AWS documents it.
+	if got := describe(t, c, keyID).ValidTo; got == nil || !got.Equal(*inDays(now, 30)) {
+		t.Fatalf("ValidTo after rotation = %v, want v1's %v", got, inDays(now, 30))
+	}
 	newer, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(keyID), Plaintext: []byte("under v2")})
 	if err != nil {
 		t.Fatal(err)
