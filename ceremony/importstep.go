@@ -351,10 +351,12 @@ func (s *state) checkTarget(ctx context.Context, c *awskms.Client, k *keyState, 
 	if !bytes.Equal(pt, probe) {
 		return nil, fmt.Errorf("KMS key %s: decrypt did not return what was encrypted", arn)
 	}
-	data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: arn, KeyState: d.State, ExpirationModel: d.ExpirationModel, EncryptDecrypt: "ok"}
-	if d.ValidTo != nil {
-		vt := d.ValidTo.UTC()
-		data.ValidTo = &vt
+	// The expiry of the material imported, as checked above (DescribeKey's
+	// is the earliest of all the key's materials).
+	data := &events.CheckImport{Label: k.cfg.Label, KMSKeyARN: arn, KeyState: d.State, ExpirationModel: "KEY_MATERIAL_DOES_NOT_EXPIRE", EncryptDecrypt: "ok"}
+	if k.validTo != nil {
+		vt := k.validTo.UTC()
+		data.ExpirationModel, data.ValidTo = "KEY_MATERIAL_EXPIRES", &vt
 	}
 	return data, nil
 }
