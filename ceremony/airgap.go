@@ -59,7 +59,7 @@ func FetchParams(ctx context.Context, o awskms.Options, keyID string, alg wrap.A
 	if err := p.CheckValid(testOnlyNow()); err != nil {
 		return nil, err
 	}
-	p.AtFetch = &wrap.KeyHint{State: d.State, KeyMaterialID: d.CurrentMaterialID, MultiRegionType: d.MultiRegionType}
+	p.AtFetch = &wrap.KeyHint{State: d.State, KeyMaterialID: d.CurrentMaterialID, MultiRegionType: d.MultiRegionType, Replicas: d.Replicas}
 	return p, nil
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/keyceremony/keyceremony/internal/evidence"
@@ -52,6 +53,9 @@ func (s *state) loadOfflineParams() error {
 				return err
 			}
 		}
+		if err := checkRotationReplicas(fmt.Sprintf("keys[%d]", i), k); err != nil {
+			return err
+		}
 	}
 	s.cfg.KMS.WrappingAlgorithm, s.cfg.KMS.WrappingKeySpec = string(first.Algorithm), first.KeySpec
 	return nil
@@ -75,6 +79,23 @@ func checkFetchHint(what, path string, p *wrap.Params, rotate bool) error {
 		return fmt.Errorf("%s.params_file %s is for %s, which was %s when its parameters were fetched: a rotation needs an Enabled key; enable it and fetch the parameters again", what, path, p.KeyARN, h.State)
 	case !rotate && h.KeyMaterialID != "":
 		return fmt.Errorf("%s.params_file %s is for %s, which had key material %s when its parameters were fetched: KMS refuses other material for it; add rotate: true to rotate it to new material, or fetch parameters for a new key", what, path, p.KeyARN, h.KeyMaterialID)
+	}
+	return nil
+}
+
+// checkRotationReplicas refuses a rotation of a multi-Region key (keys[i],
+// named what) whose params file says it had replicas the config has no
+// params file for: KMS rotates the primary only once every replica has the
+// new material.
+func checkRotationReplicas(what string, k *keyState) error {
+	h := k.offline.AtFetch
+	if !k.cfg.Rotate || h == nil {
+		return nil
+	}
+	for _, arn := range h.Replicas {
+		if !slices.ContainsFunc(k.replicas, func(r *replicaState) bool { return r.offline.KeyARN == arn }) {
+			return fmt.Errorf("%s: KMS key %s had a replica %s when its parameters were fetched, and keys[].replicas has no params file for it: a rotation needs the new material in every replica; fetch its parameters (keyceremony params fetch --key %s) and add it to keys[].replicas", what, k.offline.KeyARN, arn, arn)
+		}
 	}
 	return nil
 }

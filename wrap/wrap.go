@@ -107,8 +107,10 @@ type KeyHint struct {
 	State string `json:"key_state"`
 	// KeyMaterialID is the current material's KeyMaterialId, if any.
 	KeyMaterialID string `json:"current_key_material_id,omitempty"`
-	// MultiRegionType is PRIMARY or REPLICA for a multi-Region key.
-	MultiRegionType string `json:"multi_region_type,omitempty"`
+	// MultiRegionType is PRIMARY or REPLICA for a multi-Region key, and
+	// Replicas the ARNs of a primary's replicas.
+	MultiRegionType string   `json:"multi_region_type,omitempty"`
+	Replicas        []string `json:"replica_arns,omitempty"`
 }
 
 // RSAPublicKey parses the wrapping public key and checks that its size
@@ -155,6 +157,13 @@ func (p *Params) validate() error {
 	case p.AtFetch != nil && !hintRE.MatchString(p.AtFetch.State+p.AtFetch.KeyMaterialID+p.AtFetch.MultiRegionType):
 		return errors.New("key_at_fetch holds characters KMS never uses in a key state, material id or multi-Region type")
 	}
+	if p.AtFetch != nil {
+		for _, r := range p.AtFetch.Replicas {
+			if !arnRE.MatchString(r) {
+				return fmt.Errorf("key_at_fetch.replica_arns: %q is not a KMS key ARN", r)
+			}
+		}
+	}
 	if _, err := ParseAlgorithm(string(p.Algorithm)); err != nil {
 		return fmt.Errorf("wrapping_algorithm: %w", err)
 	}
@@ -170,6 +179,9 @@ func (p *Params) Marshal() ([]byte, error) {
 
 // hintRE is what the fields of a KeyHint may hold.
 var hintRE = regexp.MustCompile(`^[A-Za-z0-9_]{0,200}$`)
+
+// arnRE is a KMS key ARN.
+var arnRE = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:[0-9]{12}:key/[A-Za-z0-9-]{1,64}$`)
 
 // ParseParams decodes and validates a params file.
 func ParseParams(b []byte) (*Params, error) {

@@ -348,6 +348,16 @@ func TestMultiRegionOfflineRotation(t *testing.T) {
 	}
 
 	k := fetchBoth("v2")
+	// Without the replica's params file: refused in the room, before
+	// anything happens (the params file says the key has a replica).
+	_, stderr, code = a.offlineRun(work, "mr-bad", "out-bad", offlineKey{k.label, k.params, k.pin, ", rotate: true, valid_for: 90d"})
+	want := "keyceremony: error: keys[0]: KMS key " + primary + " had a replica " + replica + " when its parameters were fetched, and keys[].replicas has no params file for it: a rotation needs the new material in every replica; fetch its parameters (keyceremony params fetch --key " + replica + ") and add it to keys[].replicas"
+	if code != 1 || errorLines(stderr) != want {
+		t.Errorf("a rotation without the replica: exit %d\n%s\nwant %s", code, errorLines(stderr), want)
+	}
+	if _, err := os.Stat(filepath.Join(work, "out-bad")); err == nil {
+		t.Error("a refused offline run left an output directory")
+	}
 	k.extra = strings.Replace(k.extra, "valid_for: 60d", "rotate: true, valid_for: 90d", 1)
 	stdout, stderr, code = a.offlineRun(work, "mr-v2", "out-v2", k)
 	if code != 0 {
@@ -378,7 +388,7 @@ func TestMultiRegionOfflineRotation(t *testing.T) {
 	// Only the primary's bundle: refused, naming the whole command.
 	partial := append([]string{"upload", "--bundle", pb}, cmds[0][5:]...)
 	_, stderr, code = a.run(nil, partial...)
-	want := "keyceremony: error: the transcript of ceremony mr-v2 records the rotation of key \"mr-v2\" with 2 bundles (its multi-Region primary and each replica): give them all to one upload, in any order: keyceremony " + strings.Join(cmds[0], " ")
+	want = "keyceremony: error: the transcript of ceremony mr-v2 records the rotation of key \"mr-v2\" with 2 bundles (its multi-Region primary and each replica): give them all to one upload, in any order: keyceremony " + strings.Join(cmds[0], " ")
 	if code != 2 || errorLines(stderr) != want {
 		t.Errorf("upload of the primary's bundle alone: exit %d\n%s\nwant\n%s", code, errorLines(stderr), want)
 	}
