@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/keyceremony/keyceremony/ceremony/awskms"
 	"github.com/keyceremony/keyceremony/internal/kmslocal"
+	"github.com/keyceremony/keyceremony/transcripts/events"
 )
 
 // offlineKey is one key of an offline config: its label, params file and
@@ -32,6 +35,12 @@ type offlineKey struct {
 // runs it with no AWS environment; it returns stdout, stderr and the exit
 // code.
 func (a *airgap) offlineRun(work, id, out string, keys ...offlineKey) (string, string, int) {
+	a.t.Helper()
+	return a.offline(pin, "run", "--config", a.offlineConfig(work, id, out, keys...))
+}
+
+// offlineConfig writes the config of offlineRun and returns its path.
+func (a *airgap) offlineConfig(work, id, out string, keys ...offlineKey) string {
 	a.t.Helper()
 	var ks strings.Builder
 	for _, k := range keys {
@@ -46,7 +55,7 @@ keys:
 %s`, id, out, ks.String())), 0o600); err != nil {
 		a.t.Fatal(err)
 	}
-	return a.offline(pin, "run", "--config", cfg)
+	return cfg
 }
 
 // uploads returns the upload commands an offline run printed, as argument
@@ -549,5 +558,56 @@ func TestUploadRotationKilled(t *testing.T) {
 	}
 	if len(tap.problems) > 0 {
 		t.Errorf("KMS saw: %v", tap.problems)
+	}
+}
+
+// TestOfflineRotationResumed kills an offline rotation ceremony (the real
+// binary, no AWS environment) at several transcript lines and runs it again
+// each time: the resumed transcript verifies with one rotation intent that
+// counts, and the upload it prints rotates the key.
+func TestOfflineRotationResumed(t *testing.T) {
+	a := newAirgap(t)
+	ctx := context.Background()
+	work := t.TempDir()
+	arn := a.firstImportOffline(work, "first", "res-v1")[0]
+	mid1 := a.material(arn)
+	p := filepath.Join(work, "params-v2.json")
+	cfg := a.offlineConfig(work, "res", "out-res", offlineKey{"res-v2", p, a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", p), ", rotate: true, valid_for: 90d"})
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "AWS_ENDPOINT_URL_KMS=http://127.0.0.1:1", pin[0])
+	kills := 0
+	for _, line := range []int{4, 7, 10, 14} {
+		cmd := binary(t, "keyceremony-crashtest", "run", "--config", cfg)
+		cmd.Env = append(slices.Clone(env), "HOME="+t.TempDir(), "KEYCEREMONY_CRASHTEST_KILL_AT_LINE="+strconv.Itoa(line))
+		_, stderr, code := runBinary(t, cmd)
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			kills++
+			continue
+		}
+		t.Fatalf("the run to be killed at line %d exited %d: %s", line, code, stderr)
+	}
+	stdout, stderr, code := a.offline(pin, "run", "--config", cfg)
+	if code != 0 || kills != 4 {
+		t.Fatalf("the resumed offline rotation exited %d after %d kills:\n%s\n%s", code, kills, stdout, stderr)
+	}
+	intents := 0
+	for _, ev := range verifiedEvents(t, &e2e{t: t, dir: work}, filepath.Join(work, "out-res")) {
+		if d, ok := ev.Data.(*events.KMSKey); ok && d.Rotation && d.KMSKeyARN == arn {
+			intents++
+		}
+	}
+	if intents != 1 {
+		t.Fatalf("the resumed transcript counts %d rotation intents for %s, want 1", intents, arn)
+	}
+	if out, errOut, code := a.run(nil, uploads(stdout)[0]...); code != 0 {
+		t.Fatalf("upload: exit %d\n%s%s", code, out, errOut)
+	}
+	if ms, err := a.kms.Materials(ctx, arn); err != nil || len(ms) != 2 || ms[0].ID != mid1 || ms[0].State != "NON_CURRENT" || ms[1].State != "CURRENT" {
+		t.Fatalf("materials after the upload: %+v %v", ms, err)
 	}
 }
