@@ -414,7 +414,7 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 	if err != nil {
 		return nil, err
 	}
-	if err := checkShorterExpiry(before, vt, u.AllowShorterExpiry); err != nil {
+	if err := checkShorterExpiry(ctx, c, before, vt, u.AllowShorterExpiry); err != nil {
 		return nil, err
 	}
 	desc := UnverifiedDescription
@@ -448,18 +448,30 @@ func Upload(ctx context.Context, o awskms.Options, b *wrap.Bundle, e Expiry, u U
 }
 
 // checkShorterExpiry refuses, unless allowed, an import that would make the
-// material of a key that has some (any state but PendingImport) expire
-// sooner than it does now; vt nil means never.
-func checkShorterExpiry(d *awskms.Key, vt *time.Time, allow bool) error {
+// current material of a key that has some (any state but PendingImport)
+// expire sooner than it does now; vt nil means never. DescribeKey's ValidTo
+// is the earliest expiry of all the key's materials, so a rotated key's
+// current one is read from ListKeyRotations.
+func checkShorterExpiry(ctx context.Context, c *awskms.Client, d *awskms.Key, vt *time.Time, allow bool) error {
 	if allow || d.State == "PendingImport" || vt == nil {
 		return nil
 	}
+	model, validTo := d.ExpirationModel, d.ValidTo
+	ms, err := c.Materials(ctx, d.ARN)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.ID == d.CurrentMaterialID && m.ExpirationModel != "" {
+			model, validTo = m.ExpirationModel, m.ValidTo
+		}
+	}
 	now := "does not expire"
-	if d.ExpirationModel == "KEY_MATERIAL_EXPIRES" {
-		if d.ValidTo == nil || !vt.Before(*d.ValidTo) {
+	if model == "KEY_MATERIAL_EXPIRES" {
+		if validTo == nil || !vt.Before(*validTo) {
 			return nil
 		}
-		now = "expires " + d.ValidTo.UTC().Format(time.RFC3339)
+		now = "expires " + validTo.UTC().Format(time.RFC3339)
 	}
 	return fmt.Errorf("%w: KMS key %s is %s and its material %s; this upload would make it expire %s: nothing was imported; to shorten it anyway add --allow-shorter-expiry",
 		ErrShorterExpiry, d.ARN, d.State, now, vt.UTC().Format(time.RFC3339))

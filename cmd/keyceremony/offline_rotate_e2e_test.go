@@ -210,6 +210,25 @@ func TestOfflineRotation(t *testing.T) {
 		t.Errorf("the second upload changed KMS: %+v", again)
 	}
 
+	// Renewing the new material (wrap, upload) with an expiry sooner than
+	// its own is refused, though the older material expires sooner still
+	// (DescribeKey's ValidTo is the earliest of the two).
+	p3 := filepath.Join(work, "params-renew.json")
+	pin3 := a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", p3)
+	wout, werr, code := a.offline(pin, "wrap", "--params", p3, "--wrapping-key-sha256", pin3, "--key", "rot-v2", "--token", "ceremony", "--out-dir", filepath.Join(work, "renew"))
+	if code != 0 {
+		t.Fatalf("wrap for a renewal: exit %d\n%s%s", code, wout, werr)
+	}
+	before, _ := a.kms.Materials(ctx, arn)
+	_, stderr, code = a.run(nil, printed(t, wout, "upload", map[string]string{"365d": "70d"})...)
+	shorter := regexp.MustCompile(`^keyceremony: error: the upload would shorten the key's expiry: KMS key ` + regexp.QuoteMeta(arn) + ` is Enabled and its material expires \S+; this upload would make it expire \S+: nothing was imported; to shorten it anyway add --allow-shorter-expiry$`)
+	if code != 1 || !shorter.MatchString(errorLines(stderr)) {
+		t.Errorf("a renewal shortening the new material: exit %d\n%s", code, stderr)
+	}
+	if after, _ := a.kms.Materials(ctx, arn); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("the refused renewal changed KMS:\n%+v\nwas\n%+v", after, before)
+	}
+
 	// status, given both transcripts, matches both versions.
 	tr1 := filepath.Join(work, "out-rot-v1", "transcript.jsonl")
 	stdout, _, code = a.run(nil, "status", "--transcript", tr1, "--transcript", tr2, "--warn", "7d", "--json")
