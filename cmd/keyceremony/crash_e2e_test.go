@@ -123,7 +123,13 @@ type kmsTap struct {
 	// encrypted holds every ciphertext KMS returned, with its plaintext:
 	// check decrypts them all at the end (old ciphertexts must decrypt).
 	encrypted []ciphertext
+	// imports are the ImportKeyMaterial requests KMS took.
+	imports []imported
 }
+
+// imported is one ImportKeyMaterial KMS took: the key and the import type
+// asked ("" for KMS's default, a key's first material).
+type imported struct{ key, typ string }
 
 // ciphertext is one Encrypt that KMS answered.
 type ciphertext struct {
@@ -168,12 +174,19 @@ func (k *kmsTap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body []byte
-	if op == "Encrypt" {
+	if op == "Encrypt" || op == "ImportKeyMaterial" {
 		body, _ = io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	rec := httptest.NewRecorder()
 	k.srv.ServeHTTP(rec, r)
+	if op == "ImportKeyMaterial" && rec.Code == http.StatusOK {
+		var in struct{ KeyId, ImportType string }
+		_ = json.Unmarshal(body, &in)
+		k.mu.Lock()
+		k.imports = append(k.imports, imported{in.KeyId, in.ImportType})
+		k.mu.Unlock()
+	}
 	if op == "Encrypt" && rec.Code == http.StatusOK {
 		var in struct {
 			KeyId     string
@@ -604,11 +617,17 @@ type kmsStateKey struct {
 	Material        []byte            `json:"material"`
 	ExpirationModel string            `json:"expirationModel"`
 	ValidTo         *time.Time        `json:"validTo"`
-	Previous        []any             `json:"previousMaterial"`
-	Pending         any               `json:"pendingMaterial"`
+	Previous        []kmsMaterial     `json:"previousMaterial"`
+	Pending         *kmsMaterial      `json:"pendingMaterial"`
 	Rotations       int               `json:"onDemandRotations"`
 	DeletionDate    *time.Time        `json:"deletionDate"`
 	Tags            map[string]string `json:"tags"`
+}
+
+// kmsMaterial is what the test reads of a key's earlier or pending
+// material in a kmslocal state file.
+type kmsMaterial struct {
+	Material []byte `json:"material"`
 }
 
 // checkKMS checks KMS holds exactly one key per label, each named by the
