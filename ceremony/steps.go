@@ -120,11 +120,30 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	// resumed ceremony finds the keys its transcript shows generated.
 	// One listing of the token's keys serves every label check, and key
 	// generation below.
+	destroyed := 0
+	if slices.ContainsFunc(s.keys, func(k *keyState) bool { return k.intentReplayed && !k.generated }) {
+		// The run that died was making keys: SoftHSM may hold the empty
+		// first write of one.
+		if destroyed, err = tok.DestroyEmptySecretKeys(); err != nil {
+			return "", err
+		}
+		if destroyed > 0 {
+			s.ui.Info(fmt.Sprintf("destroyed %d empty secret key object(s) on the token (no label, id or value: left by the process that died while the token created a key)", destroyed))
+		}
+	}
 	idx, err := tok.SecretKeyIndex()
 	if err != nil {
 		return "", err
 	}
 	s.keyIndex = idx
+	unnamed := idx.Unnamed()
+	if unnamed > 0 {
+		what := fmt.Sprintf("%d secret keys", unnamed)
+		if unnamed == 1 {
+			what = "1 secret key"
+		}
+		s.ui.Info(fmt.Sprintf("token %q holds %s with no label and no id: a key generation cut short (the process died while the token wrote the key) leaves such an object; this ceremony does not use it: check and destroy it with the token's own tools (the open-token event records the count)", in.Label, what))
+	}
 	for _, k := range s.keys {
 		if k.generated {
 			if err := s.findGenerated(k); err != nil {
@@ -147,7 +166,7 @@ func openToken(ctx context.Context, s *state) (string, error) {
 	if s.cfg.Token.SealAlgorithm != "" {
 		forced = "token.seal_algorithm: " + s.cfg.Token.SealAlgorithm
 	}
-	if err := s.record(&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module, Probe: events.Raw(caps), SealAlgorithmForcedBy: forced}); err != nil {
+	if err := s.record(&events.OpenToken{Label: in.Label, Serial: in.Serial, Manufacturer: in.Manufacturer, Model: in.Model, Module: in.Module, Probe: events.Raw(caps), SealAlgorithmForcedBy: forced, UnnamedSecretKeys: unnamed, EmptySecretKeysDestroyed: destroyed}); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("token %q (serial %s, %s %s)", in.Label, in.Serial, in.Manufacturer, in.Model), nil
@@ -287,17 +306,6 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	for _, k := range s.keys {
 		if !k.generated {
 			todo = append(todo, k)
-		}
-	}
-	if slices.ContainsFunc(todo, func(k *keyState) bool { return k.intentReplayed }) {
-		// The run that died was making keys: SoftHSM may hold the empty
-		// first write of one.
-		n, err := s.tok.DestroyEmptySecretKeys()
-		if err != nil {
-			return "", err
-		}
-		if n > 0 {
-			s.ui.Info(fmt.Sprintf("destroyed %d empty secret key object(s) on the token (no label, id or value: left by the process that died while the token created a key)", n))
 		}
 	}
 	mk := s.tok.KeyMaker(min(s.tokenParallel(), len(todo)))

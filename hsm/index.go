@@ -13,9 +13,19 @@ import (
 // two per key (SoftHSM reads every object file on each search).
 // Its methods are safe for concurrent use.
 type KeyIndex struct {
-	mu     sync.Mutex
-	labels map[string]bool
-	ids    map[string]bool
+	mu      sync.Mutex
+	labels  map[string]bool
+	ids     map[string]bool
+	unnamed int
+}
+
+// Unnamed is the number of secret keys with neither label nor CKA_ID: a
+// key generation cut short by a crash can leave one (SoftHSM writes a new
+// object in steps, its label and id last).
+func (x *KeyIndex) Unnamed() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.unnamed
 }
 
 // HasLabel reports whether a secret key with label is on the token.
@@ -81,13 +91,18 @@ func (t *Token) SecretKeyIndex() (*KeyIndex, error) {
 		if err != nil {
 			return nil, fmt.Errorf("failed to read a key's label on token %q: %w", t.info.Label, err)
 		}
+		named := false
 		for _, a := range attrs {
+			named = named || len(a.Value) > 0
 			switch a.Type {
 			case pkcs11.CKA_LABEL:
 				x.labels[string(a.Value)] = true
 			case pkcs11.CKA_ID:
 				x.ids[string(a.Value)] = true
 			}
+		}
+		if !named {
+			x.unnamed++
 		}
 	}
 	return x, nil

@@ -549,15 +549,36 @@ func (c *crashCase) tokenKCVs() (map[string]string, error) {
 		out[l] = hex.EncodeToString(kcv)
 	}
 	tok.Close()
-	// And no other secret key: none made and left unrecorded.
+	// And no other secret key: none made and left unrecorded. A key
+	// generation cut short by a kill can leave an object with no label and
+	// no id (SoftHSM writes it in steps): the last run must have told the
+	// operator of each, in its open-token event.
 	all, err := tokenSecretKeys(c.token)
 	if err != nil {
 		return nil, err
 	}
-	if len(all) != len(c.labels) {
+	unnamed := slices.DeleteFunc(slices.Clone(all), func(k string) bool { return k != `"" (id )` })
+	if len(all)-len(unnamed) != len(c.labels) {
 		return nil, fmt.Errorf("token %s holds %d secret keys, the ceremony made %d: %s", c.token, len(all), len(c.labels), strings.Join(all, ", "))
 	}
+	if told := c.toldUnnamed(); len(unnamed) != told {
+		return nil, fmt.Errorf("token %s holds %d secret keys with no label and no id, the last open-token event records %d", c.token, len(unnamed), told)
+	}
 	return out, nil
+}
+
+// toldUnnamed is the unnamed_secret_keys of the ceremony's last open-token
+// event: how many keys with no label and no id the operator was told of.
+func (c *crashCase) toldUnnamed() int {
+	told := 0
+	lines, _ := transcriptLines(filepath.Join(c.out, "transcript.jsonl"))
+	for _, l := range lines {
+		if d, _ := l["data"].(map[string]any); l["step"] == "open-token" {
+			n, _ := d["unnamed_secret_keys"].(float64)
+			told = int(n)
+		}
+	}
+	return told
 }
 
 // tokenSecretKeys lists every secret key on the token (label and CKA_ID),
@@ -893,11 +914,12 @@ type sweepEnv struct {
 	shape crashShape
 	conf  string
 	cu    *crashCustodians
-	lines int           // transcript lines of a clean run
-	ops   []string      // its KMS requests, in the order they came
-	took  time.Duration // how long it ran
-	next  int           // the next case's number (its token's name)
-	kills int           // runs killed so far
+	lines int              // transcript lines of a clean run
+	clean []map[string]any // and the lines themselves
+	ops   []string         // its KMS requests, in the order they came
+	took  time.Duration    // how long it ran
+	next  int              // the next case's number (its token's name)
+	kills int              // runs killed so far
 }
 
 func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
@@ -922,7 +944,7 @@ func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.lines = len(tl)
+	e.lines, e.clean = len(tl), tl
 	c.kms.mu.Lock()
 	e.ops = slices.Clone(c.kms.ops)
 	c.kms.mu.Unlock()
@@ -1262,4 +1284,83 @@ func TestCrashAdoption(t *testing.T) {
 			t.Errorf("killed at %s: the transcript does not record the adoption (a %s event adopted %q…)", tt.p, tt.step, tt.want)
 		}
 	}
+}
+
+// TestCrashUnnamedKey kills a ceremony while it generates its keys and
+// leaves on the token what SoftHSM leaves when a SIGKILL lands inside
+// C_GenerateKey (it writes a new object in steps, its label and id last):
+// a secret key with no label and no id. The resume cannot know whose it
+// is; it must not use it, and must tell the operator, on the screen and in
+// its open-token event, then finish; the evidence checks as always.
+func TestCrashUnnamedKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and resumes a ceremony")
+	}
+	e := newSweepEnv(t, serialShape)
+	c := newShapedCase(t, e.conf, e.cu, 1, serialShape)
+	gen := -1
+	for i, l := range e.clean {
+		if l["step"] == "generate-key" {
+			gen = i + 1 // killed once the file holds it: no checkpoint covers it
+			break
+		}
+	}
+	if gen < 0 {
+		t.Fatal("the clean run has no generate-key event")
+	}
+	if r := c.run(lineKill(gen)); !r.killed {
+		t.Fatalf("not killed after line %d: exit %d: %s", gen, r.code, r.stderr)
+	}
+	if err := tokenDebris(c.token); err != nil {
+		t.Fatal(err)
+	}
+	r := c.run(killPoint{line: -1, request: -1})
+	if r.code != 0 {
+		t.Fatalf("resume exited %d: %s", r.code, r.stderr)
+	}
+	want := fmt.Sprintf("      token %q holds 1 secret key with no label and no id: a key generation cut short (the process died while the token wrote the key) leaves such an object; this ceremony does not use it: check and destroy it with the token's own tools (the open-token event records the count)\n", c.token)
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("the resume does not say, as one line:\n%s\nit said:\n%s", want, r.stderr)
+	}
+	if err := c.check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// tokenDebris puts on the token a secret key with no label and no id.
+func tokenDebris(token string) error {
+	p := pkcs11.New(hsmtest.Module)
+	if p == nil {
+		return fmt.Errorf("cannot load %s", hsmtest.Module)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		return err
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		return err
+	}
+	for _, slot := range slots {
+		if ti, err := p.GetTokenInfo(slot); err != nil || strings.TrimRight(ti.Label, " ") != token {
+			continue
+		}
+		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			return err
+		}
+		defer p.CloseSession(sh)
+		if err := p.Login(sh, pkcs11.CKU_USER, hsmtest.PIN); err != nil {
+			return err
+		}
+		_, err = p.CreateObject(sh, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, make([]byte, 32)),
+		})
+		return err
+	}
+	return fmt.Errorf("no token %q", token)
 }

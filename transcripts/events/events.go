@@ -116,6 +116,14 @@ type OpenToken struct {
 	// of signing key ("token.seal_algorithm: rsa-3072"); empty when the
 	// probe chose it.
 	SealAlgorithmForcedBy string `json:"seal_algorithm_forced_by,omitempty"`
+	// UnnamedSecretKeys counts the token's secret keys with neither label
+	// nor CKA_ID, which the operator was told of: what a key generation cut
+	// short by a crash can leave (SoftHSM writes a new object in steps).
+	UnnamedSecretKeys int `json:"unnamed_secret_keys,omitempty"`
+	// EmptySecretKeysDestroyed counts the secret keys with no label, id or
+	// value (SoftHSM's first write of a key) destroyed before, after a run
+	// that died generating keys.
+	EmptySecretKeysDestroyed int `json:"empty_secret_keys_destroyed,omitempty"`
 }
 
 // Step implements Data.
