@@ -584,51 +584,72 @@ func (c *crashCase) toldUnnamed() int {
 // tokenSecretKeys lists every secret key on the token (label and CKA_ID),
 // through PKCS#11 itself.
 func tokenSecretKeys(token string) ([]string, error) {
-	p := pkcs11.New(hsmtest.Module)
-	if p == nil {
-		return nil, fmt.Errorf("cannot load %s", hsmtest.Module)
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		return nil, err
-	}
-	defer p.Finalize()
-	slots, err := p.GetSlotList(true)
-	if err != nil {
-		return nil, err
-	}
-	for _, slot := range slots {
-		ti, err := p.GetTokenInfo(slot)
-		if err != nil || strings.TrimRight(ti.Label, " ") != token {
-			continue
-		}
-		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
-		if err != nil {
-			return nil, err
-		}
-		defer p.CloseSession(sh)
-		if err := p.Login(sh, pkcs11.CKU_USER, hsmtest.PIN); err != nil {
-			return nil, err
-		}
+	var out []string
+	err := tokenSession(token, func(p *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
 		if err := p.FindObjectsInit(sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY)}); err != nil {
-			return nil, err
+			return err
 		}
 		hs, _, err := p.FindObjects(sh, 1000)
 		_ = p.FindObjectsFinal(sh)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		var out []string
 		for _, h := range hs {
 			a, err := p.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
 			if err != nil {
-				return nil, err
+				return err
 			}
 			out = append(out, fmt.Sprintf("%q (id %x)", a[0].Value, a[1].Value))
 		}
-		return out, nil
+		return nil
+	})
+	return out, err
+}
+
+// tokenDebris puts on the token a secret key with no label and no id.
+func tokenDebris(token string) error {
+	return tokenSession(token, func(p *pkcs11.Ctx, sh pkcs11.SessionHandle) error {
+		_, err := p.CreateObject(sh, []*pkcs11.Attribute{
+			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
+			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+			pkcs11.NewAttribute(pkcs11.CKA_VALUE, make([]byte, 32)),
+		})
+		return err
+	})
+}
+
+// tokenSession runs f in a read-write session logged in to the token,
+// through PKCS#11 itself (not package hsm).
+func tokenSession(token string, f func(*pkcs11.Ctx, pkcs11.SessionHandle) error) error {
+	p := pkcs11.New(hsmtest.Module)
+	if p == nil {
+		return fmt.Errorf("cannot load %s", hsmtest.Module)
 	}
-	return nil, fmt.Errorf("no token %q", token)
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil {
+		return err
+	}
+	defer p.Finalize()
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		return err
+	}
+	for _, slot := range slots {
+		if ti, err := p.GetTokenInfo(slot); err != nil || strings.TrimRight(ti.Label, " ") != token {
+			continue
+		}
+		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+		if err != nil {
+			return err
+		}
+		defer p.CloseSession(sh)
+		if err := p.Login(sh, pkcs11.CKU_USER, hsmtest.PIN); err != nil {
+			return err
+		}
+		return f(p, sh)
+	}
+	return fmt.Errorf("no token %q", token)
 }
 
 // kmsStateKey is what the test reads of a kmslocal state file's key.
@@ -922,14 +943,21 @@ type sweepEnv struct {
 	kills int              // runs killed so far
 }
 
-func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
+// crashStore makes the test's SoftHSM store (its SOFTHSM2_CONF) and the
+// escrow's custodians.
+func crashStore(t *testing.T) (conf string, cu *crashCustodians) {
 	hsmtest.Require(t)
 	conf, err := hsmtest.SetupDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", conf)
-	e := &sweepEnv{t: t, shape: sh, conf: conf, cu: newCrashCustodians(t), next: 1}
+	return conf, newCrashCustodians(t)
+}
+
+func newSweepEnv(t *testing.T, sh crashShape) *sweepEnv {
+	conf, cu := crashStore(t)
+	e := &sweepEnv{t: t, shape: sh, conf: conf, cu: cu, next: 1}
 	c := newShapedCase(t, conf, e.cu, 0, sh)
 	start := time.Now()
 	r := c.run(killPoint{line: -1, request: -1})
@@ -1134,13 +1162,7 @@ func TestCrashRandom(t *testing.T) {
 // holds the directory, and changes nothing. The first run then finishes and
 // its evidence checks.
 func TestTwoRunsOneDirectory(t *testing.T) {
-	hsmtest.Require(t)
-	conf, err := hsmtest.SetupDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	cu := newCrashCustodians(t)
+	conf, cu := crashStore(t)
 	for i, line := range []int{3, 6, 16, 20} {
 		t.Run(fmt.Sprintf("line %d", line), func(t *testing.T) {
 			c := newCrashCase(t, conf, cu, 900+i)
@@ -1325,42 +1347,4 @@ func TestCrashUnnamedKey(t *testing.T) {
 	if err := c.check(); err != nil {
 		t.Error(err)
 	}
-}
-
-// tokenDebris puts on the token a secret key with no label and no id.
-func tokenDebris(token string) error {
-	p := pkcs11.New(hsmtest.Module)
-	if p == nil {
-		return fmt.Errorf("cannot load %s", hsmtest.Module)
-	}
-	defer p.Destroy()
-	if err := p.Initialize(); err != nil {
-		return err
-	}
-	defer p.Finalize()
-	slots, err := p.GetSlotList(true)
-	if err != nil {
-		return err
-	}
-	for _, slot := range slots {
-		if ti, err := p.GetTokenInfo(slot); err != nil || strings.TrimRight(ti.Label, " ") != token {
-			continue
-		}
-		sh, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
-		if err != nil {
-			return err
-		}
-		defer p.CloseSession(sh)
-		if err := p.Login(sh, pkcs11.CKU_USER, hsmtest.PIN); err != nil {
-			return err
-		}
-		_, err = p.CreateObject(sh, []*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-			pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_AES),
-			pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-			pkcs11.NewAttribute(pkcs11.CKA_VALUE, make([]byte, 32)),
-		})
-		return err
-	}
-	return fmt.Errorf("no token %q", token)
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyceremony/keyceremony/hsm/hsmtest"
 )
 
 // uploadCase is an offline ceremony of one key per kill point, its bundles
@@ -27,13 +25,7 @@ type uploadCase struct {
 // newUploadCase makes a token, a loopback KMS and custodians for offline
 // ceremonies and their uploads.
 func newUploadCase(t *testing.T) *uploadCase {
-	hsmtest.Require(t)
-	conf, err := hsmtest.SetupDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	cu := newCrashCustodians(t)
+	conf, cu := crashStore(t)
 	u := &uploadCase{crashCase: newShapedCase(t, conf, cu, 700, crashShape{keys: 1, parallel: 1}), cu: cu,
 		arns: map[string]string{}, uploads: map[string][]string{}, expiry: map[string]string{},
 		validTo: time.Now().Add(200 * 24 * time.Hour).UTC().Format(time.RFC3339)}
@@ -123,23 +115,32 @@ func (u *uploadCase) upload(label string, points ...killPoint) string {
 	return ""
 }
 
-// kmsState reads the loopback KMS's keys by key ID.
-func (u *uploadCase) kmsState() (map[string]kmsStateKey, error) {
+// state returns the token keys' check values (checking the token holds
+// no other key) and the loopback KMS's keys by key ID, checking it holds
+// n keys.
+func (u *uploadCase) state(n int) (map[string]string, map[string]kmsStateKey, error) {
+	kcvs, err := u.tokenKCVs()
+	if err != nil {
+		return nil, nil, err
+	}
 	data, err := os.ReadFile(u.kms.state)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var st struct {
 		Keys []kmsStateKey `json:"keys"`
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if len(st.Keys) != n {
+		return nil, nil, fmt.Errorf("KMS holds %d keys, the test made %d", len(st.Keys), n)
 	}
 	out := map[string]kmsStateKey{}
 	for _, k := range st.Keys {
 		out[k.ID] = k
 	}
-	return out, nil
+	return kcvs, out, nil
 }
 
 // key is the state of label's KMS key, checked Enabled and holding the
@@ -183,16 +184,9 @@ func (u *uploadCase) key(st map[string]kmsStateKey, label string, kcvs map[strin
 // other material, none pending), with the expiry the config asked for,
 // and every ciphertext made still decrypting.
 func (u *uploadCase) checkUploads(from, to time.Time) error {
-	kcvs, err := u.tokenKCVs()
+	kcvs, st, err := u.state(len(u.labels))
 	if err != nil {
 		return err
-	}
-	st, err := u.kmsState()
-	if err != nil {
-		return err
-	}
-	if len(st) != len(u.labels) {
-		return fmt.Errorf("KMS holds %d keys, the test made %d", len(st), len(u.labels))
 	}
 	for _, label := range u.labels {
 		k, err := u.key(st, label, kcvs, from, to)
@@ -360,16 +354,9 @@ func (u *uploadCase) rotate(id string, labels []string) {
 // material accepted as NEW_KEY_MATERIAL at most once, no key but the
 // test's, and every ciphertext made decrypting.
 func (u *uploadCase) checkRotations(labels []string, from, to time.Time) error {
-	kcvs, err := u.tokenKCVs()
+	kcvs, st, err := u.state(len(labels))
 	if err != nil {
 		return err
-	}
-	st, err := u.kmsState()
-	if err != nil {
-		return err
-	}
-	if len(st) != len(labels) {
-		return fmt.Errorf("KMS holds %d keys, the test made %d", len(st), len(labels))
 	}
 	u.kms.mu.Lock()
 	news := map[string]int{}
