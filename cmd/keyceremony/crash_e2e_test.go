@@ -296,19 +296,28 @@ type crashShape struct {
 	keys     int
 	parallel int
 	latency  time.Duration
+	// tokenParallel is token.parallel (keys generated at once, each in a
+	// session of its own); 0 leaves the default.
+	tokenParallel int
 }
 
-// serialShape is the 3-key ceremony one key at a time: a crash point is a
-// transcript line, no other key's request in flight.
-var serialShape = crashShape{keys: 3, parallel: 1}
+// serialShape is the 3-key ceremony one key at a time, on the token and
+// in KMS: a crash point is a transcript line, no other key's request in
+// flight.
+var serialShape = crashShape{keys: 3, parallel: 1, tokenParallel: 1}
 
-// parallelShape is a 6-key ceremony whose online steps work on 3 keys at
-// once, each KMS request taking 30 ms: kills land while other keys'
-// requests are in flight and while a group commit signs for several.
+// parallelShape is a 6-key ceremony whose keys are generated at once (the
+// default token.parallel) and whose online steps work on 3 keys at once,
+// each KMS request taking 30 ms: kills land while other keys' generation
+// or requests are in flight and while a group commit signs for several.
 var parallelShape = crashShape{keys: 6, parallel: 3, latency: 30 * time.Millisecond}
 
 func (sh crashShape) String() string {
-	return fmt.Sprintf("%d keys, kms.parallel %d, KMS latency %v", sh.keys, sh.parallel, sh.latency)
+	tp := "default"
+	if sh.tokenParallel > 0 {
+		tp = fmt.Sprint(sh.tokenParallel)
+	}
+	return fmt.Sprintf("%d keys, token.parallel %s, kms.parallel %d, KMS latency %v", sh.keys, tp, sh.parallel, sh.latency)
 }
 
 // labels are the shape's key labels, the first three as they always were.
@@ -326,6 +335,9 @@ func (sh crashShape) config(name string, cu *crashCustodians) string {
 	validTo := time.Now().Add(200 * 24 * time.Hour).UTC().Format("2006-01-02T15:04:05Z")
 	var b strings.Builder
 	fmt.Fprintf(&b, "ceremony:\n  id: %s\n  operator: tester\n  out_dir: out\ntoken:\n  label: %s\n", name, name)
+	if sh.tokenParallel > 0 {
+		fmt.Fprintf(&b, "  parallel: %d\n", sh.tokenParallel)
+	}
 	fmt.Fprintf(&b, "kms:\n  wrapping_algorithm: RSAES_OAEP_SHA_1\n  wrapping_key_spec: RSA_2048\n  parallel: %d\nkeys:\n", sh.parallel)
 	for i, l := range sh.labels() {
 		expiry := []string{"valid_for: 30d", "does_not_expire: true", "valid_to: " + validTo}[i%3]
