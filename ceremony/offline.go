@@ -63,8 +63,9 @@ func (s *state) loadOfflineParams() error {
 
 // checkFetchHint refuses, before anything happens, a key whose params file
 // (path, for keys[i] named what) says its KMS key could not take what the
-// ceremony makes: a rotation of a key that had no material, a replica, or
-// new material for a key that has some without rotate. The hint is what
+// ceremony makes: a rotation of a key that had no material, a replica,
+// new material for a key that has some without rotate, or any new material
+// for a key whose material expired or was deleted. The hint is what
 // the key was when params fetch ran; upload checks it again.
 func checkFetchHint(what, path string, p *wrap.Params, rotate bool) error {
 	h := p.AtFetch
@@ -73,6 +74,10 @@ func checkFetchHint(what, path string, p *wrap.Params, rotate bool) error {
 		return nil
 	case h.MultiRegionType == "REPLICA":
 		return fmt.Errorf("%s.params_file %s is for %s, a multi-Region replica: a key's material goes into its primary first; fetch the primary's parameters for keys[].params_file and the replica's for keys[].replicas", what, path, p.KeyARN)
+	case h.State == "PendingImport" && h.KeyMaterialID != "":
+		// Its material expired or was deleted: KMS takes only that
+		// material again, neither a first import nor a rotation.
+		return fmt.Errorf("%s.params_file %s is for %s, which was PendingImport with key material %s when its parameters were fetched (expired or deleted): KMS takes only that material again; import it again (keyceremony renew, or recover --reimport), then fetch parameters for a rotation, or fetch parameters for a new key", what, path, p.KeyARN, h.KeyMaterialID)
 	case rotate && h.State == "PendingImport":
 		return fmt.Errorf("%s.params_file %s is for %s, which was PendingImport when its parameters were fetched: it has no material to rotate; remove rotate: true for its first import (or re-import its material first)", what, path, p.KeyARN)
 	case rotate && h.State != "Enabled":

@@ -1,6 +1,8 @@
 package main_test
 
 import (
+	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,6 +78,40 @@ func TestStatusTranscriptOrder(t *testing.T) {
 		o, e, code := a.run(nil, "status", "--transcript", order[0], "--transcript", order[1], "--warn", "7d")
 		if code != 0 || !strings.Contains(o, "  1          match\n") || !strings.Contains(o, arn+": record match: key check value ") {
 			t.Errorf("status --transcript %s --transcript %s: exit %d\n%s%s", order[0], order[1], code, o, e)
+		}
+	}
+}
+
+// TestOfflineKeyMaterialDeleted: a key whose imported material was deleted
+// (or expired) is PendingImport and takes only that material again. params
+// fetch says so, and an offline ceremony for it is refused before anything
+// changes, with or without rotate: true, naming the way that works. Before,
+// params fetch and the refusal without rotate said to add rotate: true,
+// and the refusal with it said to remove it.
+func TestOfflineKeyMaterialDeleted(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	arn := a.firstImportOffline(work, "del-v1", "del-v1")[0]
+	mid := a.material(arn)
+	if err := a.kms.DeleteMaterial(context.Background(), arn, ""); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(work, "params-v2.json")
+	stdout, stderr, code := a.run(nil, "params", "fetch", "--key", arn, "--algorithm", "RSAES_OAEP_SHA_1", "--key-spec", "RSA_2048", "--out", p)
+	if want := "\nKMS key " + arn + " is PendingImport with key material " + mid + " (expired or deleted): KMS takes only that material again (keyceremony renew, or recover --reimport); these parameters serve that, and a rotation only once it is Enabled again\n"; code != 0 || !strings.Contains(stdout, want) {
+		t.Fatalf("params fetch: exit %d\n%s%s\nwant the line %q", code, stdout, stderr, want)
+	}
+	_, after, _ := strings.Cut(stdout, "wrapping public key sha256 ")
+	pin := strings.TrimSuffix(strings.Fields(after)[0], ":")
+	want := "keyceremony: error: keys[0].params_file " + p + " is for " + arn + ", which was PendingImport with key material " + mid +
+		" when its parameters were fetched (expired or deleted): KMS takes only that material again; import it again (keyceremony renew, or recover --reimport), then fetch parameters for a rotation, or fetch parameters for a new key\n"
+	for _, extra := range []string{", valid_for: 60d", ", rotate: true, valid_for: 60d"} {
+		_, stderr, code := a.offlineRun(work, "del-v2", "out-del-v2", offlineKey{"del-v2", p, pin, extra})
+		if code != 1 || stderr != want {
+			t.Errorf("keys[0]%s: exit %d\n%s\nwant exit 1 and\n%s", extra, code, stderr, want)
+		}
+		if _, err := os.Stat(filepath.Join(work, "out-del-v2")); err == nil {
+			t.Fatalf("the refused run (keys[0]%s) left an output directory", extra)
 		}
 	}
 }

@@ -67,7 +67,11 @@ func cmdParams(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintf(stdout, "import parameters for %s: %s with %s, valid until %s\n", show(p.KeyARN), p.Algorithm, show(p.KeySpec), p.ValidTo.UTC().Format(time.RFC3339))
-	if h := p.AtFetch; h != nil && h.KeyMaterialID != "" {
+	switch h := p.AtFetch; {
+	case h == nil || h.KeyMaterialID == "":
+	case h.State == "PendingImport":
+		fmt.Fprintf(stdout, "KMS key %s is PendingImport with key material %s (expired or deleted): KMS takes only that material again (keyceremony renew, or recover --reimport); these parameters serve that, and a rotation only once it is Enabled again\n", show(p.KeyARN), show(h.KeyMaterialID))
+	default:
 		fmt.Fprintf(stdout, "KMS key %s is %s with key material %s: KMS takes only that material again, or new material as a rotation (keys[].rotate: true with this params_file)\n", show(p.KeyARN), show(h.State), show(h.KeyMaterialID))
 	}
 	fmt.Fprintf(stdout, "wrote %s (sha256 %s)\n", *out, evidence.Hash(data))
