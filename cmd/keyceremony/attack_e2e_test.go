@@ -58,7 +58,8 @@ func TestUploadMixedRotation(t *testing.T) {
 // the rotation's transcript first, status took the key check value of the
 // last transcript given as the one the current material must have, and
 // reported a mismatch (exit 3) for a key exactly as its ceremonies left
-// it.
+// it. The note names the transcript the current material's description
+// cites by its path (both are transcript.jsonl).
 func TestStatusTranscriptOrder(t *testing.T) {
 	a := newAirgap(t)
 	work := t.TempDir()
@@ -76,7 +77,8 @@ func TestStatusTranscriptOrder(t *testing.T) {
 	tr1, tr2 := filepath.Join(work, "out-ord-v1", "transcript.jsonl"), filepath.Join(work, "out-ord-v2", "transcript.jsonl")
 	for _, order := range [][]string{{tr1, tr2}, {tr2, tr1}} {
 		o, e, code := a.run(nil, "status", "--transcript", order[0], "--transcript", order[1], "--warn", "7d")
-		if code != 0 || !strings.Contains(o, "  1          match\n") || !strings.Contains(o, arn+": record match: key check value ") {
+		if code != 0 || !strings.Contains(o, "  1          match\n") || !strings.Contains(o, arn+": record match: key check value ") ||
+			!strings.Contains(o, " as recorded; description cites "+tr2+"\n") {
 			t.Errorf("status --transcript %s --transcript %s: exit %d\n%s%s", order[0], order[1], code, o, e)
 		}
 	}

@@ -83,7 +83,8 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("failed to read transcript: %w", err)
 		}
-		o.Transcripts = append(o.Transcripts, ceremony.NamedFile{Name: filepath.Base(t), Data: data})
+		// Named as given: every ceremony names its own transcript.jsonl.
+		o.Transcripts = append(o.Transcripts, ceremony.NamedFile{Name: t, Data: data})
 	}
 	rep, err := ceremony.KeysStatus(ctx, o)
 	if err != nil {

@@ -170,7 +170,7 @@ func TestStatus(t *testing.T) {
 	bad := filepath.Join(e.dir, "tampered.jsonl")
 	os.WriteFile(bad, []byte(strings.Replace(string(data), "payments-st", "paymentz-st", 1)), 0o600)
 	_, stderr, code = e.run(nil, "status", "--transcript", bad)
-	if code != 3 || !strings.HasPrefix(stderr, "keyceremony: error: transcript tampered.jsonl: ") {
+	if code != 3 || !strings.HasPrefix(stderr, "keyceremony: error: transcript "+bad+": ") {
 		t.Errorf("tampered transcript: exit %d: %s", code, stderr)
 	}
 	for _, args := range [][]string{{"status"}, {"status", "--transcript", tr, "--warn", "soon"}, {"status", "--transcript", tr, "--prom", "x.txt"}} {
