@@ -2,10 +2,12 @@ package main_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUploadMixedRotation: one offline ceremony makes the first material of
@@ -115,5 +117,47 @@ func TestOfflineKeyMaterialDeleted(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(work, "out-del-v2")); err == nil {
 			t.Fatalf("the refused run (keys[0]%s) left an output directory", extra)
 		}
+	}
+}
+
+// TestUploadExpiredRotationBundle: the rotation bundle of an offline
+// ceremony reaches the online machine after its import token expired. The
+// refusal says what works: a new offline rotation. It said to fetch new
+// parameters and run keyceremony wrap: wrap's transcript records no
+// rotation, so upload then sent the material as a first import, which KMS
+// refused ("check you recovered the right escrow"), a dead end.
+func TestUploadExpiredRotationBundle(t *testing.T) {
+	a := newAirgap(t)
+	work := t.TempDir()
+	arn := a.firstImportOffline(work, "exp-v1", "exp-v1")[0]
+	before := a.material(arn)
+	p := filepath.Join(work, "params-v2.json")
+	pin := a.fetch(arn, "RSAES_OAEP_SHA_1", "RSA_2048", p)
+	// The parameters end in a few seconds (a params file's own claim;
+	// KMS's import token would end later).
+	var params map[string]any
+	if err := json.Unmarshal(mustRead(t, p), &params); err != nil {
+		t.Fatal(err)
+	}
+	end := time.Now().Add(8 * time.Second).UTC().Truncate(time.Second)
+	params["parameters_valid_to"] = end.Format(time.RFC3339)
+	data, _ := json.Marshal(params)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := a.offlineRun(work, "exp-v2", "out-exp-v2", offlineKey{"exp-v2", p, pin, ", rotate: true, valid_for: 60d"})
+	if code != 0 {
+		t.Fatalf("offline run exited %d:\n%s\n%s", code, stdout, stderr)
+	}
+	time.Sleep(time.Until(end) + time.Second)
+	_, stderr, code = a.run(nil, uploads(stdout)[0]...)
+	hint := "keyceremony: hint: fetch new parameters online with: keyceremony params fetch --key " + arn + " --algorithm RSAES_OAEP_SHA_1 --key-spec RSA_2048 --out params-new.json, for the new ceremony's keys[].params_file\n"
+	want := "keyceremony: error: import parameters expired: the import token in the bundle for " + arn + " expired at " + end.Format(time.RFC3339) +
+		"; a rotation cannot be wrapped again with keyceremony wrap (its transcript records no rotation, and KMS refuses the material as a first import): run the offline ceremony with keys[].rotate: true again with new parameters, and upload its bundles before they expire\n" + hint
+	if code != 1 || stderr != want {
+		t.Errorf("upload of the expired rotation bundle: exit %d\n%s\nwant exit 1 and\n%s", code, stderr, want)
+	}
+	if m := a.material(arn); m != before {
+		t.Fatalf("the refused upload changed the key's material")
 	}
 }

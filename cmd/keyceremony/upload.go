@@ -139,8 +139,11 @@ func cmdUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if errors.As(err, &ie) {
 			return usageError(ie.Error() + ": " + uploadAgain(ie.Bundles, *transcript, *fingerprint, *pubkey, *validFor, *validTo, *never))
 		}
+		if errors.Is(err, wrap.ErrParamsExpired) {
+			return rotationExpired(bs)
+		}
 		if err != nil {
-			return uploadFailure(err, bs[0])
+			return err
 		}
 		printRotation(stdout, res, evs[0].KeyCheckValue)
 		return nil
@@ -190,6 +193,24 @@ func uploadFailure(err error, b *wrap.Bundle) error {
 		return &hintError{error: err, hint: fetchHint(b.KeyARN, b.Algorithm, b.KeySpec) + ", then run keyceremony wrap with it and upload the new bundle"}
 	}
 	return err
+}
+
+// rotationExpired is the error of a rotation whose bundles' import token
+// expired. Wrapping the material again with keyceremony wrap, as for a
+// first import, leads nowhere: wrap's transcript records no rotation, so
+// upload would import the material as a first one, which KMS refuses.
+func rotationExpired(bs []*wrap.Bundle) error {
+	b := bs[0]
+	for _, x := range bs {
+		if x.CheckValid(time.Now()) != nil {
+			b = x
+		}
+	}
+	return &hintError{
+		error: fmt.Errorf("%w: the import token in the bundle for %s expired at %s; a rotation cannot be wrapped again with keyceremony wrap (its transcript records no rotation, and KMS refuses the material as a first import): run the offline ceremony with keys[].rotate: true again with new parameters, and upload its bundles before they expire",
+			wrap.ErrParamsExpired, b.KeyARN, b.ParamsValidTo.UTC().Format(time.RFC3339)),
+		hint: fetchHint(b.KeyARN, b.Algorithm, b.KeySpec) + ", for the new ceremony's keys[].params_file",
+	}
 }
 
 // uploadAgain is the upload command with every bundle of a key (files, in
