@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,6 +54,9 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	defer lock.Unlock()
 	ui := &lineUI{in: stdin, out: stderr}
 	res, err := ceremony.Run(ctx, cfg, ui)
+	if err != nil && ctx.Err() != nil {
+		return interrupted(err, cfg)
+	}
 	if err != nil {
 		var se *ceremony.StepError
 		if errors.As(err, &se) && se.Changed {
@@ -73,6 +77,23 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 	}
 	printKeyTable(stdout, res)
 	return nil
+}
+
+// interrupted is run's error after Ctrl-C (SIGINT), which cancels the
+// running PKCS#11 or KMS call (the TUI, which has time to ask, stops
+// between two calls instead): it says so, not "context canceled", and how
+// to go on.
+func interrupted(cause error, cfg *ceremony.Config) error {
+	err := errors.New("interrupted (Ctrl-C): the running call was cancelled")
+	var se *ceremony.StepError
+	if errors.As(cause, &se) {
+		err = &ceremony.StepError{Step: se.Step, Err: err}
+	}
+	hint := "nothing was changed: run the same command again to start"
+	if _, serr := os.Stat(filepath.Join(cfg.OutDir(), "transcript.jsonl")); serr == nil {
+		hint = "the transcript in " + cfg.OutDir() + " records what was done: run the same command again to resume where it stopped"
+	}
+	return &hintError{error: err, hint: hint}
 }
 
 // lineUI is the non-interactive runner's UI: progress lines on stderr,
