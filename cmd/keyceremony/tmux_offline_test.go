@@ -75,7 +75,7 @@ keys:
 	}
 	// Scrolled to its end, the summary shows the upload commands.
 	send("End")
-	end := waitFor(" Next\n")
+	end := waitFor("keyceremony upload --bundle")
 	if !strings.Contains(strings.Join(strings.Fields(end), " "), "keyceremony upload --bundle "+filepath.Join(out, "bundle-off-arc.json")) {
 		t.Errorf("the end of the summary lacks the upload command:\n%s", end)
 	}
