@@ -51,7 +51,7 @@ func (s *state) stopped(st Step, began bool) error {
 		done = append(done, fmt.Sprintf("%s: %s", k.cfg.Label, k.progress()))
 	}
 	if err := s.record(&events.Interrupted{StoppedStep: st.ID, Title: st.Title, Began: &began, Keys: done,
-		Reason: "the operator stopped the ceremony; the running call finished first"}); err != nil {
+		Reason: "the operator stopped the ceremony; the calls already running finished first"}); err != nil {
 		return &StepError{Step: st.ID, Err: fmt.Errorf("%w (and recording the stop failed: %v)", ErrInterrupted, err), Changed: true}
 	}
 	if s.signer != nil {

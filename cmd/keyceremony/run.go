@@ -84,7 +84,7 @@ func cmdRun(ctx context.Context, args []string, stdin *os.File, stdout, stderr i
 // between two calls instead): it says so, not "context canceled", and how
 // to go on.
 func interrupted(cause error, cfg *ceremony.Config) error {
-	err := errors.New("interrupted (Ctrl-C): the running call was cancelled")
+	err := errors.New("interrupted (Ctrl-C): the running calls were cancelled")
 	var se *ceremony.StepError
 	if errors.As(cause, &se) {
 		err = &ceremony.StepError{Step: se.Step, Err: err}

@@ -46,7 +46,7 @@ func TestRunCtrlC(t *testing.T) {
 	checkRun(t, cmd, stdout.String(), stderr.String())
 	lines := strings.SplitAfter(stderr.String(), "\n")
 	last := strings.Join(lines[max(len(lines)-3, 0):], "")
-	want := regexp.MustCompile(`^keyceremony: error: step 3 \(create or check the KMS keys\): interrupted \(Ctrl-C\): the running call was cancelled\n` +
+	want := regexp.MustCompile(`^keyceremony: error: step 3 \(create or check the KMS keys\): interrupted \(Ctrl-C\): the running calls were cancelled\n` +
 		`keyceremony: hint: the transcript in ` + regexp.QuoteMeta(out) + ` records what was done: run the same command again to resume where it stopped\n$`)
 	if code := cmd.ProcessState.ExitCode(); code != 1 || !want.MatchString(last) {
 		t.Fatalf("exit %d, last lines:\n%s\nwant exit 1 and lines matching %s\nstderr:\n%s", code, last, want, stderr.String())

@@ -61,12 +61,12 @@ func TestTUIStopDuringKMSCall(t *testing.T) {
 	keys("C-c")
 	waitFor("Stop the ceremony?")
 	keys("y")
-	waitFor("Stopping: waiting for the running PKCS#11 or KMS call to finish")
+	waitFor("Stopping: waiting for the PKCS#11 and KMS calls already running to finish")
 	screen := waitFor("To go on:")
 	out := filepath.Join(e.dir, "slow")
 	flat := strings.Join(strings.Fields(screen), " ")
 	for _, want := range []string{
-		"Stopped at step 3 (Create or check the KMS keys), as you asked; the running call finished first.",
+		"Stopped at step 3 (Create or check the KMS keys), as you asked; the calls already running finished first.",
 		"The stop is recorded in " + filepath.Join(out, "transcript.jsonl") + ".",
 		"Changed so far, as the transcript records: - KMS key of first-slow (created): arn:aws:kms:eu-west-1:",
 		"To go on: keyceremony tui --config ceremony.yaml (it resumes where it stopped; what is done is not done again).",

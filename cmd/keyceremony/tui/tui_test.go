@@ -213,7 +213,7 @@ func TestEscAsksToStop(t *testing.T) {
 }
 
 // TestCtrlCDuringStep: ctrl+c while a step runs asks, then stops only
-// through the engine; the screen says it waits for the running call.
+// through the engine; the screen says it waits for the calls already running.
 func TestCtrlCDuringStep(t *testing.T) {
 	m := newModel(t, nil)
 	enter(m)
@@ -227,8 +227,8 @@ func TestCtrlCDuringStep(t *testing.T) {
 	if cmd != nil || !m.stopping || !m.ui.StopRequested() {
 		t.Fatal("a second ctrl+c did not confirm the stop, or quit at once")
 	}
-	if !strings.Contains(m.View(), "waiting for the running PKCS#11 or KMS call") {
-		t.Fatal("the screen does not say it waits for the running call")
+	if !strings.Contains(m.View(), "waiting for the PKCS#11 and KMS calls already running") {
+		t.Fatal("the screen does not say it waits for the calls already running")
 	}
 	send(m, doneMsg{err: &ceremony.StepError{Step: "kms-keys", Err: ceremony.ErrInterrupted, Changed: true},
 		status: &ceremony.Status{Begun: true, Next: 3, Done: []string{"KMS key of payments (created): arn:aws:kms:eu-west-1:111122223333:key/bc418427-5d3f-4e0b-9c1a-7f6e2d8c9b10"}}})

@@ -357,7 +357,7 @@ func (m *Model) stopReport() []string {
 			}
 		}
 	}
-	out := []string{fmt.Sprintf("Stopped %s, as you asked; the running call finished first.", where)}
+	out := []string{fmt.Sprintf("Stopped %s, as you asked; the calls already running finished first.", where)}
 	if !m.changed() {
 		return append(out, "Nothing was changed: no transcript was written, no key made, nothing sent to KMS.",
 			"To start again: "+m.command)
@@ -412,10 +412,10 @@ func (m *Model) footerTop(w int) []string {
 	case m.help:
 	case m.stopAsk:
 		out = append(out, strings.Repeat("─", w))
-		add(1, " "+warnStyle.Render("Stop the ceremony?")+" The running call finishes first; the stop is recorded, and running the same command again resumes where it stopped.")
+		add(1, " "+warnStyle.Render("Stop the ceremony?")+" Calls already running finish first; the stop is recorded, and running the same command again resumes where it stopped.")
 	case m.stopping:
 		out = append(out, strings.Repeat("─", w))
-		add(1, " Stopping: waiting for the running PKCS#11 or KMS call to finish…")
+		add(1, " Stopping: waiting for the PKCS#11 and KMS calls already running to finish…")
 	case m.prompt != nil:
 		out = append(out, strings.Repeat("─", w))
 		m.promptFooter(add)
