@@ -110,13 +110,14 @@ func (s *state) findKMSKey(ctx context.Context, c *awskms.Client, k *keyState) (
 }
 
 // generateKey generates k on the token with mk, or adopts the key a run
-// that died generated for the same intent. It returns the key and how it
-// was adopted ("" when generated). k's intent must be signed by a
+// that died generated for the same intent. It returns the key, how it
+// was adopted ("" when generated), and whether a half-made key with its
+// label and id was destroyed first. k's intent must be signed by a
 // checkpoint already; generateKey runs for several keys at once and
 // writes nothing to k or the transcript.
-func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, error) {
+func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, bool, error) {
 	if !k.genIntent {
-		return nil, "", fmt.Errorf("key %q: no signed intent to generate it", k.cfg.Label)
+		return nil, "", false, fmt.Errorf("key %q: no signed intent to generate it", k.cfg.Label)
 	}
 	halfMade := false
 	if k.intentReplayed {
@@ -125,10 +126,10 @@ func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, er
 		switch {
 		case err == nil:
 			if halfMade, err = s.halfMade(k, key); err != nil || !halfMade {
-				return key, "found on the token by label and id after the process died before recording it", err
+				return key, "found on the token by label and id after the process died before recording it", false, err
 			}
 		case !errors.Is(err, hsm.ErrKeyNotFound):
-			return nil, "", err
+			return nil, "", false, err
 		}
 	}
 	var key *hsm.Key
@@ -140,24 +141,26 @@ func (s *state) generateKey(mk *hsm.KeyMaker, k *keyState) (*hsm.Key, string, er
 		key, err = s.tok.GenerateAESKey(k.cfg.Label, k.id)
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, "", halfMade, err
 	}
-	return key, "", nil
+	return key, "", halfMade, nil
 }
 
 // halfMade reports whether key, found by the label and id of k's signed
 // intent, is one the token was generating when the process died (SoftHSM
 // leaves the template without the value): not generated here (CKA_LOCAL
-// false) and without material the token can use. Such a key is destroyed,
-// losing nothing, to be generated again. A key not generated here that
-// holds material is refused: this ceremony did not make it.
+// false) and, as the token says positively, without a value (CKA_VALUE_LEN
+// 0). Such a key is destroyed, losing nothing, to be generated again. A key
+// not generated here that holds material, or of which the token does not
+// say it holds none, is refused: this ceremony did not make it, and
+// destroying it could destroy material.
 func (s *state) halfMade(k *keyState, key *hsm.Key) (bool, error) {
 	local, err := s.tok.GeneratedHere(key)
 	if err != nil || local {
 		return false, err
 	}
-	if _, err := s.tok.CheckValue(key); err == nil {
-		return false, fmt.Errorf("%w: token %q holds a key labelled %q with id %x that was not generated on it (CKA_LOCAL false) and holds material: this ceremony did not make it; move it away (or destroy it) and resume", hsm.ErrKeyExists, s.tok.Info().Label, k.cfg.Label, k.id)
+	if empty, err := s.tok.HoldsNoValue(key); err != nil || !empty {
+		return false, fmt.Errorf("%w: token %q holds a key labelled %q with id %x that was not generated on it (CKA_LOCAL false) and holds material, or does not say it holds none: this ceremony did not make it; move it away (or destroy it) and resume", hsm.ErrKeyExists, s.tok.Info().Label, k.cfg.Label, k.id)
 	}
 	if err := s.tok.DestroyKey(key); err != nil {
 		return false, err

@@ -102,6 +102,9 @@ func TestResumeHalfMadeKey(t *testing.T) {
 			if !regexp.MustCompile(`"step":"generate-key".*"label":"` + two + `","id":"` + id + `"`).Match(data) {
 				t.Fatalf("no generate-key event for %s with id %s:\n%s", two, id, data)
 			}
+			if !regexp.MustCompile(`"step":"generate-key".*"label":"` + two + `","id":"` + id + `".*"replaced_half_made":true`).Match(data) {
+				t.Fatalf("the generate-key event of %s does not record the half-made key destroyed:\n%s", two, data)
+			}
 			if strings.Contains(string(data), "found on the token by label and id") {
 				t.Fatalf("the half-made key was adopted:\n%s", data)
 			}

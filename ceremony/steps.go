@@ -315,6 +315,7 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 	// timing. Guarded by s.mu.
 	finished := map[*keyState]bool{}
 	adopted := map[*keyState]string{}
+	replacedHalfMade := map[*keyState]bool{}
 	next := 0
 	recordMade := func() error {
 		for ; next < len(todo) && finished[todo[next]]; next++ {
@@ -323,7 +324,7 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 			if !ok {
 				continue // it failed
 			}
-			data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: how}
+			data := &events.GenerateKey{Label: k.cfg.Label, ID: k.res.ID, KeyCheckValue: k.kcv, Type: "AES-256", Attributes: events.KeyAttributes, Adopted: how, ReplacedHalfMade: replacedHalfMade[k]}
 			if err := s.record(data); err != nil {
 				return err
 			}
@@ -336,7 +337,7 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 		return nil
 	}
 	err := s.eachKeyN(ctx, "generate-keys", mk.Sessions(), todo, nil, func(ctx context.Context, k *keyState) error {
-		key, how, err := s.generateKey(mk, k)
+		key, how, replaced, err := s.generateKey(mk, k)
 		var kcv []byte
 		if err == nil {
 			kcv, err = s.tok.CheckValue(key)
@@ -347,6 +348,9 @@ func generateKeys(ctx context.Context, s *state) (string, error) {
 				k.key, k.kcv, k.generated = key, hex.EncodeToString(kcv), true
 				k.res.Label, k.res.ID, k.res.KeyCheckValue = k.cfg.Label, hex.EncodeToString(k.id), k.kcv
 				adopted[k] = how
+				if replaced {
+					replacedHalfMade[k] = true
+				}
 			}
 			if rerr := recordMade(); err == nil {
 				err = rerr

@@ -441,6 +441,19 @@ func (t *Token) GeneratedHere(k *Key) (bool, error) {
 	return len(attrs[0].Value) > 0 && attrs[0].Value[0] != 0, nil
 }
 
+// HoldsNoValue reports whether the token says, positively, that k holds
+// no value: its CKA_VALUE_LEN reads as 0. An attribute the token does not
+// report, or any error, is not that proof (false, with the error).
+func (t *Token) HoldsNoValue(k *Key) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	attrs, err := t.ctx.GetAttributeValue(t.session, k.handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil)})
+	if err != nil {
+		return false, fmt.Errorf("failed to read CKA_VALUE_LEN of key %q: %w", k.Label, err)
+	}
+	return len(attrs[0].Value) > 0 && ulong(attrs[0].Value) == 0, nil
+}
+
 func (t *Token) find(tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {
 	if err := t.ctx.FindObjectsInit(t.session, tmpl); err != nil {
 		return nil, fmt.Errorf("failed to search token %q: %w", t.info.Label, err)

@@ -165,6 +165,10 @@ type GenerateKey struct {
 	// Adopted, when set, says how the key a run that died generated for
 	// the GenerateKeyIntent was found again.
 	Adopted string `json:"adopted,omitempty"`
+	// ReplacedHalfMade says a key with this label and id that the token
+	// had not generated and that held no value (what SoftHSM leaves when
+	// the process dies inside C_GenerateKey) was destroyed first.
+	ReplacedHalfMade bool `json:"replaced_half_made,omitempty"`
 }
 
 // Step implements Data.
