@@ -67,24 +67,33 @@ func TestResumeRefusesNonRegularFiles(t *testing.T) {
 	if kill < 0 {
 		t.Fatal("the clean run has no checkpoint after a wrap")
 	}
-	cfg := e.config("fifo.yaml", fmt.Sprintf(ceremonyYAML, "fifo"))
-	if _, stderr, code := runWithin(e, 2*time.Minute, append(pin, "KEYCEREMONY_CRASHTEST_KILL_AT_LINE="+strconv.Itoa(kill)), "keyceremony-crashtest", "run", "--config", cfg); code == 0 {
-		t.Fatalf("the run was not killed at line %d: %s", kill, stderr)
-	}
-	out := filepath.Join(e.dir, "fifo")
-	tr := filepath.Join(out, "transcript.jsonl")
-	lines, err = transcriptLines(tr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := ""
-	for _, l := range lines {
-		if l["step"] == "wrap" {
-			bundle = filepath.Join(out, l["data"].(map[string]any)["file"].(string))
+	// Keys are made and imported concurrently, so a run's line count
+	// varies: kill later (a new ceremony each time) until a checkpoint
+	// signs a wrap, which the resume then reads.
+	var cfg, out, tr, bundle string
+	for try := 0; bundle == ""; try, kill = try+1, kill+1 {
+		if try == 10 {
+			t.Fatalf("no killed run recorded a wrap under a checkpoint:\n%v", lines)
 		}
-	}
-	if bundle == "" {
-		t.Fatalf("the killed run recorded no wrap:\n%v", lines)
+		name := fmt.Sprintf("fifo%d", try)
+		cfg = e.config(name+".yaml", fmt.Sprintf(ceremonyYAML, name))
+		if _, stderr, code := runWithin(e, 2*time.Minute, append(pin, "KEYCEREMONY_CRASHTEST_KILL_AT_LINE="+strconv.Itoa(kill)), "keyceremony-crashtest", "run", "--config", cfg); code == 0 {
+			t.Fatalf("the run was not killed at line %d: %s", kill, stderr)
+		}
+		out = filepath.Join(e.dir, name)
+		tr = filepath.Join(out, "transcript.jsonl")
+		if lines, err = transcriptLines(tr); err != nil {
+			t.Fatal(err)
+		}
+		wrapped := ""
+		for _, l := range lines {
+			switch l["step"] {
+			case "wrap":
+				wrapped = filepath.Join(out, l["data"].(map[string]any)["file"].(string))
+			case "checkpoint":
+				bundle = wrapped
+			}
+		}
 	}
 	saved, err := os.ReadFile(bundle)
 	if err != nil {
