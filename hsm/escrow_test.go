@@ -88,6 +88,12 @@ func TestEscrowWrapUnwrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An unwrapped key holds material though the token did not make it
+	// (and SoftHSM reports no CKA_VALUE_LEN for it): never "empty", which
+	// a resume would destroy.
+	if empty, err := tok.HoldsNoValue(rk); err != nil || empty {
+		t.Errorf("HoldsNoValue of an unwrapped key = %v, %v; want false", empty, err)
+	}
 	// Key wrap with padding is deterministic: wrapping the recovered key
 	// again gives the escrowed bytes exactly.
 	if again, err := tok.WrapKWP(kek, rk); err != nil || !bytes.Equal(again, wrapped) {

@@ -441,17 +441,32 @@ func (t *Token) GeneratedHere(k *Key) (bool, error) {
 	return len(attrs[0].Value) > 0 && attrs[0].Value[0] != 0, nil
 }
 
-// HoldsNoValue reports whether the token says, positively, that k holds
-// no value: its CKA_VALUE_LEN reads as 0. An attribute the token does not
-// report, or any error, is not that proof (false, with the error).
+// HoldsNoValue reports whether k holds no key material, as far as the
+// token can show it ([Token.emptyLocked]). false, with or without an error,
+// means it may hold some.
 func (t *Token) HoldsNoValue(k *Key) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	attrs, err := t.ctx.GetAttributeValue(t.session, k.handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil)})
+	return t.emptyLocked(k)
+}
+
+// emptyLocked reports whether k holds no value: its CKA_VALUE_LEN reads 0
+// and it is extractable yet cannot be wrapped to anything (a wrap under a
+// session key is how its size is measured). CKA_VALUE_LEN alone is not
+// proof: SoftHSM 2.6.1 reports 0 for keys it unwrapped, which hold
+// material. A key that is not extractable cannot be shown empty.
+func (t *Token) emptyLocked(k *Key) (bool, error) {
+	attrs, err := t.ctx.GetAttributeValue(t.session, k.handle, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, nil),
+	})
 	if err != nil {
 		return false, fmt.Errorf("failed to read CKA_VALUE_LEN of key %q: %w", k.Label, err)
 	}
-	return len(attrs[0].Value) > 0 && ulong(attrs[0].Value) == 0, nil
+	if len(attrs[0].Value) == 0 || ulong(attrs[0].Value) != 0 || len(attrs[1].Value) == 0 || attrs[1].Value[0] == 0 {
+		return false, nil
+	}
+	bits, err := t.wrappedBitsLocked(k)
+	return err != nil || bits <= 0, nil
 }
 
 func (t *Token) find(tmpl []*pkcs11.Attribute, max int) ([]pkcs11.ObjectHandle, error) {

@@ -103,7 +103,7 @@ func (t *Token) generateIn(sh pkcs11.SessionHandle, label string, id []byte) (*K
 
 // DestroyEmptySecretKeys destroys the secret keys on the token that hold
 // nothing: no label, no CKA_ID, not generated here (CKA_LOCAL false) and
-// no value (CKA_VALUE_LEN 0). SoftHSM writes such an object first when it
+// no value ([Token.emptyLocked]). SoftHSM writes such an object first when it
 // creates a key, then its template, then its value; a process killed in
 // between leaves it. No one can use or find it. It returns how many it
 // destroyed.
@@ -122,10 +122,12 @@ func (t *Token) DestroyEmptySecretKeys() (int, error) {
 	for _, h := range hs {
 		attrs, err := t.ctx.GetAttributeValue(t.session, h, []*pkcs11.Attribute{
 			pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil),
-			pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil), pkcs11.NewAttribute(pkcs11.CKA_VALUE_LEN, nil),
+			pkcs11.NewAttribute(pkcs11.CKA_LOCAL, nil),
 		})
-		if err != nil || len(attrs[0].Value) > 0 || len(attrs[1].Value) > 0 ||
-			len(attrs[2].Value) > 0 && attrs[2].Value[0] != 0 || ulong(attrs[3].Value) != 0 {
+		if err != nil || len(attrs[0].Value) > 0 || len(attrs[1].Value) > 0 || len(attrs[2].Value) > 0 && attrs[2].Value[0] != 0 {
+			continue
+		}
+		if empty, err := t.emptyLocked(&Key{handle: h}); err != nil || !empty {
 			continue
 		}
 		if err := t.ctx.DestroyObject(t.session, h); err != nil {
